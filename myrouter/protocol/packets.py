@@ -1,0 +1,134 @@
+"""Packet framing: 3-byte little-endian payload length + 1-byte sequence id.
+
+A payload of ``MAX_PACKET_PAYLOAD`` (16 MiB - 1) bytes or more is split over
+several physical packets with consecutive sequence ids; a payload whose length
+is an exact multiple of that size ends with an empty packet. ``frame`` builds
+the bytes; ``PacketDecoder`` reassembles logical payloads from a byte stream
+fed in arbitrary pieces.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .constants import MAX_PACKET_PAYLOAD
+from .errors import PacketTooLarge, SequenceError
+
+
+class Packet(NamedTuple):
+    seq: int  # sequence id of the first physical packet
+    payload: bytes
+    last_seq: int  # sequence id of the last physical packet (== seq unless split)
+
+
+def frame(payload: bytes | bytearray | memoryview, seq: int) -> bytes:
+    """Frame one logical payload starting at sequence id ``seq``."""
+    n = len(payload)
+    if n < MAX_PACKET_PAYLOAD:
+        return n.to_bytes(3, "little") + bytes(((seq & 0xFF),)) + bytes(payload)
+    parts = []
+    view = memoryview(payload)
+    pos = 0
+    while True:
+        chunk = view[pos : pos + MAX_PACKET_PAYLOAD]
+        parts.append(len(chunk).to_bytes(3, "little") + bytes(((seq & 0xFF),)))
+        parts.append(chunk.tobytes())
+        seq += 1
+        pos += len(chunk)
+        if len(chunk) < MAX_PACKET_PAYLOAD:
+            break
+    return b"".join(parts)
+
+
+def packets_needed(payload_len: int) -> int:
+    """How many physical packets ``frame`` produces for a payload of this length."""
+    return payload_len // MAX_PACKET_PAYLOAD + 1
+
+
+class PacketDecoder:
+    """Reassembles logical packets from bytes received in any split.
+
+    ``feed(data)`` appends bytes; ``next_packet()`` returns the next complete
+    logical packet or ``None`` when more bytes are needed. Sequence ids of the
+    continuation packets of a split payload must follow each other; when
+    ``expect_seq`` is set, the first packet must carry that id too
+    (``SequenceError`` otherwise). A payload larger than ``max_payload`` raises
+    ``PacketTooLarge`` as soon as its headers say so, before it is buffered.
+    """
+
+    __slots__ = ("_buf", "_pos", "max_payload", "expect_seq")
+
+    def __init__(self, max_payload: int | None = None) -> None:
+        self._buf = bytearray()
+        self._pos = 0
+        self.max_payload = max_payload
+        self.expect_seq: int | None = None
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        if self._pos and self._pos >= len(self._buf) // 2:
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += data
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned as a packet."""
+        return len(self._buf) - self._pos
+
+    def take_buffered(self) -> bytes:
+        """Remove and return every byte not yet returned as a packet."""
+        data = bytes(self._buf[self._pos :])
+        self._buf.clear()
+        self._pos = 0
+        return data
+
+    def next_packet(self) -> Packet | None:
+        buf = self._buf
+        pos = self._pos
+        avail = len(buf) - pos
+        if avail < 4:
+            return None
+        length = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
+        seq = buf[pos + 3]
+        if self.expect_seq is not None and seq != self.expect_seq:
+            raise SequenceError(f"expected sequence id {self.expect_seq}, got {seq}")
+        if length < MAX_PACKET_PAYLOAD:
+            if self.max_payload is not None and length > self.max_payload:
+                raise PacketTooLarge(f"payload of {length} bytes exceeds the limit of {self.max_payload}")
+            if avail < 4 + length:
+                return None
+            payload = bytes(buf[pos + 4 : pos + 4 + length])
+            self._pos = pos + 4 + length
+            return Packet(seq, payload, seq)
+        # A split payload: walk the headers that have arrived so far.
+        total = 0
+        p = pos
+        expect = seq
+        while True:
+            if len(buf) - p < 4:
+                self._check_size(total)
+                return None
+            plen = buf[p] | buf[p + 1] << 8 | buf[p + 2] << 16
+            pseq = buf[p + 3]
+            if pseq != expect:
+                raise SequenceError(f"continuation packet has sequence id {pseq}, expected {expect}")
+            total += plen
+            self._check_size(total)
+            if len(buf) - p - 4 < plen:
+                return None
+            p += 4 + plen
+            if plen < MAX_PACKET_PAYLOAD:
+                break
+            expect = (expect + 1) & 0xFF
+        parts = []
+        q = pos
+        while q < p:
+            plen = buf[q] | buf[q + 1] << 8 | buf[q + 2] << 16
+            parts.append(buf[q + 4 : q + 4 + plen])
+            q += 4 + plen
+        self._pos = p
+        return Packet(seq, b"".join(parts), expect)
+
+    def _check_size(self, total: int) -> None:
+        if self.max_payload is not None and total > self.max_payload:
+            raise PacketTooLarge(f"payload of at least {total} bytes exceeds the limit of {self.max_payload}")

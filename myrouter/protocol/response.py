@@ -1,0 +1,360 @@
+"""Finding the end of a server response without decoding it.
+
+The proxy forwards backend responses as raw bytes. ``ResponseTracker`` watches
+those bytes go by: it reads each packet header, looks only at the bytes that
+decide where the response ends (first packets, terminators), and keeps the
+status flags of the last OK/EOF so the session knows the transaction state.
+Rows are counted, never decoded.
+
+Usage::
+
+    tracker = ResponseTracker(response_kind(cmd), capabilities)
+    while not tracker.done:
+        data = <receive>
+        n = tracker.feed(data)        # bytes of ``data`` that belong to the response
+        <forward data[:n]>
+        if tracker.local_infile:      # the server asked for a LOCAL INFILE
+            <relay the client's file packets>; tracker.resume_after_local_infile()
+"""
+
+from __future__ import annotations
+
+import enum
+
+from .codec import Reader
+from .constants import MAX_PACKET_PAYLOAD, Capability, Command, Status
+from .errors import MalformedPacket
+
+
+class ResponseKind(enum.IntEnum):
+    NONE = 0  # the command has no response (COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA, COM_QUIT)
+    SIMPLE = 1  # one OK, ERR or EOF packet
+    RESULT = 2  # OK | ERR | LOCAL INFILE request | result sets (text or binary), possibly several
+    PREPARE = 3  # COM_STMT_PREPARE: OK + parameter and column definitions, or ERR
+    FIELD_LIST = 4  # column definitions ended by EOF, or ERR
+    FETCH = 5  # COM_STMT_FETCH: binary rows ended by EOF, or ERR
+    STATISTICS = 6  # one packet holding a plain string
+
+
+_KIND_BY_COMMAND = {
+    Command.QUERY: ResponseKind.RESULT,
+    Command.STMT_EXECUTE: ResponseKind.RESULT,
+    Command.PROCESS_INFO: ResponseKind.RESULT,
+    Command.STMT_PREPARE: ResponseKind.PREPARE,
+    Command.FIELD_LIST: ResponseKind.FIELD_LIST,
+    Command.STMT_FETCH: ResponseKind.FETCH,
+    Command.STATISTICS: ResponseKind.STATISTICS,
+    Command.STMT_CLOSE: ResponseKind.NONE,
+    Command.STMT_SEND_LONG_DATA: ResponseKind.NONE,
+    Command.QUIT: ResponseKind.NONE,
+}
+
+
+def response_kind(command: int) -> ResponseKind:
+    return _KIND_BY_COMMAND.get(command, ResponseKind.SIMPLE)
+
+
+class _St(enum.IntEnum):
+    FIRST = 0  # first packet of a result: OK / ERR / LOCAL INFILE / column count
+    COLUMNS = 1  # counting column definitions
+    COLUMNS_EOF = 2  # the EOF after the column definitions (no DEPRECATE_EOF)
+    ROWS = 3  # rows until EOF/OK or ERR
+    PREP_FIRST = 4
+    PREP_PARAMS = 5
+    PREP_PARAMS_EOF = 6
+    PREP_COLS = 7
+    PREP_COLS_EOF = 8
+    SINGLE = 9  # one OK/ERR/EOF
+    STATS = 10  # one packet of anything
+    LOCAL_INFILE = 11  # paused: the client sends a file
+    DONE = 12
+
+
+# States whose packets are only counted (their bodies are never looked at).
+_COUNTED = frozenset((_St.COLUMNS, _St.PREP_PARAMS, _St.PREP_COLS, _St.STATS))
+# States where each packet is a row (or a column definition for FIELD_LIST) unless it is a terminator.
+_ROWLIKE = frozenset((_St.ROWS,))
+# Largest packet the tracker will buffer to interpret (OK/ERR/EOF/column count are small).
+_MAX_INTERPRETED = 1 << 20
+
+
+def ok_status(body: bytes | bytearray | memoryview) -> int:
+    """Status flags of an OK packet body (header, lenenc affected rows, lenenc insert id, status)."""
+    pos = 1
+    for _ in range(2):
+        if pos >= len(body):
+            raise MalformedPacket("truncated OK packet")
+        b = body[pos]
+        pos += 1 if b < 0xFB else (3 if b == 0xFC else 4 if b == 0xFD else 9 if b == 0xFE else 0)
+        if b == 0xFB or b == 0xFF:
+            raise MalformedPacket("invalid length-encoded integer in OK packet")
+    if pos + 2 > len(body):
+        raise MalformedPacket("truncated OK packet")
+    return body[pos] | body[pos + 1] << 8
+
+
+class ResponseTracker:
+    """Follows one response, fed in arbitrary pieces, and says where it ends."""
+
+    __slots__ = (
+        "kind",
+        "deprecate_eof",
+        "cursor",
+        "_state",
+        "_count",
+        "_pending_cols",
+        "_cont",
+        "_skip",
+        "_partial",
+        "status",
+        "next_seq",
+        "error",
+        "last_ok",
+        "rows",
+        "results",
+        "prepare_ok",
+        "row_kind",
+    )
+
+    def __init__(self, kind: ResponseKind, capabilities: int, *, cursor: bool = False, row_kind: int = 0) -> None:
+        self.kind = kind
+        self.deprecate_eof = bool(capabilities & Capability.DEPRECATE_EOF)
+        self.cursor = cursor  # COM_STMT_EXECUTE asked for a cursor
+        self._count = 0
+        self._pending_cols = 0
+        self._cont = False  # the previous packet was 16 MiB - 1: this one continues it
+        self._skip = 0  # body bytes of the current packet still to pass over
+        self._partial: bytearray | None = None  # bytes of a packet whose interesting part straddles feeds
+        self.status = 0  # status flags of the last OK/EOF seen
+        self.next_seq = 1  # sequence id that follows the last packet seen
+        self.error: bytes | None = None  # ERR payload if the response ended with an error
+        self.last_ok: bytes | None = None  # payload of the last OK packet (or OK-style terminator)
+        self.rows = 0  # rows seen (all result sets)
+        self.results = 0  # result sets or OKs completed
+        self.prepare_ok: bytes | None = None
+        if kind == ResponseKind.RESULT:
+            self._state = _St.FIRST
+        elif kind == ResponseKind.PREPARE:
+            self._state = _St.PREP_FIRST
+        elif kind in (ResponseKind.FIELD_LIST, ResponseKind.FETCH):
+            self._state = _St.ROWS
+        elif kind == ResponseKind.SIMPLE:
+            self._state = _St.SINGLE
+        elif kind == ResponseKind.STATISTICS:
+            self._state = _St.STATS
+        else:
+            self._state = _St.DONE
+
+    # -- public state -------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        return self._state == _St.DONE
+
+    @property
+    def local_infile(self) -> bool:
+        return self._state == _St.LOCAL_INFILE
+
+    @property
+    def in_packet(self) -> bool:
+        """True while the bytes seen so far end in the middle of a packet."""
+        return bool(self._skip or self._partial or self._cont)
+
+    def resume_after_local_infile(self) -> None:
+        """The client has sent its file (ended by an empty packet); the server's OK/ERR follows."""
+        if self._state != _St.LOCAL_INFILE:
+            raise RuntimeError("not waiting for a LOCAL INFILE")
+        self._state = _St.FIRST
+
+    # -- feeding ------------------------------------------------------------
+
+    def feed(self, data: bytes | bytearray | memoryview) -> int:
+        """Consume bytes; return how many belong to this response (all, unless it ended early)."""
+        n = len(data)
+        pos = 0
+        if self._skip:
+            k = self._skip if self._skip < n else n
+            self._skip -= k
+            pos = k
+        while pos < n and self._state < _St.LOCAL_INFILE:
+            if self._partial is not None:
+                part = self._partial
+                have = len(part)
+                combined = bytes(part) + bytes(data[pos : pos + 4 + _MAX_INTERPRETED])
+                total = self._packet(combined, 0)
+                if total < 0:
+                    part += data[pos:]
+                    if len(part) > 4 + _MAX_INTERPRETED:
+                        raise MalformedPacket("response packet too large to interpret")
+                    return n
+                self._partial = None
+                take = total - have
+                if take > n - pos:
+                    self._skip = take - (n - pos)
+                    return n
+                pos += take
+                continue
+            total = self._packet(data, pos)
+            if total < 0:
+                self._partial = bytearray(data[pos:])
+                return n
+            end = pos + total
+            if end > n:
+                self._skip = end - n
+                return n
+            pos = end
+        return pos
+
+    def _packet(self, buf, start: int) -> int:
+        """Interpret the packet at ``start``; return its total size, or -1 if more bytes are needed."""
+        avail = len(buf) - start
+        if avail < 4:
+            return -1
+        length = buf[start] | buf[start + 1] << 8 | buf[start + 2] << 16
+        self.next_seq = (buf[start + 3] + 1) & 0xFF
+        if self._cont:
+            self._cont = length == MAX_PACKET_PAYLOAD
+            return 4 + length
+        st = self._state
+        if st in _COUNTED:
+            self._cont = length == MAX_PACKET_PAYLOAD
+            self._counted()
+            return 4 + length
+        if st == _St.ROWS:
+            if avail < 5:
+                return -1 if length else self._row(length)
+            first = buf[start + 4]
+            if first == 0xFF or (first == 0xFE and length < (MAX_PACKET_PAYLOAD if self.deprecate_eof else 9)):
+                if avail < 4 + length:
+                    return -1
+                self._terminator(bytes(buf[start + 4 : start + 4 + length]))
+                return 4 + length
+            return self._row(length)
+        if length > _MAX_INTERPRETED:
+            raise MalformedPacket(f"unexpected {length}-byte packet in state {st.name}")
+        if avail < 4 + length:
+            return -1
+        self._full(bytes(buf[start + 4 : start + 4 + length]))
+        return 4 + length
+
+    def _row(self, length: int) -> int:
+        self.rows += 1
+        self._cont = length == MAX_PACKET_PAYLOAD
+        return 4 + length
+
+    def _counted(self) -> None:
+        self._count -= 1
+        if self._count > 0:
+            return
+        st = self._state
+        if st == _St.STATS:
+            self._state = _St.DONE
+        elif st == _St.COLUMNS:
+            self._state = _St.COLUMNS_EOF if not self.deprecate_eof or self.cursor else _St.ROWS
+        elif st == _St.PREP_PARAMS:
+            if not self.deprecate_eof:
+                self._state = _St.PREP_PARAMS_EOF
+            else:
+                self._after_params()
+        elif st == _St.PREP_COLS:
+            self._state = _St.PREP_COLS_EOF if not self.deprecate_eof else _St.DONE
+
+    def _after_params(self) -> None:
+        if self._pending_cols:
+            self._state = _St.PREP_COLS
+            self._count = self._pending_cols
+        else:
+            self._state = _St.DONE
+
+    def _terminator(self, body: bytes) -> None:
+        if body[0] == 0xFF:
+            self.error = body
+            self._state = _St.DONE
+            return
+        if len(body) >= 7:  # OK-style terminator (DEPRECATE_EOF)
+            self.status = ok_status(body)
+            self.last_ok = body
+        elif len(body) >= 5:
+            self.status = body[3] | body[4] << 8
+        else:
+            raise MalformedPacket("truncated EOF packet")
+        self.results += 1
+        if self.kind == ResponseKind.RESULT and self.status & Status.MORE_RESULTS_EXISTS:
+            self._state = _St.FIRST
+        else:
+            self._state = _St.DONE
+
+    def _full(self, body: bytes) -> None:
+        st = self._state
+        if not body:
+            raise MalformedPacket(f"empty packet in state {st.name}")
+        first = body[0]
+        if st == _St.FIRST:
+            if first == 0x00 and len(body) >= 7:
+                self.status = ok_status(body)
+                self.last_ok = body
+                self.results += 1
+                self._state = _St.FIRST if self.status & Status.MORE_RESULTS_EXISTS else _St.DONE
+            elif first == 0xFF:
+                self.error = body
+                self._state = _St.DONE
+            elif first == 0xFB:
+                self._state = _St.LOCAL_INFILE
+            else:
+                count = Reader(body).lenenc_int()
+                if count == 0:
+                    raise MalformedPacket("result set with zero columns")
+                self._count = count
+                self._state = _St.COLUMNS
+        elif st == _St.COLUMNS_EOF:
+            if first == 0xFF:
+                self.error = body
+                self._state = _St.DONE
+                return
+            self.status = ok_status(body) if len(body) >= 7 else _eof_status(body)
+            if self.cursor and self.status & Status.CURSOR_EXISTS:
+                self.results += 1
+                self._state = _St.DONE  # rows come later, through COM_STMT_FETCH
+            else:
+                self._state = _St.ROWS
+        elif st == _St.PREP_FIRST:
+            if first == 0xFF:
+                self.error = body
+                self._state = _St.DONE
+                return
+            if first != 0x00 or len(body) < 9:
+                raise MalformedPacket("bad COM_STMT_PREPARE response")
+            self.prepare_ok = body
+            cols = body[5] | body[6] << 8
+            params = body[7] | body[8] << 8
+            self._pending_cols = cols
+            if params:
+                self._state = _St.PREP_PARAMS
+                self._count = params
+            else:
+                self._after_params()
+        elif st == _St.PREP_PARAMS_EOF:
+            _eof_status(body)
+            self._after_params()
+        elif st == _St.PREP_COLS_EOF:
+            _eof_status(body)
+            self._state = _St.DONE
+        elif st == _St.SINGLE:
+            if first == 0xFF:
+                self.error = body
+            elif first == 0x00 and len(body) >= 7:
+                self.status = ok_status(body)
+                self.last_ok = body
+            elif first == 0xFE and len(body) >= 5:
+                self.status = ok_status(body) if len(body) >= 7 else _eof_status(body)
+            else:
+                raise MalformedPacket(f"unexpected packet 0x{first:02x} where OK/ERR/EOF was expected")
+            self._state = _St.DONE
+        else:  # pragma: no cover - every state is handled above
+            raise MalformedPacket(f"unexpected packet in state {st.name}")
+
+
+def _eof_status(body: bytes) -> int:
+    if len(body) < 5 or body[0] != 0xFE:
+        raise MalformedPacket("expected an EOF packet")
+    return body[3] | body[4] << 8
