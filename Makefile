@@ -1,0 +1,21 @@
+# Thin wrappers around scripts/bootstrap.sh: every target sets the machine up first
+# (idempotent: a second run does no apt or pip work).
+#   make run                      the proxy in front of a local primary + 2 replicas
+#   make test PYTEST_ARGS='-x -q' the tests
+#   make bench                    the benchmarks
+
+PYTEST_ARGS ?=
+
+.PHONY: setup run test bench
+
+setup:
+	bash scripts/bootstrap.sh
+
+run: setup
+	.venv/bin/myrouter demo
+
+test: setup
+	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	.venv/bin/python benchmarks/run_all.py

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Set up a Debian 12 machine for myrouter: system packages, then .venv with the
+# package installed editable. Idempotent and quiet on a second run (no apt, no pip).
+# Runs as root or as a user with sudo; never prompts.
+#
+# usage: bash scripts/bootstrap.sh            # packages + .venv
+#        bash scripts/bootstrap.sh --packages  # system packages only
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# mariadb-server/-client: the local test bed (myrouter.testbed); sysbench: benchmarks;
+# libmariadb-dev, pkg-config, gcc, python3-dev: to build mysqlclient (a test dependency);
+# python3-venv: .venv; docker-compose: compose/; make: the Makefile.
+PACKAGES=(mariadb-server mariadb-client sysbench libmariadb-dev pkg-config gcc python3-dev
+          python3-venv docker-compose make)
+VENV=.venv
+STAMP="$VENV/.installed-stamp"
+
+log() { printf 'bootstrap: %s\n' "$*"; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo -n "$@"
+    else
+        log "need root (or sudo) to run: $*" >&2
+        exit 1
+    fi
+}
+
+install_packages() {
+    local missing=() pkg
+    for pkg in "${PACKAGES[@]}"; do
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed'; then
+            missing+=("$pkg")
+        fi
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        return 0
+    fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        log "missing ${missing[*]} and no apt-get: install them by hand" >&2
+        exit 1
+    fi
+    log "installing ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+}
+
+setup_venv() {
+    local python="${PYTHON:-python3}"
+    if [ ! -x "$VENV/bin/python" ]; then
+        log "creating $VENV with $("$python" --version 2>&1)"
+        "$python" -m venv "$VENV"
+        rm -f "$STAMP"
+    fi
+    if [ -f "$STAMP" ] && [ ! pyproject.toml -nt "$STAMP" ]; then
+        return 0
+    fi
+    log "pip install -e '.[test,fast]'"
+    "$VENV/bin/python" -m pip install --quiet -e '.[test,fast]'
+    touch "$STAMP"
+}
+
+install_packages
+if [ "${1:-}" != "--packages" ]; then
+    setup_venv
+fi
