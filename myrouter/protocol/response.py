@@ -107,6 +107,7 @@ class ResponseTracker:
         "_skip",
         "_partial",
         "status",
+        "status_seen",
         "next_seq",
         "error",
         "last_ok",
@@ -126,6 +127,7 @@ class ResponseTracker:
         self._skip = 0  # body bytes of the current packet still to pass over
         self._partial: bytearray | None = None  # bytes of a packet whose interesting part straddles feeds
         self.status = 0  # status flags of the last OK/EOF seen
+        self.status_seen = False  # an OK/EOF was seen (an ERR-only response has no status)
         self.next_seq = 1  # sequence id that follows the last packet seen
         self.error: bytes | None = None  # ERR payload if the response ended with an error
         self.last_ok: bytes | None = None  # payload of the last OK packet (or OK-style terminator)
@@ -278,6 +280,7 @@ class ResponseTracker:
             self.status = body[3] | body[4] << 8
         else:
             raise MalformedPacket("truncated EOF packet")
+        self.status_seen = True
         self.results += 1
         if self.kind == ResponseKind.RESULT and self.status & Status.MORE_RESULTS_EXISTS:
             self._state = _St.FIRST
@@ -292,6 +295,7 @@ class ResponseTracker:
         if st == _St.FIRST:
             if first == 0x00 and len(body) >= 7:
                 self.status = ok_status(body)
+                self.status_seen = True
                 self.last_ok = body
                 self.results += 1
                 self._state = _St.FIRST if self.status & Status.MORE_RESULTS_EXISTS else _St.DONE
@@ -312,6 +316,7 @@ class ResponseTracker:
                 self._state = _St.DONE
                 return
             self.status = ok_status(body) if len(body) >= 7 else _eof_status(body)
+            self.status_seen = True
             if self.cursor and self.status & Status.CURSOR_EXISTS:
                 self.results += 1
                 self._state = _St.DONE  # rows come later, through COM_STMT_FETCH
@@ -344,9 +349,11 @@ class ResponseTracker:
                 self.error = body
             elif first == 0x00 and len(body) >= 7:
                 self.status = ok_status(body)
+                self.status_seen = True
                 self.last_ok = body
             elif first == 0xFE and len(body) >= 5:
                 self.status = ok_status(body) if len(body) >= 7 else _eof_status(body)
+                self.status_seen = True
             else:
                 raise MalformedPacket(f"unexpected packet 0x{first:02x} where OK/ERR/EOF was expected")
             self._state = _St.DONE

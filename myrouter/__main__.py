@@ -1,0 +1,174 @@
+"""Command line: ``myrouter serve | explain | demo``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import trio
+
+from .errors import ConfigError
+
+log = logging.getLogger("myrouter")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+async def serve(config, *, ready=None) -> None:
+    """Run the proxy until SIGTERM/SIGINT, then drain and return."""
+    from .app import Proxy
+
+    proxy = Proxy(config)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(proxy.run)
+        if ready is not None:
+            ready(proxy)
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                log.info("received %s: stopping (drain timeout %d ms)", signal.Signals(signum).name,
+                         config.mysql_variables.shutdown_timeout)
+                await proxy.drain_and_stop(config.mysql_variables.shutdown_timeout / 1000)
+                break
+        nursery.cancel_scope.cancel()
+
+
+def _load(path: str):
+    from .config import load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"myrouter: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as exc:
+        print(f"myrouter: cannot read configuration {path}: {exc.strerror}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_serve(args) -> int:
+    config = _load(args.config)
+    try:
+        trio.run(serve, config)
+    except OSError as exc:
+        print(f"myrouter: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """Start a local MariaDB primary + 2 replicas, write a config for them, and serve."""
+    from . import testbed
+    from .config import load_config
+
+    testbed.ensure_packages()
+    print("myrouter demo: starting a MariaDB primary and 2 replicas (GTID replication)...", flush=True)
+    cluster = testbed.start_cluster(replicas=2)
+    try:
+        run_dir = Path(args.run_dir).resolve()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg_path = run_dir / "myrouter.toml"
+        cfg_path.write_text(demo_config(cluster, rules_dir=Path(__file__).resolve().parent.parent / "rules",
+                                        port=args.port, admin_port=args.admin_port))
+        config = load_config(cfg_path)
+
+        def ready(proxy) -> None:
+            host, port = proxy.listen_addresses[0]
+            print(f"\nmyrouter is ready (config: {cfg_path})", flush=True)
+            print(f"  primary  : 127.0.0.1:{cluster.primary.port} (hostgroup 0, writer)")
+            for r in cluster.replicas:
+                print(f"  replica  : 127.0.0.1:{r.port} (hostgroup 1, reader)")
+            print(f"\nConnect with:\n  mariadb -h127.0.0.1 -P{port} -uapp -papp test\n")
+            print("Stop with Ctrl-C.", flush=True)
+
+        trio.run(serve, config, ready=ready)
+    finally:
+        print("myrouter demo: stopping MariaDB servers...", flush=True)
+        cluster.stop()
+    return 0
+
+
+def demo_config(cluster, *, rules_dir: Path, port: int = 6033, admin_port: int = 6032) -> str:
+    """A myrouter config for a test-bed cluster: writer hostgroup 0, reader hostgroup 1."""
+    servers = [f"""
+[[mysql_servers]]
+hostgroup_id = 0
+hostname = "127.0.0.1"
+port = {cluster.primary.port}
+comment = "primary"
+"""]
+    for i, r in enumerate(cluster.replicas, 1):
+        servers.append(f"""
+[[mysql_servers]]
+hostgroup_id = 1
+hostname = "127.0.0.1"
+port = {r.port}
+comment = "replica {i}"
+""")
+    return f"""# Written by `myrouter demo` for its local MariaDB primary and replicas.
+rules_dir = "{rules_dir}"
+
+[mysql_variables]
+interfaces = "127.0.0.1:{port}"
+monitor_username = "monitor"
+monitor_password = "monitor"
+enable_load_data_local_infile = true
+
+[admin_variables]
+mysql_ifaces = "127.0.0.1:{admin_port}"
+admin_credentials = "admin:admin"
+{''.join(servers)}
+[[mysql_users]]
+username = "app"
+password = "app"
+default_hostgroup = 0
+default_schema = "test"
+
+[[mysql_replication_hostgroups]]
+writer_hostgroup = 0
+reader_hostgroup = 1
+check_type = "read_only"
+"""
+
+
+def cmd_explain(args) -> int:
+    config = _load(args.config)
+    from .routing.explain import explain_from_config
+
+    print(explain_from_config(config, args.sql, username=args.user, schemaname=args.schema))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="myrouter", description="MySQL-protocol proxy (ProxySQL-compatible)")
+    parser.add_argument("--log-level", default="info", help="debug, info, warning, error (default: info)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the proxy")
+    p.add_argument("--config", "-c", required=True, help="path of the TOML configuration")
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("demo", help="start local MariaDB primary + 2 replicas and serve in front of them")
+    p.add_argument("--port", type=int, default=6033)
+    p.add_argument("--admin-port", type=int, default=6032)
+    p.add_argument("--run-dir", default="run", help="where the generated config is written (default: ./run)")
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("explain", help="show how a statement would be digested, classified and routed")
+    p.add_argument("--config", "-c", required=True)
+    p.add_argument("--user", default=None, help="username (default: the first configured user)")
+    p.add_argument("--schema", default="", help="current schema")
+    p.add_argument("sql")
+    p.set_defaults(func=cmd_explain)
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,261 @@
+"""The proxy process: listeners, sessions, shared state, drain on shutdown."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import time
+
+import trio
+
+from .backend.connection import BackendConnection, ServerAddress, open_backend, read_greeting
+from .config import Config, UserConfig
+from .net.stream import ConnectionLost, PacketStream
+from .protocol.auth import BackendSecret, Credential, RSAKeyPair
+from .protocol.errors import MySQLError, PROXYSQL_ER_HOSTGROUP_TIMEOUT
+from .stats.counters import Counters, ProxyStats
+
+log = logging.getLogger("myrouter")
+
+FALLBACK_SERVER_VERSION = "8.0.35-myrouter"
+
+
+class Proxy:
+    """Holds the runtime configuration and the live sessions of one proxy process."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.vars = config.mysql_variables
+        self.counters = Counters()
+        self.sessions: dict = {}
+        self.backends: set[BackendConnection] = set()
+        self.sha2_cache: dict = {}
+        self.rsa = RSAKeyPair()
+        self.server_version = self.vars.server_version
+        self.draining = False
+        self.listen_addresses: list[tuple[str, int]] = []
+        self._ids = itertools.count(1)
+        self._users: dict[str, UserConfig] = {}
+        self._credentials: dict[str, Credential] = {}
+        self._listeners: list[socket.socket] = []
+        self._accept_scope: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+        self._all_closed = trio.Event()
+        self._load_users(config)
+
+    def _load_users(self, config: Config) -> None:
+        users = {}
+        creds = {}
+        for u in config.mysql_users:
+            if u.frontend and u.active:
+                users[u.username] = u
+                creds[u.username] = Credential.from_config(u.password)
+        for name in list(self.sha2_cache):
+            old = self._credentials.get(name)
+            if old is None or creds.get(name) != old:
+                del self.sha2_cache[name]  # password changed or user gone: no more fast auth
+        self._users = users
+        self._credentials = creds
+
+    # -- lookups used by sessions -------------------------------------------
+
+    def next_session_id(self) -> int:
+        return next(self._ids)
+
+    def user(self, name: str) -> UserConfig | None:
+        return self._users.get(name)
+
+    def lookup_credential(self, name: str) -> Credential | None:
+        return self._credentials.get(name)
+
+    def pick_server(self, hostgroup: int) -> ServerAddress:
+        for s in self.config.servers_in(hostgroup):
+            if s.status == "ONLINE":
+                return ServerAddress(hostgroup, s.hostname, s.port)
+        raise MySQLError(
+            PROXYSQL_ER_HOSTGROUP_TIMEOUT,
+            f"Max connect timeout reached while reaching hostgroup {hostgroup}: no ONLINE server in it",
+            "HY000",
+        )
+
+    def backend_opened(self, be: BackendConnection) -> None:
+        self.backends.add(be)
+        self.counters.backend_connections_created += 1
+
+    def backend_closed(self, be: BackendConnection) -> None:
+        self.backends.discard(be)
+
+    def retire_backend(self, be: BackendConnection) -> None:
+        """Close a healthy backend connection politely (COM_QUIT) without blocking the caller."""
+        if self._nursery is not None and not be.closed:
+            self._nursery.start_soon(be.aclose)
+        else:
+            be.close()
+
+    async def kill_session_work(self, target, *, query_only: bool) -> None:
+        """KILL [QUERY] on behalf of a client: stop the backend work of ``target``."""
+        be = target.backend
+        if be is not None and not be.closed:
+            await self._kill_backend_thread(be, target.username, target.secret, query_only)
+        if not query_only:
+            target.kill()
+
+    async def _kill_backend_thread(self, be: BackendConnection, username: str, secret: BackendSecret,
+                                   query_only: bool) -> None:
+        what = "QUERY" if query_only else "CONNECTION"
+        try:
+            killer = await open_backend(
+                be.server, username=username, secret=secret, database=None, client_capabilities=0,
+                connect_timeout=self.vars.connect_timeout_server / 1000,
+            )
+        except MySQLError as exc:
+            log.warning("KILL %s %d on %s: cannot connect: %s", what, be.thread_id, be.server, exc)
+            raise
+        try:
+            with trio.fail_after(self.vars.connect_timeout_server / 1000):
+                tracker = await killer.simple_query(f"KILL {what} {be.thread_id}")
+            if tracker.error is not None:
+                from .protocol.messages import parse_err
+
+                err = parse_err(tracker.error)
+                if err.code != 1094:  # the thread already ended: nothing left to kill
+                    raise err
+        except (ConnectionLost, trio.TooSlowError) as exc:
+            raise MySQLError(1158, f"KILL {what} on backend {be.server} failed: {exc}", "08S01") from exc
+        finally:
+            await killer.aclose()
+
+    # -- serving ------------------------------------------------------------
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Listen and serve until cancelled or drained; ``task_status.started(self)`` once listening."""
+        if self.server_version == "auto":
+            self.server_version = await self._discover_server_version()
+        addresses = self.vars.listen_addresses()
+        for host, port in addresses:
+            self._listeners.append(_listen(host, port))
+        self.listen_addresses = [s.getsockname()[:2] for s in self._listeners]
+        log.info("myrouter listening for MySQL clients on %s (server version %s)",
+                 ", ".join(f"{h}:{p}" for h, p in self.listen_addresses), self.server_version)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                with trio.CancelScope() as accept_scope:
+                    self._accept_scope = accept_scope
+                    async with trio.open_nursery() as accepters:
+                        for lsock in self._listeners:
+                            accepters.start_soon(self._accept_loop, lsock, nursery)
+                        task_status.started(self)
+        finally:
+            for lsock in self._listeners:
+                _close_socket(lsock)
+            for be in list(self.backends):
+                be.close()
+            self.backends.clear()
+
+    async def _discover_server_version(self) -> str:
+        """Copy the version string of the first reachable backend (its greeting needs no login)."""
+        for s in self.config.mysql_servers:
+            try:
+                greeting = await read_greeting(s.hostname, s.port, timeout=self.vars.connect_timeout_server / 1000)
+            except (ConnectionLost, trio.TooSlowError, OSError, Exception) as exc:  # noqa: BLE001 - any failure: try the next
+                log.info("server_version=auto: %s:%d not usable (%s)", s.hostname, s.port, exc)
+                continue
+            return greeting.server_version
+        log.warning("server_version=auto: no backend reachable; advertising %s", FALLBACK_SERVER_VERSION)
+        return FALLBACK_SERVER_VERSION
+
+    async def _accept_loop(self, lsock: socket.socket, nursery: trio.Nursery) -> None:
+        while True:
+            try:
+                conn, addr = lsock.accept()
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(lsock)
+                continue
+            except OSError as exc:
+                log.error("accept() failed: %s; retrying in 100 ms", exc)
+                await trio.sleep(0.1)
+                continue
+            nursery.start_soon(self._handle_client, conn, addr)
+
+    async def _handle_client(self, conn: socket.socket, addr) -> None:
+        from .frontend.session import ClientSession
+
+        stream = PacketStream(conn, max_payload=self.vars.max_allowed_packet)
+        session = ClientSession(self, stream, addr)
+        self.sessions[session.id] = session
+        self.counters.client_connections_created += 1
+        try:
+            with trio.CancelScope() as scope:
+                session.scope = scope
+                await session.run()
+        except Exception:
+            log.exception("session %d: unexpected error; connection closed", session.id)
+        finally:
+            self.sessions.pop(session.id, None)
+            if self.draining and not self.sessions:
+                self._all_closed.set()
+
+    async def drain_and_stop(self, timeout: float) -> None:
+        """Stop accepting, let running statements finish (bounded), then end every session."""
+        if self.draining:
+            return
+        self.draining = True
+        started = time.monotonic()
+        if self._accept_scope is not None:
+            self._accept_scope.cancel()
+        for lsock in self._listeners:
+            _close_socket(lsock)
+        busy = [s for s in self.sessions.values() if s._idle_scope is None]
+        log.info("draining: %d sessions (%d running a statement), timeout %.1fs", len(self.sessions), len(busy),
+                 timeout)
+        for s in list(self.sessions.values()):
+            s.cancel_if_idle()
+        if self.sessions:
+            with trio.move_on_after(timeout):
+                await self._all_closed.wait()
+        left = list(self.sessions.values())
+        for s in left:
+            s.kill()
+        log.info("drain finished in %.2fs; %d sessions cut off", time.monotonic() - started, len(left))
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    def statistics(self) -> ProxyStats:
+        c = self.counters
+        tasks = 0
+        if self._nursery is not None:
+            tasks = len(self._nursery.child_tasks)
+        return ProxyStats(
+            client_connections_connected=len(self.sessions),
+            client_connections_created=c.client_connections_created,
+            client_connections_aborted=c.client_connections_aborted,
+            access_denied=c.access_denied,
+            questions=c.questions,
+            backend_connections_connected=len(self.backends),
+            backend_connections_created=c.backend_connections_created,
+            backend_errors=c.backend_errors,
+            sessions_busy=sum(1 for s in self.sessions.values() if s._idle_scope is None),
+            tasks=tasks,
+        )
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(4096)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def _close_socket(sock: socket.socket) -> None:
+    if sock.fileno() >= 0:
+        trio.lowlevel.notify_closing(sock)
+        sock.close()

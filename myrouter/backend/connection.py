@@ -1,0 +1,240 @@
+"""One connection from the proxy to a backend MariaDB/MySQL server.
+
+``open_backend`` connects, reads the greeting and logs in with a client's
+credentials (``ClientAuth``). The connection object then offers raw access to
+its ``PacketStream`` for forwarding, plus ``simple_query`` for the proxy's own
+statements (KILL, session fix-ups), whose results are drained and decoded.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import logging
+import time
+from dataclasses import dataclass
+
+import trio
+
+from ..net.stream import ConnectionLost, PacketStream, open_tcp
+from ..protocol.auth import BackendSecret, ClientAuth
+from ..protocol.constants import DEFAULT_CHARSET, Capability, Command
+from ..protocol.errors import MalformedPacket, MySQLError, PROXYSQL_ER_HOSTGROUP_TIMEOUT
+from ..protocol.messages import HandshakeResponse41, HandshakeV10, parse_err
+from ..protocol.packets import frame
+from ..protocol.response import ResponseKind, ResponseTracker, ok_status
+
+log = logging.getLogger("myrouter.backend")
+
+C = Capability
+
+# What the proxy may ask of a backend. SSL, compression, query attributes and
+# optional metadata change packet layouts the proxy does not translate.
+BACKEND_CAPABILITIES = (
+    C.LONG_PASSWORD | C.FOUND_ROWS | C.LONG_FLAG | C.CONNECT_WITH_DB | C.NO_SCHEMA | C.ODBC | C.LOCAL_FILES
+    | C.IGNORE_SPACE | C.PROTOCOL_41 | C.INTERACTIVE | C.IGNORE_SIGPIPE | C.TRANSACTIONS | C.SECURE_CONNECTION
+    | C.MULTI_STATEMENTS | C.MULTI_RESULTS | C.PS_MULTI_RESULTS | C.PLUGIN_AUTH | C.CONNECT_ATTRS
+    | C.PLUGIN_AUTH_LENENC_CLIENT_DATA | C.SESSION_TRACK | C.DEPRECATE_EOF
+)
+# Always requested: the proxy relies on them.
+REQUIRED_CAPABILITIES = (
+    C.PROTOCOL_41 | C.SECURE_CONNECTION | C.PLUGIN_AUTH | C.TRANSACTIONS | C.MULTI_RESULTS | C.PS_MULTI_RESULTS
+    | C.LONG_PASSWORD
+)
+
+
+class BackendState(enum.Enum):
+    NEW = "new"  # connecting / authenticating
+    IDLE = "idle"  # connected, no statement running
+    ACTIVE = "active"  # a statement is running
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerAddress:
+    hostgroup: int
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+_ids = itertools.count(1)
+
+
+class BackendConnection:
+    def __init__(
+        self,
+        stream: PacketStream,
+        server: ServerAddress,
+        username: str,
+        greeting: HandshakeV10,
+        capabilities: int,
+        status: int,
+    ) -> None:
+        self.id = next(_ids)
+        self.stream = stream
+        self.server = server
+        self.username = username
+        self.thread_id = greeting.connection_id
+        self.server_version = greeting.server_version
+        self.capabilities = capabilities
+        self.status = status
+        self.state = BackendState.IDLE
+        self.created = time.monotonic()
+        self.last_used = self.created
+
+    def __repr__(self) -> str:
+        return (
+            f"<BackendConnection #{self.id} {self.server} hg={self.server.hostgroup} user={self.username!r} "
+            f"thread={self.thread_id} {self.state.value}>"
+        )
+
+    @property
+    def closed(self) -> bool:
+        return self.state is BackendState.CLOSED
+
+    async def simple_query(self, sql: str) -> ResponseTracker:
+        """Run a statement of the proxy's own and read its whole response.
+
+        Returns the finished tracker (``error`` holds an ERR payload if the
+        server refused). Raises ``ConnectionLost`` if the connection fails.
+        """
+        await self.stream.send_all(frame(bytes((Command.QUERY,)) + sql.encode(), 0))
+        tracker = ResponseTracker(ResponseKind.RESULT, self.capabilities)
+        while not tracker.done:
+            data = await self.stream.recv_some()
+            n = tracker.feed(data)
+            if tracker.local_infile:
+                raise MalformedPacket("unexpected LOCAL INFILE request for an internal statement")
+            if n != len(data):
+                raise MalformedPacket("backend sent bytes after the end of a response")
+        self.status = tracker.status
+        return tracker
+
+    def close(self) -> None:
+        """Close at once (no COM_QUIT): for broken or abandoned connections."""
+        if self.state is BackendState.CLOSED:
+            return
+        self.state = BackendState.CLOSED
+        self.stream.close()
+
+    async def aclose(self) -> None:
+        """Say COM_QUIT if the connection is healthy, then close."""
+        if self.state is BackendState.IDLE:
+            with trio.move_on_after(1):
+                try:
+                    await self.stream.send_all(frame(bytes((Command.QUIT,)), 0))
+                except ConnectionLost:
+                    pass  # closing anyway: the server already went away
+        self.close()
+
+
+def backend_capabilities(client_capabilities: int, server_capabilities: int) -> int:
+    """The flags to ask of a backend for a client with these capabilities."""
+    wanted = (client_capabilities & BACKEND_CAPABILITIES) | REQUIRED_CAPABILITIES
+    return wanted & server_capabilities | (wanted & C.LONG_PASSWORD)
+
+
+async def open_backend(
+    server: ServerAddress,
+    *,
+    username: str,
+    secret: BackendSecret,
+    database: str | None,
+    client_capabilities: int,
+    charset: int = DEFAULT_CHARSET,
+    attrs: dict[str, str] | None = None,
+    connect_timeout: float = 3.0,
+    max_packet: int = 64 * 1024 * 1024,
+) -> BackendConnection:
+    """Connect and authenticate; raises ``MySQLError`` with a clear reply on failure."""
+    try:
+        stream = await open_tcp(server.host, server.port, timeout=connect_timeout)
+    except ConnectionLost as exc:
+        raise MySQLError(
+            PROXYSQL_ER_HOSTGROUP_TIMEOUT,
+            f"Cannot connect to backend {server} in hostgroup {server.hostgroup}: {exc}",
+            "HY000",
+        ) from exc
+    except trio.TooSlowError as exc:
+        raise MySQLError(
+            PROXYSQL_ER_HOSTGROUP_TIMEOUT,
+            f"Max connect timeout reached while reaching hostgroup {server.hostgroup} "
+            f"(backend {server}) after {int(connect_timeout * 1000)}ms",
+            "HY000",
+        ) from exc
+    try:
+        with trio.fail_after(connect_timeout):
+            return await _login(stream, server, username, secret, database, client_capabilities, charset,
+                                attrs or {}, max_packet)
+    except trio.TooSlowError as exc:
+        stream.close()
+        raise MySQLError(
+            PROXYSQL_ER_HOSTGROUP_TIMEOUT,
+            f"Timeout logging in to backend {server} in hostgroup {server.hostgroup} after "
+            f"{int(connect_timeout * 1000)}ms",
+            "HY000",
+        ) from exc
+    except (ConnectionLost, MalformedPacket) as exc:
+        stream.close()
+        raise MySQLError(
+            PROXYSQL_ER_HOSTGROUP_TIMEOUT,
+            f"Lost connection to backend {server} in hostgroup {server.hostgroup} during login: {exc}",
+            "HY000",
+        ) from exc
+    except BaseException:
+        stream.close()
+        raise
+
+
+async def _login(stream, server, username, secret, database, client_caps, charset, attrs, max_packet):
+    pkt = await stream.read_packet()
+    if pkt.payload[:1] == b"\xff":
+        raise parse_err(pkt.payload)
+    greeting = HandshakeV10.parse(pkt.payload)
+    caps = backend_capabilities(client_caps, greeting.capabilities)
+    if database:
+        caps |= C.CONNECT_WITH_DB
+    else:
+        caps &= ~C.CONNECT_WITH_DB
+    if not greeting.capabilities & C.CONNECT_ATTRS:
+        caps &= ~C.CONNECT_ATTRS
+    auth = ClientAuth(username=username, secret=secret)
+    plugin, token = auth.first_response(greeting.auth_plugin, greeting.auth_data)
+    attrs = dict(attrs)
+    attrs.setdefault("program_name", "myrouter")
+    response = HandshakeResponse41(
+        capabilities=caps,
+        max_packet=max_packet,
+        charset=charset if charset < 256 else DEFAULT_CHARSET,
+        username=username,
+        auth_response=token,
+        database=database,
+        auth_plugin=plugin,
+        attrs=attrs if caps & C.CONNECT_ATTRS else {},
+    )
+    seq = await stream.send_packet(response.encode(), pkt.seq + 1)
+    while True:
+        pkt = await stream.read_packet()
+        step = auth.receive(pkt.payload)
+        if step.error is not None:
+            raise step.error
+        if step.done:
+            status = ok_status(pkt.payload)
+            return BackendConnection(stream, server, username, greeting, caps, status)
+        seq = (pkt.seq + 1) & 0xFF
+        for payload in step.send:
+            seq = await stream.send_packet(payload, seq)
+
+
+async def read_greeting(host: str, port: int, timeout: float = 2.0) -> HandshakeV10:
+    """Read a server's greeting without logging in (used to learn its version)."""
+    stream = await open_tcp(host, port, timeout=timeout)
+    try:
+        with trio.fail_after(timeout):
+            pkt = await stream.read_packet()
+        return HandshakeV10.parse(pkt.payload)
+    finally:
+        stream.close()

@@ -1,0 +1,42 @@
+"""Counters of the running proxy and frozen snapshots of them.
+
+Counters are plain integers bumped on the hot path (no locks: one event loop);
+``snapshot`` copies them into a frozen dataclass for the admin tables, the
+Prometheus exposition and tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+class Counters:
+    __slots__ = (
+        "client_connections_created",
+        "client_connections_aborted",
+        "access_denied",
+        "questions",
+        "backend_connections_created",
+        "backend_errors",
+    )
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyStats:
+    client_connections_connected: int
+    client_connections_created: int
+    client_connections_aborted: int
+    access_denied: int
+    questions: int
+    backend_connections_connected: int
+    backend_connections_created: int
+    backend_errors: int
+    sessions_busy: int
+    tasks: int  # Trio tasks under the proxy's root nursery (sessions + listeners + service tasks)
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
