@@ -1,0 +1,149 @@
+"""Fixtures that run myrouter in front of the real replicated test bed.
+
+``proxy_factory(...)`` writes a config for the session's cluster and runs the
+proxy in a background thread of the test process (its own ``trio.run``), so
+tests drive it with ordinary blocking clients and read its statistics
+snapshot directly. ``proxy`` is the default instance: writer hostgroup 0 (the
+primary), reader hostgroup 1 (the replicas), user app/app.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pymysql
+import pytest
+import trio
+
+from myrouter.app import Proxy
+from myrouter.config import load_config
+from myrouter.testbed import Cluster, free_ports
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_config(cluster: Cluster, *, port: int, variables: dict | None = None, users: list[dict] | None = None,
+                  servers: list[dict] | None = None, rules_dir: Path | None = None) -> str:
+    variables = {"interfaces": f"127.0.0.1:{port}", "enable_load_data_local_infile": True,
+                 "shutdown_timeout": 5000, **(variables or {})}
+    if servers is None:
+        servers = [{"hostgroup_id": 0, "hostname": "127.0.0.1", "port": cluster.primary.port}]
+        servers += [{"hostgroup_id": 1, "hostname": "127.0.0.1", "port": r.port} for r in cluster.replicas]
+    if users is None:
+        users = [{"username": "app", "password": "app", "default_hostgroup": 0, "default_schema": "test"}]
+    lines = [f"rules_dir = {toml_value(rules_dir or REPO / 'rules')}", "", "[mysql_variables]"]
+    lines += [f"{k} = {toml_value(v)}" for k, v in variables.items()]
+    admin_port = free_ports(1)[0]
+    lines += ["", "[admin_variables]", f'mysql_ifaces = "127.0.0.1:{admin_port}"']
+    for s in servers:
+        lines += ["", "[[mysql_servers]]"] + [f"{k} = {toml_value(v)}" for k, v in s.items()]
+    for u in users:
+        lines += ["", "[[mysql_users]]"] + [f"{k} = {toml_value(v)}" for k, v in u.items()]
+    return "\n".join(lines) + "\n"
+
+
+class RunningProxy:
+    """A proxy running in a thread of the test process."""
+
+    def __init__(self, config_path: Path) -> None:
+        self.config = load_config(config_path)
+        self.config_path = config_path
+        self.proxy: Proxy | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="myrouter", daemon=True)
+
+    def _main(self) -> None:
+        try:
+            trio.run(self._serve)
+        except BaseException as exc:  # reported to the test thread by start()/stop()
+            self._error = exc
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self.proxy = Proxy(self.config)
+        self._token = trio.lowlevel.current_trio_token()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.proxy.run)
+            self._ready.set()
+
+    def start(self) -> RunningProxy:
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error is not None:
+            raise RuntimeError("proxy failed to start") from self._error
+        assert self.proxy is not None
+        return self
+
+    @property
+    def port(self) -> int:
+        assert self.proxy is not None
+        return self.proxy.listen_addresses[0][1]
+
+    def stats(self):
+        """A frozen statistics snapshot, taken inside the proxy's event loop."""
+        return trio.from_thread.run_sync(self.proxy.statistics, trio_token=self._token)
+
+    def call(self, fn: Callable, *args):
+        """Run a synchronous function inside the proxy's event loop."""
+        return trio.from_thread.run_sync(fn, *args, trio_token=self._token)
+
+    def wait_idle(self, timeout: float = 10.0):
+        """Wait until no client session, backend connection or session task is left; return the stats."""
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.stats()
+            if st.client_connections_connected == 0 and st.backend_connections_connected == 0 and st.tasks == 0:
+                return st
+            if time.monotonic() > deadline:
+                return st
+            time.sleep(0.05)
+
+    def connect(self, user: str = "app", password: str = "app", database: str | None = "test", **kw):
+        return pymysql.connect(host="127.0.0.1", port=self.port, user=user, password=password,
+                               database=database, **kw)
+
+    def stop(self) -> None:
+        if self._thread.is_alive() and self._token is not None:
+            try:
+                trio.from_thread.run(self.proxy.drain_and_stop, 5.0, trio_token=self._token)
+            except trio.RunFinishedError:
+                pass  # the loop already ended on its own
+        self._thread.join(15)
+        assert not self._thread.is_alive(), "proxy thread did not stop"
+        if self._error is not None and not isinstance(self._error, trio.Cancelled):
+            raise RuntimeError("proxy thread failed") from self._error
+
+
+@pytest.fixture
+def proxy_factory(cluster: Cluster, tmp_path: Path) -> Iterator[Callable[..., RunningProxy]]:
+    started: list[RunningProxy] = []
+
+    def make(**kw) -> RunningProxy:
+        port = free_ports(1)[0]
+        path = tmp_path / f"myrouter-{len(started)}.toml"
+        path.write_text(render_config(kw.pop("cluster", cluster), port=port, **kw))
+        rp = RunningProxy(path).start()
+        started.append(rp)
+        return rp
+
+    yield make
+    for rp in started:
+        rp.stop()
+
+
+@pytest.fixture
+def proxy(proxy_factory) -> RunningProxy:
+    return proxy_factory()
