@@ -251,12 +251,23 @@ class ClientSession:
                 return
 
     async def _read_command(self):
-        """The next command packet, or None when the session should end quietly."""
+        """The next command packet, or None when the session should end (after any reply)."""
+        try:
+            pkt = self.client.packet_nowait()
+            if pkt is not None:
+                self.state = SessionState.BUSY
+                return pkt
+            return await self._wait_command()
+        except PacketTooLarge:
+            log.info("session %d: client sent a packet larger than max_allowed_packet; closing", self.id)
+            await self._try_send_err(E.packet_too_large(), 1)
+        except SequenceError:
+            log.info("session %d: client sent packets out of order; closing", self.id)
+            await self._try_send_err(E.packets_out_of_order(), 1)
+        return None
+
+    async def _wait_command(self):
         client = self.client
-        pkt = client.packet_nowait()
-        if pkt is not None:
-            self.state = SessionState.BUSY
-            return pkt
         v = self.app.vars
         self.state = SessionState.IDLE
         idle_deadline = trio.current_time() + v.wait_timeout / 1000
@@ -283,14 +294,7 @@ class ClientSession:
                 else:
                     log.info("session %d: idle for wait_timeout=%dms; closing", self.id, v.wait_timeout)
                 return None
-            try:
-                pkt = client.packet_nowait()
-            except PacketTooLarge:
-                await self._try_send_err(E.packet_too_large(), 1)
-                return None
-            except SequenceError:
-                await self._try_send_err(E.packets_out_of_order(), 1)
-                return None
+            pkt = client.packet_nowait()
             if pkt is not None:
                 self.state = SessionState.BUSY
                 return pkt

@@ -1,0 +1,167 @@
+"""Bad input gets a clear MySQL error or a clean close; nothing leaks; others keep working."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pymysql
+import pytest
+
+from myrouter.protocol.packets import frame
+from myrouter.testbed import start_cluster
+from rawclient import RawClient, error_of
+
+
+def assert_no_leaks(proxy) -> None:
+    st = proxy.wait_idle()
+    assert st.client_connections_connected == 0, st
+    assert st.backend_connections_connected == 0, st
+    assert st.tasks == 0, st
+
+
+def healthy(conn) -> bool:
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1")
+        return cur.fetchone() == (1,)
+
+
+def test_wrong_password_and_unknown_user(proxy):
+    for user, password in (("app", "wrong"), ("nobody", "app"), ("app", "")):
+        with pytest.raises(pymysql.err.OperationalError) as ei:
+            proxy.connect(user=user, password=password)
+        assert ei.value.args[0] == 1045
+        assert f"Access denied for user '{user}'@'127.0.0.1'" in ei.value.args[1]
+    raw = RawClient(proxy.port)
+    code, state = error_of(raw.login(password="bad"))
+    assert (code, state) == (1045, "28000")
+    assert raw.is_closed()
+    assert proxy.stats().access_denied == 4
+    assert_no_leaks(proxy)
+
+
+def test_garbage_before_auth(proxy):
+    other = proxy.connect()
+    raw = RawClient(proxy.port)
+    raw.read_greeting()
+    raw.send(b"\x07\x00\x00\x01garbage")
+    assert error_of(raw.read_packet().payload) == (1043, "08S01")
+    assert raw.is_closed()
+    # an HTTP request: its first bytes make a header with a wrong sequence id
+    raw = RawClient(proxy.port)
+    raw.read_greeting()
+    raw.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert error_of(raw.read_packet().payload) == (1156, "08S01")
+    assert raw.is_closed()
+    assert healthy(other)
+    other.close()
+    assert_no_leaks(proxy)
+
+
+def test_garbage_after_auth(proxy):
+    raw = RawClient(proxy.port)
+    assert raw.login()[:1] == b"\x00"
+    assert error_of(raw.command(b"\x99junk")) == (1047, "08S01")
+    assert error_of(raw.command(b"")) == (1835, "HY000")
+    assert error_of(raw.command(b"\x17\x01")) == (1835, "HY000")  # truncated COM_STMT_EXECUTE
+    assert error_of(raw.command(b"\x08")) == (1047, "08S01")  # COM_SHUTDOWN never reaches a backend
+    # the session is still usable
+    assert raw.command(b"\x03SELECT 1")[:1] == b"\x01"
+    raw.close()
+    assert_no_leaks(proxy)
+
+
+def test_packet_claiming_16mib_that_never_arrives(proxy_factory):
+    proxy = proxy_factory(variables={"client_packet_timeout": 1000, "connect_timeout_client": 1500})
+    other = proxy.connect()
+    raw = RawClient(proxy.port)
+    assert raw.login()[:1] == b"\x00"
+    start = time.monotonic()
+    raw.send(b"\xff\xff\xff\x00\x03SELECT ")  # 16 MiB - 1 announced, a few bytes sent
+    assert error_of(raw.read_packet().payload) == (1159, "08S01")
+    assert raw.is_closed()
+    assert time.monotonic() - start < 5
+    # the same before authentication: bounded by connect_timeout_client
+    raw = RawClient(proxy.port)
+    raw.read_greeting()
+    start = time.monotonic()
+    raw.send(b"\xff\xff\xff\x01\x00")
+    assert raw.is_closed(timeout=10)
+    assert time.monotonic() - start < 5
+    assert healthy(other)
+    other.close()
+    assert_no_leaks(proxy)
+
+
+def test_out_of_order_sequence_ids(proxy):
+    raw = RawClient(proxy.port)
+    assert raw.login()[:1] == b"\x00"
+    assert error_of(raw.command(b"\x03SELECT 1", seq=3)) == (1156, "08S01")
+    assert raw.is_closed()
+    assert_no_leaks(proxy)
+
+
+def test_oversized_packet(proxy_factory):
+    proxy = proxy_factory(variables={"max_allowed_packet": 1024 * 1024})
+    raw = RawClient(proxy.port)
+    assert raw.login()[:1] == b"\x00"
+    big = b"\x03SELECT '" + b"x" * (2 * 1024 * 1024) + b"'"
+    raw.send(frame(big, 0)[:65536])  # the header already says 2 MiB: the rest never needs sending
+    assert error_of(raw.read_packet().payload) == (1153, "08S01")
+    assert raw.is_closed()
+    conn = proxy.connect()
+    assert healthy(conn)
+    conn.close()
+    assert_no_leaks(proxy)
+
+
+def test_client_disconnects_in_the_middle_of_a_large_result(proxy):
+    other = proxy.connect()
+    raw = RawClient(proxy.port)
+    assert raw.login()[:1] == b"\x00"
+    raw.send(frame(b"\x03SELECT seq, REPEAT('x', 100) FROM seq_1_to_2000000", 0))
+    got = 0
+    while got < 200_000:
+        got += len(raw.sock.recv(65536))
+    raw.close()
+    assert healthy(other)
+    other.close()
+    assert_no_leaks(proxy)
+
+
+def test_backend_stopped_while_client_waits(proxy_factory):
+    with start_cluster(replicas=0) as small:
+        proxy = proxy_factory(cluster=small, variables={"connect_timeout_server": 1000})
+        conn = proxy.connect()
+        result: dict = {}
+
+        def run():
+            start = time.monotonic()
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT SLEEP(20)")
+                    result["rows"] = cur.fetchall()
+            except pymysql.MySQLError as exc:
+                result["error"] = exc
+            result["elapsed"] = time.monotonic() - start
+
+        t = threading.Thread(target=run)
+        t.start()
+        time.sleep(0.5)
+        small.primary.kill()
+        t.join(15)
+        assert "error" in result, result
+        assert result["error"].args[0] == 1158, result
+        assert "Lost connection to backend" in result["error"].args[1]
+        assert result["elapsed"] < 5
+        # the session is still usable: its next statement tries to reconnect and says why it cannot
+        with pytest.raises(pymysql.err.OperationalError) as ei:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+        assert ei.value.args[0] == 9001
+        small.primary.start()
+        with conn.cursor() as cur:
+            cur.execute("SELECT 2")
+            assert cur.fetchone() == (2,)
+        conn.close()
+        assert_no_leaks(proxy)
