@@ -9,6 +9,7 @@ No task, channel or cancel scope is created per statement on the hot path.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import logging
 import re
 import time
@@ -62,6 +63,13 @@ _REFUSED_COMMANDS = frozenset(
 )
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
 class SessionState(enum.Enum):
     HANDSHAKE = "handshake"
     IDLE = "idle"  # waiting for the client's next command
@@ -80,6 +88,7 @@ class ClientSession:
         self.client = stream
         self.client_addr = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.client_host = peer[0] if peer else "?"
+        self.client_is_loopback = _is_loopback(self.client_host)
         self.state = SessionState.HANDSHAKE
         self.username = ""
         self.secret: BackendSecret | None = None
@@ -166,6 +175,7 @@ class ClientSession:
                     rsa=app.rsa,
                     sha2_cache=app.sha2_cache,
                     client_host=self.client_host,
+                    cleartext_ok=self.client_is_loopback,
                 )
                 step = auth.start(resp.username, resp.auth_response, resp.auth_plugin)
                 seq = (pkt.seq + 1) & 0xFF
@@ -512,6 +522,7 @@ class ClientSession:
             rsa=app.rsa,
             sha2_cache=app.sha2_cache,
             client_host=self.client_host,
+            cleartext_ok=self.client_is_loopback,
         )
         step = auth.start(req.username, req.auth_response, req.auth_plugin)
         seq = 1

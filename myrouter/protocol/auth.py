@@ -152,6 +152,7 @@ class RSAKeyPair:
         from cryptography.hazmat.primitives.asymmetric import rsa
 
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+        self.size_bytes = bits // 8
         self.public_pem = self._key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -267,8 +268,13 @@ class ServerAuth:
         sha2_cache: dict[str, tuple[bytes, BackendSecret]],
         client_host: str,
         secure_transport: bool = False,
+        cleartext_ok: bool = False,
     ) -> None:
         self.scramble = scramble
+        # Accept a plain-text password in caching_sha2 full authentication (not only
+        # an RSA-encrypted one): for TLS/unix sockets, and for loopback clients whose
+        # bytes never leave the host.
+        self.cleartext_ok = cleartext_ok
         self._lookup = lookup
         self.default_plugin = default_plugin if default_plugin in SUPPORTED_AUTH_PLUGINS else NATIVE_PASSWORD
         self._rsa = rsa
@@ -362,7 +368,10 @@ class ServerAuth:
     def _full_auth(self, payload: bytes) -> Step:
         cred = self._cred
         assert cred is not None
-        if self.secure_transport:
+        rsa_sized = self._rsa is not None and len(payload) == self._rsa.size_bytes
+        if not rsa_sized and (self.secure_transport or self.cleartext_ok):
+            # A client that considers the link safe sends the password itself, NUL-ended
+            # (libmariadb does so even over TCP to 127.0.0.1).
             password = payload[:-1] if payload.endswith(b"\0") else payload
         else:
             if self._rsa is None:
