@@ -9,11 +9,16 @@ import time
 
 import trio
 
-from .backend.connection import BackendConnection, ServerAddress, open_backend, read_greeting
+from .backend.connection import BackendConnection, BackendState, open_backend, read_greeting
 from .config import Config, UserConfig
 from .net.stream import ConnectionLost, PacketStream
 from .protocol.auth import BackendSecret, Credential, RSAKeyPair
 from .protocol.errors import MySQLError, PROXYSQL_ER_HOSTGROUP_TIMEOUT
+from .protocol.response import ResponseKind
+from .routing.cache import QueryCache
+from .routing.classifier import Classifier
+from .routing.hostgroups import Hostgroups
+from .routing.rules import load_rules, rules_from_rows
 from .stats.counters import Counters, ProxyStats
 
 log = logging.getLogger("myrouter")
@@ -43,6 +48,10 @@ class Proxy:
         self._nursery: trio.Nursery | None = None
         self._all_closed = trio.Event()
         self._load_users(config)
+        self.hostgroups = Hostgroups(config.mysql_servers)
+        self.classifier = Classifier()
+        self.rules = load_rules_for(config)
+        self.query_cache = QueryCache(int(self.vars.items().get("query_cache_size_MB", 256)) * 1024 * 1024)
 
     def _load_users(self, config: Config) -> None:
         users = {}
@@ -69,22 +78,45 @@ class Proxy:
     def lookup_credential(self, name: str) -> Credential | None:
         return self._credentials.get(name)
 
-    def pick_server(self, hostgroup: int) -> ServerAddress:
-        for s in self.config.servers_in(hostgroup):
-            if s.status == "ONLINE":
-                return ServerAddress(hostgroup, s.hostname, s.port)
-        raise MySQLError(
-            PROXYSQL_ER_HOSTGROUP_TIMEOUT,
-            f"Max connect timeout reached while reaching hostgroup {hostgroup}: no ONLINE server in it",
-            "HY000",
-        )
-
     def backend_opened(self, be: BackendConnection) -> None:
         self.backends.add(be)
         self.counters.backend_connections_created += 1
+        if be.server_ref is not None:
+            be.server_ref.connection_opened()
 
     def backend_closed(self, be: BackendConnection) -> None:
-        self.backends.discard(be)
+        if be in self.backends:
+            self.backends.discard(be)
+            if be.server_ref is not None:
+                be.server_ref.connection_closed()
+
+    def mirror(self, session, payload: bytes, hostgroup: int) -> None:
+        """Send a copy of a statement to ``hostgroup`` in the background; its result is dropped."""
+        if self._nursery is None:
+            return
+        self.counters.mirrored += 1
+        self._nursery.start_soon(self._mirror, session.username, session.secret, session.schema,
+                                 session.capabilities, payload, hostgroup)
+
+    async def _mirror(self, username, secret, schema, caps, payload: bytes, hostgroup: int) -> None:
+        be = None
+        try:
+            server = self.hostgroups.choose(hostgroup)
+            be = await open_backend(server.address, username=username, secret=secret, database=schema,
+                                    client_capabilities=caps, connect_timeout=self.vars.connect_timeout_server / 1000)
+            be.server_ref = server
+            self.backend_opened(be)
+            with trio.fail_after(60):
+                tracker = await be.run_command(payload, ResponseKind.RESULT)
+            if tracker.error is not None:
+                self.counters.mirror_errors += 1
+        except (MySQLError, ConnectionLost, trio.TooSlowError) as exc:
+            self.counters.mirror_errors += 1
+            log.info("mirror to hostgroup %d failed: %s", hostgroup, exc)
+        finally:
+            if be is not None:
+                self.backend_closed(be)
+                await be.aclose()
 
     def retire_backend(self, be: BackendConnection) -> None:
         """Close a healthy backend connection politely (COM_QUIT) without blocking the caller."""
@@ -95,11 +127,19 @@ class Proxy:
 
     async def kill_session_work(self, target, *, query_only: bool) -> None:
         """KILL [QUERY] on behalf of a client: stop the backend work of ``target``."""
-        be = target.backend
-        if be is not None and not be.closed:
+        for be in list(target.backends.values()):
+            if be.closed or (query_only and be.state is not BackendState.ACTIVE):
+                continue
             await self._kill_backend_thread(be, target.username, target.secret, query_only)
         if not query_only:
             target.kill()
+
+    async def kill_backend_query(self, be: BackendConnection, username: str, secret: BackendSecret) -> None:
+        """KILL QUERY for a statement that ran past its timeout; failures are logged, not raised."""
+        try:
+            await self._kill_backend_thread(be, username, secret, True)
+        except MySQLError as exc:
+            log.warning("could not kill a timed-out statement on %s: %s", be.server, exc)
 
     async def _kill_backend_thread(self, be: BackendConnection, username: str, secret: BackendSecret,
                                    query_only: bool) -> None:
@@ -239,6 +279,20 @@ class Proxy:
             sessions_busy=sum(1 for s in self.sessions.values() if s._idle_scope is None),
             tasks=tasks,
         )
+
+
+def load_rules_for(config: Config):
+    """The query rules of a config: ``[[mysql_query_rules]]`` of the config file, then ``rules_dir/*.toml``."""
+    known = set(config.hostgroups())
+    rules_dir = config.rules_dir
+    if config.query_rules_raw:
+        rows = [dict(raw) for _, _, raw in config.query_rules_raw]
+        if rules_dir.is_dir():
+            rows += [r.to_row() for r in load_rules(rules_dir, known).rules()]
+        return rules_from_rows(rows, str(config.path), known)
+    if rules_dir.is_dir():
+        return load_rules(rules_dir, known)
+    return rules_from_rows([], str(config.path), known)
 
 
 def _listen(host: str, port: int) -> socket.socket:

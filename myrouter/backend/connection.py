@@ -84,6 +84,10 @@ class BackendConnection:
         self.state = BackendState.IDLE
         self.created = time.monotonic()
         self.last_used = self.created
+        # Session state this connection carries (kept by the session that uses it):
+        self.schema: str | None = None
+        self.applied_sets = 0  # how many of the session's SET statements have run here
+        self.server_ref = None  # the runtime Server it belongs to (counters, status)
 
     def __repr__(self) -> str:
         return (
@@ -95,14 +99,20 @@ class BackendConnection:
     def closed(self) -> bool:
         return self.state is BackendState.CLOSED
 
-    async def simple_query(self, sql: str) -> ResponseTracker:
-        """Run a statement of the proxy's own and read its whole response.
+    async def simple_query(self, sql: str | bytes) -> ResponseTracker:
+        """Run a statement of the proxy's own and read (and drop) its whole response.
 
         Returns the finished tracker (``error`` holds an ERR payload if the
         server refused). Raises ``ConnectionLost`` if the connection fails.
         """
-        await self.stream.send_all(frame(bytes((Command.QUERY,)) + sql.encode(), 0))
-        tracker = ResponseTracker(ResponseKind.RESULT, self.capabilities)
+        if isinstance(sql, str):
+            sql = sql.encode()
+        return await self.run_command(bytes((Command.QUERY,)) + sql, ResponseKind.RESULT)
+
+    async def run_command(self, payload: bytes, kind: ResponseKind) -> ResponseTracker:
+        """Send one command payload and read its response without forwarding it."""
+        await self.stream.send_all(frame(payload, 0))
+        tracker = ResponseTracker(kind, self.capabilities)
         while not tracker.done:
             data = await self.stream.recv_some()
             n = tracker.feed(data)

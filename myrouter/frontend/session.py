@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..backend.connection import BackendConnection, BackendState, open_backend
+from ..config import MySQLVariables
 from ..net.stream import ConnectionLost, PacketStream
 from ..protocol import errors as E
 from ..protocol.auth import BackendSecret, ServerAuth, new_scramble
@@ -33,6 +34,9 @@ from ..protocol.messages import (
 )
 from ..protocol.packets import frame
 from ..protocol.response import ResponseKind, ResponseTracker, response_kind
+from ..routing.classifier import Classification, StatementFlag as _F, StatementKind
+from ..routing.digest import digest
+from ..routing.rules import RuleContext
 
 if TYPE_CHECKING:
     from ..app import Proxy
@@ -61,6 +65,22 @@ _REFUSED_COMMANDS = frozenset(
         Command.REGISTER_SLAVE,
     )
 )
+
+
+ER_QUERY_TIMEOUT = 3024
+# default_query_timeout at its default means "no deadline": no cancel scope per statement
+_DEFAULT_QUERY_TIMEOUT = MySQLVariables().default_query_timeout
+# Statements whose result depends on the connection they run on: never retried elsewhere.
+_STATEFUL = (_F.SIDE_EFFECT | _F.USER_VARIABLE_ASSIGN | _F.USER_VARIABLE_READ | _F.DIAGNOSTICS
+             | _F.SQL_CALC_FOUND_ROWS | _F.SELECT_INTO | _F.LOCKING)
+
+
+def _state_error(be: BackendConnection, what: str, err_payload: bytes) -> MySQLError:
+    from ..protocol.messages import parse_err
+
+    err = parse_err(err_payload)
+    return MySQLError(err.code, f"while restoring session state ({what}) on {be.server}: {err.message}",
+                      err.sqlstate)
 
 
 def _is_loopback(host: str) -> bool:
@@ -99,7 +119,25 @@ class ClientSession:
         self.attrs: dict[str, str] = {}
         self.status = int(Status.AUTOCOMMIT)
         self.scramble = new_scramble()
-        self.backend: BackendConnection | None = None
+        # Routing state. One backend connection per hostgroup the session has used.
+        self.backends: dict[int, BackendConnection] = {}
+        self.fast_forward = False
+        self.transaction_persistent = True
+        self.trx_hg: int | None = None  # hostgroup where a transaction is open
+        self.sticky_hg: int | None = None  # locks or a rule keep the session on this hostgroup
+        self.table_lock = False
+        self.named_locks = 0
+        self.rule_sticky = False
+        self.temp_tables: dict[str, int] = {}  # temporary table -> hostgroup that has it
+        self.var_hg: int | None = None  # hostgroup where user variables were assigned by a query
+        self.last_hg: int | None = None
+        self.set_log: list[bytes] = []  # session SET statements, replayed on the other connections
+        self.flag_in = 0
+        try:
+            sockname = stream.sock.getsockname()
+            self.proxy_host, self.proxy_port = sockname[0], sockname[1]
+        except OSError:
+            self.proxy_host, self.proxy_port = None, None
         self.scope: trio.CancelScope | None = None
         self._idle_scope: trio.CancelScope | None = None
         self.killed = False
@@ -126,7 +164,7 @@ class ClientSession:
             await self._try_send_err(exc, 1 if self.state is not SessionState.HANDSHAKE else 2)
         finally:
             self.state = SessionState.CLOSING
-            self._drop_backend(quit=not self.killed)
+            self._drop_all_backends(quit=not self.killed)
             self.client.close()
 
     # ------------------------------------------------------------ handshake
@@ -216,7 +254,7 @@ class ClientSession:
         assert user is not None and auth.secret is not None
         self.username = resp.username
         self.secret = auth.secret
-        self.default_hostgroup = user.default_hostgroup
+        self._apply_user(user)
         self.charset = resp.charset
         self.attrs = resp.attrs
         self.schema = resp.database or user.default_schema or None
@@ -314,6 +352,22 @@ class ClientSession:
         if self._idle_scope is not None:
             self._idle_scope.cancel()
 
+    def _apply_user(self, user) -> None:
+        self.default_hostgroup = user.default_hostgroup
+        self.fast_forward = bool(user.fast_forward)
+        self.transaction_persistent = bool(user.transaction_persistent)
+
+    def _reset_session_state(self) -> None:
+        """What COM_RESET_CONNECTION and COM_CHANGE_USER forget."""
+        self.trx_hg = None
+        self._unstick()
+        self.rule_sticky = False
+        self.temp_tables.clear()
+        self.var_hg = None
+        self.last_hg = None
+        self.set_log.clear()
+        self.flag_in = 0
+
     def kill(self) -> None:
         """KILL CONNECTION from another session: end this one."""
         self.killed = True
@@ -338,41 +392,73 @@ class ClientSession:
 
     # ------------------------------------------------------------ backends
 
-    async def _get_backend(self) -> BackendConnection:
-        be = self.backend
+    async def _get_backend(self, hostgroup: int) -> BackendConnection:
+        """The session's connection to ``hostgroup``, opened on first use."""
+        be = self.backends.get(hostgroup)
         if be is not None and not be.closed:
             return be
         assert self.secret is not None
-        server = self.app.pick_server(self.default_hostgroup)
-        be = await open_backend(
-            server,
-            username=self.username,
-            secret=self.secret,
-            database=self.schema,
-            client_capabilities=self.capabilities,
-            charset=self.charset,
-            attrs=self.attrs,
-            connect_timeout=self.app.vars.connect_timeout_server / 1000,
-            max_packet=self.app.vars.max_allowed_packet,
-        )
-        self.app.backend_opened(be)
-        self.backend = be
-        self.status = be.status
+        app = self.app
+        server = app.hostgroups.choose(hostgroup)
+        try:
+            be = await open_backend(
+                server.address,
+                username=self.username,
+                secret=self.secret,
+                database=self.schema,
+                client_capabilities=self.capabilities,
+                charset=self.charset,
+                attrs=self.attrs,
+                connect_timeout=app.vars.connect_timeout_server / 1000,
+                max_packet=app.vars.max_allowed_packet,
+            )
+        except MySQLError:
+            server.connect_errors += 1
+            raise
+        be.schema = self.schema
+        be.server_ref = server
+        app.backend_opened(be)
+        self.backends[hostgroup] = be
         return be
 
-    def _drop_backend(self, *, quit: bool = False) -> None:
-        be = self.backend
-        if be is None:
-            return
-        self.backend = None
+    async def _sync_backend(self, be: BackendConnection) -> None:
+        """Bring a connection in line with the session: current schema, then SET statements it missed."""
+        try:
+            if self.schema and be.schema != self.schema:
+                tracker = await be.run_command(b"\x02" + self.schema.encode("utf-8", "surrogateescape"),
+                                               ResponseKind.SIMPLE)
+                if tracker.error is not None:
+                    raise _state_error(be, "USE " + self.schema, tracker.error)
+                be.schema = self.schema
+            log_ = self.set_log
+            while be.applied_sets < len(log_):
+                tracker = await be.simple_query(log_[be.applied_sets])
+                if tracker.error is not None:
+                    raise _state_error(be, log_[be.applied_sets].decode("utf-8", "replace"), tracker.error)
+                be.applied_sets += 1
+        except ConnectionLost as exc:
+            raise self._lost_backend(be, exc) from exc
+
+    def _drop_backend(self, be: BackendConnection, *, quit: bool = False) -> None:
+        for hg, b in list(self.backends.items()):
+            if b is be:
+                del self.backends[hg]
+                if self.trx_hg == hg:
+                    self.trx_hg = None
+                if self.sticky_hg == hg:
+                    self._unstick()
         if quit and be.state is BackendState.IDLE:
             self.app.retire_backend(be)
         else:
             be.close()
         self.app.backend_closed(be)
 
+    def _drop_all_backends(self, *, quit: bool = False) -> None:
+        for be in list(self.backends.values()):
+            self._drop_backend(be, quit=quit)
+
     def _lost_backend(self, be: BackendConnection, exc: Exception) -> MySQLError:
-        self._drop_backend()
+        self._drop_backend(be)
         self.app.counters.backend_errors += 1
         log.warning("session %d: lost backend %s (hostgroup %d): %s", self.id, be.server, be.server.hostgroup, exc)
         self.status &= ~(Status.IN_TRANS | Status.IN_TRANS_READONLY)
@@ -382,14 +468,41 @@ class ClientSession:
             "08S01",
         )
 
-    async def _forward(self, payload: bytes, kind: ResponseKind, *, cursor: bool = False) -> ResponseTracker | None:
-        """Send a command to the session's backend and relay the response to the client."""
-        be = await self._get_backend()
+    def _unstick(self) -> None:
+        self.sticky_hg = None
+        self.table_lock = False
+        self.named_locks = 0
+
+    async def _forward(
+        self,
+        payload: bytes,
+        kind: ResponseKind,
+        *,
+        hostgroup: int | None = None,
+        cursor: bool = False,
+        timeout_ms: int | None = None,
+        capture: list[bytes] | None = None,
+        retries: int = 0,
+    ) -> ResponseTracker | None:
+        """Send a command to the session's backend in ``hostgroup`` and relay the response.
+
+        ``timeout_ms``: kill the statement on the backend after that long.
+        ``capture``: a list that receives the raw response bytes (query cache).
+        ``retries``: reconnect and resend this many times if the backend fails
+        before any byte of the response reached the client (safe statements only).
+        """
+        hg = self.default_hostgroup if hostgroup is None else hostgroup
+        be = await self._get_backend(hg)
+        if be.applied_sets < len(self.set_log) or (self.schema and be.schema != self.schema):
+            await self._sync_backend(be)
         be.state = BackendState.ACTIVE
         try:
             await be.stream.send_all(frame(payload, 0))
         except ConnectionLost as exc:
             err = self._lost_backend(be, exc)
+            if retries > 0:
+                return await self._forward(payload, kind, hostgroup=hg, cursor=cursor, timeout_ms=timeout_ms,
+                                           capture=capture, retries=retries - 1)
             if kind is not ResponseKind.NONE:
                 await self._send_err(err)
             return None
@@ -400,18 +513,36 @@ class ClientSession:
         bstream = be.stream
         client = self.client
         sent = False
+        deadline = trio.current_time() + timeout_ms / 1000 if timeout_ms else None
         while True:
             try:
-                data = await bstream.recv_some()
+                if deadline is None:
+                    data = await bstream.recv_some()
+                else:
+                    data = None
+                    with trio.move_on_at(deadline):
+                        data = await bstream.recv_some()
+                    if data is None:
+                        deadline = None
+                        if await self._statement_timed_out(be, tracker, sent, timeout_ms):
+                            return None
+                        continue
             except ConnectionLost as exc:
                 err = self._lost_backend(be, exc)
                 if tracker.in_packet:
                     # The client holds part of a packet: no clean reply is possible.
                     raise CloseSession from exc
+                if not sent and retries > 0:
+                    log.info("session %d: retrying on another connection after: %s", self.id, exc)
+                    return await self._forward(payload, kind, hostgroup=hg, cursor=cursor, timeout_ms=timeout_ms,
+                                               capture=capture, retries=retries - 1)
                 await self._send_err(err, tracker.next_seq if sent else 1)
                 return None
             n = tracker.feed(data)
-            await client.send_all(data if n == len(data) else data[:n])
+            chunk = data if n == len(data) else data[:n]
+            await client.send_all(chunk)
+            if capture is not None:
+                capture.append(chunk)
             sent = True
             if tracker.done:
                 break
@@ -422,13 +553,54 @@ class ClientSession:
         if n != len(data):
             log.error("session %d: backend %s sent %d bytes past the end of a response; dropping it",
                       self.id, be.server, len(data) - n)
-            self._drop_backend()
+            self._drop_backend(be)
         else:
             be.state = BackendState.IDLE
         be.last_used = time.monotonic()
+        srv = be.server_ref
+        if srv is not None:
+            srv.queries += 1
         if tracker.status_seen:
-            self.status = tracker.status
+            st = tracker.status
+            be.status = st
+            if st & Status.IN_TRANS:
+                self.trx_hg = hg
+            elif self.trx_hg == hg:
+                self.trx_hg = None
+            self.status = st
+        self.last_hg = hg
         return tracker
+
+    async def _statement_timed_out(self, be: BackendConnection, tracker: ResponseTracker, sent: bool,
+                                   timeout_ms: int | None) -> bool:
+        """A rule's timeout passed: kill the statement on the backend.
+
+        If nothing reached the client yet, drain the killed statement's response
+        and answer with ER_QUERY_TIMEOUT (returns True); otherwise keep relaying:
+        the backend ends the response with its own error (returns False).
+        """
+        log.info("session %d: statement exceeded its %d ms timeout on %s; killing it", self.id, timeout_ms,
+                 be.server)
+        self.app.counters.query_timeouts += 1
+        await self.app.kill_backend_query(be, self.username, self.secret)
+        if sent:
+            return False
+        try:
+            while not tracker.done:
+                data = await be.stream.recv_some()
+                tracker.feed(data)
+                if tracker.local_infile:
+                    raise ConnectionLost("LOCAL INFILE request while draining a killed statement")
+            be.state = BackendState.IDLE
+            if tracker.status_seen:
+                be.status = tracker.status
+        except ConnectionLost as exc:
+            self._lost_backend(be, exc)
+        await self._send_err(MySQLError(
+            ER_QUERY_TIMEOUT,
+            f"Query execution was interrupted, maximum statement execution time exceeded ({timeout_ms} ms)",
+            "HY000"))
+        return True
 
     async def _relay_local_infile(self, be: BackendConnection, tracker: ResponseTracker) -> None:
         """Relay the client's file (packets ended by an empty one) to the backend."""
@@ -464,7 +636,116 @@ class ClientSession:
                 await self._kill(int(m.group(2)), query_only)
                 return
         self.info = payload
-        await self._forward(payload, ResponseKind.RESULT)
+        if self.fast_forward:
+            await self._forward(payload, ResponseKind.RESULT)
+            return
+        app = self.app
+        sql = payload[1:].decode("utf-8", "surrogateescape")
+        dtext, dhash = digest(sql)
+        cls = app.classifier.classify(sql, dhash)
+        decision = app.rules.evaluate(RuleContext(
+            self.username, self.schema, self.client_host, self.proxy_host, self.proxy_port, self.flag_in,
+            dhash, dtext, sql, cls,
+        ))
+        self.flag_in = decision.next_query_flagIN or 0
+        if decision.error_msg is not None:
+            await self._send_err(MySQLError(1148, decision.error_msg, "42000"))
+            return
+        if decision.OK_msg is not None:
+            await self._send_ok(info=decision.OK_msg)
+            return
+        if decision.rewritten_query is not None:
+            payload = b"\x03" + decision.rewritten_query.encode("utf-8", "surrogateescape")
+            sql = decision.rewritten_query
+        hg = self._route(decision, cls)
+        cache_key = None
+        if decision.cache_ttl and cls.kind is StatementKind.READ:
+            cache_key = (self.username, self.schema, sql)
+            cached = app.query_cache.get(cache_key)
+            if cached is not None:
+                await self.client.send_all(cached)
+                return
+        if decision.delay:
+            await trio.sleep(decision.delay / 1000)
+        if decision.mirror_hostgroup is not None:
+            app.mirror(self, payload, decision.mirror_hostgroup)
+        safe_to_retry = (cls.kind is StatementKind.READ and not cls.flags & _STATEFUL
+                         and self.trx_hg is None and self.status & Status.AUTOCOMMIT)
+        retries = (decision.retries if decision.retries is not None else app.vars.query_retries_on_failure)
+        timeout = decision.timeout
+        if timeout is None and app.vars.default_query_timeout < _DEFAULT_QUERY_TIMEOUT:
+            timeout = app.vars.default_query_timeout
+        capture: list[bytes] | None = [] if cache_key is not None else None
+        tracker = await self._forward(payload, ResponseKind.RESULT, hostgroup=hg, timeout_ms=timeout,
+                                      capture=capture, retries=retries if safe_to_retry else 0)
+        if tracker is None or tracker.error is not None:
+            return
+        if capture is not None and tracker.results == 1 and (tracker.rows or decision.cache_empty_result != 0):
+            app.query_cache.put(cache_key, b"".join(capture), decision.cache_ttl)
+        self._after_query(hg, cls, decision, payload)
+
+    def _route(self, decision, cls: Classification) -> int:
+        """The hostgroup for a statement: rules first, then what keeps the session correct."""
+        hg = decision.destination_hostgroup
+        if hg is None:
+            hg = self.default_hostgroup
+        if self.sticky_hg is not None:
+            return self.sticky_hg  # LOCK TABLES, GET_LOCK, sticky_conn, multiplex=0
+        if self.trx_hg is not None and self.transaction_persistent:
+            return self.trx_hg  # an open transaction stays where it started
+        if not self.status & Status.AUTOCOMMIT:
+            return self.default_hostgroup  # autocommit=0: every statement opens a transaction
+        flags = cls.flags
+        if flags & _F.USER_VARIABLE_READ and self.var_hg is not None:
+            return self.var_hg
+        if flags & _F.DIAGNOSTICS and self.last_hg is not None:
+            return self.last_hg
+        if self.temp_tables and cls.tables:
+            for t in cls.tables:
+                where = self.temp_tables.get(t)
+                if where is not None:
+                    return where
+        return hg
+
+    def _after_query(self, hg: int, cls: Classification, decision, payload: bytes) -> None:
+        """Update what the session must remember after a statement succeeded."""
+        flags = cls.flags
+        if flags & _F.LOCK_TABLES:
+            self.table_lock = True
+            self.sticky_hg = hg
+        if flags & _F.UNLOCK_TABLES:
+            self.table_lock = False
+        if flags & _F.GET_LOCK:
+            self.named_locks += 1
+            self.sticky_hg = hg
+        if flags & _F.RELEASE_LOCK and self.named_locks:
+            self.named_locks -= 1
+        if decision.sticky_conn or decision.multiplex == 0:
+            self.rule_sticky = True
+            self.sticky_hg = hg
+        if self.sticky_hg is not None and not (self.table_lock or self.named_locks or self.rule_sticky):
+            self.sticky_hg = None
+        if flags & _F.CREATE_TEMPORARY_TABLE:
+            for t in cls.tables:
+                self.temp_tables[t] = hg
+        if flags & _F.DROP_TEMPORARY_TABLE:
+            for t in cls.tables:
+                self.temp_tables.pop(t, None)
+        if flags & _F.USER_VARIABLE_ASSIGN and cls.kind is not StatementKind.SESSION:
+            self.var_hg = hg
+        if cls.kind is StatementKind.SESSION:
+            if flags & _F.CHANGE_SCHEMA and cls.schema:
+                self.schema = cls.schema
+                be = self.backends.get(hg)
+                if be is not None:
+                    be.schema = cls.schema
+            if flags & (_F.SET_SESSION_VARIABLE | _F.SET_AUTOCOMMIT | _F.USER_VARIABLE_ASSIGN) \
+                    and not flags & _F.SET_GLOBAL_VARIABLE:
+                # Replayed on the session's other connections before their next statement.
+                self.set_log.append(payload[1:])
+                be = self.backends.get(hg)
+                if be is not None and be.applied_sets == len(self.set_log) - 1:
+                    be.applied_sets = len(self.set_log)
 
     async def _com_init_db(self, payload: bytes) -> None:
         tracker = await self._forward(payload, ResponseKind.SIMPLE)
@@ -490,7 +771,7 @@ class ClientSession:
         # the statement cannot exist, so there is nothing to forward.
         if len(payload) < 5:
             return
-        if self.backend is not None and not self.backend.closed:
+        if self.backends.get(self.default_hostgroup) is not None:
             await self._forward(payload, ResponseKind.NONE)
 
     async def _com_refused(self, payload: bytes) -> None:
@@ -503,7 +784,14 @@ class ClientSession:
         await self._kill(int.from_bytes(payload[1:5], "little"), query_only=False)
 
     async def _com_reset_connection(self, payload: bytes) -> None:
-        if self.backend is not None and not self.backend.closed:
+        # Connections other than the default hostgroup's are simply closed: reset is their end.
+        default = self.backends.get(self.default_hostgroup)
+        for be in list(self.backends.values()):
+            if be is not default:
+                self._drop_backend(be, quit=True)
+        self._reset_session_state()
+        if default is not None:
+            default.applied_sets = 0
             tracker = await self._forward(payload, ResponseKind.SIMPLE)
             if tracker is None or tracker.error is not None:
                 return
@@ -546,10 +834,11 @@ class ClientSession:
         user = app.user(req.username)
         assert user is not None and auth.secret is not None
         # The old user's backend state (transaction, variables, temporary tables) ends here.
-        self._drop_backend(quit=True)
+        self._drop_all_backends(quit=True)
+        self._reset_session_state()
         self.username = req.username
         self.secret = auth.secret
-        self.default_hostgroup = user.default_hostgroup
+        self._apply_user(user)
         self.schema = req.database or user.default_schema or None
         if req.charset:
             self.charset = req.charset

@@ -18,6 +18,9 @@ class Counters:
         "questions",
         "backend_connections_created",
         "backend_errors",
+        "query_timeouts",
+        "mirrored",
+        "mirror_errors",
     )
 
     def __init__(self) -> None:

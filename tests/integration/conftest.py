@@ -3,8 +3,8 @@
 ``proxy_factory(...)`` writes a config for the session's cluster and runs the
 proxy in a background thread of the test process (its own ``trio.run``), so
 tests drive it with ordinary blocking clients and read its statistics
-snapshot directly. ``proxy`` is the default instance: writer hostgroup 0 (the
-primary), reader hostgroup 1 (the replicas), user app/app.
+snapshot directly. Servers: writer hostgroup 0 (the primary), reader hostgroup 1
+(the replicas); user app/app. ``proxy`` has no query rules (all to hostgroup 0).
 """
 
 from __future__ import annotations
@@ -128,10 +128,12 @@ class RunningProxy:
 
 
 @pytest.fixture
-def proxy_factory(cluster: Cluster, tmp_path: Path) -> Iterator[Callable[..., RunningProxy]]:
+def proxy_factory(cluster: Cluster, tmp_path: Path, no_rules: Path) -> Iterator[Callable[..., RunningProxy]]:
+    """Start proxies; without ``rules_dir=`` they have no query rules (all to hostgroup 0)."""
     started: list[RunningProxy] = []
 
     def make(**kw) -> RunningProxy:
+        kw.setdefault("rules_dir", no_rules)
         port = free_ports(1)[0]
         path = tmp_path / f"myrouter-{len(started)}.toml"
         path.write_text(render_config(kw.pop("cluster", cluster), port=port, **kw))
@@ -145,5 +147,15 @@ def proxy_factory(cluster: Cluster, tmp_path: Path) -> Iterator[Callable[..., Ru
 
 
 @pytest.fixture
+def no_rules(tmp_path: Path) -> Path:
+    """An empty rules directory: everything goes to the user's default hostgroup."""
+    d = tmp_path / "no-rules"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
 def proxy(proxy_factory) -> RunningProxy:
+    """Everything to the user's default hostgroup (the primary): no read/write split, so
+    protocol tests read their own writes. Routing tests load rules explicitly."""
     return proxy_factory()

@@ -102,11 +102,12 @@ def test_auth_switch_from_an_unsupported_plugin(proxy):
     raw.close()
 
 
-def test_backend_login_with_caching_sha2(proxy_factory, cluster):
+def test_backend_login_with_caching_sha2(proxy_factory, cluster, no_rules):
     """A proxy in front of a proxy that speaks caching_sha2_password: the outer one logs in
     with full authentication over RSA first, then with fast authentication."""
     inner = proxy_factory(variables=SHA2)
-    outer = proxy_factory(servers=[{"hostgroup_id": 0, "hostname": "127.0.0.1", "port": inner.port}])
+    outer = proxy_factory(servers=[{"hostgroup_id": 0, "hostname": "127.0.0.1", "port": inner.port}],
+                          rules_dir=no_rules)
     for _ in range(2):
         conn = outer.connect()
         assert one(conn, "SELECT @@port") == (cluster.primary.port,)
@@ -114,6 +115,7 @@ def test_backend_login_with_caching_sha2(proxy_factory, cluster):
     assert in_sha2_cache(inner, "app")
     # a backend refusing the password: the client gets the backend's own error
     outer2 = proxy_factory(servers=[{"hostgroup_id": 0, "hostname": "127.0.0.1", "port": inner.port}],
+                           rules_dir=no_rules,
                            users=[{"username": "app", "password": "app"},
                                   {"username": "ghost", "password": "ghost"}])
     raw = RawClient(outer2.port)

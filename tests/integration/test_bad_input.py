@@ -129,9 +129,9 @@ def test_client_disconnects_in_the_middle_of_a_large_result(proxy):
     assert_no_leaks(proxy)
 
 
-def test_backend_stopped_while_client_waits(proxy_factory):
+def test_backend_stopped_while_client_waits(proxy_factory, no_rules):
     with start_cluster(replicas=0) as small:
-        proxy = proxy_factory(cluster=small, variables={"connect_timeout_server": 1000})
+        proxy = proxy_factory(cluster=small, variables={"connect_timeout_server": 1000}, rules_dir=no_rules)
         conn = proxy.connect()
         result: dict = {}
 
