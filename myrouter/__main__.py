@@ -141,9 +141,21 @@ check_type = "read_only"
 
 def cmd_explain(args) -> int:
     config = _load(args.config)
-    from .routing.explain import explain_from_config
+    from .app import load_rules_for
+    from .routing.explain import explain, format_explain
 
-    print(explain_from_config(config, args.sql, username=args.user, schemaname=args.schema))
+    try:
+        rules = load_rules_for(config)
+    except ConfigError as exc:
+        print(f"myrouter: rule error: {exc}", file=sys.stderr)
+        return 2
+    username = args.user
+    if username is None and config.mysql_users:
+        username = config.mysql_users[0].username
+    user = config.user(username) if username else None
+    result = explain(args.sql, username=username, schemaname=args.schema or (user.default_schema if user else ""),
+                     rules=rules, default_hostgroup=user.default_hostgroup if user else 0)
+    print(format_explain(result))
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -124,3 +125,21 @@ def test_missing_config_exits_2(tmp_path):
                        text=True, timeout=30)
     assert r.returncode == 2
     assert "nope.toml" in r.stderr
+
+
+def test_explain_prints_digest_classification_rules_and_hostgroup(cluster, tmp_path):
+    cfg = tmp_path / "myrouter.toml"
+    cfg.write_text(render_config(cluster, port=free_ports(1)[0], rules_dir=Path(__file__).resolve().parents[2] / "rules"))
+    r = subprocess.run([*MYROUTER, "explain", "--config", str(cfg), "SELECT c FROM sbtest1 WHERE id = 42 FOR UPDATE"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "SELECT c FROM sbtest1 WHERE id = ?" in out
+    assert "locking_read" in out
+    assert "100" in out  # the matching shipped rule
+    assert re.search(r"^hostgroup:\s+0 ", out, re.M), out
+    r = subprocess.run([*MYROUTER, "explain", "--config", str(cfg), "SELECT c FROM sbtest1 WHERE id = 42"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "rule 120" in r.stdout
+    assert re.search(r"^hostgroup:\s+1 ", r.stdout, re.M), r.stdout
