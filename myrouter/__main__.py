@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import signal
 import sys
@@ -89,7 +90,7 @@ def cmd_demo(args) -> int:
             print(f"\nConnect with:\n  mariadb -h127.0.0.1 -P{port} -uapp -papp test\n")
             print("Stop with Ctrl-C.", flush=True)
 
-        trio.run(serve, config, ready=ready)
+        trio.run(functools.partial(serve, config, ready=ready))
     finally:
         print("myrouter demo: stopping MariaDB servers...", flush=True)
         cluster.stop()
