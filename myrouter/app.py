@@ -13,7 +13,7 @@ from .backend.connection import BackendConnection, BackendState, open_backend, r
 from .config import Config, UserConfig
 from .net.stream import ConnectionLost, PacketStream
 from .protocol.auth import BackendSecret, Credential, RSAKeyPair
-from .protocol.errors import MySQLError, PROXYSQL_ER_HOSTGROUP_TIMEOUT
+from .protocol.errors import MySQLError
 from .protocol.response import ResponseKind
 from .routing.cache import QueryCache
 from .routing.classifier import Classifier

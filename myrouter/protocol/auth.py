@@ -307,9 +307,15 @@ class ServerAuth:
         self.username = username
         self._used_password = bool(token)
         self._cred = self._lookup(username)
-        if self._cred is None:
-            return self._deny()
         plugin = client_plugin or NATIVE_PASSWORD
+        if self._cred is None:
+            if plugin == CACHING_SHA2_PASSWORD and token:
+                # Ask for full authentication as for a known user, so the reply does not
+                # tell a prober which user names exist; it is denied at the end.
+                self.plugin = plugin
+                self._state = _S.WAIT_FULL_AUTH
+                return Step(send=[bytes((AUTH_MORE_DATA_HEADER, SHA2_PERFORM_FULL_AUTHENTICATION))])
+            return self._deny()
         if plugin not in SUPPORTED_AUTH_PLUGINS:
             # The client started with a plugin we do not serve: ask it to switch.
             self.plugin = self.default_plugin
@@ -361,13 +367,15 @@ class ServerAuth:
             if sha2_fast_verify(token, self.scramble, digest2):
                 self.secret = secret
                 return self._success([bytes((AUTH_MORE_DATA_HEADER, SHA2_FAST_AUTH_SUCCESS))])
-            return self._deny()
+            # A stale entry (the password changed): fall back to full authentication, as MySQL does.
         self._state = _S.WAIT_FULL_AUTH
         return Step(send=[bytes((AUTH_MORE_DATA_HEADER, SHA2_PERFORM_FULL_AUTHENTICATION))])
 
     def _full_auth(self, payload: bytes) -> Step:
         cred = self._cred
-        assert cred is not None
+        if cred is None:
+            self._used_password = True
+            return self._deny()
         rsa_sized = self._rsa is not None and len(payload) == self._rsa.size_bytes
         if not rsa_sized and (self.secure_transport or self.cleartext_ok):
             # A client that considers the link safe sends the password itself, NUL-ended
@@ -450,7 +458,11 @@ class ClientAuth:
             data = payload[1:]
             if self._state == "wait_key":
                 assert self.secret.plain is not None
-                return Step(send=[rsa_encrypt_password(data, self.secret.plain, self._nonce)])
+                try:
+                    blob = rsa_encrypt_password(data, self.secret.plain, self._nonce)
+                except (ValueError, TypeError, AttributeError) as exc:
+                    raise MalformedPacket(f"server sent an unusable RSA public key: {exc}") from exc
+                return Step(send=[blob])
             if data == bytes((SHA2_FAST_AUTH_SUCCESS,)):
                 return Step()  # the OK packet follows
             if data == bytes((SHA2_PERFORM_FULL_AUTHENTICATION,)):

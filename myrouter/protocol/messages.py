@@ -278,8 +278,8 @@ class OK:
                 out.append(codec.lenenc_str(self.info))
             if self.status & Status.SESSION_STATE_CHANGED:
                 out.append(codec.lenenc_bytes(self.session_state))
-        else:
-            out.append(self.info.encode())
+        elif self.info:
+            out.append(codec.lenenc_str(self.info))
         return b"".join(out)
 
     @classmethod
@@ -303,8 +303,16 @@ class OK:
                 info = r.lenenc_str()
                 if status & Status.SESSION_STATE_CHANGED and not r.at_end():
                     state = r.lenenc_bytes()
-        else:
-            info = _s(r.rest())
+        elif not r.at_end():
+            # Servers send the info length-prefixed even to clients without SESSION_TRACK;
+            # accept a bare string too when the prefix does not fit.
+            rest = r.data[r.pos:]
+            try:
+                info = r.lenenc_str()
+                if not r.at_end():
+                    info = _s(rest)
+            except MalformedPacket:
+                info = _s(rest)
         return cls(affected, insert_id, status, warnings, info, state)
 
 
@@ -326,7 +334,7 @@ def parse_session_state(data: bytes) -> list[tuple[int, object]]:
         elif kind == SessionTrack.SCHEMA:
             value = body.lenenc_str()
         elif kind == SessionTrack.STATE_CHANGE:
-            value = body.lenenc_str() == "1"
+            value = body.rest() == b"1"
         elif kind == SessionTrack.GTIDS:
             body.u8()  # encoding specification
             value = body.lenenc_str()

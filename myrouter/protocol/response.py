@@ -151,7 +151,8 @@ class ResponseTracker:
 
     @property
     def done(self) -> bool:
-        return self._state == _St.DONE
+        """The whole response has been seen, including the last byte of its last packet."""
+        return self._state == _St.DONE and not self._skip and not self._cont and self._partial is None
 
     @property
     def local_infile(self) -> bool:
@@ -178,7 +179,7 @@ class ResponseTracker:
             k = self._skip if self._skip < n else n
             self._skip -= k
             pos = k
-        while pos < n and self._state < _St.LOCAL_INFILE:
+        while pos < n and (self._state < _St.LOCAL_INFILE or self._cont):
             if self._partial is not None:
                 part = self._partial
                 have = len(part)
@@ -223,8 +224,10 @@ class ResponseTracker:
             self._counted()
             return 4 + length
         if st == _St.ROWS:
+            if length == 0:
+                raise MalformedPacket("empty packet where a row or a terminator was expected")
             if avail < 5:
-                return -1 if length else self._row(length)
+                return -1
             first = buf[start + 4]
             if first == 0xFF or (first == 0xFE and length < (MAX_PACKET_PAYLOAD if self.deprecate_eof else 9)):
                 if avail < 4 + length:

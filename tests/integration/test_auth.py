@@ -81,7 +81,7 @@ def test_hashed_password_in_config(proxy_factory, cluster):
 
 def test_auth_switch_from_an_unsupported_plugin(proxy):
     raw = RawClient(proxy.port)
-    g = raw.read_greeting()
+    raw.read_greeting()
     resp = HandshakeResponse41(CLIENT_CAPS, 1 << 24, 45, "app", b"\x01" * 32, "test", "client_ed25519")
     raw.send(frame(resp.encode(), 1))
     pkt = raw.read_packet()
