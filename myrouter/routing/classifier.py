@@ -891,9 +891,6 @@ def _set(text: str, dtext: str, keyword: str) -> Classification:
     return _make(_K.SESSION, flags, tables, "SET", set_variables=variables, parse_error=error)
 
 
-_SET_STATEMENT_FOR = re.compile(r"\bFOR\b", re.IGNORECASE)
-
-
 def _set_statement(text: str, dtext: str) -> Classification:
     """MariaDB ``SET STATEMENT var=value [, ...] FOR <statement>``: the inner statement."""
     for m in _TOKEN_SCAN.finditer(text):

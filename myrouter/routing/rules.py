@@ -659,7 +659,7 @@ class RuleSet:
 
     __slots__ = (
         "_rules", "_active", "_by_flag", "_positions", "_hits", "_by_id", "iterations",
-        "_masks", "_mask_capacity", "_all_pass",
+        "_masks", "_mask_capacity",
     )
 
     def __init__(
@@ -709,7 +709,6 @@ class RuleSet:
         # digest-level filters pass for that digest
         self._masks: OrderedDict[int, int] = OrderedDict()
         self._mask_capacity = max(1, digest_cache_size)
-        self._all_pass = (1 << len(active)) - 1
 
     # -- inspection --------------------------------------------------------
 
@@ -855,7 +854,9 @@ def _rule_from_row(
                 rule_id = v
     report = _Reporter(error, rule_id if isinstance(rule_id, int) and not isinstance(rule_id, bool) else None)
     values = _validate_row(row, report)
-    return QueryRule(**values, source=source, line=line)
+    rule = QueryRule(**values, source=source, line=line)
+    _Compiled(rule, 0, report)  # regexes, modifiers, rewrite: reported at the column's line
+    return rule
 
 
 def _check_hostgroups(rules: Iterable[QueryRule], known: set[int]) -> None:
@@ -880,7 +881,12 @@ def parse_rules_file(path: Path) -> list[QueryRule]:
     data = doc.data
     for key in data:
         if key != TABLE:
-            raise doc.error(f"unknown table or key {key!r} (a rules file holds [[{TABLE}]] tables)", "", None, key)
+            raise ConfigError(
+                f"unknown table or key {key!r} (a rules file holds [[{TABLE}]] tables)",
+                file=str(path),
+                line=doc.line_of(key, 0) or doc.line_of(key) or doc.line_of("", None, key),
+                key=key,
+            )
     rows = data.get(TABLE, [])
     if not isinstance(rows, list):
         raise doc.error(f"{TABLE} must be an array of tables: write [[{TABLE}]]", "", None, TABLE)
