@@ -20,6 +20,7 @@ from .routing.classifier import Classifier
 from .routing.hostgroups import Hostgroups
 from .routing.rules import load_rules, rules_from_rows
 from .stats.counters import Counters, ProxyStats
+from .stats.querylog import QueryLog
 
 log = logging.getLogger("myrouter")
 
@@ -51,6 +52,8 @@ class Proxy:
         self.hostgroups = Hostgroups(config.mysql_servers)
         self.classifier = Classifier()
         self.rules = load_rules_for(config)
+        self.query_log = QueryLog(self.vars.eventslog_filename) if self.vars.eventslog_filename else None
+        self.user_sessions: dict[str, int] = {}
         self.query_cache = QueryCache(int(self.vars.items().get("query_cache_size_MB", 256)) * 1024 * 1024)
 
     def _load_users(self, config: Config) -> None:
@@ -193,6 +196,8 @@ class Proxy:
             for be in list(self.backends):
                 be.close()
             self.backends.clear()
+            if self.query_log is not None:
+                self.query_log.close()
 
     async def _discover_server_version(self) -> str:
         """Copy the version string of the first reachable backend (its greeting needs no login)."""
@@ -234,6 +239,8 @@ class Proxy:
             log.exception("session %d: unexpected error; connection closed", session.id)
         finally:
             self.sessions.pop(session.id, None)
+            if session.counted_user:
+                self.user_sessions[session.username] -= 1
             if self.draining and not self.sessions:
                 self._all_closed.set()
 

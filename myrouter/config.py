@@ -112,10 +112,7 @@ MYSQL_COMPAT_VARIABLES: dict[str, Any] = {
     "default_reconnect": True,
     "default_session_track_gtids": "OFF",
     "evaluate_replication_lag_on_servers_load": 1,
-    "eventslog_default_log": 0,
-    "eventslog_filename": "",
     "eventslog_filesize": 100 * 1024 * 1024,
-    "eventslog_format": 1,
     "firewall_whitelist_enabled": False,
     "firewall_whitelist_errormsg": "Firewall blocked this query",
     "handle_unknown_charset": 1,
@@ -302,6 +299,11 @@ class MySQLVariables:
     connect_retries_delay: int = 1
     query_retries_on_failure: int = 1
     default_query_timeout: int = _DAY_MS
+    # -- query log (rules with log=1; eventslog_default_log=1 logs every statement).
+    # myrouter writes JSON lines (ProxySQL's eventslog_format=2) whatever the format says.
+    eventslog_filename: str = ""
+    eventslog_format: int = 2
+    eventslog_default_log: bool = False
     enable_server_deprecate_eof: bool = True
     multiplexing: bool = True
     connection_delay_multiplex_ms: int = 0

@@ -35,7 +35,8 @@ from ..protocol.messages import (
 from ..protocol.packets import frame
 from ..protocol.response import ResponseKind, ResponseTracker, response_kind
 from ..routing.classifier import Classification, StatementFlag as _F, StatementKind
-from ..routing.digest import digest
+from ..routing.digest import digest, format_digest
+from ..stats.querylog import now_us
 from ..routing.rules import RuleContext
 
 if TYPE_CHECKING:
@@ -141,6 +142,7 @@ class ClientSession:
         self.scope: trio.CancelScope | None = None
         self._idle_scope: trio.CancelScope | None = None
         self.killed = False
+        self.counted_user = False  # counted in app.user_sessions under self.username
         self.command: int | None = None
         self.info: bytes = b""
         self.command_started = 0.0
@@ -252,6 +254,16 @@ class ClientSession:
             return False
         user = app.user(resp.username)
         assert user is not None and auth.secret is not None
+        if app.user_sessions.get(resp.username, 0) >= user.max_connections:
+            log.warning("session %d: user %r has reached its max_connections=%d", self.id, resp.username,
+                        user.max_connections)
+            await self._try_send_err(MySQLError(
+                E.ER_USER_LIMIT_REACHED,
+                f"User '{resp.username}' has exceeded the 'max_connections' resource (current value: "
+                f"{user.max_connections})", "42000"), seq)
+            return False
+        app.user_sessions[resp.username] = app.user_sessions.get(resp.username, 0) + 1
+        self.counted_user = True
         self.username = resp.username
         self.secret = auth.secret
         self._apply_user(user)
@@ -676,13 +688,39 @@ class ClientSession:
         if timeout is None and app.vars.default_query_timeout < _DEFAULT_QUERY_TIMEOUT:
             timeout = app.vars.default_query_timeout
         capture: list[bytes] | None = [] if cache_key is not None else None
+        started = now_us() if app.query_log is not None else 0
         tracker = await self._forward(payload, ResponseKind.RESULT, hostgroup=hg, timeout_ms=timeout,
                                       capture=capture, retries=retries if safe_to_retry else 0)
+        if started and (decision.log or (decision.log is None and app.vars.eventslog_default_log)):
+            self._log_query(started, hg, dtext, dhash, sql, tracker)
         if tracker is None or tracker.error is not None:
             return
         if capture is not None and tracker.results == 1 and (tracker.rows or decision.cache_empty_result != 0):
             app.query_cache.put(cache_key, b"".join(capture), decision.cache_ttl)
         self._after_query(hg, cls, decision, payload)
+
+    def _log_query(self, started: int, hg: int, dtext: str, dhash: int, sql: str,
+                   tracker: ResponseTracker | None) -> None:
+        be = self.backends.get(hg)
+        event = {
+            "event": "COM_QUERY",
+            "thread_id": self.id,
+            "username": self.username,
+            "schemaname": self.schema or "",
+            "client": self.client_addr,
+            "hostgroup_id": hg,
+            "server": str(be.server) if be is not None else "",
+            "digest": format_digest(dhash),
+            "digest_text": dtext,
+            "query": sql,
+            "starttime_timestamp_us": started,
+            "endtime_timestamp_us": now_us(),
+            "duration_us": now_us() - started,
+            "rows_sent": tracker.rows if tracker is not None else 0,
+        }
+        if tracker is None or tracker.error is not None:
+            event["error"] = True
+        self.app.query_log.write(event)
 
     def _route(self, decision, cls: Classification) -> int:
         """The hostgroup for a statement: rules first, then what keeps the session correct."""
@@ -836,6 +874,10 @@ class ClientSession:
         # The old user's backend state (transaction, variables, temporary tables) ends here.
         self._drop_all_backends(quit=True)
         self._reset_session_state()
+        if self.counted_user:
+            app.user_sessions[self.username] -= 1
+        app.user_sessions[req.username] = app.user_sessions.get(req.username, 0) + 1
+        self.counted_user = True
         self.username = req.username
         self.secret = auth.secret
         self._apply_user(user)

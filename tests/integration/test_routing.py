@@ -379,3 +379,46 @@ delay = 300
     ff = proxy.connect(user="monitor", password="monitor", database=None, autocommit=True)
     assert served_by(ff) == primary  # fast_forward: no rules, the default hostgroup
     ff.close()
+
+
+def test_log_rule_writes_json_lines(proxy_factory, rules_dir, tmp_path):
+    logfile = tmp_path / "queries.jsonl"
+    rules = rules_dir("""
+[[mysql_query_rules]]
+rule_id = 60
+active = 1
+match_pattern = "^SELECT 'logged'"
+log = 1
+""")
+    proxy = proxy_factory(rules_dir=rules, variables={"eventslog_filename": str(logfile)})
+    conn = proxy.connect(autocommit=True)
+    served_by(conn, "SELECT 'logged', 1")
+    served_by(conn, "SELECT 'not logged'")
+    conn.close()
+    import json
+
+    events = [json.loads(line) for line in logfile.read_text().splitlines()]
+    assert len(events) == 1
+    e = events[0]
+    assert e["query"] == "SELECT 'logged', 1" and e["digest_text"] == "SELECT ?, ?"
+    assert e["username"] == "app" and e["rows_sent"] == 1 and e["hostgroup_id"] == 1
+    assert e["digest"].startswith("0x") and e["duration_us"] >= 0
+
+
+def test_user_max_connections(proxy_factory):
+    proxy = proxy_factory(users=[{"username": "app", "password": "app", "max_connections": 2}])
+    a, b = proxy.connect(), proxy.connect()
+    with pytest.raises(pymysql.err.OperationalError) as ei:
+        proxy.connect()
+    assert ei.value.args[0] == 1226
+    a.close()
+    deadline = time.monotonic() + 5
+    while True:  # the slot frees once the proxy has seen the close
+        try:
+            c = proxy.connect()
+            break
+        except pymysql.err.OperationalError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    c.close()
+    b.close()
