@@ -73,7 +73,22 @@ ER_QUERY_TIMEOUT = 3024
 _DEFAULT_QUERY_TIMEOUT = MySQLVariables().default_query_timeout
 # Statements whose result depends on the connection they run on: never retried elsewhere.
 _STATEFUL = (_F.SIDE_EFFECT | _F.USER_VARIABLE_ASSIGN | _F.USER_VARIABLE_READ | _F.DIAGNOSTICS
-             | _F.SQL_CALC_FOUND_ROWS | _F.SELECT_INTO | _F.LOCKING)
+             | _F.SQL_CALC_FOUND_ROWS | _F.SELECT_INTO | _F.LOCKING).value
+# Flag tests on the hot path use plain ints: enum.Flag operators allocate and cost ~0.4 us each.
+_LOCK_TABLES = _F.LOCK_TABLES.value
+_UNLOCK_TABLES = _F.UNLOCK_TABLES.value
+_GET_LOCK = _F.GET_LOCK.value
+_RELEASE_LOCK = _F.RELEASE_LOCK.value
+_CREATE_TEMP = _F.CREATE_TEMPORARY_TABLE.value
+_DROP_TEMP = _F.DROP_TEMPORARY_TABLE.value
+_UV_ASSIGN = _F.USER_VARIABLE_ASSIGN.value
+_UV_READ = _F.USER_VARIABLE_READ.value
+_DIAGNOSTICS = _F.DIAGNOSTICS.value
+_CHANGE_SCHEMA = _F.CHANGE_SCHEMA.value
+_SET_GLOBAL = _F.SET_GLOBAL_VARIABLE.value
+_SET_LOGGED = (_F.SET_SESSION_VARIABLE | _F.SET_AUTOCOMMIT | _F.USER_VARIABLE_ASSIGN).value
+# Flags _after_query acts on; a statement with none of them (and not a SET/USE) skips it.
+_AFTER_MASK = _LOCK_TABLES | _UNLOCK_TABLES | _GET_LOCK | _RELEASE_LOCK | _CREATE_TEMP | _DROP_TEMP | _UV_ASSIGN
 
 
 def _state_error(be: BackendConnection, what: str, err_payload: bytes) -> MySQLError:
@@ -681,7 +696,7 @@ class ClientSession:
             await trio.sleep(decision.delay / 1000)
         if decision.mirror_hostgroup is not None:
             app.mirror(self, payload, decision.mirror_hostgroup)
-        safe_to_retry = (cls.kind is StatementKind.READ and not cls.flags & _STATEFUL
+        safe_to_retry = (cls.kind is StatementKind.READ and not cls.flags.value & _STATEFUL
                          and self.trx_hg is None and self.status & Status.AUTOCOMMIT)
         retries = (decision.retries if decision.retries is not None else app.vars.query_retries_on_failure)
         timeout = decision.timeout
@@ -733,10 +748,10 @@ class ClientSession:
             return self.trx_hg  # an open transaction stays where it started
         if not self.status & Status.AUTOCOMMIT:
             return self.default_hostgroup  # autocommit=0: every statement opens a transaction
-        flags = cls.flags
-        if flags & _F.USER_VARIABLE_READ and self.var_hg is not None:
+        flags = cls.flags.value
+        if flags & _UV_READ and self.var_hg is not None:
             return self.var_hg
-        if flags & _F.DIAGNOSTICS and self.last_hg is not None:
+        if flags & _DIAGNOSTICS and self.last_hg is not None:
             return self.last_hg
         if self.temp_tables and cls.tables:
             for t in cls.tables:
@@ -747,38 +762,40 @@ class ClientSession:
 
     def _after_query(self, hg: int, cls: Classification, decision, payload: bytes) -> None:
         """Update what the session must remember after a statement succeeded."""
-        flags = cls.flags
-        if flags & _F.LOCK_TABLES:
+        flags = cls.flags.value
+        if not flags & _AFTER_MASK and cls.kind is not StatementKind.SESSION \
+                and not (decision.sticky_conn or decision.multiplex == 0):
+            return
+        if flags & _LOCK_TABLES:
             self.table_lock = True
             self.sticky_hg = hg
-        if flags & _F.UNLOCK_TABLES:
+        if flags & _UNLOCK_TABLES:
             self.table_lock = False
-        if flags & _F.GET_LOCK:
+        if flags & _GET_LOCK:
             self.named_locks += 1
             self.sticky_hg = hg
-        if flags & _F.RELEASE_LOCK and self.named_locks:
+        if flags & _RELEASE_LOCK and self.named_locks:
             self.named_locks -= 1
         if decision.sticky_conn or decision.multiplex == 0:
             self.rule_sticky = True
             self.sticky_hg = hg
         if self.sticky_hg is not None and not (self.table_lock or self.named_locks or self.rule_sticky):
             self.sticky_hg = None
-        if flags & _F.CREATE_TEMPORARY_TABLE:
+        if flags & _CREATE_TEMP:
             for t in cls.tables:
                 self.temp_tables[t] = hg
-        if flags & _F.DROP_TEMPORARY_TABLE:
+        if flags & _DROP_TEMP:
             for t in cls.tables:
                 self.temp_tables.pop(t, None)
-        if flags & _F.USER_VARIABLE_ASSIGN and cls.kind is not StatementKind.SESSION:
+        if flags & _UV_ASSIGN and cls.kind is not StatementKind.SESSION:
             self.var_hg = hg
         if cls.kind is StatementKind.SESSION:
-            if flags & _F.CHANGE_SCHEMA and cls.schema:
+            if flags & _CHANGE_SCHEMA and cls.schema:
                 self.schema = cls.schema
                 be = self.backends.get(hg)
                 if be is not None:
                     be.schema = cls.schema
-            if flags & (_F.SET_SESSION_VARIABLE | _F.SET_AUTOCOMMIT | _F.USER_VARIABLE_ASSIGN) \
-                    and not flags & _F.SET_GLOBAL_VARIABLE:
+            if flags & _SET_LOGGED and not flags & _SET_GLOBAL:
                 # Replayed on the session's other connections before their next statement.
                 self.set_log.append(payload[1:])
                 be = self.backends.get(hg)
