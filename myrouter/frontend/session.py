@@ -379,6 +379,13 @@ class ClientSession:
         if self._idle_scope is not None:
             self._idle_scope.cancel()
 
+    @property
+    def backend_capabilities(self) -> int:
+        """The client's capabilities as passed on to backends (LOCAL INFILE only if enabled)."""
+        if self.app.vars.enable_load_data_local_infile:
+            return self.capabilities
+        return self.capabilities & ~C.LOCAL_FILES
+
     def _apply_user(self, user) -> None:
         self.default_hostgroup = user.default_hostgroup
         self.fast_forward = bool(user.fast_forward)
@@ -433,7 +440,7 @@ class ClientSession:
                 username=self.username,
                 secret=self.secret,
                 database=self.schema,
-                client_capabilities=self.capabilities,
+                client_capabilities=self.backend_capabilities,
                 charset=self.charset,
                 attrs=self.attrs,
                 connect_timeout=app.vars.connect_timeout_server / 1000,

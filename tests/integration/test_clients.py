@@ -337,3 +337,18 @@ def test_sysbench_oltp_read_write(proxy, cluster, ps_mode):
     tx_line = next(line for line in out.splitlines() if line.strip().startswith("transactions:"))
     assert int(tx_line.split()[1]) > 50, tx_line
     _sysbench(cluster.primary.port, "cleanup")
+
+
+def test_load_data_local_infile_disabled_by_default(proxy_factory, tmp_path):
+    data = tmp_path / "rows.tsv"
+    data.write_text("1\tone\n")
+    proxy = proxy_factory(variables={"enable_load_data_local_infile": False})
+    conn = proxy.connect(local_infile=True, autocommit=True)
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE IF NOT EXISTS infile_off (id INT, name VARCHAR(10))")
+    with pytest.raises(pymysql.err.OperationalError) as ei:
+        cur.execute(f"LOAD DATA LOCAL INFILE '{data}' INTO TABLE infile_off")
+    assert ei.value.args[0] in (1148, 4166)  # the backend refuses: the proxy did not pass CLIENT_LOCAL_FILES
+    cur.execute("SELECT 1")
+    assert cur.fetchone() == (1,)
+    conn.close()
