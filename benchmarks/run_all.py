@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Run every benchmark with its defaults, one after the other (``make bench``).
+
+* ``bench_sysbench.py``: sysbench through the proxy versus straight to MariaDB;
+* ``bench_classify.py`` (if present): the statement digest/classification path.
+
+Each runs as its own subprocess with this interpreter; its output is shown as it
+comes. ``--json-dir DIR`` asks bench_sysbench.py to write ``DIR/sysbench.json``.
+Exit status: 0 if every benchmark exited 0, else the first non-zero status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def run(name: str, args: list[str]) -> int:
+    script = HERE / name
+    cmd = [sys.executable, str(script), *args]
+    print(f"\n===== {name} =====", flush=True)
+    print("$ " + " ".join(cmd), flush=True)
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=HERE.parent)
+
+    def forward(signum: int, frame: object) -> None:
+        # SIGTERM to us: pass it on to the benchmark, which stops what it started and exits
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    interrupted = False
+    try:
+        while True:
+            try:
+                code = proc.wait()
+                break
+            except KeyboardInterrupt:
+                # a terminal's Ctrl-C reached the benchmark too: let it clean up (its MariaDB
+                # servers and proxy) instead of killing it, and stop after it
+                print(f"===== {name}: interrupted; waiting for it to clean up =====", flush=True)
+                interrupted = True
+                continue
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if interrupted:
+        raise KeyboardInterrupt
+    verdict = "ok" if code == 0 else f"FAILED (exit {code})"
+    print(f"===== {name}: {verdict} in {time.monotonic() - started:.0f} s =====", flush=True)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--json-dir", type=Path, help="write machine-readable results here (sysbench.json)")
+    a = p.parse_args(argv)
+
+    results: list[tuple[str, int]] = []
+    sysbench_args: list[str] = []
+    if a.json_dir is not None:
+        sysbench_args += ["--json", str(a.json_dir / "sysbench.json")]
+    results.append(("bench_sysbench.py", run("bench_sysbench.py", sysbench_args)))
+    if results[-1][1] in (130, -signal.SIGINT, -signal.SIGTERM):
+        print("\ninterrupted: not running the other benchmarks", flush=True)
+    elif (HERE / "bench_classify.py").exists():
+        results.append(("bench_classify.py", run("bench_classify.py", [])))
+    else:
+        print("\n(bench_classify.py not present: skipped)", flush=True)
+
+    print("\n===== summary =====")
+    for name, code in results:
+        print(f"  {name:<20} {'ok' if code == 0 else f'FAILED (exit {code})'}")
+    return next((code for _, code in results if code != 0), 0)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
