@@ -19,6 +19,7 @@ from .routing.cache import QueryCache
 from .routing.classifier import Classifier
 from .routing.hostgroups import Hostgroups
 from .routing.rules import load_rules, rules_from_rows
+from .frontend.session import SessionState
 from .stats.counters import Counters, ProxyStats
 from .stats.querylog import QueryLog
 
@@ -189,6 +190,7 @@ class Proxy:
                     async with trio.open_nursery() as accepters:
                         for lsock in self._listeners:
                             accepters.start_soon(self._accept_loop, lsock, nursery)
+                        accepters.start_soon(self._reap_idle_sessions)
                         task_status.started(self)
         finally:
             for lsock in self._listeners:
@@ -210,6 +212,17 @@ class Proxy:
             return greeting.server_version
         log.warning("server_version=auto: no backend reachable; advertising %s", FALLBACK_SERVER_VERSION)
         return FALLBACK_SERVER_VERSION
+
+    async def _reap_idle_sessions(self) -> None:
+        """End sessions idle for longer than wait_timeout (checked once a second, no per-statement timer)."""
+        while True:
+            limit = self.vars.wait_timeout / 1000
+            await trio.sleep(min(1.0, limit))
+            now = time.monotonic()
+            for s in list(self.sessions.values()):
+                if s.state is SessionState.IDLE and now - s.idle_since > limit and s.cancel_if_idle():
+                    log.info("session %d: idle for more than wait_timeout=%dms; closing", s.id,
+                             self.vars.wait_timeout)
 
     async def _accept_loop(self, lsock: socket.socket, nursery: trio.Nursery) -> None:
         while True:
@@ -254,7 +267,7 @@ class Proxy:
             self._accept_scope.cancel()
         for lsock in self._listeners:
             _close_socket(lsock)
-        busy = [s for s in self.sessions.values() if s._idle_scope is None]
+        busy = [s for s in self.sessions.values() if s.state is not SessionState.IDLE]
         log.info("draining: %d sessions (%d running a statement), timeout %.1fs", len(self.sessions), len(busy),
                  timeout)
         for s in list(self.sessions.values()):
@@ -283,7 +296,7 @@ class Proxy:
             backend_connections_connected=len(self.backends),
             backend_connections_created=c.backend_connections_created,
             backend_errors=c.backend_errors,
-            sessions_busy=sum(1 for s in self.sessions.values() if s._idle_scope is None),
+            sessions_busy=sum(1 for s in self.sessions.values() if s.state is not SessionState.IDLE),
             tasks=tasks,
         )
 

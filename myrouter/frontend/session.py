@@ -55,6 +55,7 @@ SERVER_CAPABILITIES = (
     | C.PLUGIN_AUTH_LENENC_CLIENT_DATA | C.CAN_HANDLE_EXPIRED_PASSWORDS | C.SESSION_TRACK
 )
 
+_MAYBE_KILL = frozenset((b"k", b"K", b" ", b"\t", b"\n", b"\r"))  # a cheap first test before the regex
 _KILL_RE = re.compile(rb"\s*kill\s+(?:(query|connection)\s+)?(\d+)\s*;?\s*\Z", re.I)
 
 # Commands that never reach a backend through the proxy.
@@ -87,6 +88,8 @@ _DIAGNOSTICS = _F.DIAGNOSTICS.value
 _CHANGE_SCHEMA = _F.CHANGE_SCHEMA.value
 _SET_GLOBAL = _F.SET_GLOBAL_VARIABLE.value
 _SET_LOGGED = (_F.SET_SESSION_VARIABLE | _F.SET_AUTOCOMMIT | _F.USER_VARIABLE_ASSIGN).value
+_IN_TRANS = int(Status.IN_TRANS)
+_AUTOCOMMIT = int(Status.AUTOCOMMIT)
 # Flags _after_query acts on; a statement with none of them (and not a SET/USE) skips it.
 _AFTER_MASK = _LOCK_TABLES | _UNLOCK_TABLES | _GET_LOCK | _RELEASE_LOCK | _CREATE_TEMP | _DROP_TEMP | _UV_ASSIGN
 
@@ -155,7 +158,7 @@ class ClientSession:
         except OSError:
             self.proxy_host, self.proxy_port = None, None
         self.scope: trio.CancelScope | None = None
-        self._idle_scope: trio.CancelScope | None = None
+        self.idle_since = time.monotonic()
         self.killed = False
         self.counted_user = False  # counted in app.user_sessions under self.username
         self.command: int | None = None
@@ -326,13 +329,26 @@ class ClientSession:
                 return
 
     async def _read_command(self):
-        """The next command packet, or None when the session should end (after any reply)."""
+        """The next command packet, or None when the session should end (after any reply).
+
+        The client sends its next command only after our reply, so a read now
+        would fail: wait for readability first. While waiting, the session is
+        IDLE: the drain and the idle reaper end it by cancelling its scope.
+        """
+        client = self.client
         try:
-            pkt = self.client.packet_nowait()
-            if pkt is not None:
-                self.state = SessionState.BUSY
-                return pkt
-            return await self._wait_command()
+            pkt = client.decoder.next_packet()  # pipelined commands already received
+            if pkt is None:
+                self.state = SessionState.IDLE
+                self.idle_since = time.monotonic()
+                await client.wait_readable()
+                pkt = client.packet_nowait()
+                if pkt is None:
+                    pkt = await self._wait_rest_of_packet()
+                    if pkt is None:
+                        return None
+            self.state = SessionState.BUSY
+            return pkt
         except PacketTooLarge:
             log.info("session %d: client sent a packet larger than max_allowed_packet; closing", self.id)
             await self._try_send_err(E.packet_too_large(), 1)
@@ -341,43 +357,26 @@ class ClientSession:
             await self._try_send_err(E.packets_out_of_order(), 1)
         return None
 
-    async def _wait_command(self):
+    async def _wait_rest_of_packet(self):
+        """Part of a packet has arrived: the rest must follow within client_packet_timeout."""
         client = self.client
-        v = self.app.vars
-        self.state = SessionState.IDLE
-        idle_deadline = trio.current_time() + v.wait_timeout / 1000
-        partial_since: float | None = None
-        while True:
-            if self.app.draining or self.killed:
-                return None
-            if client.decoder.buffered:
-                if partial_since is None:
-                    partial_since = trio.current_time()
-                deadline = min(idle_deadline, partial_since + v.client_packet_timeout / 1000)
-            else:
-                deadline = idle_deadline
-            with trio.CancelScope(deadline=deadline) as scope:
-                self._idle_scope = scope
+        timeout = self.app.vars.client_packet_timeout / 1000
+        with trio.move_on_after(timeout):
+            while True:
                 await client.wait_readable()
-            self._idle_scope = None
-            if scope.cancelled_caught:
-                if self.app.draining or self.killed:
-                    return None
-                if client.decoder.buffered:
-                    log.info("session %d: client sent an incomplete packet and stopped; closing", self.id)
-                    await self._try_send_err(E.read_timeout(), 1)
-                else:
-                    log.info("session %d: idle for wait_timeout=%dms; closing", self.id, v.wait_timeout)
-                return None
-            pkt = client.packet_nowait()
-            if pkt is not None:
-                self.state = SessionState.BUSY
-                return pkt
+                pkt = client.packet_nowait()
+                if pkt is not None:
+                    return pkt
+        log.info("session %d: client sent an incomplete packet and stopped for %.1fs; closing", self.id, timeout)
+        await self._try_send_err(E.read_timeout(), 1)
+        return None
 
-    def cancel_if_idle(self) -> None:
-        """Used by the drain: end the session now if it waits for its client."""
-        if self._idle_scope is not None:
-            self._idle_scope.cancel()
+    def cancel_if_idle(self) -> bool:
+        """End the session now if it waits for its client's next command (drain, idle reaper)."""
+        if self.state is SessionState.IDLE and self.scope is not None:
+            self.scope.cancel()
+            return True
+        return False
 
     @property
     def backend_capabilities(self) -> int:
@@ -429,7 +428,7 @@ class ClientSession:
     async def _get_backend(self, hostgroup: int) -> BackendConnection:
         """The session's connection to ``hostgroup``, opened on first use."""
         be = self.backends.get(hostgroup)
-        if be is not None and not be.closed:
+        if be is not None:
             return be
         assert self.secret is not None
         app = self.app
@@ -526,7 +525,9 @@ class ClientSession:
         before any byte of the response reached the client (safe statements only).
         """
         hg = self.default_hostgroup if hostgroup is None else hostgroup
-        be = await self._get_backend(hg)
+        be = self.backends.get(hg)  # closed connections are removed from the map when dropped
+        if be is None:
+            be = await self._get_backend(hg)
         if be.applied_sets < len(self.set_log) or (self.schema and be.schema != self.schema):
             await self._sync_backend(be)
         be.state = BackendState.ACTIVE
@@ -551,7 +552,8 @@ class ClientSession:
         while True:
             try:
                 if deadline is None:
-                    data = await bstream.recv_some()
+                    # The first read right after the request would fail: wait for the reply first.
+                    data = await (bstream.recv_some() if sent else bstream.recv_after_wait())
                 else:
                     data = None
                     with trio.move_on_at(deadline):
@@ -597,7 +599,7 @@ class ClientSession:
         if tracker.status_seen:
             st = tracker.status
             be.status = st
-            if st & Status.IN_TRANS:
+            if st & _IN_TRANS:
                 self.trx_hg = hg
             elif self.trx_hg == hg:
                 self.trx_hg = None
@@ -662,8 +664,7 @@ class ClientSession:
     # ------------------------------------------------------------ commands
 
     async def _com_query(self, payload: bytes) -> None:
-        head = payload[1:32].lstrip()
-        if head[:4].lower() == b"kill":
+        if payload[1:2] in _MAYBE_KILL and payload[1:32].lstrip()[:4].lower() == b"kill":
             m = _KILL_RE.match(payload, 1)
             if m is not None:
                 query_only = (m.group(1) or b"").lower() == b"query"
@@ -703,8 +704,8 @@ class ClientSession:
             await trio.sleep(decision.delay / 1000)
         if decision.mirror_hostgroup is not None:
             app.mirror(self, payload, decision.mirror_hostgroup)
-        safe_to_retry = (cls.kind is StatementKind.READ and not cls.flags.value & _STATEFUL
-                         and self.trx_hg is None and self.status & Status.AUTOCOMMIT)
+        safe_to_retry = (cls.kind is StatementKind.READ and not cls.bits & _STATEFUL
+                         and self.trx_hg is None and self.status & _AUTOCOMMIT)
         retries = (decision.retries if decision.retries is not None else app.vars.query_retries_on_failure)
         timeout = decision.timeout
         if timeout is None and app.vars.default_query_timeout < _DEFAULT_QUERY_TIMEOUT:
@@ -753,9 +754,9 @@ class ClientSession:
             return self.sticky_hg  # LOCK TABLES, GET_LOCK, sticky_conn, multiplex=0
         if self.trx_hg is not None and self.transaction_persistent:
             return self.trx_hg  # an open transaction stays where it started
-        if not self.status & Status.AUTOCOMMIT:
+        if not self.status & _AUTOCOMMIT:
             return self.default_hostgroup  # autocommit=0: every statement opens a transaction
-        flags = cls.flags.value
+        flags = cls.bits
         if flags & _UV_READ and self.var_hg is not None:
             return self.var_hg
         if flags & _DIAGNOSTICS and self.last_hg is not None:
@@ -769,7 +770,7 @@ class ClientSession:
 
     def _after_query(self, hg: int, cls: Classification, decision, payload: bytes) -> None:
         """Update what the session must remember after a statement succeeded."""
-        flags = cls.flags.value
+        flags = cls.bits
         if not flags & _AFTER_MASK and cls.kind is not StatementKind.SESSION \
                 and not (decision.sticky_conn or decision.multiplex == 0):
             return

@@ -90,6 +90,18 @@ class PacketStream:
                 self._budget = _FAIR_BUDGET
                 return data
 
+    async def recv_after_wait(self) -> bytes:
+        """Like ``recv_some`` for a read that is known to be early (a reply just asked
+        for): wait for readability first instead of failing a read with EAGAIN."""
+        if self.decoder.buffered:
+            return self.decoder.take_buffered()
+        await self.wait_readable()
+        data = self.recv_nowait()
+        if data is not None:
+            self._budget = _FAIR_BUDGET
+            return data
+        return await self.recv_some()
+
     async def wait_readable(self) -> None:
         if self.closed:
             raise ConnectionLost("stream is closed")

@@ -74,6 +74,10 @@ class _St(enum.IntEnum):
 _COUNTED = frozenset((_St.COLUMNS, _St.PREP_PARAMS, _St.PREP_COLS, _St.STATS))
 # States where each packet is a row (or a column definition for FIELD_LIST) unless it is a terminator.
 _ROWLIKE = frozenset((_St.ROWS,))
+# Plain ints: enum.IntFlag operators are slow on the per-response path.
+_DEPRECATE_EOF = int(Capability.DEPRECATE_EOF)
+_MORE_RESULTS = int(Status.MORE_RESULTS_EXISTS)
+_CURSOR_EXISTS = int(Status.CURSOR_EXISTS)
 # Largest packet the tracker will buffer to interpret (OK/ERR/EOF/column count are small).
 _MAX_INTERPRETED = 1 << 20
 
@@ -119,7 +123,7 @@ class ResponseTracker:
 
     def __init__(self, kind: ResponseKind, capabilities: int, *, cursor: bool = False, row_kind: int = 0) -> None:
         self.kind = kind
-        self.deprecate_eof = bool(capabilities & Capability.DEPRECATE_EOF)
+        self.deprecate_eof = bool(capabilities & _DEPRECATE_EOF)
         self.cursor = cursor  # COM_STMT_EXECUTE asked for a cursor
         self._count = 0
         self._pending_cols = 0
@@ -285,7 +289,7 @@ class ResponseTracker:
             raise MalformedPacket("truncated EOF packet")
         self.status_seen = True
         self.results += 1
-        if self.kind == ResponseKind.RESULT and self.status & Status.MORE_RESULTS_EXISTS:
+        if self.kind == ResponseKind.RESULT and self.status & _MORE_RESULTS:
             self._state = _St.FIRST
         else:
             self._state = _St.DONE
@@ -301,7 +305,7 @@ class ResponseTracker:
                 self.status_seen = True
                 self.last_ok = body
                 self.results += 1
-                self._state = _St.FIRST if self.status & Status.MORE_RESULTS_EXISTS else _St.DONE
+                self._state = _St.FIRST if self.status & _MORE_RESULTS else _St.DONE
             elif first == 0xFF:
                 self.error = body
                 self._state = _St.DONE
@@ -320,7 +324,7 @@ class ResponseTracker:
                 return
             self.status = ok_status(body) if len(body) >= 7 else _eof_status(body)
             self.status_seen = True
-            if self.cursor and self.status & Status.CURSOR_EXISTS:
+            if self.cursor and self.status & _CURSOR_EXISTS:
                 self.results += 1
                 self._state = _St.DONE  # rows come later, through COM_STMT_FETCH
             else:

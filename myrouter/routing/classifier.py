@@ -61,7 +61,7 @@ import enum
 import logging
 import re
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable, NamedTuple
 
 import sqlglot
@@ -194,6 +194,11 @@ class Classification:
     statement_count: int = 1
     is_unparsable: bool = False
     parse_error: str | None = None
+    #: ``flags`` as a plain int, for hot-path tests (enum.Flag operators are slow)
+    bits: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bits", self.flags.value)
 
     @property
     def routes_to_writer(self) -> bool:

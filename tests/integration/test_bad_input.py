@@ -165,3 +165,19 @@ def test_backend_stopped_while_client_waits(proxy_factory, no_rules):
             assert cur.fetchone() == (2,)
         conn.close()
         assert_no_leaks(proxy)
+
+
+def test_idle_session_closed_after_wait_timeout(proxy_factory):
+    proxy = proxy_factory(variables={"wait_timeout": 1500})
+    idle = RawClient(proxy.port)
+    assert idle.login()[:1] == b"\x00"
+    busy = proxy.connect()
+    start = time.monotonic()
+    for _ in range(6):  # an active session is not reaped
+        assert healthy(busy)
+        time.sleep(0.5)
+    assert idle.is_closed(timeout=5)
+    assert 1.4 < time.monotonic() - start < 6
+    assert healthy(busy)
+    busy.close()
+    assert_no_leaks(proxy)
