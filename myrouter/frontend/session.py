@@ -226,26 +226,9 @@ class ClientSession:
                 except MalformedPacket as exc:
                     raise E.bad_handshake() from exc
                 self.capabilities = resp.capabilities & server_caps
-                auth = ServerAuth(
-                    scramble=self.scramble,
-                    lookup=app.lookup_credential,
-                    default_plugin=v.default_authentication_plugin,
-                    rsa=app.rsa,
-                    sha2_cache=app.sha2_cache,
-                    client_host=self.client_host,
-                    cleartext_ok=self.client_is_loopback,
-                )
+                auth = self._new_auth()
                 step = auth.start(resp.username, resp.auth_response, resp.auth_plugin)
-                seq = (pkt.seq + 1) & 0xFF
-                while True:
-                    for out in step.send:
-                        seq = await self.client.send_packet(out, seq)
-                    if step.done:
-                        break
-                    self.client.decoder.expect_seq = seq
-                    pkt = await self.client.read_packet()
-                    seq = (pkt.seq + 1) & 0xFF
-                    step = auth.receive(pkt.payload)
+                step, seq = await self._auth_exchange(auth, step, (pkt.seq + 1) & 0xFF, check_seq=True)
         except trio.TooSlowError:
             log.info("session %d from %s: handshake timed out after %.1fs", self.id, self.client_addr, timeout)
             app.counters.client_connections_aborted += 1
@@ -292,6 +275,31 @@ class ClientSession:
         self.state = SessionState.IDLE
         log.info("session %d: user %r connected from %s", self.id, self.username, self.client_addr)
         return True
+
+    def _new_auth(self) -> ServerAuth:
+        app = self.app
+        return ServerAuth(
+            scramble=self.scramble,
+            lookup=app.lookup_credential,
+            default_plugin=app.vars.default_authentication_plugin,
+            rsa=app.rsa,
+            sha2_cache=app.sha2_cache,
+            client_host=self.client_host,
+            cleartext_ok=self.client_is_loopback,
+        )
+
+    async def _auth_exchange(self, auth: ServerAuth, step, seq: int, *, check_seq: bool):
+        """Send what the auth machine asks for and feed it the client's answers until it is done."""
+        while True:
+            for out in step.send:
+                seq = await self.client.send_packet(out, seq)
+            if step.done:
+                return step, seq
+            if check_seq:
+                self.client.decoder.expect_seq = seq
+            pkt = await self.client.read_packet()
+            seq = (pkt.seq + 1) & 0xFF
+            step = auth.receive(pkt.payload)
 
     # --------------------------------------------------------- command loop
 
@@ -866,27 +874,11 @@ class ClientSession:
         app = self.app
         v = app.vars
         req = ChangeUser.parse(payload, self.capabilities)
-        auth = ServerAuth(
-            scramble=self.scramble,
-            lookup=app.lookup_credential,
-            default_plugin=v.default_authentication_plugin,
-            rsa=app.rsa,
-            sha2_cache=app.sha2_cache,
-            client_host=self.client_host,
-            cleartext_ok=self.client_is_loopback,
-        )
+        auth = self._new_auth()
         step = auth.start(req.username, req.auth_response, req.auth_plugin)
-        seq = 1
         try:
             with trio.fail_after(v.connect_timeout_client / 1000):
-                while True:
-                    for out in step.send:
-                        seq = await self.client.send_packet(out, seq)
-                    if step.done:
-                        break
-                    pkt = await self.client.read_packet()
-                    seq = (pkt.seq + 1) & 0xFF
-                    step = auth.receive(pkt.payload)
+                step, seq = await self._auth_exchange(auth, step, 1, check_seq=False)
         except trio.TooSlowError:
             raise CloseSession from None
         if step.error is not None:
