@@ -223,10 +223,11 @@ class ProxyProcess:
         from myrouter.__main__ import demo_config
         from myrouter.testbed import free_ports
 
-        self.port, self.admin_port = free_ports(2)
+        self.port, self.admin_port, self.metrics_port = free_ports(3)
         self.config_path = workdir / "myrouter.toml"
         self.config_path.write_text(
-            demo_config(cluster, rules_dir=ROOT / "rules", port=self.port, admin_port=self.admin_port)
+            demo_config(cluster, rules_dir=ROOT / "rules", port=self.port, admin_port=self.admin_port,
+                        metrics_port=self.metrics_port)
         )
         self.log_path = workdir / "myrouter.log"
         self.drain_timeout = _drain_timeout(self.config_path)

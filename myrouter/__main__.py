@@ -57,12 +57,14 @@ def _load(path: str):
 
 def cmd_serve(args) -> int:
     config = _load(args.config)
+    status = 0
     try:
         trio.run(serve, config)
-    except OSError as exc:
-        print(f"myrouter: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    except* OSError as group:  # a listener that cannot bind (address in use, ...)
+        for exc in group.exceptions:
+            print(f"myrouter: {exc}", file=sys.stderr)
+        status = 1
+    return status
 
 
 def cmd_demo(args) -> int:
@@ -78,7 +80,8 @@ def cmd_demo(args) -> int:
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg_path = run_dir / "myrouter.toml"
         cfg_path.write_text(demo_config(cluster, rules_dir=Path(__file__).resolve().parent.parent / "rules",
-                                        port=args.port, admin_port=args.admin_port))
+                                        port=args.port, admin_port=args.admin_port,
+                                        metrics_port=args.metrics_port))
         config = load_config(cfg_path)
 
         def ready(proxy) -> None:
@@ -97,7 +100,8 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def demo_config(cluster, *, rules_dir: Path, port: int = 6033, admin_port: int = 6032) -> str:
+def demo_config(cluster, *, rules_dir: Path, port: int = 6033, admin_port: int = 6032,
+                metrics_port: int = 6070) -> str:
     """A myrouter config for a test-bed cluster: writer hostgroup 0, reader hostgroup 1."""
     servers = [f"""
 [[mysql_servers]]
@@ -125,6 +129,7 @@ enable_load_data_local_infile = true
 
 [admin_variables]
 mysql_ifaces = "127.0.0.1:{admin_port}"
+restapi_port = {metrics_port}
 admin_credentials = "admin:admin"
 {''.join(servers)}
 [[mysql_users]]
@@ -170,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("demo", help="start local MariaDB primary + 2 replicas and serve in front of them")
     p.add_argument("--port", type=int, default=6033)
     p.add_argument("--admin-port", type=int, default=6032)
+    p.add_argument("--metrics-port", type=int, default=6070, help="Prometheus /metrics port (default 6070)")
     p.add_argument("--run-dir", default="run", help="where the generated config is written (default: ./run)")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("explain", help="show how a statement would be digested, classified and routed")

@@ -9,6 +9,7 @@ import time
 
 import trio
 
+from .admin.core import Admin
 from .backend.connection import BackendConnection, BackendState, open_backend, read_greeting
 from .config import Config, UserConfig
 from .net.stream import ConnectionLost, PacketStream
@@ -17,10 +18,11 @@ from .protocol.errors import MySQLError
 from .protocol.response import ResponseKind
 from .routing.cache import QueryCache
 from .routing.classifier import Classifier
-from .routing.hostgroups import Hostgroups
-from .routing.rules import load_rules, rules_from_rows
+from .routing.hostgroups import Hostgroups, Server
+from .routing.rules import RuleSet, load_rules, rules_from_rows
 from .frontend.session import SessionState
 from .stats.counters import Counters, ProxyStats
+from .stats.digests import CommandCounters, DigestStats
 from .stats.querylog import QueryLog
 
 log = logging.getLogger("myrouter")
@@ -56,6 +58,10 @@ class Proxy:
         self.query_log = QueryLog(self.vars.eventslog_filename) if self.vars.eventslog_filename else None
         self.user_sessions: dict[str, int] = {}
         self.query_cache = QueryCache(int(self.vars.items().get("query_cache_size_MB", 256)) * 1024 * 1024)
+        # per-statement accounting (stats_mysql_query_digest, stats_mysql_commands_counters)
+        self.digest_stats = DigestStats()
+        self.command_counters = CommandCounters(_long_query_us(self.vars))
+        self.admin = Admin(self)  # admin interface (6032) and /metrics, served by run()
 
     def _load_users(self, config: Config) -> None:
         users = {}
@@ -91,8 +97,11 @@ class Proxy:
     def backend_closed(self, be: BackendConnection) -> None:
         if be in self.backends:
             self.backends.discard(be)
-            if be.server_ref is not None:
-                be.server_ref.connection_closed()
+            srv = be.server_ref
+            if srv is not None:
+                srv.connection_closed()
+                srv.bytes_sent += be.stream.bytes_out
+                srv.bytes_received += be.stream.bytes_in
 
     def mirror(self, session, payload: bytes, hostgroup: int) -> None:
         """Send a copy of a statement to ``hostgroup`` in the background; its result is dropped."""
@@ -180,19 +189,29 @@ class Proxy:
         for host, port in addresses:
             self._listeners.append(_listen(host, port))
         self.listen_addresses = [s.getsockname()[:2] for s in self._listeners]
+        try:
+            self.admin.bind()  # admin interface and /metrics: an address in use is an OSError here
+        except OSError:
+            for lsock in self._listeners:
+                _close_socket(lsock)
+            raise
         log.info("myrouter listening for MySQL clients on %s (server version %s)",
                  ", ".join(f"{h}:{p}" for h, p in self.listen_addresses), self.server_version)
         try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                with trio.CancelScope() as accept_scope:
-                    self._accept_scope = accept_scope
-                    async with trio.open_nursery() as accepters:
-                        for lsock in self._listeners:
-                            accepters.start_soon(self._accept_loop, lsock, nursery)
-                        accepters.start_soon(self._reap_idle_sessions)
-                        task_status.started(self)
+            async with trio.open_nursery() as services:  # admin interface and /metrics
+                await services.start(self.admin.serve)
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    with trio.CancelScope() as accept_scope:
+                        self._accept_scope = accept_scope
+                        async with trio.open_nursery() as accepters:
+                            for lsock in self._listeners:
+                                accepters.start_soon(self._accept_loop, lsock, nursery)
+                            accepters.start_soon(self._reap_idle_sessions)
+                            task_status.started(self)
+                services.cancel_scope.cancel()
         finally:
+            self.admin.close()
             for lsock in self._listeners:
                 _close_socket(lsock)
             for be in list(self.backends):
@@ -299,6 +318,77 @@ class Proxy:
             sessions_busy=sum(1 for s in self.sessions.values() if s.state is not SessionState.IDLE),
             tasks=tasks,
         )
+
+    # -- admin / runtime configuration -----------------------------------------
+    # Used by the admin interface (myrouter/admin). A change is validated before
+    # it gets here and is applied in one synchronous step: a session sees the old
+    # configuration or the new one, never a mix, and keeps its connection.
+
+    def apply_runtime(self, config: Config, rules: RuleSet | None = None) -> list[Server]:
+        """Make ``config`` the running configuration (and ``rules`` the query rules, if given).
+
+        ``config`` has been validated (myrouter.admin.validate). Servers that stay keep their
+        live Server objects and counters; their weight, status, limits and comment are updated
+        in place. Returns the Server objects that left the configuration: their open
+        connections are the caller's to release. Raises MySQLError, before changing anything,
+        if the new query log file cannot be opened.
+        """
+        old = self.config
+        new_vars = config.mysql_variables
+        query_log = self.query_log
+        if new_vars.eventslog_filename != self.vars.eventslog_filename and new_vars.eventslog_filename:
+            try:
+                query_log = QueryLog(new_vars.eventslog_filename)
+            except OSError as exc:
+                raise MySQLError(1105, f"cannot open mysql-eventslog_filename {new_vars.eventslog_filename!r}: "
+                                 f"{exc.strerror or exc}", "HY000") from exc
+        # -- from here on nothing can fail: swap ---------------------------------
+        retired: list[Server] = []
+        if config.mysql_servers != old.mysql_servers:
+            self.hostgroups, retired = _reconcile_hostgroups(self.hostgroups, config.mysql_servers)
+        if config.mysql_users != old.mysql_users:
+            self._load_users(config)
+        if new_vars != self.vars:
+            if new_vars.eventslog_filename != self.vars.eventslog_filename:
+                if self.query_log is not None:
+                    self.query_log.close()
+                self.query_log = query_log if new_vars.eventslog_filename else None
+            if new_vars.server_version != self.vars.server_version and new_vars.server_version != "auto":
+                self.server_version = new_vars.server_version
+            self.query_cache.max_bytes = int(new_vars.items().get("query_cache_size_MB", 256)) * 1024 * 1024
+            self.command_counters.slow_query_us = _long_query_us(new_vars)
+            if new_vars.interfaces != self.vars.interfaces:
+                log.warning("mysql-interfaces changed to %r: takes effect when myrouter restarts", new_vars.interfaces)
+            self.vars = new_vars
+        if rules is not None:
+            self.rules = rules
+        self.config = config
+        return retired
+
+
+def _long_query_us(v) -> int:
+    return int(v.items().get("long_query_time", 1000)) * 1000
+
+
+def _reconcile_hostgroups(current: Hostgroups, servers) -> tuple[Hostgroups, list[Server]]:
+    """Hostgroups for ``servers`` that reuse the live Server objects of ``current`` where the
+    (hostgroup, host, port) stays; the left-over Server objects are returned as retired."""
+    new = Hostgroups(servers)
+    kept = set()
+    for group in new.by_hostgroup.values():
+        for i, fresh in enumerate(group):
+            live = current.find(fresh.hostgroup, fresh.host, fresh.port)
+            if live is None:
+                continue
+            live.weight = fresh.weight
+            live.status = fresh.status
+            live.max_connections = fresh.max_connections
+            live.max_replication_lag = fresh.max_replication_lag
+            live.comment = fresh.comment
+            group[i] = live
+            kept.add(id(live))
+    retired = [s for s in current.servers() if id(s) not in kept]
+    return new, retired
 
 
 def load_rules_for(config: Config):

@@ -36,6 +36,7 @@ from ..protocol.packets import frame
 from ..protocol.response import ResponseKind, ResponseTracker, response_kind
 from ..routing.classifier import Classification, StatementFlag as _F, StatementKind
 from ..routing.digest import digest, format_digest
+from ..stats.digests import affected_rows
 from ..stats.querylog import now_us
 from ..routing.rules import RuleContext
 
@@ -722,6 +723,11 @@ class ClientSession:
         started = now_us() if app.query_log is not None else 0
         tracker = await self._forward(payload, ResponseKind.RESULT, hostgroup=hg, timeout_ms=timeout,
                                       capture=capture, retries=retries if safe_to_retry else 0)
+        if tracker is not None:
+            us = int((time.monotonic() - self.command_started) * 1_000_000)
+            app.digest_stats.record(hg, self.schema or "", self.username, self.client_host, dhash, dtext, us,
+                                    affected_rows(tracker.last_ok), tracker.rows)
+            app.command_counters.record(cls.command, us)
         if started and (decision.log or (decision.log is None and app.vars.eventslog_default_log)):
             self._log_query(started, hg, dtext, dhash, sql, tracker)
         if tracker is None or tracker.error is not None:

@@ -44,8 +44,8 @@ def render_config(cluster: Cluster, *, port: int, variables: dict | None = None,
         users = [{"username": "app", "password": "app", "default_hostgroup": 0, "default_schema": "test"}]
     lines = [f"rules_dir = {toml_value(rules_dir or REPO / 'rules')}", "", "[mysql_variables]"]
     lines += [f"{k} = {toml_value(v)}" for k, v in variables.items()]
-    admin_port = free_ports(1)[0]
-    lines += ["", "[admin_variables]", f'mysql_ifaces = "127.0.0.1:{admin_port}"']
+    # port 0: the kernel picks free ports (read back from proxy.admin.listen_addresses / metrics_address)
+    lines += ["", "[admin_variables]", 'mysql_ifaces = "127.0.0.1:0"', "restapi_port = 0"]
     for s in servers:
         lines += ["", "[[mysql_servers]]"] + [f"{k} = {toml_value(v)}" for k, v in s.items()]
     for u in users:

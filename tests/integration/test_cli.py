@@ -145,8 +145,9 @@ def test_explain_prints_digest_classification_rules_and_hostgroup(cluster, tmp_p
 
 
 def test_demo_runs_proxy_in_front_of_its_own_cluster_and_stops_it(tmp_path):
-    port, admin_port = free_ports(2)
+    port, admin_port, metrics_port = free_ports(3)
     proc = subprocess.Popen([*MYROUTER, "demo", "--port", str(port), "--admin-port", str(admin_port),
+                             "--metrics-port", str(metrics_port),
                              "--run-dir", str(tmp_path / "run")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
@@ -179,3 +180,19 @@ def test_demo_runs_proxy_in_front_of_its_own_cluster_and_stops_it(tmp_path):
     for p in server_ports:  # the demo stopped its MariaDB servers
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", p), timeout=1).close()
+
+
+def test_port_in_use_is_a_clear_error(cluster, tmp_path):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    cfg = tmp_path / "myrouter.toml"
+    cfg.write_text(render_config(cluster, port=port))
+    try:
+        r = subprocess.run([*MYROUTER, "serve", "--config", str(cfg)], capture_output=True, text=True, timeout=60)
+    finally:
+        busy.close()
+    assert r.returncode == 1
+    assert "Address already in use" in r.stderr
+    assert "Traceback" not in r.stderr

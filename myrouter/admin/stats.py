@@ -1,0 +1,188 @@
+"""Rows of the ``stats_*`` tables, built from the running proxy when they are read.
+
+The same functions feed the Prometheus exposition (:mod:`myrouter.admin.metrics`),
+so both always agree. They only read: counters, the rule set's hit counters,
+the hostgroups' Server objects and the live sessions.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from myrouter.protocol.constants import Command
+from myrouter.routing.digest import format_digest
+
+if TYPE_CHECKING:
+    from myrouter.app import Proxy
+    from myrouter.routing.hostgroups import Server
+
+__all__ = [
+    "PoolRow",
+    "connection_pool",
+    "digest_rows",
+    "query_rule_rows",
+    "commands_counters_rows",
+    "processlist_rows",
+    "global_status",
+    "user_rows",
+]
+
+
+class PoolRow(NamedTuple):
+    """One row of ``stats_mysql_connection_pool``."""
+
+    hostgroup: int
+    srv_host: str
+    srv_port: int
+    status: str
+    ConnUsed: int  # noqa: N815 - ProxySQL's column names
+    ConnFree: int  # noqa: N815
+    ConnOK: int  # noqa: N815
+    ConnERR: int  # noqa: N815
+    MaxConnUsed: int  # noqa: N815
+    Queries: int  # noqa: N815
+    Queries_GTID_sync: int  # noqa: N815
+    Bytes_data_sent: int  # noqa: N815
+    Bytes_data_recv: int  # noqa: N815
+    Latency_us: int  # noqa: N815
+
+
+def connection_pool(app: Proxy, retired: list[Server] | None = None) -> list[PoolRow]:
+    """Per server: connections in use (every backend connection belongs to a session for now, so
+    ConnFree is 0), opened, failed, the most at once, queries, bytes (``Server.bytes_*`` of closed
+    connections plus the live connections' streams) and latency (0 until a monitor measures it)."""
+    live_bytes: dict[int, list[int]] = {}
+    for be in app.backends:
+        srv = be.server_ref
+        if srv is not None:
+            acc = live_bytes.setdefault(id(srv), [0, 0])
+            acc[0] += be.stream.bytes_out
+            acc[1] += be.stream.bytes_in
+    rows = []
+    servers = list(app.hostgroups.servers())
+    for srv in retired or ():
+        if srv.connections > 0 and srv not in servers:
+            servers.append(srv)
+    for srv in servers:
+        sent, recv = live_bytes.get(id(srv), (0, 0))
+        rows.append(PoolRow(
+            srv.hostgroup, srv.host, srv.port, srv.status, srv.connections, 0, srv.connections_created,
+            srv.connect_errors, srv.max_connections_used, srv.queries, 0, srv.bytes_sent + sent,
+            srv.bytes_received + recv, 0,
+        ))
+    return rows
+
+
+def digest_rows(snapshot) -> list[tuple]:
+    """``stats_mysql_query_digest`` rows (digest as ProxySQL's ``0x...`` text) from DigestStats rows."""
+    return [(r.hostgroup, r.schemaname, r.username, r.client_address, format_digest(r.digest), r.digest_text,
+             r.count_star, r.first_seen, r.last_seen, r.sum_time, r.min_time, r.max_time, r.sum_rows_affected,
+             r.sum_rows_sent) for r in snapshot]
+
+
+def query_rule_rows(app: Proxy) -> list[tuple[int, int]]:
+    return sorted(app.rules.hits().items())
+
+
+def commands_counters_rows(app: Proxy) -> list[tuple]:
+    return [(r.command, r.total_time_us, r.total_cnt, *r.buckets) for r in app.command_counters.snapshot()]
+
+
+def _command_name(session) -> str:
+    state = getattr(session.state, "value", str(session.state))
+    if state == "handshake":
+        return "Connect"
+    if state == "idle" or session.command is None:
+        return "Sleep"
+    try:
+        return Command(session.command).name.capitalize()
+    except ValueError:
+        return f"Command_{session.command:#04x}"
+
+
+def processlist_rows(app: Proxy, *, full: bool = True) -> list[tuple]:
+    """``stats_mysql_processlist``: one row per client session, what it is doing now."""
+    now = time.monotonic()
+    rows = []
+    for s in list(app.sessions.values()):
+        cli_host, _, cli_port = s.client_addr.rpartition(":")
+        busy = s.command is not None and getattr(s.state, "value", "") == "busy"
+        hg = s.last_hg if s.last_hg is not None else s.default_hostgroup
+        be = s.backends.get(hg)
+        l_host = l_port = srv_host = srv_port = None
+        if be is not None and not be.closed:
+            srv_host, srv_port = be.server.host, be.server.port
+            try:
+                l_host, l_port = be.stream.sock.getsockname()[:2]
+            except OSError:
+                l_host = l_port = None
+        info = None
+        if busy and s.info:
+            info = s.info[1:].decode("utf-8", "replace")
+            if not full and len(info) > 100:
+                info = info[:100]
+        time_ms = int((now - s.command_started) * 1000) if busy else 0
+        rows.append((0, s.id, s.username or None, s.schema, cli_host or s.client_host,
+                     int(cli_port) if cli_port.isdigit() else None, hg, l_host, l_port, srv_host, srv_port,
+                     _command_name(s), time_ms, info, s.status, None))
+    return rows
+
+
+def global_status(app: Proxy, started: float) -> list[tuple[str, Any]]:
+    """``stats_mysql_global`` (Variable_Name, Variable_Value): ProxySQL's names where one fits."""
+    st = app.statistics()
+    c = app.counters
+    qc = app.query_cache
+    sessions = list(app.sessions.values())
+    pins = {"transaction": 0, "lock_tables": 0, "get_lock": 0, "rule": 0, "temporary_tables": 0,
+            "user_variables": 0}
+    for s in sessions:
+        if s.trx_hg is not None:
+            pins["transaction"] += 1
+        if s.table_lock:
+            pins["lock_tables"] += 1
+        if s.named_locks:
+            pins["get_lock"] += 1
+        if s.rule_sticky:
+            pins["rule"] += 1
+        if s.temp_tables:
+            pins["temporary_tables"] += 1
+        if s.var_hg is not None:
+            pins["user_variables"] += 1
+    rows: list[tuple[str, Any]] = [
+        ("ProxySQL_Uptime", int(time.time() - started)),
+        ("Active_Transactions", pins["transaction"]),
+        ("Client_Connections_aborted", st.client_connections_aborted),
+        ("Client_Connections_connected", st.client_connections_connected),
+        ("Client_Connections_created", st.client_connections_created),
+        ("Client_Connections_busy", st.sessions_busy),
+        ("Access_Denied_Wrong_Password", st.access_denied),
+        ("Server_Connections_aborted", st.backend_errors),
+        ("Server_Connections_connected", st.backend_connections_connected),
+        ("Server_Connections_created", st.backend_connections_created),
+        ("Questions", st.questions),
+        ("Slow_queries", app.command_counters.slow_queries),
+        ("Query_Timeouts", c.query_timeouts),
+        ("Mirror_Queries", c.mirrored),
+        ("Mirror_Errors", c.mirror_errors),
+        ("Query_Cache_Memory_bytes", qc.bytes),
+        ("Query_Cache_count_GET", qc.hits + qc.misses),
+        ("Query_Cache_count_GET_OK", qc.hits),
+        ("Query_Cache_count_SET", qc.stores),
+        ("Query_Cache_Entries", len(qc)),
+        ("Query_Cache_Purged", qc.evictions),
+        ("Query_Digest_Entries", len(app.digest_stats)),
+    ]
+    rows += [(f"Sessions_pinned_{reason}", n) for reason, n in pins.items()]
+    rows.append(("Trio_Tasks", st.tasks))
+    return rows
+
+
+def user_rows(app: Proxy) -> list[tuple[str, int, int]]:
+    """``stats_mysql_users``: frontend users with their connections now and their limit."""
+    out = []
+    for u in app.config.mysql_users:
+        if u.frontend:
+            out.append((u.username, app.user_sessions.get(u.username, 0), u.max_connections))
+    return out

@@ -1,0 +1,230 @@
+"""Per-statement accounting: query digests and command counters.
+
+Both are bumped once per statement on the hot path, so ``record`` is a dict
+lookup plus a few integer updates on a slotted object; everything else
+(``snapshot``, ``reset``) runs when the admin interface or the Prometheus
+exposition asks.
+
+``DigestStats`` feeds ProxySQL's ``stats_mysql_query_digest``: one entry per
+(hostgroup, schemaname, username, client_address, digest) with count, first
+and last seen (unix seconds), total/min/max time (microseconds), and rows
+affected and sent. ProxySQL records hostgroup -1 for statements that never
+reached a backend (query cache hits, rules answering with OK_msg/error_msg).
+
+``CommandCounters`` feeds ``stats_mysql_commands_counters``: per command
+(ProxySQL's names: SELECT, INSERT, START_TRANSACTION, ...) the count, total
+time and ProxySQL's latency buckets (<= 100us, 500us, 1ms, 5ms, 10ms, 50ms,
+100ms, 500ms, 1s, 5s, 10s, above).
+
+Stdlib only: the snapshots are plain tuples an aggregator can sum across
+worker processes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from typing import NamedTuple
+
+__all__ = [
+    "DigestStats",
+    "DigestRow",
+    "CommandCounters",
+    "CommandRow",
+    "COMMAND_NAMES",
+    "LATENCY_BUCKETS_US",
+    "BUCKET_COLUMNS",
+    "affected_rows",
+]
+
+
+class DigestRow(NamedTuple):
+    """One row of ``stats_mysql_query_digest`` (``digest`` as an int; format it for display)."""
+
+    hostgroup: int
+    schemaname: str
+    username: str
+    client_address: str
+    digest: int
+    digest_text: str
+    count_star: int
+    first_seen: int
+    last_seen: int
+    sum_time: int
+    min_time: int
+    max_time: int
+    sum_rows_affected: int
+    sum_rows_sent: int
+
+
+class _Digest:
+    __slots__ = ("digest_text", "count_star", "first_seen", "last_seen", "sum_time", "min_time", "max_time",
+                 "sum_rows_affected", "sum_rows_sent")
+
+    def __init__(self, digest_text: str, now: int, duration_us: int, rows_affected: int, rows_sent: int) -> None:
+        self.digest_text = digest_text
+        self.count_star = 1
+        self.first_seen = now
+        self.last_seen = now
+        self.sum_time = duration_us
+        self.min_time = duration_us
+        self.max_time = duration_us
+        self.sum_rows_affected = rows_affected
+        self.sum_rows_sent = rows_sent
+
+
+class DigestStats:
+    """Statement statistics per digest, for ``stats_mysql_query_digest``."""
+
+    __slots__ = ("_entries", "_clock")
+
+    def __init__(self, clock=time.time) -> None:
+        self._entries: dict[tuple, _Digest] = {}
+        self._clock = clock
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def record(self, hostgroup: int, schemaname: str, username: str, client_address: str, digest: int,
+               digest_text: str, duration_us: int, rows_affected: int, rows_sent: int) -> None:
+        """Account one statement. ``duration_us``: from the command's start to the end of its response."""
+        key = (hostgroup, schemaname, username, client_address, digest)
+        now = int(self._clock())
+        e = self._entries.get(key)
+        if e is None:
+            self._entries[key] = _Digest(digest_text, now, duration_us, rows_affected, rows_sent)
+            return
+        e.count_star += 1
+        e.last_seen = now
+        e.sum_time += duration_us
+        if duration_us < e.min_time:
+            e.min_time = duration_us
+        if duration_us > e.max_time:
+            e.max_time = duration_us
+        e.sum_rows_affected += rows_affected
+        e.sum_rows_sent += rows_sent
+
+    def snapshot(self) -> list[DigestRow]:
+        """Every entry as a frozen row."""
+        return [
+            DigestRow(*key[:4], key[4], e.digest_text, e.count_star, e.first_seen, e.last_seen, e.sum_time,
+                      e.min_time, e.max_time, e.sum_rows_affected, e.sum_rows_sent)
+            for key, e in self._entries.items()
+        ]
+
+    def reset(self) -> list[DigestRow]:
+        """Take the entries (as ``snapshot``) and start again from empty (``stats_mysql_query_digest_reset``)."""
+        rows = self.snapshot()
+        self._entries = {}
+        return rows
+
+
+# ProxySQL's command names (MYSQL_COM_QUERY_* in its sources), in its order.
+COMMAND_NAMES: tuple[str, ...] = (
+    "ALTER_TABLE", "ALTER_VIEW", "ANALYZE_TABLE", "BEGIN", "CALL", "CHANGE_MASTER", "COMMIT", "CREATE_DATABASE",
+    "CREATE_INDEX", "CREATE_TABLE", "CREATE_TEMPORARY", "CREATE_TRIGGER", "CREATE_USER", "CREATE_VIEW",
+    "DEALLOCATE", "DELETE", "DESCRIBE", "DROP_DATABASE", "DROP_INDEX", "DROP_TABLE", "DROP_TRIGGER", "DROP_USER",
+    "DROP_VIEW", "GRANT", "EXECUTE", "EXPLAIN", "FLUSH", "INSERT", "KILL", "LOAD", "LOCK_TABLE", "OPTIMIZE",
+    "PREPARE", "PURGE", "RENAME_TABLE", "RESET_MASTER", "RESET_SLAVE", "REPLACE", "REVOKE", "ROLLBACK",
+    "SAVEPOINT", "SELECT", "SELECT_FOR_UPDATE", "SET", "SHOW_TABLE_STATUS", "START_TRANSACTION",
+    "TRUNCATE_TABLE", "UNLOCK_TABLES", "UPDATE", "USE", "SHOW", "UNKNOWN",
+)
+_KNOWN = frozenset(COMMAND_NAMES)
+# Coarser names (a statement's first keyword) -> ProxySQL's name.
+_ALIASES = {
+    "START TRANSACTION": "START_TRANSACTION", "START": "START_TRANSACTION", "LOCK": "LOCK_TABLE",
+    "LOCK_TABLES": "LOCK_TABLE", "UNLOCK": "UNLOCK_TABLES", "TRUNCATE": "TRUNCATE_TABLE", "ALTER": "ALTER_TABLE",
+    "CREATE": "CREATE_TABLE", "DROP": "DROP_TABLE", "RENAME": "RENAME_TABLE", "OPTIMIZE_TABLE": "OPTIMIZE",
+    "ANALYZE": "ANALYZE_TABLE", "DESC": "DESCRIBE", "WITH": "SELECT", "TABLE": "SELECT", "VALUES": "SELECT",
+    "XA": "UNKNOWN", "DO": "UNKNOWN", "HANDLER": "UNKNOWN", "HELP": "UNKNOWN",
+}
+
+#: upper bounds (inclusive, microseconds) of ProxySQL's latency buckets; a last bucket takes the rest
+LATENCY_BUCKETS_US: tuple[int, ...] = (100, 500, 1_000, 5_000, 10_000, 50_000, 100_000, 500_000, 1_000_000,
+                                       5_000_000, 10_000_000)
+#: the bucket columns of ``stats_mysql_commands_counters``
+BUCKET_COLUMNS: tuple[str, ...] = ("cnt_100us", "cnt_500us", "cnt_1ms", "cnt_5ms", "cnt_10ms", "cnt_50ms",
+                                   "cnt_100ms", "cnt_500ms", "cnt_1s", "cnt_5s", "cnt_10s", "cnt_INFs")
+
+
+class CommandRow(NamedTuple):
+    command: str
+    total_time_us: int
+    total_cnt: int
+    buckets: tuple[int, ...]  # one count per BUCKET_COLUMNS entry (not cumulative)
+
+
+class _Command:
+    __slots__ = ("total_time_us", "total_cnt", "buckets")
+
+    def __init__(self) -> None:
+        self.total_time_us = 0
+        self.total_cnt = 0
+        self.buckets = [0] * len(BUCKET_COLUMNS)
+
+
+class CommandCounters:
+    """Statements per command with latency buckets, for ``stats_mysql_commands_counters``.
+
+    ``slow_queries`` counts statements that took ``slow_query_us`` or more
+    (ProxySQL's ``Slow_queries``, threshold ``mysql-long_query_time``).
+    """
+
+    __slots__ = ("_by_name", "_counters", "slow_query_us", "slow_queries")
+
+    def __init__(self, slow_query_us: int = 1_000_000) -> None:
+        self.slow_query_us = slow_query_us
+        self.slow_queries = 0
+        self._counters: dict[str, _Command] = {name: _Command() for name in COMMAND_NAMES}
+        # any name seen so far -> its counter (a name outside ProxySQL's list counts as UNKNOWN)
+        self._by_name: dict[str, _Command] = dict(self._counters)
+
+    def record(self, command_name: str, duration_us: int) -> None:
+        """Account one statement: ``command_name`` is ProxySQL's (``SELECT``) or a statement keyword
+        (``START TRANSACTION``, ``LOCK``); anything else counts as ``UNKNOWN``."""
+        c = self._by_name.get(command_name)
+        if c is None:
+            c = self._counters[_command_key(command_name)]
+            if len(self._by_name) < 4096:  # bounded: names come from client statements
+                self._by_name[command_name] = c
+        c.total_cnt += 1
+        c.total_time_us += duration_us
+        c.buckets[bisect.bisect_left(LATENCY_BUCKETS_US, duration_us)] += 1
+        if duration_us >= self.slow_query_us:
+            self.slow_queries += 1
+
+    def snapshot(self) -> list[CommandRow]:
+        """Every command of ProxySQL's list (zeros included), in its order."""
+        return [CommandRow(name, c.total_time_us, c.total_cnt, tuple(c.buckets)) for name, c in self._counters.items()]
+
+    def reset(self) -> None:
+        self.slow_queries = 0
+        for c in self._counters.values():
+            c.total_time_us = 0
+            c.total_cnt = 0
+            c.buckets = [0] * len(BUCKET_COLUMNS)
+
+
+def _command_key(name: str) -> str:
+    upper = " ".join(name.upper().split())
+    if upper in _KNOWN:
+        return upper
+    alias = _ALIASES.get(upper)
+    if alias is not None:
+        return alias
+    underscored = upper.replace(" ", "_")
+    return underscored if underscored in _KNOWN else "UNKNOWN"
+
+
+def affected_rows(ok_payload: bytes | None) -> int:
+    """``affected_rows`` of an OK packet payload (0 for None or a malformed one): the length-encoded
+    integer after the header byte."""
+    if not ok_payload or len(ok_payload) < 2:
+        return 0
+    first = ok_payload[1]
+    if first < 0xFB:
+        return first
+    size = {0xFC: 2, 0xFD: 3, 0xFE: 8}.get(first)
+    if size is None or len(ok_payload) < 2 + size:
+        return 0
+    return int.from_bytes(ok_payload[2:2 + size], "little")
