@@ -14,7 +14,8 @@ from .backend.connection import BackendConnection, BackendState, open_backend, r
 from .config import Config, UserConfig
 from .net.stream import ConnectionLost, PacketStream
 from .protocol.auth import BackendSecret, Credential, RSAKeyPair
-from .protocol.errors import MySQLError
+from .protocol.errors import MalformedPacket, MySQLError
+from .protocol.messages import parse_err
 from .protocol.response import ResponseKind
 from .routing.cache import QueryCache
 from .routing.classifier import Classifier
@@ -109,7 +110,7 @@ class Proxy:
             return
         self.counters.mirrored += 1
         self._nursery.start_soon(self._mirror, session.username, session.secret, session.schema,
-                                 session.capabilities, payload, hostgroup)
+                                 session.backend_capabilities, payload, hostgroup)
 
     async def _mirror(self, username, secret, schema, caps, payload: bytes, hostgroup: int) -> None:
         be = None
@@ -123,7 +124,7 @@ class Proxy:
                 tracker = await be.run_command(payload, ResponseKind.RESULT)
             if tracker.error is not None:
                 self.counters.mirror_errors += 1
-        except (MySQLError, ConnectionLost, trio.TooSlowError) as exc:
+        except (MySQLError, ConnectionLost, MalformedPacket, trio.TooSlowError) as exc:
             self.counters.mirror_errors += 1
             log.info("mirror to hostgroup %d failed: %s", hostgroup, exc)
         finally:
@@ -169,12 +170,10 @@ class Proxy:
             with trio.fail_after(self.vars.connect_timeout_server / 1000):
                 tracker = await killer.simple_query(f"KILL {what} {be.thread_id}")
             if tracker.error is not None:
-                from .protocol.messages import parse_err
-
                 err = parse_err(tracker.error)
                 if err.code != 1094:  # the thread already ended: nothing left to kill
                     raise err
-        except (ConnectionLost, trio.TooSlowError) as exc:
+        except (ConnectionLost, MalformedPacket, trio.TooSlowError) as exc:
             raise MySQLError(1158, f"KILL {what} on backend {be.server} failed: {exc}", "08S01") from exc
         finally:
             await killer.aclose()
@@ -225,7 +224,7 @@ class Proxy:
         for s in self.config.mysql_servers:
             try:
                 greeting = await read_greeting(s.hostname, s.port, timeout=self.vars.connect_timeout_server / 1000)
-            except (ConnectionLost, trio.TooSlowError, OSError, Exception) as exc:  # noqa: BLE001 - any failure: try the next
+            except (ConnectionLost, MalformedPacket, trio.TooSlowError, OSError) as exc:
                 log.info("server_version=auto: %s:%d not usable (%s)", s.hostname, s.port, exc)
                 continue
             return greeting.server_version

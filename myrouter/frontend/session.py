@@ -31,6 +31,7 @@ from ..protocol.messages import (
     HandshakeV10,
     SSL_REQUEST_LENGTH,
     error_payload,
+    parse_err,
 )
 from ..protocol.packets import frame
 from ..protocol.response import ResponseKind, ResponseTracker, response_kind
@@ -96,8 +97,6 @@ _AFTER_MASK = _LOCK_TABLES | _UNLOCK_TABLES | _GET_LOCK | _RELEASE_LOCK | _CREAT
 
 
 def _state_error(be: BackendConnection, what: str, err_payload: bytes) -> MySQLError:
-    from ..protocol.messages import parse_err
-
     err = parse_err(err_payload)
     return MySQLError(err.code, f"while restoring session state ({what}) on {be.server}: {err.message}",
                       err.sqlstate)
@@ -403,7 +402,6 @@ class ClientSession:
         """What COM_RESET_CONNECTION and COM_CHANGE_USER forget."""
         self.trx_hg = None
         self._unstick()
-        self.rule_sticky = False
         self.temp_tables.clear()
         self.var_hg = None
         self.last_hg = None
@@ -478,7 +476,7 @@ class ClientSession:
                 if tracker.error is not None:
                     raise _state_error(be, log_[be.applied_sets].decode("utf-8", "replace"), tracker.error)
                 be.applied_sets += 1
-        except ConnectionLost as exc:
+        except (ConnectionLost, MalformedPacket) as exc:
             raise self._lost_backend(be, exc) from exc
 
     def _drop_backend(self, be: BackendConnection, *, quit: bool = False) -> None:
@@ -514,6 +512,7 @@ class ClientSession:
         self.sticky_hg = None
         self.table_lock = False
         self.named_locks = 0
+        self.rule_sticky = False
 
     async def _forward(
         self,
@@ -583,7 +582,15 @@ class ClientSession:
                                                capture=capture, retries=retries - 1)
                 await self._send_err(err, tracker.next_seq if sent else 1)
                 return None
-            n = tracker.feed(data)
+            try:
+                n = tracker.feed(data)
+            except MalformedPacket as exc:
+                # The backend's bytes make no sense: the connection cannot be trusted again.
+                err = self._lost_backend(be, exc)
+                if sent:
+                    raise CloseSession from exc  # the client is somewhere inside a response
+                await self._send_err(err)
+                return None
             chunk = data if n == len(data) else data[:n]
             await client.send_all(chunk)
             if capture is not None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
 import pymysql
 import pytest
 
-from myrouter.protocol.packets import frame
+from myrouter.protocol.constants import Capability as C
+from myrouter.protocol.messages import OK, HandshakeV10, column_definition
+from myrouter.protocol.packets import PacketDecoder, frame
 from myrouter.testbed import start_cluster
 from rawclient import RawClient, error_of
 
@@ -181,3 +184,75 @@ def test_idle_session_closed_after_wait_timeout(proxy_factory):
     assert healthy(busy)
     busy.close()
     assert_no_leaks(proxy)
+
+
+class GarbageServer:
+    """A backend that logs anyone in, then answers every query with an invalid result set.
+
+    It stands in for a broken or hostile server: real MariaDB never sends such bytes, so
+    only a hand-made peer can show that the proxy answers with an error and recovers."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+
+    def _session(self, conn: socket.socket) -> None:
+        dec = PacketDecoder()
+
+        def read():
+            while (pkt := dec.next_packet()) is None:
+                data = conn.recv(65536)
+                if not data:
+                    raise ConnectionError
+                dec.feed(data)
+            return pkt
+
+        try:
+            caps = (C.LONG_PASSWORD | C.PROTOCOL_41 | C.SECURE_CONNECTION | C.PLUGIN_AUTH | C.TRANSACTIONS
+                    | C.MULTI_RESULTS | C.PS_MULTI_RESULTS | C.CONNECT_WITH_DB)
+            greeting = HandshakeV10("5.5.5-10.11.0-Garbage", 7, b"x" * 20, caps, 45, 2, "mysql_native_password")
+            conn.sendall(frame(greeting.encode(), 0))
+            pkt = read()
+            conn.sendall(frame(OK().encode(caps), pkt.seq + 1))
+            while True:
+                read()
+                # one column, its definition, then a 3-byte "EOF" where a 5-byte one must be
+                conn.sendall(frame(b"\x01", 1) + frame(column_definition("c"), 2) + frame(b"\xfe\x00\x00", 3))
+        except (ConnectionError, OSError):
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_backend_sending_garbage_gets_an_error_and_is_dropped(proxy_factory, no_rules):
+    bad = GarbageServer()
+    try:
+        proxy = proxy_factory(servers=[{"hostgroup_id": 0, "hostname": "127.0.0.1", "port": bad.port}],
+                              rules_dir=no_rules, variables={"server_version": "8.0.35"})
+        raw = RawClient(proxy.port)
+        assert raw.login(database="")[:1] == b"\x00"
+        for _ in range(2):  # the broken connection is not reused: each statement gets a fresh one
+            reply = raw.command(b"\x03SELECT 1")
+            assert error_of(reply) == (1158, "08S01")
+            assert b"expected an EOF packet" in reply
+        assert bad.connections == 2
+        assert raw.command(b"\x0e")[:1] == b"\x00"  # the session itself is fine (COM_PING)
+        raw.close()
+        assert_no_leaks(proxy)
+    finally:
+        bad.close()
