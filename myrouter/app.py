@@ -11,6 +11,9 @@ import trio
 
 from .admin.core import Admin
 from .backend.connection import BackendConnection, BackendState, open_backend, read_greeting
+from .backend.pins import PinCounters
+from .backend.pool import Pools, PoolSettings
+from .backend.stmts import StmtRegistry
 from .config import Config, UserConfig
 from .net.stream import ConnectionLost, PacketStream
 from .protocol.auth import BackendSecret, Credential, RSAKeyPair
@@ -62,6 +65,11 @@ class Proxy:
         # per-statement accounting (stats_mysql_query_digest, stats_mysql_commands_counters)
         self.digest_stats = DigestStats()
         self.command_counters = CommandCounters(_long_query_us(self.vars))
+        # backend connection pools, shared by all sessions; why sessions keep their connections
+        self.pools = Pools(self, PoolSettings.from_vars(self.vars))
+        self.pin_counters = PinCounters()
+        self.stmt_registry = StmtRegistry(self.vars.max_stmts_cache)
+        self._charsets: dict[int, tuple[str, str]] = {}  # collation id -> (character set, collation)
         self.admin = Admin(self)  # admin interface (6032) and /metrics, served by run()
 
     def _load_users(self, config: Config) -> None:
@@ -94,6 +102,23 @@ class Proxy:
         self.counters.backend_connections_created += 1
         if be.server_ref is not None:
             be.server_ref.connection_opened()
+
+    def backend_connect_failed(self, server: Server, error: MySQLError) -> None:
+        """Opening a connection to ``server`` for traffic failed (the pool has counted it)."""
+        self.counters.backend_errors += 1
+        log.warning("cannot open a connection to %s (hostgroup %d): %s", server.address, server.hostgroup,
+                    error.message)
+
+    async def charset_names(self, be: BackendConnection, collation_id: int) -> tuple[str, str]:
+        """(character set, collation) of a handshake collation id, asked of the server once."""
+        names = self._charsets.get(collation_id)
+        if names is None:
+            rows = await be.query_rows(
+                f"SELECT CHARACTER_SET_NAME, COLLATION_NAME FROM information_schema.COLLATIONS WHERE ID = {int(collation_id)}")
+            if not rows or rows[0][0] is None:
+                raise MySQLError(1273, f"Unknown collation id {collation_id} on {be.server}", "HY000")
+            names = self._charsets[collation_id] = (rows[0][0], rows[0][1])
+        return names
 
     def backend_closed(self, be: BackendConnection) -> None:
         if be in self.backends:
@@ -199,6 +224,7 @@ class Proxy:
         try:
             async with trio.open_nursery() as services:  # admin interface and /metrics
                 await services.start(self.admin.serve)
+                await services.start(self.pools.run)
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
                     with trio.CancelScope() as accept_scope:
@@ -305,6 +331,7 @@ class Proxy:
         tasks = 0
         if self._nursery is not None:
             tasks = len(self._nursery.child_tasks)
+        pools = self.pools.statistics()
         return ProxyStats(
             client_connections_connected=len(self.sessions),
             client_connections_created=c.client_connections_created,
@@ -315,6 +342,9 @@ class Proxy:
             backend_connections_created=c.backend_connections_created,
             backend_errors=c.backend_errors,
             sessions_busy=sum(1 for s in self.sessions.values() if s.state is not SessionState.IDLE),
+            backend_connections_idle=sum(p.free for p in pools),
+            backend_connections_in_use=sum(p.used for p in pools),
+            sessions_waiting_for_connection=self.pools.waiting(),
             tasks=tasks,
         )
 
@@ -356,12 +386,16 @@ class Proxy:
                 self.server_version = new_vars.server_version
             self.query_cache.max_bytes = int(new_vars.items().get("query_cache_size_MB", 256)) * 1024 * 1024
             self.command_counters.slow_query_us = _long_query_us(new_vars)
+            self.pools.settings = PoolSettings.from_vars(new_vars)
+            self.stmt_registry.max_entries = new_vars.max_stmts_cache
             if new_vars.interfaces != self.vars.interfaces:
                 log.warning("mysql-interfaces changed to %r: takes effect when myrouter restarts", new_vars.interfaces)
             self.vars = new_vars
         if rules is not None:
             self.rules = rules
         self.config = config
+        for server in retired:
+            self.pools.forget_server(server)
         return retired
 
 

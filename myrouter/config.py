@@ -313,7 +313,20 @@ class MySQLVariables:
     ping_interval_server_msec: int = 10000
     ping_timeout_server: int = 200
     max_transaction_time: int = 4 * 3600 * 1000
-    max_transaction_idle_time: int = 4 * 3600 * 1000
+    # A session whose transaction stays open and idle this long is ended
+    # (0 = off). DIFFERS: ProxySQL's default is 4 hours; off here, as an
+    # idle-in-transaction cut-off must be the operator's choice.
+    max_transaction_idle_time: int = 0
+    # myrouter's own pool settings: idle connections kept warm per server and
+    # user once the user has connected; idle connections above
+    # free_connections_pct of a server's max_connections are closed after
+    # pool_idle_timeout_ms (0 = never); backends report every session
+    # variable change (session_track_system_variables='*') so state set inside
+    # stored procedures or by SET forms the parser does not know is restored
+    # on the next connection the session borrows.
+    pool_min_idle: int = 0
+    pool_idle_timeout_ms: int = 60000
+    session_track_variables: bool = True
     max_stmts_per_connection: int = 20
     max_stmts_cache: int = 10000
     enforce_autocommit_on_reads: bool = False
@@ -449,7 +462,9 @@ _MYSQL_RANGES: dict[str, tuple[int, int]] = {
     "ping_interval_server_msec": (1000, 7 * _DAY_MS),
     "ping_timeout_server": (10, 600 * 1000),
     "max_transaction_time": (1000, 20 * _DAY_MS),
-    "max_transaction_idle_time": (1000, 20 * _DAY_MS),
+    "max_transaction_idle_time": (0, 20 * _DAY_MS),
+    "pool_min_idle": (0, 10000),
+    "pool_idle_timeout_ms": (0, 7 * _DAY_MS),
     "max_stmts_per_connection": (1, 1024),
     "max_stmts_cache": (128, 1024 * 1024),
     "tcp_keepalive_time": (0, 7200),

@@ -1,28 +1,23 @@
 """What a server status change means for the connections already open to that server.
 
-``Hostgroups.choose`` already refuses new connections to a server that is not
-ONLINE. For the connections sessions already hold (a session keeps one
-backend connection per hostgroup it used):
+The pools give no new connection of a server that is not ONLINE, and close a
+connection of such a server when its session gives it back. For the rest:
 
-* ``OFFLINE_SOFT`` (and ``SHUNNED`` set by hand): connections in use are left
-  alone; a connection is released as soon as its session is idle with nothing
-  bound to that connection (no open transaction, table lock, named lock,
-  temporary table, user variable, sticky rule). The session then opens a
-  connection to another server of the hostgroup on its next statement, which
-  the client does not notice (its SET statements and schema are replayed).
-  The admin's sweeper re-checks every second until no such connection is left.
-* ``OFFLINE_HARD``, or a server removed from ``mysql_servers``: released the
-  same way when that is transparent; a session that has state on such a
-  connection, or a statement running on it, is ended (its client sees the
-  connection drop), as ProxySQL drops those connections.
+* ``OFFLINE_SOFT`` (and ``SHUNNED``): the idle connections in the pool are
+  closed now; connections sessions hold (a transaction, a lock, temporary
+  tables...) are left to finish and are closed when given back. The next
+  statements go to the other servers of the hostgroup, which the client does
+  not notice (the session's schema and variables are set on the new
+  connection).
+* ``OFFLINE_HARD``, or a server removed from ``mysql_servers``: idle
+  connections are closed, and a session holding a connection to it is ended
+  (its client sees the connection drop), as ProxySQL drops those connections.
 """
 
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING
-
-from myrouter.backend.connection import BackendState
 
 if TYPE_CHECKING:
     from myrouter.app import Proxy
@@ -34,47 +29,25 @@ SOFT_STATUSES = ("OFFLINE_SOFT", "SHUNNED")
 HARD_STATUSES = ("OFFLINE_HARD",)
 
 
-def _bound(session, hg: int, be) -> bool:
-    """Whether the session has state on its connection ``be`` of hostgroup ``hg``."""
-    return (
-        session.trx_hg == hg
-        or session.sticky_hg == hg
-        or session.var_hg == hg
-        or hg in session.temp_tables.values()
-        or be.state is not BackendState.IDLE
-        or bool(be.status & 1)  # SERVER_STATUS_IN_TRANS
-    )
-
-
 def release_connections(app: Proxy, soft: set[Server], hard: set[Server]) -> tuple[int, int]:
-    """Release session connections to ``soft``/``hard`` servers (see the module docstring).
+    """Close idle connections to ``soft``/``hard`` servers; end sessions holding one to a ``hard`` server.
 
-    Returns (connections released, sessions ended).
+    Returns (connections closed, sessions ended).
     """
     if not soft and not hard:
         return 0, 0
     released = ended = 0
-    for session in list(app.sessions.values()):
-        idle = getattr(session.state, "value", "") == "idle"
-        kill = False
-        for hg, be in list(session.backends.items()):
-            srv = be.server_ref
-            if srv is None or be.closed:
-                continue
-            is_hard = srv in hard
-            if not is_hard and srv not in soft:
-                continue
-            if idle and not _bound(session, hg, be):
-                session._drop_backend(be, quit=True)
-                released += 1
-            elif is_hard:
-                kill = True
-        if kill:
-            log.info("session %d: ended: it holds a connection to a server taken OFFLINE_HARD or removed", session.id)
-            session.kill()
-            ended += 1
+    for srv in soft | hard:
+        released += app.pools.close_idle(srv)
+    if hard:
+        for session in list(app.sessions.values()):
+            if any(be.server_ref in hard for be in session.backends.values()):
+                log.info("session %d: ended: it holds a connection to a server taken OFFLINE_HARD or removed",
+                         session.id)
+                session.kill()
+                ended += 1
     if released or ended:
-        log.info("released %d backend connections to offline servers; ended %d sessions", released, ended)
+        log.info("closed %d idle backend connections to offline servers; ended %d sessions", released, ended)
     return released, ended
 
 

@@ -49,9 +49,9 @@ class PoolRow(NamedTuple):
 
 
 def connection_pool(app: Proxy, retired: list[Server] | None = None) -> list[PoolRow]:
-    """Per server: connections in use (every backend connection belongs to a session for now, so
-    ConnFree is 0), opened, failed, the most at once, queries, bytes (``Server.bytes_*`` of closed
-    connections plus the live connections' streams) and latency (0 until a monitor measures it)."""
+    """Per server: connections handed to sessions (ConnUsed) and idle in the pool (ConnFree), opened,
+    failed, the most at once, queries, bytes (``Server.bytes_*`` of closed connections plus the live
+    connections' streams) and the last measured ping round trip (Latency_us)."""
     live_bytes: dict[int, list[int]] = {}
     for be in app.backends:
         srv = be.server_ref
@@ -66,10 +66,11 @@ def connection_pool(app: Proxy, retired: list[Server] | None = None) -> list[Poo
             servers.append(srv)
     for srv in servers:
         sent, recv = live_bytes.get(id(srv), (0, 0))
+        pool = app.pools.pool(srv)
         rows.append(PoolRow(
-            srv.hostgroup, srv.host, srv.port, srv.status, srv.connections, 0, srv.connections_created,
+            srv.hostgroup, srv.host, srv.port, srv.status, pool.in_use, pool.idle_count, srv.connections_created,
             srv.connect_errors, srv.max_connections_used, srv.queries, 0, srv.bytes_sent + sent,
-            srv.bytes_received + recv, 0,
+            srv.bytes_received + recv, pool.latency_us,
         ))
     return rows
 

@@ -8,6 +8,7 @@ statements (KILL, session fix-ups), whose results are drained and decoded.
 
 from __future__ import annotations
 
+import collections
 import enum
 import itertools
 import logging
@@ -18,6 +19,7 @@ import trio
 
 from ..net.stream import ConnectionLost, PacketStream, open_tcp
 from ..protocol.auth import BackendSecret, ClientAuth
+from ..protocol.codec import Reader
 from ..protocol.constants import DEFAULT_CHARSET, Capability, Command
 from ..protocol.errors import MalformedPacket, MySQLError, PROXYSQL_ER_HOSTGROUP_TIMEOUT
 from ..protocol.messages import HandshakeResponse41, HandshakeV10, parse_err
@@ -45,8 +47,10 @@ REQUIRED_CAPABILITIES = (
 
 class BackendState(enum.Enum):
     NEW = "new"  # connecting / authenticating
-    IDLE = "idle"  # connected, no statement running
+    IDLE = "idle"  # in its pool, free
+    RESERVED = "reserved"  # handed to a session, no statement running yet
     ACTIVE = "active"  # a statement is running
+    PINNED = "pinned"  # held by a session between statements (transaction, lock, ...)
     CLOSED = "closed"
 
 
@@ -79,15 +83,23 @@ class BackendConnection:
         self.username = username
         self.thread_id = greeting.connection_id
         self.server_version = greeting.server_version
+        # MariaDB before 11.1 names transaction_isolation / transaction_read_only tx_isolation / tx_read_only
+        self.legacy_tx_names = _legacy_tx_names(greeting.server_version)
         self.capabilities = capabilities
         self.status = status
         self.state = BackendState.IDLE
         self.created = time.monotonic()
         self.last_used = self.created
-        # Session state this connection carries (kept by the session that uses it):
+        # Session state this connection carries (brought in line by each session that borrows it):
         self.schema: str | None = None
-        self.applied_sets = 0  # how many of the session's SET statements have run here
+        self.vars: dict[str, str] = {}  # session variables set here: name -> SQL value text
+        self.stmts: collections.OrderedDict = collections.OrderedDict()  # prepared: key -> backend stmt id (LRU)
+        self.tracks_variables = False  # the server reports every session variable change (session tracking)
         self.server_ref = None  # the runtime Server it belongs to (counters, status)
+        self.key = None  # the PoolKey of the clients that may share it
+        self.pins = 0  # why the holding session keeps it (bit mask of Pin reasons)
+        self.broken = False  # its state is unknown (a failed statement of the proxy's own, a protocol error)
+        self.retire = False  # close instead of returning it to the pool
 
     def __repr__(self) -> str:
         return (
@@ -109,19 +121,56 @@ class BackendConnection:
             sql = sql.encode()
         return await self.run_command(bytes((Command.QUERY,)) + sql, ResponseKind.RESULT)
 
-    async def run_command(self, payload: bytes, kind: ResponseKind) -> ResponseTracker:
-        """Send one command payload and read its response without forwarding it."""
+    async def run_command(self, payload: bytes, kind: ResponseKind,
+                          capture: list[bytes] | None = None) -> ResponseTracker:
+        """Send one command payload and read its response without forwarding it.
+
+        ``capture`` receives the response's raw bytes if given.
+        """
         await self.stream.send_all(frame(payload, 0))
         tracker = ResponseTracker(kind, self.capabilities)
         while not tracker.done:
             data = await self.stream.recv_some()
             n = tracker.feed(data)
+            if capture is not None:
+                capture.append(data)
             if tracker.local_infile:
                 raise MalformedPacket("unexpected LOCAL INFILE request for an internal statement")
             if n != len(data):
                 raise MalformedPacket("backend sent bytes after the end of a response")
         self.status = tracker.status
         return tracker
+
+    async def query_rows(self, sql: str) -> list[list[str | None]]:
+        """Run a statement of the proxy's own and decode its (small) text result set.
+
+        For the proxy's bookkeeping queries only, never for client traffic.
+        Raises the server's error as MySQLError.
+        """
+        raw: list[bytes] = []
+        tracker = await self.run_command(bytes((Command.QUERY,)) + sql.encode(), ResponseKind.RESULT, raw)
+        if tracker.error is not None:
+            raise parse_err(tracker.error)
+        packets = split_payloads(b"".join(raw))
+        if not packets or packets[0][:1] == b"\x00":
+            return []
+        r = Reader(packets[0])
+        ncols = r.lenenc_int()
+        i = 1 + ncols + (0 if self.capabilities & C.DEPRECATE_EOF else 1)
+        rows = []
+        for p in packets[i:]:
+            if p[:1] == b"\xfe" and len(p) < 0xFFFFFF:
+                break
+            r = Reader(p)
+            row: list[str | None] = []
+            for _ in range(ncols):
+                if r.pos < r.end and r.data[r.pos] == 0xFB:
+                    r.pos += 1
+                    row.append(None)
+                else:
+                    row.append(r.lenenc_bytes().decode("utf-8", "replace"))
+            rows.append(row)
+        return rows
 
     def close(self) -> None:
         """Close at once (no COM_QUIT): for broken or abandoned connections."""
@@ -132,13 +181,40 @@ class BackendConnection:
 
     async def aclose(self) -> None:
         """Say COM_QUIT if the connection is healthy, then close."""
-        if self.state is BackendState.IDLE:
+        if self.state is not BackendState.CLOSED and self.state is not BackendState.ACTIVE and not self.broken:
             with trio.move_on_after(1):
                 try:
                     await self.stream.send_all(frame(bytes((Command.QUIT,)), 0))
                 except ConnectionLost:
                     pass  # closing anyway: the server already went away
         self.close()
+
+
+def _legacy_tx_names(version: str) -> bool:
+    if "mariadb" not in version.lower():
+        return False
+    v = version[6:] if version.startswith("5.5.5-") else version
+    try:
+        major, minor = (int(x) for x in v.split("-")[0].split(".")[:2])
+    except ValueError:
+        return True
+    return (major, minor) < (11, 1)
+
+
+def split_payloads(data: bytes) -> list[bytes]:
+    """The payloads of a run of whole packets."""
+    out = []
+    pos = 0
+    n = len(data)
+    while pos < n:
+        if n - pos < 4:
+            raise MalformedPacket("truncated packet header")
+        end = pos + 4 + (data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16)
+        if end > n:
+            raise MalformedPacket("truncated packet")
+        out.append(data[pos + 4:end])
+        pos = end
+    return out
 
 
 def backend_capabilities(client_capabilities: int, server_capabilities: int) -> int:

@@ -17,22 +17,33 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ..backend.connection import BackendConnection, BackendState, open_backend
+from ..backend import pins as P
+from ..backend.connection import BackendConnection, BackendState
+from ..backend.pool import KEY_CAPABILITIES, Login, PoolKey
+from ..backend.stmts import ClientStmt, StmtMeta, execute_for_backend
+from ..backend.connection import split_payloads
 from ..config import MySQLVariables
 from ..net.stream import ConnectionLost, PacketStream
 from ..protocol import errors as E
 from ..protocol.auth import BackendSecret, ServerAuth, new_scramble
-from ..protocol.constants import DEFAULT_CHARSET, Capability, Command, Status
+from ..protocol.constants import DEFAULT_CHARSET, Capability, Command, SessionTrack, Status
 from ..protocol.errors import MalformedPacket, MySQLError, PacketTooLarge, SequenceError
 from ..protocol.messages import (
+    MYSQL_TYPE_LONGLONG,
     OK,
     ChangeUser,
     HandshakeResponse41,
     HandshakeV10,
+    PrepareOK,
     SSL_REQUEST_LENGTH,
+    column_definition,
+    encode_result_set,
     error_payload,
     parse_err,
+    parse_session_state,
+    text_row,
 )
+from ..protocol.codec import Reader
 from ..protocol.packets import frame
 from ..protocol.response import ResponseKind, ResponseTracker, response_kind
 from ..routing.classifier import Classification, StatementFlag as _F, StatementKind
@@ -89,17 +100,82 @@ _UV_READ = _F.USER_VARIABLE_READ.value
 _DIAGNOSTICS = _F.DIAGNOSTICS.value
 _CHANGE_SCHEMA = _F.CHANGE_SCHEMA.value
 _SET_GLOBAL = _F.SET_GLOBAL_VARIABLE.value
-_SET_LOGGED = (_F.SET_SESSION_VARIABLE | _F.SET_AUTOCOMMIT | _F.USER_VARIABLE_ASSIGN).value
 _IN_TRANS = int(Status.IN_TRANS)
 _AUTOCOMMIT = int(Status.AUTOCOMMIT)
+_STATE_CHANGED = int(Status.SESSION_STATE_CHANGED)
+_CURSOR_EXISTS = int(Status.CURSOR_EXISTS)
+_LAST_ROW_SENT = int(Status.LAST_ROW_SENT)
+_SQL_CALC_FOUND_ROWS = _F.SQL_CALC_FOUND_ROWS.value
+_FOUND_ROWS_FN = _F.FOUND_ROWS.value
+_TEXT_PREPARE = _F.TEXT_PREPARE.value
+_DEALLOCATE = _F.DEALLOCATE.value
+_SAVEPOINT = _F.SAVEPOINT.value
+_HANDLER = _F.HANDLER.value
+_XA = _F.XA.value
+_LOCAL_ANSWERS = (_F.LAST_INSERT_ID | _F.ROW_COUNT | _F.FOUND_ROWS).value
 # Flags _after_query acts on; a statement with none of them (and not a SET/USE) skips it.
-_AFTER_MASK = _LOCK_TABLES | _UNLOCK_TABLES | _GET_LOCK | _RELEASE_LOCK | _CREATE_TEMP | _DROP_TEMP | _UV_ASSIGN
+_AFTER_MASK = (_LOCK_TABLES | _UNLOCK_TABLES | _GET_LOCK | _RELEASE_LOCK | _CREATE_TEMP | _DROP_TEMP | _UV_ASSIGN
+               | _SQL_CALC_FOUND_ROWS | _FOUND_ROWS_FN | _TEXT_PREPARE | _DEALLOCATE | _SAVEPOINT | _HANDLER | _XA)
+# What pool_mode=statement refuses: anything that needs the connection after the statement.
+_STATEMENT_MODE_REFUSED = (_LOCK_TABLES | _GET_LOCK | _CREATE_TEMP | _UV_ASSIGN | _SQL_CALC_FOUND_ROWS
+                           | _TEXT_PREPARE | _SAVEPOINT | _HANDLER | _XA)
+_XA_END_RE = re.compile(r"\s*XA\s+(COMMIT|ROLLBACK)\b", re.I)
+
+# SELECT LAST_INSERT_ID() / ROW_COUNT() / FOUND_ROWS() answered by the proxy when the
+# connection that ran the previous statement is no longer the session's.
+_LOCAL_FN_RE = re.compile(
+    r"\s*SELECT\s+(LAST_INSERT_ID\s*\(\s*\)|@@IDENTITY|@@LAST_INSERT_ID|ROW_COUNT\s*\(\s*\)|FOUND_ROWS\s*\(\s*\))"
+    r"(?:\s+(?:AS\s+)?(`[^`]+`|'[^']*'|\"[^\"]*\"|\w+))?\s*;?\s*\Z", re.I)
+
+# Session variables: a value the proxy can replay as written (else it needs session tracking).
+_LITERAL_RE = re.compile(r"""\s*(?:'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|[-+]?\d+(?:\.\d+)?|[A-Za-z_][\w$]*)\s*\Z""")
+_NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?\Z")
+_CHARSET_VARS = frozenset(("names", "charset", "character_set_client", "character_set_connection",
+                           "character_set_results", "collation_connection"))
+# Variable name aliases: one name per variable in the session's state.
+_VAR_ALIASES = {"tx_isolation": "transaction_isolation", "tx_read_only": "transaction_read_only"}
+# Tracked variables that are not session state to restore.
+_NOT_RESTORED = frozenset(("last_gtid", "session_track_system_variables", "session_track_schema",
+                           "session_track_state_change", "session_track_transaction_info",
+                           "session_track_gtids", "timestamp", "rand_seed1", "rand_seed2", "insert_id",
+                           "last_insert_id", "identity", "warning_count", "error_count", "sql_log_bin"))
+ER_UNKNOWN_STMT_HANDLER = 1243
+ER_STMT_HAS_NO_OPEN_CURSOR = 1421
+ER_NOT_SUPPORTED_YET = 1235
+ER_TOO_MANY_CONNECTIONS_HG = 9001
+
+
+def _sql_literal(value: str, no_backslash_escapes: bool = False) -> str:
+    """A session variable's value (as session tracking reports it) as SQL text."""
+    if _NUMBER_RE.match(value):
+        return value
+    if not no_backslash_escapes:
+        value = value.replace("\\", "\\\\")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _ok_insert_id(ok: bytes) -> int:
+    """last_insert_id of an OK packet payload (0 if none or malformed)."""
+    try:
+        r = Reader(ok)
+        r.u8()
+        r.lenenc_int()
+        return r.lenenc_int()
+    except MalformedPacket:
+        return 0
 
 
 def _state_error(be: BackendConnection, what: str, err_payload: bytes) -> MySQLError:
     err = parse_err(err_payload)
     return MySQLError(err.code, f"while restoring session state ({what}) on {be.server}: {err.message}",
                       err.sqlstate)
+
+
+def _server_var(be: BackendConnection, name: str) -> str:
+    """A session variable's name as ``be``'s server spells it (MariaDB before 11.1: tx_isolation)."""
+    if name.startswith("transaction_") and be.legacy_tx_names:
+        return "tx_" + name[len("transaction_"):]
+    return name
 
 
 def _is_loopback(host: str) -> bool:
@@ -138,8 +214,27 @@ class ClientSession:
         self.attrs: dict[str, str] = {}
         self.status = int(Status.AUTOCOMMIT)
         self.scramble = new_scramble()
-        # Routing state. One backend connection per hostgroup the session has used.
+        # Backend connections the session holds now, by hostgroup: during a statement, or
+        # between statements while something pins them (self.hold, a transaction).
         self.backends: dict[int, BackendConnection] = {}
+        self.pool_key: PoolKey | None = None
+        self.login: Login | None = None
+        self.mode_pins = 0  # pins for every connection: pool_mode=session, multiplexing off
+        self.statement_mode = False  # pool_mode=statement
+        self.hold: dict[int, int] = {}  # hostgroup -> pin reasons other than an open transaction
+        self.vars: dict[str, str] = {}  # session variables the client set: name -> SQL value text
+        self.text_prepares: dict[int, int] = {}  # hostgroup -> statements PREPAREd there (text protocol)
+        self.next_trx_at = 0  # statement number of a SET TRANSACTION (next transaction only)
+        self.autoinc_left = 0  # statements left before an insert's connection may be multiplexed
+        self.statements = 0
+        self.last_insert_id = 0
+        self.last_insert_hg: int | None = None
+        self.row_count = -1
+        self.found_rows = 0
+        self.last_gtid = ""
+        self.trx_started = 0.0  # monotonic time the open transaction started (0: none)
+        self.stmts: dict[int, ClientStmt] = {}  # client statement id -> statement
+        self.next_stmt_id = 1
         self.fast_forward = False
         self.transaction_persistent = True
         self.trx_hg: int | None = None  # hostgroup where a transaction is open
@@ -150,7 +245,6 @@ class ClientSession:
         self.temp_tables: dict[str, int] = {}  # temporary table -> hostgroup that has it
         self.var_hg: int | None = None  # hostgroup where user variables were assigned by a query
         self.last_hg: int | None = None
-        self.set_log: list[bytes] = []  # session SET statements, replayed on the other connections
         self.flag_in = 0
         try:
             sockname = stream.sock.getsockname()
@@ -271,6 +365,7 @@ class ClientSession:
         self.charset = resp.charset
         self.attrs = resp.attrs
         self.schema = resp.database or user.default_schema or None
+        self._new_login()
         await self.client.send_packet(OK(status=self.status).encode(self.capabilities), seq)
         self.state = SessionState.IDLE
         log.info("session %d: user %r connected from %s", self.id, self.username, self.client_addr)
@@ -323,6 +418,7 @@ class ClientSession:
             self.command_started = time.monotonic()
             counters.questions += 1
             handler = handlers.get(cmd)
+            self.statements += 1
             try:
                 if handler is None:
                     await self._send_err(E.unknown_command(cmd))
@@ -332,6 +428,9 @@ class ClientSession:
                 await self._send_err(E.malformed_packet(str(exc)))
             except MySQLError as exc:
                 await self._send_err(exc)
+            finally:
+                if self.backends:
+                    self._release_free()  # multiplexing: unpinned connections go back to the pool
             self.command = None
             if app.draining or self.killed:
                 return
@@ -397,16 +496,41 @@ class ClientSession:
         self.default_hostgroup = user.default_hostgroup
         self.fast_forward = bool(user.fast_forward)
         self.transaction_persistent = bool(user.transaction_persistent)
+        mode = user.pool_mode
+        self.mode_pins = 0
+        if mode == "session" or self.fast_forward:
+            self.mode_pins = P.POOL_MODE_SESSION
+        elif not self.app.vars.multiplexing:
+            self.mode_pins = P.MULTIPLEXING_OFF
+        self.statement_mode = mode == "statement" and not self.mode_pins
+
+    def _new_login(self) -> None:
+        """The pool key and login for this session's user, capabilities and character set."""
+        assert self.secret is not None
+        caps = self.backend_capabilities
+        self.pool_key = PoolKey(self.username, caps & KEY_CAPABILITIES, self.charset)
+        self.login = Login(self.secret, caps, self.attrs)
 
     def _reset_session_state(self) -> None:
-        """What COM_RESET_CONNECTION and COM_CHANGE_USER forget."""
+        """What COM_RESET_CONNECTION and COM_CHANGE_USER forget (connections are given back first)."""
         self.trx_hg = None
         self._unstick()
         self.temp_tables.clear()
         self.var_hg = None
         self.last_hg = None
-        self.set_log.clear()
         self.flag_in = 0
+        self.hold.clear()
+        self.vars.clear()
+        self.text_prepares.clear()
+        self.next_trx_at = 0
+        self.autoinc_left = 0
+        self.last_insert_id = 0
+        self.last_insert_hg = None
+        self.row_count = -1
+        self.found_rows = 0
+        self.trx_started = 0.0
+        self.stmts.clear()
+        self.status = int(Status.AUTOCOMMIT)
 
     def kill(self) -> None:
         """KILL CONNECTION from another session: end this one."""
@@ -432,70 +556,145 @@ class ClientSession:
 
     # ------------------------------------------------------------ backends
 
-    async def _get_backend(self, hostgroup: int) -> BackendConnection:
-        """The session's connection to ``hostgroup``, opened on first use."""
-        be = self.backends.get(hostgroup)
-        if be is not None:
-            return be
-        assert self.secret is not None
-        app = self.app
-        server = app.hostgroups.choose(hostgroup)
-        try:
-            be = await open_backend(
-                server.address,
-                username=self.username,
-                secret=self.secret,
-                database=self.schema,
-                client_capabilities=self.backend_capabilities,
-                charset=self.charset,
-                attrs=self.attrs,
-                connect_timeout=app.vars.connect_timeout_server / 1000,
-                max_packet=app.vars.max_allowed_packet,
-            )
-        except MySQLError:
-            server.connect_errors += 1
-            raise
-        be.schema = self.schema
-        be.server_ref = server
-        app.backend_opened(be)
-        self.backends[hostgroup] = be
+    async def _borrow(self, hg: int) -> BackendConnection:
+        """The session's connection to ``hg``: the one it holds, else one from the pool, in line with the session."""
+        be = self.backends.get(hg)
+        if be is None:
+            app = self.app
+            pools = app.pools
+            be = pools.take_idle(app.hostgroups, hg, self.pool_key)  # the common case: no await
+            if be is None:
+                be = await pools.acquire(app.hostgroups, hg, self.pool_key, self.login, self.schema)
+            self.backends[hg] = be
+        if be.vars != self.vars or (self.schema and be.schema != self.schema):
+            await self._sync_backend(be)
         return be
 
     async def _sync_backend(self, be: BackendConnection) -> None:
-        """Bring a connection in line with the session: current schema, then SET statements it missed."""
+        """Bring a borrowed connection in line with the session: schema, then session variables, one round trip each."""
+        what = ""
         try:
             if self.schema and be.schema != self.schema:
+                what = "USE " + self.schema
                 tracker = await be.run_command(b"\x02" + self.schema.encode("utf-8", "surrogateescape"),
                                                ResponseKind.SIMPLE)
                 if tracker.error is not None:
-                    raise _state_error(be, "USE " + self.schema, tracker.error)
+                    raise _state_error(be, what, tracker.error)
                 be.schema = self.schema
-            log_ = self.set_log
-            while be.applied_sets < len(log_):
-                tracker = await be.simple_query(log_[be.applied_sets])
-                if tracker.error is not None:
-                    raise _state_error(be, log_[be.applied_sets].decode("utf-8", "replace"), tracker.error)
-                be.applied_sets += 1
+            if be.vars != self.vars:
+                sql = await self._set_statement(be)
+                what = sql
+                if sql:
+                    tracker = await be.simple_query(sql)
+                    if tracker.error is not None:
+                        be.broken = True  # some of the assignments may have run
+                        raise _state_error(be, sql, tracker.error)
+                be.vars = dict(self.vars)
         except (ConnectionLost, MalformedPacket) as exc:
             raise self._lost_backend(be, exc) from exc
+        except MySQLError:
+            if be.broken:
+                self._drop_backend(be)
+            raise
+
+    async def _set_statement(self, be: BackendConnection) -> str:
+        """One SET statement that turns ``be``'s session variables into the session's."""
+        want, have = self.vars, be.vars
+        charset_items: list[str] = []
+        items: list[str] = []
+        reset_names = any(name in _CHARSET_VARS and name not in want for name in have)
+        if reset_names:
+            cs, coll = await self.app.charset_names(be, self.charset)
+            charset_items.append(f"NAMES {cs} COLLATE {coll}")
+        for name in have:
+            if name not in want and name not in _CHARSET_VARS:
+                items.append(f"@@session.{_server_var(be, name)}=DEFAULT")
+        for name, value in want.items():
+            if have.get(name) == value and not (reset_names and name in _CHARSET_VARS):
+                continue
+            if name == "names":
+                charset_items.insert(1 if reset_names else 0, f"NAMES {value}")
+            elif name == "charset":
+                charset_items.append(f"CHARACTER SET {value}")
+            elif name in _CHARSET_VARS:
+                charset_items.append(f"@@session.{name}={value}")
+            else:
+                items.append(f"@@session.{_server_var(be, name)}={value}")
+        items = charset_items + items
+        return "SET " + ", ".join(items) if items else ""
+
+    def _release_free(self) -> None:
+        """After a command: give back every held connection nothing pins; count the pins that started."""
+        backends = self.backends
+        for hg in list(backends):
+            be = backends[hg]
+            if be.state is BackendState.CLOSED:
+                del backends[hg]
+                continue
+            pins = self.hold.get(hg, 0) | self.mode_pins
+            if be.status & _IN_TRANS:
+                pins |= P.TRANSACTION
+            elif pins & (P.SAVEPOINT | P.NEXT_TRANSACTION | P.XA):
+                if pins & P.NEXT_TRANSACTION and self.statements > self.next_trx_at:
+                    pins &= ~P.NEXT_TRANSACTION
+                pins &= ~P.SAVEPOINT
+                self.hold[hg] = pins & ~self.mode_pins
+            if pins & P.AUTO_INCREMENT:
+                self.autoinc_left -= 1
+                if self.autoinc_left <= 0:
+                    pins &= ~P.AUTO_INCREMENT
+                    self.hold[hg] &= ~P.AUTO_INCREMENT
+            if pins:
+                started = pins & ~be.pins
+                if started:
+                    self.app.pin_counters.started(started)
+                be.pins = pins
+                be.state = BackendState.PINNED
+                continue
+            del backends[hg]
+            be.pins = 0
+            self.app.pools.release(be)
 
     def _drop_backend(self, be: BackendConnection, *, quit: bool = False) -> None:
+        """Stop using ``be`` and close it: its state is lost (or unwanted) with it."""
         for hg, b in list(self.backends.items()):
             if b is be:
                 del self.backends[hg]
-                if self.trx_hg == hg:
-                    self.trx_hg = None
-                if self.sticky_hg == hg:
-                    self._unstick()
-        if quit and be.state is BackendState.IDLE:
-            self.app.retire_backend(be)
+                self._forget_connection_state(hg)
+        if quit and be.state is not BackendState.ACTIVE:
+            be.retire = True
         else:
-            be.close()
-        self.app.backend_closed(be)
+            be.broken = True
+        self.app.pools.discard(be) if be.server_ref is not None else be.close()
+
+    def _forget_connection_state(self, hg: int) -> None:
+        """What lived in the session's connection to ``hg`` is gone with it."""
+        if self.trx_hg == hg:
+            self.trx_hg = None
+            self.trx_started = 0.0
+        if self.sticky_hg == hg:
+            self._unstick()
+        if self.var_hg == hg:
+            self.var_hg = None
+        for t, where in list(self.temp_tables.items()):
+            if where == hg:
+                del self.temp_tables[t]
+        self.hold.pop(hg, None)
+        self.text_prepares.pop(hg, None)
+        for st in self.stmts.values():
+            if st.cursor_hg == hg:
+                st.cursor = None
+                st.cursor_hg = None
 
     def _drop_all_backends(self, *, quit: bool = False) -> None:
-        for be in list(self.backends.values()):
-            self._drop_backend(be, quit=quit)
+        """The session ends (or resets): free connections go back to the pool, pinned ones are closed."""
+        for hg, be in list(self.backends.items()):
+            pins = self.hold.get(hg, 0) | (P.TRANSACTION if be.status & _IN_TRANS else 0)
+            if be.state is BackendState.ACTIVE or pins or not quit:
+                self._drop_backend(be, quit=quit)
+            else:
+                del self.backends[hg]
+                self.app.pools.release(be)
 
     def _lost_backend(self, be: BackendConnection, exc: Exception) -> MySQLError:
         self._drop_backend(be)
@@ -513,6 +712,35 @@ class ClientSession:
         self.table_lock = False
         self.named_locks = 0
         self.rule_sticky = False
+
+    def _absorb_state(self, be: BackendConnection, ok: bytes) -> None:
+        """Session-state changes a backend reported in an OK packet: the source of truth for variables and schema."""
+        try:
+            state = OK.parse(ok, be.capabilities).session_state
+            changes = parse_session_state(state) if state else ()
+        except MalformedPacket as exc:
+            log.warning("session %d: unreadable session-state data from %s: %s", self.id, be.server, exc)
+            return
+        nbe = "NO_BACKSLASH_ESCAPES" in self.vars.get("sql_mode", "").upper()
+        for kind, value in changes:
+            if kind == SessionTrack.SYSTEM_VARIABLES:
+                name, val = value
+                name = _VAR_ALIASES.get(name.lower(), name.lower())
+                if name == "last_gtid":
+                    self.last_gtid = val
+                    continue
+                if name in _NOT_RESTORED:
+                    continue
+                if name == "character_set_results" and val == "":
+                    self.vars[name] = "NULL"
+                else:
+                    self.vars[name] = _sql_literal(val, nbe)
+                if name == "sql_mode":
+                    nbe = "NO_BACKSLASH_ESCAPES" in val.upper()
+            elif kind == SessionTrack.SCHEMA:
+                self.schema = value or None
+                be.schema = self.schema
+        be.vars = dict(self.vars)
 
     async def _forward(
         self,
@@ -533,11 +761,7 @@ class ClientSession:
         before any byte of the response reached the client (safe statements only).
         """
         hg = self.default_hostgroup if hostgroup is None else hostgroup
-        be = self.backends.get(hg)  # closed connections are removed from the map when dropped
-        if be is None:
-            be = await self._get_backend(hg)
-        if be.applied_sets < len(self.set_log) or (self.schema and be.schema != self.schema):
-            await self._sync_backend(be)
+        be = await self._borrow(hg)
         be.state = BackendState.ACTIVE
         try:
             await be.stream.send_all(frame(payload, 0))
@@ -550,7 +774,7 @@ class ClientSession:
                 await self._send_err(err)
             return None
         if kind is ResponseKind.NONE:
-            be.state = BackendState.IDLE
+            be.state = BackendState.RESERVED
             return None
         tracker = ResponseTracker(kind, be.capabilities, cursor=cursor)
         bstream = be.stream
@@ -599,6 +823,7 @@ class ClientSession:
             if tracker.done:
                 break
             if tracker.local_infile:
+                self.app.pin_counters.started(P.LOCAL_INFILE)
                 await self._relay_local_infile(be, tracker)
                 if be.closed:
                     return None
@@ -607,8 +832,7 @@ class ClientSession:
                       self.id, be.server, len(data) - n)
             self._drop_backend(be)
         else:
-            be.state = BackendState.IDLE
-        be.last_used = time.monotonic()
+            be.state = BackendState.RESERVED
         srv = be.server_ref
         if srv is not None:
             srv.queries += 1
@@ -616,10 +840,26 @@ class ClientSession:
             st = tracker.status
             be.status = st
             if st & _IN_TRANS:
+                if self.trx_hg is None:
+                    self.trx_started = time.monotonic()
                 self.trx_hg = hg
             elif self.trx_hg == hg:
                 self.trx_hg = None
+                self.trx_started = 0.0
             self.status = st
+            ok = tracker.last_ok
+            if ok is not None:
+                if st & _STATE_CHANGED:
+                    self._absorb_state(be, ok)
+                if not tracker.columns and kind is ResponseKind.RESULT:
+                    insert_id = _ok_insert_id(ok)
+                    if insert_id:
+                        self.last_insert_id = insert_id
+                        self.last_insert_hg = hg
+                        delay = self.app.vars.auto_increment_delay_multiplex
+                        if delay:
+                            self.autoinc_left = delay + 1
+                            self.hold[hg] = self.hold.get(hg, 0) | P.AUTO_INCREMENT
         self.last_hg = hg
         return tracker
 
@@ -643,7 +883,7 @@ class ClientSession:
                 tracker.feed(data)
                 if tracker.local_infile:
                     raise ConnectionLost("LOCAL INFILE request while draining a killed statement")
-            be.state = BackendState.IDLE
+            be.state = BackendState.RESERVED
             if tracker.status_seen:
                 be.status = tracker.status
         except ConnectionLost as exc:
@@ -708,6 +948,14 @@ class ClientSession:
         if decision.rewritten_query is not None:
             payload = b"\x03" + decision.rewritten_query.encode("utf-8", "surrogateescape")
             sql = decision.rewritten_query
+        flags = cls.bits
+        if flags & _LOCAL_ANSWERS and await self._local_answer(sql, flags):
+            return
+        if self.statement_mode and (cls.kind is StatementKind.TRANSACTION or flags & _STATEMENT_MODE_REFUSED
+                                    or (flags & _F.SET_AUTOCOMMIT.value and not self._autocommit_on(cls))):
+            raise MySQLError(ER_NOT_SUPPORTED_YET, f"pool_mode=statement (user '{self.username}') does not support "
+                             f"statements that keep state on the backend connection, such as {cls.command or 'this'}:"
+                             f" each statement may run on a different connection", "42000")
         hg = self._route(decision, cls)
         cache_key = None
         if decision.cache_ttl and cls.kind is StatementKind.READ:
@@ -739,6 +987,11 @@ class ClientSession:
             self._log_query(started, hg, dtext, dhash, sql, tracker)
         if tracker is None or tracker.error is not None:
             return
+        if tracker.columns:
+            self.row_count = -1
+            self.found_rows = tracker.rows
+        else:
+            self.row_count = affected_rows(tracker.last_ok)
         if capture is not None and tracker.results == 1 and (tracker.rows or decision.cache_empty_result != 0):
             app.query_cache.put(cache_key, b"".join(capture), decision.cache_ttl)
         self._after_query(hg, cls, decision, payload)
@@ -790,51 +1043,160 @@ class ClientSession:
         return hg
 
     def _after_query(self, hg: int, cls: Classification, decision, payload: bytes) -> None:
-        """Update what the session must remember after a statement succeeded."""
+        """Update what the session must remember after a statement succeeded, and why its connection stays."""
         flags = cls.bits
+        if cls.kind is not StatementKind.READ:
+            self.found_rows = 0
         if not flags & _AFTER_MASK and cls.kind is not StatementKind.SESSION \
-                and not (decision.sticky_conn or decision.multiplex == 0):
+                and decision.sticky_conn is None and decision.multiplex is None:
             return
+        hold = old = self.hold.get(hg, 0)
         if flags & _LOCK_TABLES:
             self.table_lock = True
             self.sticky_hg = hg
+            hold |= P.LOCK_TABLES
         if flags & _UNLOCK_TABLES:
             self.table_lock = False
+            hold &= ~P.LOCK_TABLES
         if flags & _GET_LOCK:
             self.named_locks += 1
             self.sticky_hg = hg
+            hold |= P.GET_LOCK
         if flags & _RELEASE_LOCK and self.named_locks:
             self.named_locks -= 1
+            if not self.named_locks:
+                hold &= ~P.GET_LOCK
         if decision.sticky_conn or decision.multiplex == 0:
             self.rule_sticky = True
             self.sticky_hg = hg
+            hold |= P.RULE
+        elif decision.multiplex == 1 and self.rule_sticky:
+            self.rule_sticky = False
+            hold &= ~P.RULE
         if self.sticky_hg is not None and not (self.table_lock or self.named_locks or self.rule_sticky):
             self.sticky_hg = None
         if flags & _CREATE_TEMP:
             for t in cls.tables:
                 self.temp_tables[t] = hg
+            hold |= P.TEMPORARY_TABLES
         if flags & _DROP_TEMP:
             for t in cls.tables:
                 self.temp_tables.pop(t, None)
-        if flags & _UV_ASSIGN and cls.kind is not StatementKind.SESSION:
+            if hg not in self.temp_tables.values():
+                hold &= ~P.TEMPORARY_TABLES
+        if flags & _UV_ASSIGN and decision.multiplex != 2:
             self.var_hg = hg
+            hold |= P.USER_VARIABLES
+        if flags & _SQL_CALC_FOUND_ROWS:
+            hold |= P.FOUND_ROWS
+        elif flags & _FOUND_ROWS_FN:
+            hold &= ~P.FOUND_ROWS
+        if flags & _TEXT_PREPARE:
+            self.text_prepares[hg] = self.text_prepares.get(hg, 0) + cls.statement_count
+            hold |= P.TEXT_PREPARE
+        if flags & _DEALLOCATE and self.text_prepares.get(hg):
+            self.text_prepares[hg] -= 1
+            if not self.text_prepares[hg]:
+                hold &= ~P.TEXT_PREPARE
+        if flags & _SAVEPOINT:
+            hold |= P.SAVEPOINT
+        if flags & _HANDLER:
+            hold |= P.HANDLER
+        if flags & _XA:
+            if _XA_END_RE.match(payload[1:].decode("utf-8", "replace")):
+                hold &= ~P.XA
+            else:
+                hold |= P.XA
         if cls.kind is StatementKind.SESSION:
             if flags & _CHANGE_SCHEMA and cls.schema:
                 self.schema = cls.schema
                 be = self.backends.get(hg)
                 if be is not None:
                     be.schema = cls.schema
-            if flags & _SET_LOGGED and not flags & _SET_GLOBAL:
-                # Replayed on the session's other connections before their next statement.
-                self.set_log.append(payload[1:])
-                be = self.backends.get(hg)
-                if be is not None and be.applied_sets == len(self.set_log) - 1:
-                    be.applied_sets = len(self.set_log)
+            hold = self._apply_set(hg, cls, hold)
+        if hold != old:
+            self.hold[hg] = hold
+
+    def _apply_set(self, hg: int, cls: Classification, hold: int) -> int:
+        """Record the session variables a successful SET assigned; returns the connection's pins."""
+        sv = cls.set_variables
+        if sv is None:
+            if cls.flags & (_F.SET_SESSION_VARIABLE | _F.SET_AUTOCOMMIT | _F.SET_SQL_LOG_BIN):
+                return hold | P.SESSION_STATE  # a SET the proxy cannot read: keep its connection
+            return hold
+        be = self.backends.get(hg)
+        tracked = be is not None and be.tracks_variables
+        changed = False
+        for v in sv:
+            scope = v.scope
+            if scope == "user" or scope in ("global", "persist", "persist_only"):
+                continue
+            name = _VAR_ALIASES.get(v.name, v.name)
+            value = v.value
+            if scope == "next_transaction":
+                self.next_trx_at = self.statements
+                hold |= P.NEXT_TRANSACTION
+                continue
+            if name == "sql_log_bin":
+                off = value.strip("'\"").upper() in ("0", "OFF", "FALSE")
+                hold = hold | P.SQL_LOG_BIN if off else hold & ~P.SQL_LOG_BIN
+                continue
+            if name.startswith("session_track_"):
+                hold |= P.SESSION_STATE
+                continue
+            if tracked and name not in ("names", "charset"):
+                continue  # the server reported the resulting value (see _absorb_state)
+            if value.upper() == "DEFAULT":
+                changed |= self.vars.pop(name, None) is not None
+            elif _LITERAL_RE.match(value):
+                self.vars[name] = value
+                changed = True
+            else:
+                hold |= P.SESSION_STATE  # an expression the proxy cannot replay elsewhere
+        if changed and be is not None:
+            be.vars = dict(self.vars)
+        return hold
+
+    def _autocommit_on(self, cls: Classification) -> bool:
+        for v in cls.set_variables or ():
+            if v.name == "autocommit" and v.scope == "session":
+                return v.value.strip("'\"").upper() in ("1", "ON", "TRUE")
+        return True
+
+    async def _local_answer(self, sql: str, flags: int) -> bool:
+        """Answer SELECT LAST_INSERT_ID() / ROW_COUNT() / FOUND_ROWS() from what the proxy saw, when the
+        connection that ran the previous statement is no longer the session's. True if answered."""
+        m = _LOCAL_FN_RE.match(sql)
+        if m is None:
+            return False
+        fn = m.group(1).upper().replace(" ", "")
+        if fn.startswith(("LAST_INSERT_ID", "@@")):
+            if self.last_insert_hg is not None and self.last_insert_hg in self.backends:
+                return False  # the connection that made the id is still ours: it knows best
+            value = self.last_insert_id
+        else:
+            if self.last_hg is not None and self.last_hg in self.backends:
+                return False
+            value = self.row_count if fn.startswith("ROW_COUNT") else self.found_rows
+        name = m.group(2)
+        if name is None:
+            name = m.group(1)
+        elif name[:1] in ("`", "'", '"'):
+            name = name[1:-1]
+        col = column_definition(name, type_code=MYSQL_TYPE_LONGLONG, charset=63, length=21,
+                                flags=0x81 if value >= 0 else 0x01)
+        await self.client.send_all(encode_result_set([col], [text_row([value])], self.capabilities,
+                                                     self.status & ~_STATE_CHANGED))
+        self.row_count = -1
+        return True
 
     async def _com_init_db(self, payload: bytes) -> None:
         tracker = await self._forward(payload, ResponseKind.SIMPLE)
         if tracker is not None and tracker.error is None:
             self.schema = payload[1:].decode("utf-8", "surrogateescape")
+            be = self.backends.get(self.default_hostgroup)
+            if be is not None:
+                be.schema = self.schema
 
     async def _com_ping(self, payload: bytes) -> None:
         await self._send_ok()
@@ -845,18 +1207,194 @@ class ClientSession:
     async def _com_simple(self, payload: bytes) -> None:
         await self._forward(payload, response_kind(payload[0]))
 
+    async def _com_set_option(self, payload: bytes) -> None:
+        # Multi-statements on or off for this connection: state the pool key does not cover.
+        tracker = await self._forward(payload, ResponseKind.SIMPLE)
+        if tracker is not None and tracker.error is None:
+            hg = self.default_hostgroup
+            self.hold[hg] = self.hold.get(hg, 0) | P.SESSION_STATE
+
+    # -- prepared statements (see myrouter/backend/stmts.py) -----------------
+
+    def _stmt(self, payload: bytes, what: str) -> ClientStmt:
+        if len(payload) < 5:
+            raise MalformedPacket(f"COM_STMT_{what.upper()} without a statement id")
+        sid = int.from_bytes(payload[1:5], "little")
+        st = self.stmts.get(sid)
+        if st is None:
+            raise MySQLError(ER_UNKNOWN_STMT_HANDLER,
+                             f"Unknown prepared statement handler ({sid}) given to mysqld_stmt_{what}", "HY000")
+        return st
+
+    async def _com_stmt_prepare(self, payload: bytes) -> None:
+        app = self.app
+        sql = payload[1:]
+        text = sql.decode("utf-8", "surrogateescape")
+        dtext, dhash = digest(text)
+        cls = app.classifier.classify(text, dhash)
+        decision = app.rules.evaluate(RuleContext(
+            self.username, self.schema, self.client_host, self.proxy_host, self.proxy_port, 0,
+            dhash, dtext, text, cls,
+        ))
+        if decision.error_msg is not None:
+            raise MySQLError(1148, decision.error_msg, "42000")
+        key = (self.schema, sql, bool(self.capabilities & C.DEPRECATE_EOF))
+        meta = app.stmt_registry.get(key)
+        if meta is None:
+            hg = self._route(decision, cls)
+            be = await self._borrow(hg)
+            result = await self._prepare_on(be, key, sql)
+            if isinstance(result, bytes):
+                await self.client.send_packet(result, 1)  # the server's ERR, unchanged
+                return
+            meta = result
+            app.stmt_registry.put(meta)
+        sid = self.next_stmt_id
+        self.next_stmt_id = sid + 1 if sid < 0xFFFFFFFF else 1
+        self.stmts[sid] = ClientStmt(sid, meta, cls, decision)
+        await self.client.send_all(meta.client_response(sid))
+
+    async def _prepare_on(self, be: BackendConnection, key, sql: bytes) -> StmtMeta | bytes:
+        """Prepare ``sql`` on ``be`` (closing its least recently used statements beyond the cap).
+
+        Returns the statement's metadata, or the server's ERR payload.
+        """
+        raw: list[bytes] = []
+        try:
+            tracker = await be.run_command(b"\x16" + sql, ResponseKind.PREPARE, raw)
+            if tracker.error is not None:
+                return tracker.error
+            packets = split_payloads(b"".join(raw))
+            ok = PrepareOK.parse(packets[0])
+            be.stmts[key] = ok.statement_id
+            cap = self.app.vars.max_stmts_per_connection
+            if len(be.stmts) > cap:
+                await self._evict_statements(be, cap)
+        except (ConnectionLost, MalformedPacket) as exc:
+            raise self._lost_backend(be, exc) from exc
+        return StmtMeta(key, sql, ok.num_params, ok.num_columns, ok.warnings, packets[1:])
+
+    async def _evict_statements(self, be: BackendConnection, cap: int) -> None:
+        """Close ``be``'s least recently used statements on the server until it holds ``cap``."""
+        busy = {st.meta.key for st in self.stmts.values() if st.cursor is be}
+        for key in list(be.stmts):
+            if len(be.stmts) <= cap:
+                break
+            if key in busy:
+                continue
+            old = be.stmts.pop(key)
+            await be.stream.send_all(frame(b"\x19" + old.to_bytes(4, "little"), 0))  # COM_STMT_CLOSE: no reply
+            self.app.counters.stmts_evicted += 1
+
+    async def _backend_stmt_id(self, be: BackendConnection, st: ClientStmt) -> int | None:
+        """``st``'s id on ``be``, preparing it there first if needed; None after sending the client an ERR."""
+        meta = st.meta
+        bid = be.stmts.get(meta.key)
+        if bid is not None:
+            be.stmts.move_to_end(meta.key)
+            return bid
+        result = await self._prepare_on(be, meta.key, meta.sql)
+        if isinstance(result, bytes):
+            await self.client.send_packet(result, 1)
+            return None
+        if result.num_params != meta.num_params or result.num_columns != meta.num_columns:
+            self.app.stmt_registry.put(result)  # the table changed: later PREPAREs get the new shape
+            raise MySQLError(1615, "Prepared statement needs to be re-prepared", "HY000")
+        return be.stmts[meta.key]
+
+    def _set_cursor(self, st: ClientStmt, be: BackendConnection | None, hg: int | None) -> None:
+        """Open (be, hg) or close (None) ``st``'s cursor; a cursor pins its connection until closed."""
+        old_hg = st.cursor_hg
+        st.cursor, st.cursor_hg = be, hg
+        for h in {old_hg, hg} - {None}:
+            open_here = any(s.cursor_hg == h for s in self.stmts.values())
+            cur = self.hold.get(h, 0)
+            self.hold[h] = cur | P.CURSOR if open_here else cur & ~P.CURSOR
+
     async def _com_stmt_execute(self, payload: bytes) -> None:
         if len(payload) < 10:
             raise MalformedPacket("COM_STMT_EXECUTE shorter than its fixed header")
-        await self._forward(payload, ResponseKind.RESULT, cursor=bool(payload[5] & 0x0F))
+        st = self._stmt(payload, "execute")
+        if st.cursor is not None:
+            hg = st.cursor_hg  # a new execution replaces the open cursor, on its connection
+        else:
+            hg = self._route(st.decision, st.classification)
+        be = await self._borrow(hg)
+        bid = await self._backend_stmt_id(be, st)
+        if bid is None:
+            return
+        if st.long_data:
+            head = b"\x18" + bid.to_bytes(4, "little")
+            try:
+                await be.stream.send_all(b"".join(frame(head + d, 0) for d in st.long_data))
+            except ConnectionLost as exc:
+                raise self._lost_backend(be, exc) from exc
+            st.long_data.clear()
+        cursor = bool(payload[5] & 0x0F)
+        tracker = await self._forward(execute_for_backend(payload, bid, st), ResponseKind.RESULT, hostgroup=hg,
+                                      cursor=cursor)
+        if tracker is None:
+            return
+        if cursor and tracker.error is None and tracker.status & _CURSOR_EXISTS:
+            self._set_cursor(st, be, hg)
+        elif st.cursor is not None:
+            self._set_cursor(st, None, None)
+        if tracker.error is None:
+            if tracker.columns:
+                self.row_count = -1
+                self.found_rows = tracker.rows
+            else:
+                self.row_count = affected_rows(tracker.last_ok)
 
-    async def _com_no_reply(self, payload: bytes) -> None:
-        # COM_STMT_CLOSE / COM_STMT_SEND_LONG_DATA: no response. Without a backend
-        # the statement cannot exist, so there is nothing to forward.
+    async def _com_stmt_fetch(self, payload: bytes) -> None:
+        st = self._stmt(payload, "fetch")
+        if st.cursor is None or st.cursor.closed:
+            raise MySQLError(ER_STMT_HAS_NO_OPEN_CURSOR, f"The statement ({st.id}) has no open cursor.", "HY000")
+        bid = st.cursor.stmts[st.meta.key]
+        tracker = await self._forward(payload[:1] + bid.to_bytes(4, "little") + payload[5:], ResponseKind.FETCH,
+                                      hostgroup=st.cursor_hg)
+        if tracker is None or tracker.error is not None or tracker.status & _LAST_ROW_SENT:
+            self._set_cursor(st, None, None)
+
+    async def _com_stmt_reset(self, payload: bytes) -> None:
+        st = self._stmt(payload, "reset")
+        st.long_data.clear()
+        if st.cursor is None:
+            await self._send_ok()
+            return
+        bid = st.cursor.stmts[st.meta.key]
+        hg = st.cursor_hg
+        self._set_cursor(st, None, None)
+        await self._forward(payload[:1] + bid.to_bytes(4, "little"), ResponseKind.SIMPLE, hostgroup=hg)
+
+    async def _com_stmt_close(self, payload: bytes) -> None:
+        # No reply. The backend preparation stays (shared); an open cursor is closed.
         if len(payload) < 5:
             return
-        if self.backends.get(self.default_hostgroup) is not None:
-            await self._forward(payload, ResponseKind.NONE)
+        st = self.stmts.pop(int.from_bytes(payload[1:5], "little"), None)
+        if st is None or st.cursor is None:
+            return
+        be = st.cursor
+        self._set_cursor(st, None, None)
+        bid = be.stmts.get(st.meta.key)
+        if bid is None or be.closed:
+            return
+        try:
+            tracker = await be.run_command(b"\x1a" + bid.to_bytes(4, "little"), ResponseKind.SIMPLE)
+            if tracker.error is not None:
+                log.info("session %d: closing a cursor on %s failed: %s", self.id, be.server,
+                         parse_err(tracker.error))
+                self._drop_backend(be)
+        except (ConnectionLost, MalformedPacket) as exc:
+            self._lost_backend(be, exc)
+
+    async def _com_stmt_send_long_data(self, payload: bytes) -> None:
+        # No reply: kept until the next COM_STMT_EXECUTE, which may run on another connection.
+        if len(payload) < 7:
+            return
+        st = self.stmts.get(int.from_bytes(payload[1:5], "little"))
+        if st is not None:
+            st.long_data.append(payload[5:])
 
     async def _com_refused(self, payload: bytes) -> None:
         name = Command(payload[0]).name
@@ -868,20 +1406,11 @@ class ClientSession:
         await self._kill(int.from_bytes(payload[1:5], "little"), query_only=False)
 
     async def _com_reset_connection(self, payload: bytes) -> None:
-        # Connections other than the default hostgroup's are simply closed: reset is their end.
-        default = self.backends.get(self.default_hostgroup)
-        for be in list(self.backends.values()):
-            if be is not default:
-                self._drop_backend(be, quit=True)
+        # Handled by the proxy: free connections go back to the pool, pinned ones are closed
+        # (their transaction, locks and temporary tables end with them). No backend round trip.
+        self._drop_all_backends(quit=True)
         self._reset_session_state()
-        if default is not None:
-            default.applied_sets = 0
-            tracker = await self._forward(payload, ResponseKind.SIMPLE)
-            if tracker is None or tracker.error is not None:
-                return
-        else:
-            await self._send_ok()
-        self.status = int(Status.AUTOCOMMIT)
+        await self._send_ok()
 
     async def _com_change_user(self, payload: bytes) -> None:
         app = self.app
@@ -916,7 +1445,7 @@ class ClientSession:
             self.charset = req.charset
         if req.attrs:
             self.attrs = req.attrs
-        self.status = int(Status.AUTOCOMMIT)
+        self._new_login()
         await self._send_ok(seq)
 
     async def _kill(self, target_id: int, query_only: bool) -> None:
@@ -941,14 +1470,14 @@ class ClientSession:
         Command.QUIT: _com_quit,
         Command.FIELD_LIST: _com_simple,
         Command.STATISTICS: _com_simple,
-        Command.SET_OPTION: _com_simple,
+        Command.SET_OPTION: _com_set_option,
         Command.PROCESS_INFO: _com_simple,
-        Command.STMT_PREPARE: _com_simple,
+        Command.STMT_PREPARE: _com_stmt_prepare,
         Command.STMT_EXECUTE: _com_stmt_execute,
-        Command.STMT_FETCH: _com_simple,
-        Command.STMT_RESET: _com_simple,
-        Command.STMT_CLOSE: _com_no_reply,
-        Command.STMT_SEND_LONG_DATA: _com_no_reply,
+        Command.STMT_FETCH: _com_stmt_fetch,
+        Command.STMT_RESET: _com_stmt_reset,
+        Command.STMT_CLOSE: _com_stmt_close,
+        Command.STMT_SEND_LONG_DATA: _com_stmt_send_long_data,
         Command.PROCESS_KILL: _com_process_kill,
         Command.RESET_CONNECTION: _com_reset_connection,
         Command.CHANGE_USER: _com_change_user,

@@ -21,6 +21,7 @@ from .constants import (
     Status,
 )
 from .errors import MalformedPacket, MySQLError
+from .packets import frame
 
 _C = Capability
 
@@ -446,3 +447,29 @@ def text_row(values: list[object]) -> bytes:
                 b = str(v).encode("utf-8", "surrogateescape")
             out.append(codec.lenenc_bytes(b))
     return b"".join(out)
+
+
+def encode_result_set(columns: list[bytes], rows: list[bytes], capabilities: int, status: int) -> bytes:
+    """A whole framed text result set (sequence ids from 1) built by the proxy.
+
+    ``columns`` are column-definition payloads, ``rows`` text-row payloads.
+    With DEPRECATE_EOF there is no EOF after the columns and the result ends
+    with an OK packet with the EOF header, as servers send it.
+    """
+    parts = [frame(codec.lenenc_int(len(columns)), 1)]
+    seq = 2
+    for col in columns:
+        parts.append(frame(col, seq & 0xFF))
+        seq += 1
+    deprecate_eof = capabilities & _C.DEPRECATE_EOF
+    if not deprecate_eof:
+        parts.append(frame(encode_eof(status), seq & 0xFF))
+        seq += 1
+    for row in rows:
+        parts.append(frame(row, seq & 0xFF))
+        seq += 1
+    if deprecate_eof:
+        parts.append(frame(OK(status=status).encode(capabilities, header=EOF_HEADER), seq & 0xFF))
+    else:
+        parts.append(frame(encode_eof(status), seq & 0xFF))
+    return b"".join(parts)

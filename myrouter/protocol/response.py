@@ -119,6 +119,7 @@ class ResponseTracker:
         "results",
         "prepare_ok",
         "row_kind",
+        "columns",
     )
 
     def __init__(self, kind: ResponseKind, capabilities: int, *, cursor: bool = False, row_kind: int = 0) -> None:
@@ -138,6 +139,7 @@ class ResponseTracker:
         self.rows = 0  # rows seen (all result sets)
         self.results = 0  # result sets or OKs completed
         self.prepare_ok: bytes | None = None
+        self.columns = 0  # columns of the last result set; 0 when the last result was an OK
         if kind == ResponseKind.RESULT:
             self._state = _St.FIRST
         elif kind == ResponseKind.PREPARE:
@@ -305,6 +307,7 @@ class ResponseTracker:
                 self.status_seen = True
                 self.last_ok = body
                 self.results += 1
+                self.columns = 0
                 self._state = _St.FIRST if self.status & _MORE_RESULTS else _St.DONE
             elif first == 0xFF:
                 self.error = body
@@ -316,6 +319,7 @@ class ResponseTracker:
                 if count == 0:
                     raise MalformedPacket("result set with zero columns")
                 self._count = count
+                self.columns = count
                 self._state = _St.COLUMNS
         elif st == _St.COLUMNS_EOF:
             if first == 0xFF:

@@ -21,6 +21,9 @@ class Counters:
         "query_timeouts",
         "mirrored",
         "mirror_errors",
+        "pool_wait_timeouts",
+        "stmts_evicted",
+        "transactions_ended",
     )
 
     def __init__(self) -> None:
@@ -39,6 +42,9 @@ class ProxyStats:
     backend_connections_created: int
     backend_errors: int
     sessions_busy: int
+    backend_connections_idle: int
+    backend_connections_in_use: int
+    sessions_waiting_for_connection: int
     tasks: int  # Trio tasks under the proxy's root nursery (sessions + listeners + service tasks)
 
     def as_dict(self) -> dict[str, int]:

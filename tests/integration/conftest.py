@@ -101,11 +101,13 @@ class RunningProxy:
         return trio.from_thread.run_sync(fn, *args, trio_token=self._token)
 
     def wait_idle(self, timeout: float = 10.0):
-        """Wait until no client session, backend connection or session task is left; return the stats."""
+        """Wait until no client session or session task is left and every backend connection still open
+        is idle in its pool (none handed out, none half-closed); return the stats."""
         deadline = time.monotonic() + timeout
         while True:
             st = self.stats()
-            if st.client_connections_connected == 0 and st.backend_connections_connected == 0 and st.tasks == 0:
+            if (st.client_connections_connected == 0 and st.backend_connections_in_use == 0 and st.tasks == 0
+                    and st.backend_connections_connected == st.backend_connections_idle):
                 return st
             if time.monotonic() > deadline:
                 return st

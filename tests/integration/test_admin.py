@@ -309,9 +309,11 @@ def test_offline_soft_and_removed_servers_release_idle_connections(proxy_factory
     admin_sql(rp, f"INSERT INTO mysql_servers (hostgroup_id, hostname, port) VALUES (1, '127.0.0.1', {r1.port})",
               f"UPDATE mysql_servers SET status = 'OFFLINE_SOFT' WHERE port = {r0.port}",
               "LOAD MYSQL SERVERS TO RUNTIME")
-    assert served_by(conn) == id1  # its idle connection to r0 was released; no error
-    used = dict(admin_sql(rp, "SELECT srv_port, ConnUsed FROM stats_mysql_connection_pool WHERE hostgroup = 1"))
-    assert used[r0.port] == 0 and used[r1.port] == 1
+    assert served_by(conn) == id1  # the idle pooled connection to r0 was closed; no error
+    pool = {port: (used, free) for port, used, free in admin_sql(
+        rp, "SELECT srv_port, ConnUsed, ConnFree FROM stats_mysql_connection_pool WHERE hostgroup = 1")}
+    assert pool[r0.port] == (0, 0)  # nothing left open to the OFFLINE_SOFT server
+    assert pool[r1.port] == (0, 1)  # the statement's connection went back to the pool
     admin_sql(rp, f"DELETE FROM mysql_servers WHERE port = {r1.port}",
               f"UPDATE mysql_servers SET status = 'ONLINE' WHERE port = {r0.port}",
               "LOAD MYSQL SERVERS TO RUNTIME")

@@ -19,7 +19,8 @@ from rawclient import RawClient, error_of
 def assert_no_leaks(proxy) -> None:
     st = proxy.wait_idle()
     assert st.client_connections_connected == 0, st
-    assert st.backend_connections_connected == 0, st
+    assert st.backend_connections_in_use == 0, st
+    assert st.backend_connections_connected == st.backend_connections_idle, st
     assert st.tasks == 0, st
 
 

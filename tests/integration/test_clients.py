@@ -203,7 +203,8 @@ def test_kill_query_of_running_sleep(proxy):
         assert ei.value.args[0] == 1094
     killer.close()
     st = proxy.wait_idle()
-    assert st.backend_connections_connected == 0
+    assert st.backend_connections_in_use == 0
+    assert st.backend_connections_connected == st.backend_connections_idle
 
 
 # --- mysql-connector-python (pure) with server-side prepared statements -----

@@ -72,7 +72,7 @@ def test_reads_to_replicas_by_weight_writes_to_primary(proxy_factory, rules_dir,
     conn.close()
     row = cluster.primary.query(f"SELECT sid FROM test.route_t WHERE id = {last}")
     assert row == [{"sid": primary}]
-    assert proxy.wait_idle().backend_connections_connected == 0
+    assert proxy.wait_idle().backend_connections_in_use == 0
 
 
 def test_unsafe_reads_go_to_the_writer(split, cluster):
@@ -356,7 +356,7 @@ apply = 1
     assert time.monotonic() - start < 1.0
     assert served_by(conn, "SELECT 'still usable'") == "still usable"
     conn.close()
-    assert proxy.wait_idle().backend_connections_connected == 0
+    assert proxy.wait_idle().backend_connections_in_use == 0
 
 
 def test_delay_and_fast_forward(proxy_factory, rules_dir, cluster):

@@ -11,5 +11,6 @@ def test_select_through_proxy(proxy, cluster):
     assert port == cluster.primary.port  # default_hostgroup 0 = the primary
     st = proxy.wait_idle()
     assert st.client_connections_connected == 0
-    assert st.backend_connections_connected == 0
+    assert st.backend_connections_in_use == 0
+    assert st.backend_connections_connected == st.backend_connections_idle
     assert st.tasks == 0
