@@ -69,7 +69,11 @@ class Proxy:
         self.pools = Pools(self, PoolSettings.from_vars(self.vars))
         self.pin_counters = PinCounters()
         self.stmt_registry = StmtRegistry(self.vars.max_stmts_cache)
-        self._charsets: dict[int, tuple[str, str]] = {}  # collation id -> (character set, collation)
+        # character sets and collations of the servers, learned from the first connection
+        self.collations: dict[int, tuple[str, str]] = {}  # id -> (character set, collation)
+        self.collation_charset: dict[str, str] = {}  # collation -> character set
+        self.default_collation: dict[str, str] = {}  # character set -> its default collation
+        self.collations_unavailable = False  # reading them failed once: not tried again
         self.admin = Admin(self)  # admin interface (6032) and /metrics, served by run()
 
     def _load_users(self, config: Config) -> None:
@@ -109,15 +113,27 @@ class Proxy:
         log.warning("cannot open a connection to %s (hostgroup %d): %s", server.address, server.hostgroup,
                     error.message)
 
+    async def load_collations(self, be: BackendConnection) -> None:
+        """Learn the servers' character sets and collations once (SET NAMES answered by the proxy)."""
+        rows = await be.query_rows(
+            "SELECT ID, CHARACTER_SET_NAME, COLLATION_NAME, IS_DEFAULT FROM information_schema.COLLATIONS")
+        for cid, cs, coll, default in rows:
+            if cs is None or coll is None:
+                continue
+            if cid is not None:
+                self.collations[int(cid)] = (cs, coll)
+            self.collation_charset[coll.lower()] = cs
+            if (default or "").lower() == "yes":
+                self.default_collation[cs.lower()] = coll
+
     async def charset_names(self, be: BackendConnection, collation_id: int) -> tuple[str, str]:
-        """(character set, collation) of a handshake collation id, asked of the server once."""
-        names = self._charsets.get(collation_id)
+        """(character set, collation) of a handshake collation id."""
+        names = self.collations.get(collation_id)
         if names is None:
-            rows = await be.query_rows(
-                f"SELECT CHARACTER_SET_NAME, COLLATION_NAME FROM information_schema.COLLATIONS WHERE ID = {int(collation_id)}")
-            if not rows or rows[0][0] is None:
+            await self.load_collations(be)
+            names = self.collations.get(collation_id)
+            if names is None:
                 raise MySQLError(1273, f"Unknown collation id {collation_id} on {be.server}", "HY000")
-            names = self._charsets[collation_id] = (rows[0][0], rows[0][1])
         return names
 
     def backend_closed(self, be: BackendConnection) -> None:
@@ -263,10 +279,24 @@ class Proxy:
             limit = self.vars.wait_timeout / 1000
             await trio.sleep(min(1.0, limit))
             now = time.monotonic()
+            v = self.vars
+            trx_idle = v.max_transaction_idle_time / 1000
+            trx_max = v.max_transaction_time / 1000
             for s in list(self.sessions.values()):
                 if s.state is SessionState.IDLE and now - s.idle_since > limit and s.cancel_if_idle():
-                    log.info("session %d: idle for more than wait_timeout=%dms; closing", s.id,
-                             self.vars.wait_timeout)
+                    log.info("session %d: idle for more than wait_timeout=%dms; closing", s.id, v.wait_timeout)
+                elif s.trx_started and s.state is SessionState.IDLE and trx_idle and now - s.idle_since > trx_idle:
+                    log.warning("session %d (user %r from %s): transaction idle for more than "
+                                "max_transaction_idle_time=%dms; ending the session (the transaction rolls back)",
+                                s.id, s.username, s.client_addr, v.max_transaction_idle_time)
+                    self.counters.transactions_ended += 1
+                    s.kill()
+                elif s.trx_started and now - s.trx_started > trx_max:
+                    log.warning("session %d (user %r from %s): transaction open for more than "
+                                "max_transaction_time=%dms; ending the session (the transaction rolls back)",
+                                s.id, s.username, s.client_addr, v.max_transaction_time)
+                    self.counters.transactions_ended += 1
+                    s.kill()
 
     async def _accept_loop(self, lsock: socket.socket, nursery: trio.Nursery) -> None:
         while True:

@@ -39,9 +39,11 @@ BACKEND_CAPABILITIES = (
     | C.PLUGIN_AUTH_LENENC_CLIENT_DATA | C.SESSION_TRACK | C.DEPRECATE_EOF
 )
 # Always requested: the proxy relies on them.
+# SESSION_TRACK: the proxy reads state changes from every backend (and strips them
+# from the OK packets of clients that did not ask for them).
 REQUIRED_CAPABILITIES = (
     C.PROTOCOL_41 | C.SECURE_CONNECTION | C.PLUGIN_AUTH | C.TRANSACTIONS | C.MULTI_RESULTS | C.PS_MULTI_RESULTS
-    | C.LONG_PASSWORD
+    | C.LONG_PASSWORD | C.SESSION_TRACK
 )
 
 

@@ -50,7 +50,7 @@ C = Capability
 # Client capabilities that change what goes over a backend connection after
 # login: connections are only shared between clients that agree on them.
 KEY_CAPABILITIES = int(
-    C.DEPRECATE_EOF | C.FOUND_ROWS | C.MULTI_STATEMENTS | C.SESSION_TRACK | C.LOCAL_FILES | C.IGNORE_SPACE
+    C.DEPRECATE_EOF | C.FOUND_ROWS | C.MULTI_STATEMENTS | C.LOCAL_FILES | C.IGNORE_SPACE
     | C.MULTI_RESULTS | C.PS_MULTI_RESULTS
 )
 
@@ -363,6 +363,18 @@ class Pools:
                                      f"Lost connection to backend {server.address} in hostgroup "
                                      f"{server.hostgroup} after login: {exc}", "HY000") from exc
                 be.tracks_variables = tracker.error is None
+            if not app.collations and not app.collations_unavailable:
+                try:
+                    with trio.fail_after(s.connect_timeout):
+                        await app.load_collations(be)
+                except (ConnectionLost, MalformedPacket, trio.TooSlowError, MySQLError) as exc:
+                    # Not fatal: SET NAMES then goes to the servers instead of being answered locally.
+                    app.collations_unavailable = True
+                    log.warning("cannot read the character sets of %s (%s); SET NAMES will not be answered "
+                                "by the proxy", server.address, exc)
+                    be.close()
+                    p.opening -= 1
+                    return await self._open(server, key, login, database)
         except MySQLError as exc:
             p.opening -= 1
             p.conn_err += 1

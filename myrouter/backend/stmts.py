@@ -71,6 +71,10 @@ class StmtRegistry:
         self.hits += 1
         return meta
 
+    def peek(self, key: StmtKey) -> StmtMeta | None:
+        """Like ``get`` without counting a hit or a miss."""
+        return self._by_key.get(key)
+
     def put(self, meta: StmtMeta) -> None:
         self._by_key[meta.key] = meta
         self._by_key.move_to_end(meta.key)

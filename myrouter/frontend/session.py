@@ -43,7 +43,7 @@ from ..protocol.messages import (
     parse_session_state,
     text_row,
 )
-from ..protocol.codec import Reader
+from ..protocol.codec import Reader, lenenc_bytes
 from ..protocol.packets import frame
 from ..protocol.response import ResponseKind, ResponseTracker, response_kind
 from ..routing.classifier import Classification, StatementFlag as _F, StatementKind
@@ -103,6 +103,7 @@ _SET_GLOBAL = _F.SET_GLOBAL_VARIABLE.value
 _IN_TRANS = int(Status.IN_TRANS)
 _AUTOCOMMIT = int(Status.AUTOCOMMIT)
 _STATE_CHANGED = int(Status.SESSION_STATE_CHANGED)
+_SESSION_TRACK = int(C.SESSION_TRACK)
 _CURSOR_EXISTS = int(Status.CURSOR_EXISTS)
 _LAST_ROW_SENT = int(Status.LAST_ROW_SENT)
 _SQL_CALC_FOUND_ROWS = _F.SQL_CALC_FOUND_ROWS.value
@@ -129,9 +130,14 @@ _LOCAL_FN_RE = re.compile(
 
 # Session variables: a value the proxy can replay as written (else it needs session tracking).
 _LITERAL_RE = re.compile(r"""\s*(?:'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|[-+]?\d+(?:\.\d+)?|[A-Za-z_][\w$]*)\s*\Z""")
+_NAMES_RE = re.compile(r"""\s*(?:'[^']*'|"[^"]*"|\w+)(?:\s+COLLATE\s+(?:'[^']*'|"[^"]*"|\w+))?\s*\Z""", re.I)
+_NAMES_PARTS_RE = re.compile(
+    r"""\s*('[^']*'|"[^"]*"|`[^`]*`|\w+)(?:\s+COLLATE\s+('[^']*'|"[^"]*"|`[^`]*`|\w+))?\s*\Z""", re.I)
 _NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?\Z")
 _CHARSET_VARS = frozenset(("names", "charset", "character_set_client", "character_set_connection",
                            "character_set_results", "collation_connection"))
+_CHARSET_ORDER = ("names", "charset", "character_set_client", "character_set_connection", "character_set_results",
+                  "collation_connection")
 # Variable name aliases: one name per variable in the session's state.
 _VAR_ALIASES = {"tx_isolation": "transaction_isolation", "tx_read_only": "transaction_read_only"}
 # Tracked variables that are not session state to restore.
@@ -152,6 +158,30 @@ def _sql_literal(value: str, no_backslash_escapes: bool = False) -> str:
     if not no_backslash_escapes:
         value = value.replace("\\", "\\\\")
     return "'" + value.replace("'", "''") + "'"
+
+
+def _strip_session_state(chunk: bytes, ok: bytes | None) -> bytes:
+    """``chunk`` with its final OK packet (payload ``ok``) rewritten without session-state data,
+    for a client without CLIENT_SESSION_TRACK. Unchanged if the OK is not wholly in ``chunk``."""
+    if ok is None:
+        return chunk
+    start = len(chunk) - 4 - len(ok)
+    if start < 0 or chunk[start + 4:] != ok:
+        return chunk
+    try:
+        r = Reader(ok)
+        header = r.u8()
+        r.lenenc_int()
+        r.lenenc_int()
+        head_end = r.pos
+        status = r.u16()
+        warnings = r.u16()
+        info = r.lenenc_bytes() if not r.at_end() else b""
+    except MalformedPacket:
+        return chunk
+    body = (bytes((header,)) + ok[1:head_end] + (status & ~_STATE_CHANGED).to_bytes(2, "little")
+            + warnings.to_bytes(2, "little") + (lenenc_bytes(info) if info else b""))
+    return chunk[:start] + frame(body, chunk[start + 3])
 
 
 def _ok_insert_id(ok: bytes) -> int:
@@ -609,17 +639,24 @@ class ClientSession:
         for name in have:
             if name not in want and name not in _CHARSET_VARS:
                 items.append(f"@@session.{_server_var(be, name)}=DEFAULT")
+        charset_changed = reset_names
         for name, value in want.items():
-            if have.get(name) == value and not (reset_names and name in _CHARSET_VARS):
-                continue
-            if name == "names":
-                charset_items.insert(1 if reset_names else 0, f"NAMES {value}")
-            elif name == "charset":
-                charset_items.append(f"CHARACTER SET {value}")
-            elif name in _CHARSET_VARS:
-                charset_items.append(f"@@session.{name}={value}")
-            else:
+            if name in _CHARSET_VARS:
+                charset_changed |= have.get(name) != value
+            elif have.get(name) != value:
                 items.append(f"@@session.{_server_var(be, name)}={value}")
+        if charset_changed:
+            # in an order where none undoes another: NAMES first, collation after character sets
+            for name in _CHARSET_ORDER:
+                value = want.get(name)
+                if value is None:
+                    continue
+                if name == "names":
+                    charset_items.append(f"NAMES {value}")
+                elif name == "charset":
+                    charset_items.append(f"CHARACTER SET {value}")
+                else:
+                    charset_items.append(f"@@session.{name}={value}")
         items = charset_items + items
         return "SET " + ", ".join(items) if items else ""
 
@@ -777,6 +814,9 @@ class ClientSession:
             be.state = BackendState.RESERVED
             return None
         tracker = ResponseTracker(kind, be.capabilities, cursor=cursor)
+        # The proxy reads session tracking from every backend; a client that did not ask for it
+        # gets its final OK packet without it.
+        strip_state = not self.capabilities & _SESSION_TRACK
         bstream = be.stream
         client = self.client
         sent = False
@@ -816,6 +856,8 @@ class ClientSession:
                 await self._send_err(err)
                 return None
             chunk = data if n == len(data) else data[:n]
+            if strip_state and tracker.done and tracker.status & _STATE_CHANGED:
+                chunk = _strip_session_state(chunk, tracker.last_ok)
             await client.send_all(chunk)
             if capture is not None:
                 capture.append(chunk)
@@ -956,6 +998,8 @@ class ClientSession:
             raise MySQLError(ER_NOT_SUPPORTED_YET, f"pool_mode=statement (user '{self.username}') does not support "
                              f"statements that keep state on the backend connection, such as {cls.command or 'this'}:"
                              f" each statement may run on a different connection", "42000")
+        if cls.kind is StatementKind.SESSION and not self.backends and await self._set_locally(cls):
+            return
         hg = self._route(decision, cls)
         cache_key = None
         if decision.cache_ttl and cls.kind is StatementKind.READ:
@@ -1144,8 +1188,15 @@ class ClientSession:
             if name.startswith("session_track_"):
                 hold |= P.SESSION_STATE
                 continue
-            if tracked and name not in ("names", "charset"):
-                continue  # the server reported the resulting value (see _absorb_state)
+            if tracked:
+                continue  # the server reported the resulting values (see _absorb_state)
+            if name in ("names", "charset"):
+                if _NAMES_RE.match(value):
+                    self.vars[name] = value
+                    changed = True
+                else:
+                    hold |= P.SESSION_STATE
+                continue
             if value.upper() == "DEFAULT":
                 changed |= self.vars.pop(name, None) is not None
             elif _LITERAL_RE.match(value):
@@ -1156,6 +1207,56 @@ class ClientSession:
         if changed and be is not None:
             be.vars = dict(self.vars)
         return hold
+
+    async def _set_locally(self, cls: Classification) -> bool:
+        """``SET autocommit = ...`` or ``SET NAMES ...`` alone, with no connection held: recorded and
+        answered by the proxy (drivers send them on connect, so connecting costs no backend round
+        trip); the next borrowed connection gets them with the other session variables."""
+        sv = cls.set_variables
+        if not sv or len(sv) != 1 or sv[0].scope != "session":
+            return False
+        name, value = sv[0].name, sv[0].value
+        if name == "autocommit":
+            v = value.strip("'\"").upper()
+            if v in ("1", "ON", "TRUE"):
+                self.vars.pop("autocommit", None)
+                self.status |= _AUTOCOMMIT
+            elif v in ("0", "OFF", "FALSE"):
+                self.vars["autocommit"] = "0"
+                self.status &= ~_AUTOCOMMIT
+            else:
+                return False
+        elif name == "names":
+            m = _NAMES_PARTS_RE.match(value)
+            app = self.app
+            if m is None or not app.collations:
+                return False
+            cs = m.group(1).strip("'\"`").lower()
+            coll = (m.group(2) or "").strip("'\"`").lower()
+            if cs == "utf8" and "utf8" not in app.default_collation:
+                cs = "utf8mb3"  # MariaDB's name for it (old_mode UTF8_IS_UTF8MB3)
+            if coll:
+                if coll == "default":
+                    coll = app.default_collation.get(cs, "")
+                if app.collation_charset.get(coll) != cs:
+                    return False  # unknown or mismatched: the server gives the right error
+            else:
+                coll = app.default_collation.get(cs, "")
+            if not coll:
+                return False
+            for k in ("names", "charset"):
+                self.vars.pop(k, None)
+            if app.collations.get(self.charset) == (cs, coll):
+                for k in _CHARSET_VARS:  # what the handshake set: nothing to apply anywhere
+                    self.vars.pop(k, None)
+            else:
+                for k in ("character_set_client", "character_set_connection", "character_set_results"):
+                    self.vars[k] = f"'{cs}'"
+                self.vars["collation_connection"] = f"'{coll}'"
+        else:
+            return False
+        await self._send_ok()
+        return True
 
     def _autocommit_on(self, cls: Classification) -> bool:
         for v in cls.set_variables or ():
@@ -1243,6 +1344,8 @@ class ClientSession:
         if meta is None:
             hg = self._route(decision, cls)
             be = await self._borrow(hg)
+            meta = app.stmt_registry.peek(key)  # prepared by another session meanwhile?
+        if meta is None:
             result = await self._prepare_on(be, key, sql)
             if isinstance(result, bytes):
                 await self.client.send_packet(result, 1)  # the server's ERR, unchanged
@@ -1266,6 +1369,9 @@ class ClientSession:
                 return tracker.error
             packets = split_payloads(b"".join(raw))
             ok = PrepareOK.parse(packets[0])
+            old = be.stmts.pop(key, None)
+            if old is not None:  # prepared here before (its metadata changed): one copy only
+                await be.stream.send_all(frame(b"\x19" + old.to_bytes(4, "little"), 0))
             be.stmts[key] = ok.statement_id
             cap = self.app.vars.max_stmts_per_connection
             if len(be.stmts) > cap:
