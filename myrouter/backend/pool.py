@@ -210,6 +210,10 @@ class Pools:
         stack.pop()
         p.in_use += 1
         be.state = BackendState.RESERVED
+        if self._dead(be):  # one non-blocking peek: the server closed it (KILL, wait_timeout, restart)
+            log.info("backend %s connection #%d was closed by the server while idle", server.address, be.id)
+            self._discard(be, p)
+            return None
         return be
 
     def _pick(self, group: list[Server], key: PoolKey) -> Server | None:
@@ -295,6 +299,9 @@ class Pools:
             be = stack.pop()
             p.in_use += 1
             be.state = BackendState.RESERVED
+            if self._dead(be):
+                self._discard(be, p)
+                continue
             if time.monotonic() - be.last_used <= self.settings.ping_after_idle or await self._ping(be):
                 return be
             self._discard(be, p)

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import mysql.connector
 import pymysql
 import pytest
 
 from myrouter.testbed import Cluster
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def writer_only(cluster: Cluster, max_connections: int) -> list[dict]:
@@ -435,3 +438,83 @@ def test_prepared_cursor_pins_until_closed(proxy_factory, cluster, table):
     c.close()
     st = rp.wait_idle()
     assert st.backend_connections_in_use == 0
+
+
+def test_2000_concurrent_clients_on_pools_of_10(proxy_factory, cluster, table):
+    """2,000 clients connected at once, each running a transaction and reads, through pools capped
+    at 10 connections per server: all succeed, and no server ever has more than 10 of the proxy's."""
+    import trio
+
+    from myrouter.backend.connection import ServerAddress, open_backend
+    from myrouter.protocol.auth import BackendSecret
+    from myrouter.protocol.constants import Capability as C
+
+    cap, n_clients = 10, 2000
+    servers = [{"hostgroup_id": 0, "hostname": "127.0.0.1", "port": cluster.primary.port, "max_connections": cap}]
+    servers += [{"hostgroup_id": 1, "hostname": "127.0.0.1", "port": r.port, "max_connections": cap}
+                for r in cluster.replicas]
+    rp = proxy_factory(servers=servers, rules_dir=REPO / "rules",
+                       variables={"max_connections": n_clients + 100, "connect_timeout_server_max": 120000})
+    backends = [cluster.primary] + list(cluster.replicas)
+    caps = int(C.PROTOCOL_41 | C.SECURE_CONNECTION | C.PLUGIN_AUTH | C.TRANSACTIONS | C.MULTI_RESULTS
+               | C.DEPRECATE_EOF)
+    proxy_addr = ServerAddress(0, "127.0.0.1", rp.port)
+    peak = [0] * len(backends)
+    failures: list[str] = []
+    connected = 0
+    all_connected = trio.Event()
+
+    async def client(i: int) -> None:
+        nonlocal connected
+        try:
+            be = await open_backend(proxy_addr, username="app", secret=BackendSecret(plain=b"app"), database="test",
+                                    client_capabilities=caps, connect_timeout=60)
+        except Exception as exc:  # reported below
+            failures.append(f"client {i} connect: {exc!r}")
+            connected += 1
+            if connected == n_clients:
+                all_connected.set()
+            return
+        connected += 1
+        if connected == n_clients:
+            all_connected.set()
+        await all_connected.wait()
+        try:
+            for sql in ("BEGIN", f"INSERT INTO pool_t (who) VALUES ({i})", "COMMIT", "SELECT 1",
+                        f"SELECT COUNT(*) FROM pool_t WHERE who = {i}", "SELECT @@server_id"):
+                tracker = await be.simple_query(sql)
+                if tracker.error is not None:
+                    failures.append(f"client {i} {sql}: {tracker.error[9:]!r}")
+                    break
+        except Exception as exc:  # reported below
+            failures.append(f"client {i}: {exc!r}")
+        finally:
+            await be.aclose()
+
+    async def sample(k: int, server, stop: trio.Event) -> None:
+        # the proxy's connections as the server counts them (the proxy logs in as 'app')
+        probe = await open_backend(ServerAddress(0, "127.0.0.1", server.port), username="root",
+                                   secret=BackendSecret(plain=b"root"), database=None, client_capabilities=caps)
+        sql = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'app'"
+        while not stop.is_set():
+            peak[k] = max(peak[k], int((await probe.query_rows(sql))[0][0]))
+            await trio.sleep(0.02)
+        await probe.aclose()
+
+    async def main() -> None:
+        stop = trio.Event()
+        async with trio.open_nursery() as samplers:
+            for k, server in enumerate(backends):
+                samplers.start_soon(sample, k, server, stop)
+            async with trio.open_nursery() as clients:
+                for i in range(n_clients):
+                    clients.start_soon(client, i)
+            stop.set()
+
+    trio.run(main)
+    assert failures == [], failures[:10]
+    assert cluster.primary.query("SELECT COUNT(*) AS n FROM test.pool_t")[0]["n"] == n_clients
+    assert all(0 < p <= cap for p in peak), peak
+    st = rp.wait_idle(30)
+    assert st.client_connections_connected == 0 and st.backend_connections_in_use == 0
+    assert st.backend_connections_connected <= cap * len(backends)
