@@ -2,6 +2,8 @@
 """Run every benchmark with its defaults, one after the other (``make bench``).
 
 * ``bench_sysbench.py``: sysbench through the proxy versus straight to MariaDB;
+* ``bench_connections.py``: 10,000 client connections held on a few backend connections
+  (memory per connection, backend connections, connect rate versus direct);
 * ``bench_classify.py`` (if present): the statement digest/classification path.
 
 Each runs as its own subprocess with this interpreter; its output is shown as it
@@ -65,13 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     sysbench_args: list[str] = []
     if a.json_dir is not None:
         sysbench_args += ["--json", str(a.json_dir / "sysbench.json")]
-    results.append(("bench_sysbench.py", run("bench_sysbench.py", sysbench_args)))
-    if results[-1][1] in (130, -signal.SIGINT, -signal.SIGTERM):
-        print("\ninterrupted: not running the other benchmarks", flush=True)
-    elif (HERE / "bench_classify.py").exists():
-        results.append(("bench_classify.py", run("bench_classify.py", [])))
-    else:
-        print("\n(bench_classify.py not present: skipped)", flush=True)
+    for name, args in (("bench_sysbench.py", sysbench_args), ("bench_connections.py", []), ("bench_classify.py", [])):
+        if not (HERE / name).exists():
+            print(f"\n({name} not present: skipped)", flush=True)
+            continue
+        results.append((name, run(name, args)))
+        if results[-1][1] in (130, -signal.SIGINT, -signal.SIGTERM):
+            print("\ninterrupted: not running the other benchmarks", flush=True)
+            break
 
     print("\n===== summary =====")
     for name, code in results:

@@ -97,10 +97,20 @@ class ProxyCollector(Collector):
         yield gauge("active_transactions", "Client sessions with an open transaction.", status["Active_Transactions"])
         pinned = GaugeMetricFamily("myrouter_sessions_pinned", "Client sessions bound to their backend connection, "
                                    "by reason.", labels=["reason"])
+        pins_total = CounterMetricFamily("myrouter_multiplexing_pins", "Times a backend connection was pinned to its "
+                                         "session (multiplexing off for it), by reason.", labels=["reason"])
         for name, value in status.items():
             if name.startswith("Sessions_pinned_"):
                 pinned.add_metric([name[len("Sessions_pinned_"):]], value)
+            elif name.startswith("Multiplexing_pins_"):
+                pins_total.add_metric([name[len("Multiplexing_pins_"):]], value)
         yield pinned
+        yield pins_total
+        yield gauge("backend_connections_free", "Backend connections idle in the pools.", st.backend_connections_idle)
+        yield gauge("pool_sessions_waiting", "Client sessions waiting for a backend connection.",
+                    st.sessions_waiting_for_connection)
+        yield counter("pool_wait_timeouts", "Waits for a backend connection that timed out (ERR 9001).",
+                      app.counters.pool_wait_timeouts)
 
         hits = CounterMetricFamily("myrouter_query_rule_hits", "Statements matched by each query rule.",
                                    labels=["rule_id"])
@@ -111,6 +121,10 @@ class ProxyCollector(Collector):
         labels = ["hostgroup", "server"]
         fams = {
             "conn_used": GaugeMetricFamily("myrouter_server_connections_used", "Backend connections in use.", labels=labels),
+            "conn_free": GaugeMetricFamily("myrouter_server_connections_free", "Backend connections idle in the pool.",
+                                           labels=labels),
+            "latency": GaugeMetricFamily("myrouter_server_latency_seconds", "Last measured ping round trip.",
+                                         labels=labels),
             "conn_max": GaugeMetricFamily("myrouter_server_connections_max_used",
                                           "Most backend connections in use at once.", labels=labels),
             "conn_ok": CounterMetricFamily("myrouter_server_connections_created", "Backend connections opened.",
@@ -129,6 +143,8 @@ class ProxyCollector(Collector):
         for r in S.connection_pool(app, admin.retired):
             lv = [str(r.hostgroup), f"{r.srv_host}:{r.srv_port}"]
             fams["conn_used"].add_metric(lv, r.ConnUsed)
+            fams["conn_free"].add_metric(lv, r.ConnFree)
+            fams["latency"].add_metric(lv, r.Latency_us / 1e6)
             fams["conn_max"].add_metric(lv, r.MaxConnUsed)
             fams["conn_ok"].add_metric(lv, r.ConnOK)
             fams["conn_err"].add_metric(lv, r.ConnERR)

@@ -7,6 +7,8 @@ the hostgroups' Server objects and the live sessions.
 
 from __future__ import annotations
 
+from myrouter.backend.pins import NAMES as PIN_NAMES
+
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -135,22 +137,17 @@ def global_status(app: Proxy, started: float) -> list[tuple[str, Any]]:
     st = app.statistics()
     c = app.counters
     qc = app.query_cache
-    sessions = list(app.sessions.values())
-    pins = {"transaction": 0, "lock_tables": 0, "get_lock": 0, "rule": 0, "temporary_tables": 0,
-            "user_variables": 0}
-    for s in sessions:
-        if s.trx_hg is not None:
-            pins["transaction"] += 1
-        if s.table_lock:
-            pins["lock_tables"] += 1
-        if s.named_locks:
-            pins["get_lock"] += 1
-        if s.rule_sticky:
-            pins["rule"] += 1
-        if s.temp_tables:
-            pins["temporary_tables"] += 1
-        if s.var_hg is not None:
-            pins["user_variables"] += 1
+    # sessions holding a backend connection between statements now, by reason (a session counts
+    # once per reason), and how many times each reason started pinning a connection
+    pinned = {name: 0 for name in PIN_NAMES.values()}
+    for s in list(app.sessions.values()):
+        mask = 0
+        for be in s.backends.values():
+            mask |= be.pins
+        for bit, name in PIN_NAMES.items():
+            if mask & bit:
+                pinned[name] += 1
+    pins = {"transaction": pinned["transaction"]}
     rows: list[tuple[str, Any]] = [
         ("ProxySQL_Uptime", int(time.time() - started)),
         ("Active_Transactions", pins["transaction"]),
@@ -175,7 +172,19 @@ def global_status(app: Proxy, started: float) -> list[tuple[str, Any]]:
         ("Query_Cache_Purged", qc.evictions),
         ("Query_Digest_Entries", len(app.digest_stats)),
     ]
-    rows += [(f"Sessions_pinned_{reason}", n) for reason, n in pins.items()]
+    rows += [
+        ("Server_Connections_free", st.backend_connections_idle),
+        ("Server_Connections_used", st.backend_connections_in_use),
+        ("ConnPool_sessions_waiting", st.sessions_waiting_for_connection),
+        ("ConnPool_wait_timeouts", c.pool_wait_timeouts),
+        ("Transactions_ended_by_timeout", c.transactions_ended),
+        ("Stmt_Cached", len(app.stmt_registry)),
+        ("Stmt_Cache_hits", app.stmt_registry.hits),
+        ("Stmt_Cache_misses", app.stmt_registry.misses),
+        ("Stmt_Backend_evicted", c.stmts_evicted),
+    ]
+    rows += [(f"Sessions_pinned_{reason}", n) for reason, n in pinned.items()]
+    rows += [(f"Multiplexing_pins_{reason}", n) for reason, n in app.pin_counters.counts.items()]
     rows.append(("Trio_Tasks", st.tasks))
     return rows
 
