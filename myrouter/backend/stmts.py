@@ -90,6 +90,7 @@ class ClientStmt:
     meta: StmtMeta
     classification: object  # routing.classifier.Classification
     decision: object  # routing.rules.Decision at prepare time
+    digest: tuple[str, int] = ("", 0)  # digest text and hash, for the digest statistics
     types: bytes | None = None  # parameter types the client bound last
     long_data: list[bytes] = field(default_factory=list)  # COM_STMT_SEND_LONG_DATA payloads, without the id
     cursor: object | None = None  # the BackendConnection holding this statement's open cursor

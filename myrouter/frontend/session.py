@@ -1354,7 +1354,7 @@ class ClientSession:
             app.stmt_registry.put(meta)
         sid = self.next_stmt_id
         self.next_stmt_id = sid + 1 if sid < 0xFFFFFFFF else 1
-        self.stmts[sid] = ClientStmt(sid, meta, cls, decision)
+        self.stmts[sid] = ClientStmt(sid, meta, cls, decision, (dtext, dhash))
         await self.client.send_all(meta.client_response(sid))
 
     async def _prepare_on(self, be: BackendConnection, key, sql: bytes) -> StmtMeta | bytes:
@@ -1441,6 +1441,12 @@ class ClientSession:
                                       cursor=cursor)
         if tracker is None:
             return
+        app = self.app
+        us = int((time.monotonic() - self.command_started) * 1_000_000)
+        dtext, dhash = st.digest
+        app.digest_stats.record(hg, self.schema or "", self.username, self.client_host, dhash, dtext, us,
+                                affected_rows(tracker.last_ok), tracker.rows)
+        app.command_counters.record(st.classification.command, us)
         if cursor and tracker.error is None and tracker.status & _CURSOR_EXISTS:
             self._set_cursor(st, be, hg)
         elif st.cursor is not None:
