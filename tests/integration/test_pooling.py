@@ -538,3 +538,36 @@ def test_prepared_statements_follow_the_read_write_split(proxy_factory, cluster,
     digests = rp.call(lambda: [r.digest_text for r in rp.proxy.digest_stats.snapshot()])
     assert any("@@server_id" in d for d in digests)
     c.close()
+
+
+def test_pool_maintenance_idle_timeout_min_idle_ping_and_max_age(proxy_factory, cluster):
+    rp = proxy_factory(servers=writer_only(cluster, 10), variables={
+        "pool_idle_timeout_ms": 1000, "free_connections_pct": 0, "ping_interval_server_msec": 1000})
+    holders = [rp.connect(autocommit=True) for _ in range(3)]
+    for h in holders:
+        with h.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute("SELECT 1")
+    for h in holders:
+        h.commit()
+    assert pool(rp) == (0, 3)
+    time.sleep(2.5)  # idle past pool_idle_timeout_ms, above free_connections_pct: closed
+    assert pool(rp) == (0, 0)
+    assert backend_threads(cluster) == 0
+    c = holders[0]
+    assert one(c, "SELECT 1") == 1
+    time.sleep(1.2)  # idle longer than ping_interval_server_msec: pinged before reuse
+    assert one(c, "SELECT 1") == 1
+    latency = [p.latency_us for p in rp.call(rp.proxy.pools.statistics) if p.hostgroup == 0][0]
+    assert latency > 0
+    for h in holders:
+        h.close()
+
+    aged = proxy_factory(servers=writer_only(cluster, 10), variables={
+        "connection_max_age_ms": 1000, "pool_min_idle": 2})
+    c = aged.connect(autocommit=True)
+    first = one(c, "SELECT CONNECTION_ID()")
+    time.sleep(2.5)
+    assert pool(aged)[1] >= 2  # kept warm
+    assert one(c, "SELECT CONNECTION_ID()") != first  # the old connection was retired after its max age
+    c.close()
