@@ -94,8 +94,6 @@ _PORT_RE = re.compile(r"[0-9]{1,5}")
 # not act on (name -> ProxySQL's default). Setting one logs a warning.
 MYSQL_COMPAT_VARIABLES: dict[str, Any] = {
     "add_ldap_user_comment": "",
-    "auditlog_filename": "",
-    "auditlog_filesize": 100 * 1024 * 1024,
     "aurora_max_lag_ms_only_read_from_replicas": 2,
     "auto_increment_delay_multiplex_timeout_ms": 10000,
     "automatic_detect_sqli": False,
@@ -112,7 +110,6 @@ MYSQL_COMPAT_VARIABLES: dict[str, Any] = {
     "default_reconnect": True,
     "default_session_track_gtids": "OFF",
     "evaluate_replication_lag_on_servers_load": 1,
-    "eventslog_filesize": 100 * 1024 * 1024,
     "firewall_whitelist_enabled": False,
     "firewall_whitelist_errormsg": "Firewall blocked this query",
     "handle_unknown_charset": 1,
@@ -301,9 +298,22 @@ class MySQLVariables:
     default_query_timeout: int = _DAY_MS
     # -- query log (rules with log=1; eventslog_default_log=1 logs every statement).
     # myrouter writes JSON lines (ProxySQL's eventslog_format=2) whatever the format says.
+    # A relative file name is relative to the working directory. The file is
+    # rotated past eventslog_filesize bytes: the full file is renamed to
+    # "<name>.00000001", "<name>.00000002", ... (ProxySQL's numbering) and a new
+    # one started. DIFFERS: ProxySQL writes into the numbered files themselves;
+    # myrouter keeps writing to <name> (one path for tail -F and log shippers).
+    # DIFFERS: the smallest size is 4096 (ProxySQL's: 1 MiB).
     eventslog_filename: str = ""
+    eventslog_filesize: int = 100 * 1024 * 1024
     eventslog_format: int = 2
     eventslog_default_log: bool = False
+    # -- audit log: one JSON line per connection event (MySQL_Client_Connect_OK,
+    # _ERR, _Quit, _Close, admin logins ...) and per error the proxy sends a client
+    # or gets from a backend connection (see myrouter/stats/auditlog.py). Empty:
+    # off. Named, rotated and sized as the query log.
+    auditlog_filename: str = ""
+    auditlog_filesize: int = 100 * 1024 * 1024
     enable_server_deprecate_eof: bool = True
     multiplexing: bool = True
     connection_delay_multiplex_ms: int = 0
@@ -469,6 +479,8 @@ _MYSQL_RANGES: dict[str, tuple[int, int]] = {
     "monitor_replication_lag_timeout": (100, 600 * 1000),
     "monitor_replication_lag_count": (1, 10),
     "monitor_slave_lag_when_null": (0, 604800),
+    "eventslog_filesize": (4096, 1024 * 1024 * 1024),
+    "auditlog_filesize": (4096, 1024 * 1024 * 1024),
 }
 # restapi_port 0: any free port (for tests), as for the listener lists.
 _ADMIN_RANGES: dict[str, tuple[int, int]] = {"restapi_port": (0, 65535)}
@@ -1062,6 +1074,11 @@ class _Loader:
                 "%s:%s: mysql_variables.threads = %d: myrouter runs a single process for now; ignored",
                 self.doc.path, section.line("threads"), values["threads"],
             )
+        for name in ("eventslog_filename", "auditlog_filename"):
+            filename = values[name]
+            if filename and (filename.endswith("/") or Path(filename).is_dir()):
+                raise section.error(f"{filename!r} is a directory: give the name of the log file",
+                                    section.written(name))
         if values["connect_timeout_server"] > values["connect_timeout_server_max"]:
             raise section.error(
                 "connect_timeout_server must not exceed connect_timeout_server_max "

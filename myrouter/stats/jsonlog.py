@@ -120,7 +120,7 @@ class JsonLinesWriter:
     def next_rotated_name(self) -> str:
         """``filename.NNNNNNNN``: one more than the highest number next to the file."""
         directory, base = os.path.split(os.path.abspath(self.filename))
-        pattern = re.compile(re.escape(base) + r"\.(\d{%d})\Z" % _SUFFIX_DIGITS)
+        pattern = re.compile(re.escape(base) + rf"\.(\d{{{_SUFFIX_DIGITS}}})\Z")
         highest = 0
         for name in os.listdir(directory):
             m = pattern.match(name)
