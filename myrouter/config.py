@@ -57,6 +57,7 @@ __all__ = [
     "SERVER_STATUSES",
     "CHECK_TYPES",
     "AUTH_PLUGINS",
+    "LOG_FORMATS",
     "POOL_MODES",
     "CAUSAL_READS",
     "MYSQL_COMPAT_VARIABLES",
@@ -76,6 +77,7 @@ CHECK_TYPES = (
     "read_only&innodb_read_only",
 )
 AUTH_PLUGINS = ("mysql_native_password", "caching_sha2_password")
+LOG_FORMATS = ("text", "json")
 POOL_MODES = ("transaction", "session", "statement")
 CAUSAL_READS = ("off", "session", "global")
 
@@ -600,6 +602,9 @@ class Config:
     # ([[mysql_query_rules]] of this file): (source file, 0-based index, raw
     # table). Validated by myrouter.routing.rules, not here.
     query_rules_raw: tuple[tuple[Path, int, dict[str, Any]], ...] = ()
+    # myrouter's own (top level): format of the process log on stderr, "text" or
+    # "json" (one object per line); ``myrouter serve --log-format`` overrides it.
+    log_format: str = "text"
 
     def hostgroups(self) -> frozenset[int]:
         """Hostgroups that exist: those of servers and of replication hostgroups."""
@@ -915,7 +920,7 @@ class _Loader:
     def load(self) -> Config:
         doc = self.doc
         top = doc.data
-        rules_dir = self._top_level(top)
+        rules_dir, log_format = self._top_level(top)
         mysql_vars = self._mysql_variables(self._table(top, "mysql_variables"))
         admin_vars = self._admin_variables(self._table(top, "admin_variables"))
         self._check_listener_conflicts(mysql_vars, admin_vars)
@@ -948,15 +953,17 @@ class _Loader:
             mysql_replication_hostgroups=repl,
             rules_dir=rules_dir,
             query_rules_raw=rules,
+            log_format=log_format,
         )
 
     # -- structure ----------------------------------------------------------
 
-    def _top_level(self, top: dict[str, Any]) -> Path:
+    def _top_level(self, top: dict[str, Any]) -> tuple[Path, str]:
         doc = self.doc
         section = _Section(doc, "", None, {k: v for k, v in top.items() if k not in self._TABLES})
         rules_dir_set = section.has("rules_dir")
         rules_text = section.string("rules_dir", "rules", nonempty=True)
+        log_format = section.string("log_format", "text", choices=LOG_FORMATS, fold="lower")
         for name in TOP_LEVEL_COMPAT_KEYS:
             if section.has(name):
                 section.take(name)
@@ -973,7 +980,7 @@ class _Loader:
                 known = ", ".join(self._TABLES)
                 raise doc.error(f"unknown table [{written}]{hint}; known tables: {known}", written)
             raise section.error(
-                _unknown_key_message("", canon, ["rules_dir", *TOP_LEVEL_COMPAT_KEYS]), written
+                _unknown_key_message("", canon, ["rules_dir", "log_format", *TOP_LEVEL_COMPAT_KEYS]), written
             )
         rules_dir = Path(rules_text).expanduser()
         if not rules_dir.is_absolute():
@@ -983,7 +990,7 @@ class _Loader:
             raise section.error(f"{str(rules_dir)!r} is not a directory", "rules_dir")
         if rules_dir_set and not rules_dir.exists():
             raise section.error(f"directory {str(rules_dir)!r} does not exist", "rules_dir")
-        return rules_dir
+        return rules_dir, log_format
 
     def _table(self, top: dict[str, Any], name: str) -> dict[str, Any]:
         value = top.get(name, {})

@@ -1,6 +1,7 @@
 """Structured logs against the real test bed: the audit log (connection events and errors as JSON
-lines, ProxySQL's mysql-auditlog_*), its rotation, runtime changes through the admin interface.
-Real clients: PyMySQL, mysql-connector-python, the raw protocol client for what drivers never send."""
+lines, ProxySQL's mysql-auditlog_*), its rotation, runtime changes through the admin interface, and
+the process log as JSON (``myrouter serve --log-format json``). Real clients: PyMySQL,
+mysql-connector-python, the raw protocol client for what drivers never send."""
 
 from __future__ import annotations
 
@@ -360,6 +361,66 @@ def test_admin_logins_are_audited(proxy_factory, tmp_path):
     assert admin[3]["extra_info"] == "wrong password" and admin[3]["errno"] == 1045
     assert admin[4]["extra_info"] == "unknown admin user 'root'"
     assert WRONG_PASSWORD not in audit.read_text()
+
+
+# -- the process log as JSON -------------------------------------------------------------
+
+
+def _serve(cluster, tmp_path: Path, *args: str, top: str = ""):
+    port = free_ports(1)[0]
+    cfg = tmp_path / "myrouter.toml"
+    (tmp_path / "no-rules").mkdir(exist_ok=True)
+    cfg.write_text(top + render_config(cluster, port=port, rules_dir=tmp_path / "no-rules",
+                                       variables={"threads": 2}))  # threads=2: a warning while loading
+    proc = subprocess.Popen([*MYROUTER, "serve", "--config", str(cfg), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            pymysql.connect(host="127.0.0.1", port=port, user="app", password="app").close()
+            break
+        except pymysql.err.OperationalError:
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "proxy never accepted a login"
+            time.sleep(0.1)
+    return proc, port
+
+
+def _stop(proc) -> list[str]:
+    proc.terminate()  # our own child, by its Popen handle
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    return err.splitlines()
+
+
+@pytest.mark.parametrize("how", ["flag", "config"])
+def test_process_log_as_json_lines(cluster, tmp_path, how):
+    if how == "flag":
+        proc, port = _serve(cluster, tmp_path, "--log-format", "json")
+    else:
+        proc, port = _serve(cluster, tmp_path, top='log_format = "json"\n')
+    try:
+        with pytest.raises(pymysql.err.OperationalError):
+            pymysql.connect(host="127.0.0.1", port=port, user="app", password=WRONG_PASSWORD)
+    finally:
+        lines = _stop(proc)
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    for r in records:
+        assert {"ts", "level", "logger", "message"} <= r.keys()
+        assert r["ts"].endswith("Z") and r["level"] in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+    messages = [r["message"] for r in records]
+    assert any("threads = 2" in m for m in messages)  # logged while loading the config: JSON too
+    assert any("listening for MySQL clients" in m for m in messages)
+    assert any("access denied for user 'app'" in m for m in messages)
+    assert any("drain finished" in m for m in messages)
+    assert WRONG_PASSWORD not in "\n".join(lines)
+
+
+def test_process_log_stays_text_by_default(cluster, tmp_path):
+    proc, _ = _serve(cluster, tmp_path)
+    lines = _stop(proc)
+    assert lines and all(not line.startswith("{") for line in lines)
+    assert any(" INFO myrouter: myrouter listening" in line for line in lines)
 
 
 def test_log_file_that_cannot_be_opened_stops_serve_with_a_clear_message(cluster, tmp_path):

@@ -112,6 +112,17 @@ def test_bad_log_variables_are_refused(tmp_path, snippet, words):
         assert w in str(err.value)
 
 
+def test_log_format_setting(tmp_path):
+    assert load_config(config_file(tmp_path)).log_format == "text"
+    assert load_config(config_file(tmp_path, top='log_format = "JSON"')).log_format == "json"
+    with pytest.raises(ConfigError) as err:
+        load_config(config_file(tmp_path, top='log_format = "xml"'))
+    assert "log_format" in str(err.value) and "'text', 'json'" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        load_config(config_file(tmp_path, top='log_fromat = "json"'))
+    assert "did you mean 'log_format'" in str(err.value)
+
+
 def test_log_that_cannot_be_opened_at_start_names_the_variable(tmp_path):
     config = load_config(config_file(tmp_path, f'auditlog_filename = "{tmp_path}/nope/audit.log"'))
     with pytest.raises(OSError) as err:
