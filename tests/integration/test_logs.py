@@ -252,18 +252,21 @@ def test_audit_log_rotates_past_its_size_and_on_flush_logs(proxy_factory, tmp_pa
     assert names(events).count("MySQL_Client_Connect_OK") == 20
     assert [e["timestamp"] for e in events] == sorted(e["timestamp"] for e in events)
 
-    # PROXYSQL FLUSH LOGS: the current file gets the next number, a new one starts
-    # (the admin connection's own events may pass the size limit too)
-    current = read_events(audit)
-    admin_sql(proxy, "PROXYSQL FLUSH LOGS")
-    rotated = sorted(tmp_path.glob("audit.log.*"))
-    assert current[0] in read_events(rotated[-2]) + read_events(rotated[-1])
-    assert current[0] not in read_events(audit)
-    conn = proxy.connect()
-    tid = thread_id(conn)
+    # PROXYSQL FLUSH LOGS: the current file gets the next number and a new one starts, so this
+    # admin connection's Connect_OK is in a numbered file and its Close in the new one
+    before = proxy.proxy.audit_log.rotations
+    conn = pymysql.connect(host="127.0.0.1", port=admin_port(proxy), user="admin", password="admin")
+    admin_id = conn.server_thread_id[0]
+    conn.cursor().execute("PROXYSQL FLUSH LOGS")
     conn.close()
-    current = wait_events(audit, lambda ev: "MySQL_Client_Close" in names(of_thread(ev, tid)))
-    assert names(of_thread(current, tid))[0] == "MySQL_Client_Connect_OK"
+    assert proxy.proxy.audit_log.rotations >= before + 1
+
+    def admin_event(name):
+        return lambda ev: any(e["event"] == name and e["thread_id"] == admin_id for e in ev)
+
+    current = wait_events(audit, admin_event("Admin_Close"))
+    assert not admin_event("Admin_Connect_OK")(current)
+    assert admin_event("Admin_Connect_OK")([e for f in sorted(tmp_path.glob("audit.log.*")) for e in read_events(f)])
 
 
 def test_query_log_rotates_and_marks_failed_statements(proxy_factory, rules_dir, tmp_path):
@@ -283,11 +286,18 @@ log = 1
         with pytest.raises(pymysql.err.ProgrammingError):
             cur.execute("SELECT * FROM no_such_table_here")
     conn.close()
-    wait_events(qlog, lambda ev: any(e.get("error") for e in ev))  # written after the reply was sent
+
+    def all_events() -> list[dict]:
+        return [e for f in [*sorted(tmp_path.glob("queries.log.*")), qlog] for e in read_events(f)]
+
+    deadline = time.monotonic() + 10
+    while not any(e.get("error") for e in all_events()):  # written after the reply was sent
+        assert time.monotonic() < deadline, "the failed statement was never logged"
+        time.sleep(0.05)
     rotated = sorted(tmp_path.glob("queries.log.*"))
     assert [p.name for p in rotated] == [f"queries.log.{i:08d}" for i in range(1, len(rotated) + 1)]
     assert len(rotated) >= 1
-    events = [e for f in rotated + [qlog] for e in read_events(f)]
+    events = all_events()
     assert len(events) == 11
     assert events[-1]["error"] is True and events[-1]["query"] == "SELECT * FROM no_such_table_here"
 
@@ -309,9 +319,9 @@ def test_runtime_change_through_the_admin(proxy_factory, tmp_path):
     conn = proxy.connect()
     tid = thread_id(conn)
     conn.close()
-    wait_events(audit, lambda ev: "MySQL_Client_Close" in names(of_thread(ev, tid)))
-    events = read_events(audit)
-    assert "Admin_Close" in names(events)  # the admin connection that ran LOAD closed after it
+    # the admin connection that ran LOAD logged in before the audit log was on: its Close is in it
+    events = wait_events(audit, lambda ev: "MySQL_Client_Close" in names(of_thread(ev, tid))
+                         and "Admin_Close" in names(ev))
     assert proxy.proxy.audit_log.max_bytes == 65536
 
     # a file that cannot be opened refuses the whole LOAD: nothing changes, not even the size
@@ -339,7 +349,7 @@ def test_runtime_change_through_the_admin(proxy_factory, tmp_path):
     assert proxy.proxy.audit_log is None
     size = audit.stat().st_size
     proxy.connect().close()
-    time.sleep(0.3)
+    assert proxy.wait_idle().client_connections_connected == 0  # the session has ended
     assert audit.stat().st_size == size
 
 
@@ -352,14 +362,17 @@ def test_admin_logins_are_audited(proxy_factory, tmp_path):
     assert denied.value.args[0] == 1045
     with pytest.raises(pymysql.err.OperationalError):
         admin_sql(proxy, "SELECT 1", user="root", password=WRONG_PASSWORD)
-    events = wait_events(audit, lambda ev: names(ev).count("Admin_Connect_ERR") == 2)
+    events = wait_events(audit, lambda ev: names(ev).count("Admin_Connect_ERR") == 2
+                         and "Admin_Close" in names(ev))
     admin = [e for e in events if e["event"].startswith("Admin_")]
-    assert names(admin) == ["Admin_Connect_OK", "Admin_Quit", "Admin_Close", "Admin_Connect_ERR",
-                            "Admin_Connect_ERR"]
-    assert admin[0]["username"] == "admin" and admin[0]["schemaname"] == "main"
-    assert admin[0]["proxy_addr"] == f"127.0.0.1:{admin_port(proxy)}"
-    assert admin[3]["extra_info"] == "wrong password" and admin[3]["errno"] == 1045
-    assert admin[4]["extra_info"] == "unknown admin user 'root'"
+    ok = admin[0]
+    assert names(e for e in admin if e["thread_id"] == ok["thread_id"]) == [
+        "Admin_Connect_OK", "Admin_Quit", "Admin_Close"]
+    assert ok["username"] == "admin" and ok["schemaname"] == "main"
+    assert ok["proxy_addr"] == f"127.0.0.1:{admin_port(proxy)}"
+    denied = [e for e in admin if e["event"] == "Admin_Connect_ERR"]
+    assert [(e["username"], e["extra_info"], e["errno"]) for e in denied] == [
+        ("admin", "wrong password", 1045), ("root", "unknown admin user 'root'", 1045)]
     assert WRONG_PASSWORD not in audit.read_text()
 
 
