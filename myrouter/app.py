@@ -14,8 +14,7 @@ from .backend.connection import BackendConnection, BackendState, open_backend, r
 from .config import Config, UserConfig
 from .net.stream import ConnectionLost, PacketStream
 from .protocol.auth import BackendSecret, Credential, RSAKeyPair
-from .protocol.constants import Command
-from .protocol.errors import ER_ACCESS_DENIED_ERROR, MalformedPacket, MySQLError
+from .protocol.errors import MalformedPacket, MySQLError
 from .protocol.messages import parse_err
 from .protocol.response import ResponseKind
 from .routing.cache import QueryCache
@@ -25,8 +24,8 @@ from .routing.rules import RuleSet, load_rules, rules_from_rows
 from .frontend.session import SessionState
 from .stats.counters import Counters, ProxyStats
 from .stats.digests import CommandCounters, DigestStats
-from .stats import auditlog as A
 from .stats.auditlog import AuditLog
+from .stats.audittrail import AuditTrail
 from .stats.querylog import QueryLog
 
 log = logging.getLogger("myrouter")
@@ -62,8 +61,7 @@ class Proxy:
         # -- structured logs (myrouter/stats/jsonlog.py): query log and audit log ------
         self.query_log = _open_log(QueryLog, "eventslog", self.vars)
         self.audit_log = _open_log(AuditLog, "auditlog", self.vars)
-        self._audit_pending: dict[int, tuple[str, str, str, str | None]] = {}  # session id -> failed login
-        self._audit_sessions: dict[int, _SessionAudit] = {}  # logged-in sessions
+        self.audit = AuditTrail(self)  # the session's audit hooks
         # -- end structured logs --
         self.user_sessions: dict[str, int] = {}
         self.query_cache = QueryCache(int(self.vars.items().get("query_cache_size_MB", 256)) * 1024 * 1024)
@@ -286,7 +284,8 @@ class Proxy:
             crashed = True
             log.exception("session %d: unexpected error; connection closed", session.id)
         finally:
-            self._audit_session_end(session, scope, crashed)  # structured logs: Quit/Close events
+            # structured logs: Quit/Close events
+            self.audit.session_end(session, cancelled=scope is not None and scope.cancelled_caught, crashed=crashed)
             self.sessions.pop(session.id, None)
             if session.counted_user:
                 self.user_sessions[session.username] -= 1
@@ -396,106 +395,20 @@ class Proxy:
         return retired
 
 
-    # -- structured logs: audit events (myrouter/stats/auditlog.py) -------------------
-    # Hooks called by the client session (myrouter/frontend/session.py) and the admin
-    # interface. Each is cheap when the audit log is off; none raises.
-
-    def audit_login(self, session, username: str, schema: str | None, error: MySQLError | None) -> None:
-        """Handshake hook, once the client's authentication is decided (before OK or ERR is sent).
-
-        Remembers who tried, so that the ERR the session sends next (wrong password, or a
-        refusal after a good password: the user's max_connections) is logged as a
-        ``MySQL_Client_Connect_ERR`` naming the user and the reason.
-        """
-        reason = self._denied_reason(username, error) if error is not None else None
-        self._audit_pending[session.id] = (A.CONNECT_ERR, username, schema or "", reason)
-
-    def audit_connected(self, session) -> None:
-        """Handshake hook: the OK was sent, the session is logged in (``MySQL_Client_Connect_OK``)."""
-        self._audit_pending.pop(session.id, None)
-        self._audit_sessions[session.id] = _SessionAudit()
-        if self.audit_log is not None:
-            self.audit_log.event(A.CONNECT_OK, **_session_fields(session))
-
-    def audit_change_user(self, session, username: str, schema: str | None, error: MySQLError | None) -> None:
-        """COM_CHANGE_USER hook, once the new user's authentication is decided (before OK or ERR).
-
-        Success is logged now (``MySQL_Change_User_OK``, the new user and schema); a failure
-        with the ERR the session sends next (``MySQL_Change_User_ERR``).
-        """
-        if error is not None:
-            self._audit_pending[session.id] = (A.CHANGE_USER_ERR, username, schema or "",
-                                               self._denied_reason(username, error))
-            return
-        if self.audit_log is not None:
-            user = self.user(username)
-            fields = _session_fields(session)
-            fields.update(username=username, schemaname=schema or (user.default_schema if user else "") or "",
-                          extra_info=f"previous user {session.username!r}")
-            self.audit_log.event(A.CHANGE_USER_OK, **fields)
-
-    def audit_init_db(self, session, schema: str, error: MySQLError | None = None) -> None:
-        """COM_INIT_DB hook (``MySQL_Client_Init_DB``), after the backend answered.
-
-        Not called yet: the session rewrite (connection pooling) is to call it from
-        ``_com_init_db``. A failure is logged with the error's fields.
-        """
-        if self.audit_log is None:
-            return
-        fields = _session_fields(session)
-        fields["schemaname"] = schema
-        if error is not None:
-            fields.update(A.error_fields(error))
-        self.audit_log.event(A.CLIENT_INIT_DB, **fields)
-
-    def audit_error(self, session, err: MySQLError) -> None:
-        """``_send_err``/``_try_send_err`` hook: one line for every ERR the proxy sends a client.
-
-        During the handshake it is the ``MySQL_Client_Connect_ERR`` of that connection (with
-        the user and reason ``audit_login`` remembered); after a failed COM_CHANGE_USER a
-        ``MySQL_Change_User_ERR``; otherwise a ``MySQL_Client_Error`` with the command.
-        """
-        state = self._audit_sessions.get(session.id)
-        if state is not None:
-            state.errors += 1
-            state.last_error = err.code
-            state.bytes_in_at_error = session.client.bytes_in
-        pending = self._audit_pending.pop(session.id, None)
-        if self.audit_log is None:
-            return
-        fields = _session_fields(session)
-        if pending is not None:
-            event, fields["username"], fields["schemaname"], reason = pending
-            fields["extra_info"] = reason if reason is not None else err.message
-        elif session.state is SessionState.HANDSHAKE:
-            event = A.CONNECT_ERR
-            fields["extra_info"] = err.message
-        else:
-            event = A.CLIENT_ERROR
-            fields["command"] = _command_name(session.command)
-        fields.update(A.error_fields(err))
-        self.audit_log.event(event, **fields)
+    # -- structured logs (myrouter/stats/): audit hooks live in self.audit (AuditTrail) --
 
     def log_backend_error(self, server, hostgroup: int, error: BaseException, *, session=None,
                           during: str = "connect") -> None:
         """A backend connection failed: could not connect or log in (``during="connect"``), or
         broke while in use ("query"), or a side connection failed ("kill", "mirror", "greeting").
 
-        One ``MySQL_Backend_Error`` line in the audit log. ``server``: a ServerAddress, a
-        Server or "host:port"; ``session``: the client session it was for, if any. Callers
-        keep their own process-log message and counters. Called from this module (mirror,
-        KILL, server_version=auto); the session/pool is to call it where it opens
-        connections (``_get_backend``) and where it loses one (``_lost_backend``).
+        One ``MySQL_Backend_Error`` line in the audit log (nothing when it is off). ``server``:
+        a ServerAddress, a Server or "host:port"; ``session``: the client session it was for,
+        if any. Callers keep their own process-log message and counters. Called from this
+        module (mirror, KILL, server_version=auto); the session/pool is to call it where it
+        opens backend connections (``_get_backend``) and where it loses one (``_lost_backend``).
         """
-        if self.audit_log is None:
-            return
-        if session is not None:
-            fields = _session_fields(session)
-        else:
-            fields = {"thread_id": 0, "ssl": None}
-        fields.update(server_addr=_server_addr(server), hostgroup_id=hostgroup, during=during)
-        fields.update(A.error_fields(error))
-        self.audit_log.event(A.BACKEND_ERROR, **fields)
+        self.audit.backend_error(server, hostgroup, error, session=session, during=during)
 
     def flush_logs(self) -> list[str]:
         """``PROXYSQL FLUSH LOGS``: rotate the query log and the audit log. OSError if one fails."""
@@ -506,90 +419,6 @@ class Proxy:
                 if name is not None:
                     rotated.append(name)
         return rotated
-
-    def _denied_reason(self, username: str, error: MySQLError) -> str:
-        """Why a login was refused, for the audit log (never the password or its hash)."""
-        if error.code != ER_ACCESS_DENIED_ERROR:
-            return error.message
-        if self.lookup_credential(username) is None:
-            user = self.config.user(username)
-            if user is not None and not user.active:
-                return f"user {username!r} is not active"
-            return f"unknown user {username!r}"
-        if error.message.endswith("(using password: NO)"):
-            return "no password given"
-        return "wrong password"
-
-    def _audit_session_end(self, session, scope: trio.CancelScope | None, crashed: bool) -> None:
-        """``MySQL_Client_Quit`` (COM_QUIT) and ``MySQL_Client_Close`` for a logged-in session."""
-        self._audit_pending.pop(session.id, None)
-        state = self._audit_sessions.pop(session.id, None)
-        if state is None or self.audit_log is None:
-            return  # never logged in: its Connect_ERR said it all
-        fields = _session_fields(session)
-        now = time.time()
-        if session.command == Command.QUIT:
-            self.audit_log.event(A.CLIENT_QUIT, now=now, **fields)
-            reason = "client sent COM_QUIT"
-        elif crashed:
-            reason = "internal error (see the process log)"
-        elif self.draining:
-            reason = "proxy shutdown"
-        elif session.killed:
-            reason = "killed (KILL CONNECTION)"
-        elif scope is not None and scope.cancelled_caught:
-            reason = f"idle for more than wait_timeout ({self.vars.wait_timeout} ms)"
-        else:
-            # the client sent nothing since the last ERR: the session ended on that error
-            after = (f" after error {state.last_error}" if state.last_error is not None
-                     and state.bytes_in_at_error == session.client.bytes_in else "")
-            if session.command is not None:  # ended while handling a command
-                reason = f"closed during {_command_name(session.command)}{after}"
-            else:
-                reason = f"closed{after}" if after else "client disconnected"
-        fields["extra_info"] = reason
-        fields.update(A.close_fields(session.connected_at, now))
-        fields.update(bytes_received=session.client.bytes_in, bytes_sent=session.client.bytes_out,
-                      errors=state.errors)
-        self.audit_log.event(A.CLIENT_CLOSE, now=now, **fields)
-
-
-class _SessionAudit:
-    """What the audit log keeps of a logged-in session until its Close event."""
-
-    __slots__ = ("errors", "last_error", "bytes_in_at_error")
-
-    def __init__(self) -> None:
-        self.errors = 0
-        self.last_error: int | None = None
-        self.bytes_in_at_error = -1  # client bytes received when the last ERR was sent
-
-
-def _session_fields(session) -> dict:
-    """ProxySQL's audit fields of a client session."""
-    proxy_addr = None
-    if session.proxy_host is not None:
-        host = session.proxy_host
-        proxy_addr = f"[{host}]:{session.proxy_port}" if ":" in host else f"{host}:{session.proxy_port}"
-    return {"thread_id": session.id, "username": session.username, "schemaname": session.schema or "",
-            "client_addr": session.client_addr, "proxy_addr": proxy_addr, "ssl": False}
-
-
-def _command_name(cmd: int | None) -> str:
-    if cmd is None:
-        return ""
-    try:
-        return "COM_" + Command(cmd).name
-    except ValueError:
-        return f"0x{cmd:02x}"
-
-
-def _server_addr(server) -> str:
-    address = getattr(server, "address", server)
-    host, port = getattr(address, "host", None), getattr(address, "port", None)
-    if host is None or port is None:
-        return str(server)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _open_log(cls, prefix: str, v) -> QueryLog | AuditLog | None:

@@ -248,7 +248,7 @@ class ClientSession:
             return False
         finally:
             self.client.decoder.expect_seq = None
-        app.audit_login(self, resp.username, resp.database, step.error)  # structured logs (audit)
+        app.audit.login(self, resp.username, resp.database, step.error)  # structured logs (audit)
         if step.error is not None:
             log.info("session %d: access denied for user %r from %s", self.id, resp.username, self.client_addr)
             app.counters.access_denied += 1
@@ -274,7 +274,7 @@ class ClientSession:
         self.schema = resp.database or user.default_schema or None
         await self.client.send_packet(OK(status=self.status).encode(self.capabilities), seq)
         self.state = SessionState.IDLE
-        app.audit_connected(self)  # structured logs (audit)
+        app.audit.connected(self)  # structured logs (audit)
         log.info("session %d: user %r connected from %s", self.id, self.username, self.client_addr)
         return True
 
@@ -419,12 +419,12 @@ class ClientSession:
     # ------------------------------------------------------------- replies
 
     async def _send_err(self, err: MySQLError, seq: int = 1) -> None:
-        self.app.audit_error(self, err)  # structured logs (audit)
+        self.app.audit.error(self, err)  # structured logs (audit)
         await self.client.send_packet(error_payload(err, self.capabilities or C.PROTOCOL_41), seq)
 
     async def _try_send_err(self, err: MySQLError, seq: int) -> None:
         """Send an error on a connection that is about to close; a dead peer is fine."""
-        self.app.audit_error(self, err)  # structured logs (audit)
+        self.app.audit.error(self, err)  # structured logs (audit)
         try:
             await self.client.send_packet(error_payload(err, self.capabilities or C.PROTOCOL_41), seq)
         except ConnectionLost as exc:
@@ -898,7 +898,7 @@ class ClientSession:
                 step, seq = await self._auth_exchange(auth, step, 1, check_seq=False)
         except trio.TooSlowError:
             raise CloseSession from None
-        app.audit_change_user(self, req.username, req.database, step.error)  # structured logs (audit)
+        app.audit.change_user(self, req.username, req.database, step.error)  # structured logs (audit)
         if step.error is not None:
             log.info("session %d: COM_CHANGE_USER to %r denied", self.id, req.username)
             app.counters.access_denied += 1

@@ -23,7 +23,7 @@ ProxySQL's audit log (``MySQL_Event::write_auth``) so its tooling reads them:
   side), ``errors`` (ERR packets the proxy sent this client) and
   ``extra_info`` saying why it ended).
 * ``MySQL_Client_Init_DB``: COM_INIT_DB (``schemaname`` is the new schema; written
-  once the session calls ``Proxy.audit_init_db``, see there).
+  once the session calls ``Proxy.audit.init_db``, see there).
 * myrouter's own, in the same style: ``MySQL_Change_User_OK`` /
   ``MySQL_Change_User_ERR`` (COM_CHANGE_USER; ``extra_info`` as for a
   Connect_ERR), ``MySQL_Client_Error`` (an ERR packet the proxy itself sent a

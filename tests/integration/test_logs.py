@@ -227,6 +227,30 @@ def test_change_user_and_handshake_refusals(proxy_factory, tmp_path):
     assert WRONG_PASSWORD not in audit.read_text()
 
 
+def test_close_says_why_the_session_ended(proxy_factory, tmp_path):
+    audit = tmp_path / "audit.log"
+    proxy = proxy_factory(variables={"auditlog_filename": str(audit), "wait_timeout": 500})
+    idle = proxy.connect()
+    idle_id = thread_id(idle)
+    events = wait_events(audit, lambda ev: "MySQL_Client_Close" in names(of_thread(ev, idle_id)))
+    assert of_thread(events, idle_id)[-1]["extra_info"] == "idle for more than wait_timeout (500 ms)"
+    idle.close()
+
+    admin_sql(proxy, "SET mysql-wait_timeout = 28800000", "LOAD MYSQL VARIABLES TO RUNTIME")
+    victim, killer = proxy.connect(), proxy.connect()
+    victim_id = thread_id(victim)
+    killer.cursor().execute(f"KILL {victim_id}")
+    events = wait_events(audit, lambda ev: "MySQL_Client_Close" in names(of_thread(ev, victim_id)))
+    assert of_thread(events, victim_id)[-1]["extra_info"] == "killed (KILL CONNECTION)"
+    victim.close()
+
+    killer_id = thread_id(killer)
+    proxy.stop()  # drain: the idle session is ended
+    events = wait_events(audit, lambda ev: "MySQL_Client_Close" in names(of_thread(ev, killer_id)))
+    assert of_thread(events, killer_id)[-1]["extra_info"] == "proxy shutdown"
+    assert proxy.proxy.audit_log.closed  # closed once every session had written its Close
+
+
 def test_audit_log_rotates_past_its_size_and_on_flush_logs(proxy_factory, tmp_path):
     audit = tmp_path / "audit.log"
     proxy = proxy_factory(variables={"auditlog_filename": str(audit), "auditlog_filesize": 4096})
@@ -320,8 +344,7 @@ def test_runtime_change_through_the_admin(proxy_factory, tmp_path):
     tid = thread_id(conn)
     conn.close()
     # the admin connection that ran LOAD logged in before the audit log was on: its Close is in it
-    events = wait_events(audit, lambda ev: "MySQL_Client_Close" in names(of_thread(ev, tid))
-                         and "Admin_Close" in names(ev))
+    wait_events(audit, lambda ev: "MySQL_Client_Close" in names(of_thread(ev, tid)) and "Admin_Close" in names(ev))
     assert proxy.proxy.audit_log.max_bytes == 65536
 
     # a file that cannot be opened refuses the whole LOAD: nothing changes, not even the size

@@ -20,6 +20,7 @@ from myrouter.net.stream import ConnectionLost, PacketStream
 from myrouter.protocol.errors import MySQLError
 from myrouter.stats import auditlog as A
 from myrouter.stats.auditlog import AuditLog, close_fields, error_fields
+from myrouter.stats.audittrail import command_name, server_addr
 
 CONFIG = """\
 [mysql_variables]
@@ -81,6 +82,15 @@ def test_error_and_close_fields():
     assert error_fields(TimeoutError()) == {"errno": 0, "sqlstate": "", "error": "TimeoutError"}
     c = close_fields(100.0, 100.0123456)
     assert c["duration"] == "12.345ms" and c["duration_us"] == 12345 and c["creation_time"].endswith(".000")
+
+
+def test_command_and_server_names(proxy):
+    assert command_name(3) == "COM_QUERY" and command_name(0x11) == "COM_CHANGE_USER"
+    assert command_name(0x40) == "0x40" and command_name(None) == ""
+    server = proxy.hostgroups.choose(0)
+    assert server_addr(server) == server_addr(server.address) == "127.0.0.1:3306"
+    assert server_addr("db:1") == "db:1"
+    assert server_addr(type("A", (), {"host": "::1", "port": 3306})()) == "[::1]:3306"
 
 
 # -- settings --------------------------------------------------------------------------
@@ -189,8 +199,8 @@ def test_backend_error_and_init_db_events(proxy, session, tmp_path):
     session.username, session.schema = "app", "test"
     proxy.log_backend_error(proxy.hostgroups.choose(0), 0, ConnectionLost("reset"), session=session,
                             during="query")
-    proxy.audit_init_db(session, "shop")
-    proxy.audit_init_db(session, "nope", MySQLError(1049, "Unknown database 'nope'", "42000"))
+    proxy.audit.init_db(session, "shop")
+    proxy.audit.init_db(session, "nope", MySQLError(1049, "Unknown database 'nope'", "42000"))
     a, b, c, d = events(tmp_path / "audit.log")
     assert a["event"] == b["event"] == A.BACKEND_ERROR
     assert (a["thread_id"], a["server_addr"], a["hostgroup_id"], a["during"], a["errno"]) == (
@@ -205,14 +215,14 @@ def test_backend_error_and_init_db_events(proxy, session, tmp_path):
 
 def test_login_hooks_pair_the_reason_with_the_err_sent(proxy, session, tmp_path):
     denied = MySQLError(1045, "Access denied for user 'app'@'127.0.0.1' (using password: YES)", "28000")
-    proxy.audit_login(session, "app", "shop", denied)
-    proxy.audit_error(session, denied)  # what _try_send_err reports
-    proxy.audit_error(session, denied)  # a second ERR of the same handshake: no reason left to pair
+    proxy.audit.login(session, "app", "shop", denied)
+    proxy.audit.error(session, denied)  # what _try_send_err reports
+    proxy.audit.error(session, denied)  # a second ERR of the same handshake: no reason left to pair
     first, second = events(tmp_path / "audit.log")
     assert first["event"] == second["event"] == A.CONNECT_ERR
     assert (first["username"], first["schemaname"], first["extra_info"]) == ("app", "shop", "wrong password")
     assert second["username"] == "" and second["extra_info"] == denied.message
-    assert proxy._audit_pending == {}
+    assert proxy.audit._pending == {}
 
 
 def test_hooks_write_nothing_and_keep_nothing_when_off(tmp_path, session):
@@ -220,8 +230,8 @@ def test_hooks_write_nothing_and_keep_nothing_when_off(tmp_path, session):
     off.mkdir()
     proxy = Proxy(load_config(config_file(off)))
     err = MySQLError(1045, "Access denied for user 'x'@'h' (using password: YES)", "28000")
-    proxy.audit_login(session, "x", None, err)
-    proxy.audit_error(session, err)
+    proxy.audit.login(session, "x", None, err)
+    proxy.audit.error(session, err)
     proxy.log_backend_error("db:1", 0, err)
-    proxy.audit_init_db(session, "s")
-    assert proxy.audit_log is None and proxy._audit_pending == {}
+    proxy.audit.init_db(session, "s")
+    assert proxy.audit_log is None and proxy.audit._pending == {}
