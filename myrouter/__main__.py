@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import logging.handlers
 import signal
 import sys
 from pathlib import Path
@@ -16,12 +17,56 @@ from .errors import ConfigError
 log = logging.getLogger("myrouter")
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+_handler: logging.Handler | None = None  # the process log's stderr handler, once set up
+
+
+def _setup_logging(level: str, log_format: str = "text") -> logging.Handler:
+    """The process log on stderr: ``text`` lines, or ``json`` objects (one per line)."""
+    global _handler
+    root = logging.getLogger()
+    if _handler is not None:
+        root.removeHandler(_handler)
+    _handler = logging.StreamHandler(sys.stderr)
+    _handler.setFormatter(_formatter(log_format))
+    root.addHandler(_handler)
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    return _handler
+
+
+def _formatter(log_format: str) -> logging.Formatter:
+    if log_format == "json":
+        from .stats.jsonlog import JsonFormatter
+
+        return JsonFormatter()
+    return logging.Formatter(TEXT_FORMAT)
+
+
+def _load_for_serve(args):
+    """Load the configuration, then format the process log as ``--log-format`` or the config's
+    ``log_format`` says; what loading logged is held back and written in that format."""
+    handler = _handler
+    if handler is None or args.log_format is not None:
+        return _load(args.config)  # the format is already the command line's
+    root = logging.getLogger()
+    held = logging.handlers.MemoryHandler(capacity=1_000_000, flushLevel=logging.CRITICAL + 1)
+    root.removeHandler(handler)
+    root.addHandler(held)
+    log_format = "text"
+    try:
+        config = _load(args.config)
+        log_format = config.log_format
+    finally:
+        root.removeHandler(held)
+        root.addHandler(handler)
+        handler.setFormatter(_formatter(log_format))
+        for record in held.buffer:
+            if record.levelno >= handler.level:
+                handler.handle(record)
+        held.buffer.clear()
+    return config
 
 
 async def serve(config, *, ready=None) -> None:
@@ -56,7 +101,7 @@ def _load(path: str):
 
 
 def cmd_serve(args) -> int:
-    config = _load(args.config)
+    config = _load_for_serve(args)
     status = 0
     try:
         trio.run(serve, config)
@@ -171,12 +216,17 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="run the proxy")
     p.add_argument("--config", "-c", required=True, help="path of the TOML configuration")
+    p.add_argument("--log-format", choices=("text", "json"), default=None,
+                   help="process log on stderr: text lines or one JSON object per line "
+                        "(default: the config's log_format, else text)")
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("demo", help="start local MariaDB primary + 2 replicas and serve in front of them")
     p.add_argument("--port", type=int, default=6033)
     p.add_argument("--admin-port", type=int, default=6032)
     p.add_argument("--metrics-port", type=int, default=6070, help="Prometheus /metrics port (default 6070)")
     p.add_argument("--run-dir", default="run", help="where the generated config is written (default: ./run)")
+    p.add_argument("--log-format", choices=("text", "json"), default="text",
+                   help="process log on stderr: text lines or one JSON object per line")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("explain", help="show how a statement would be digested, classified and routed")
     p.add_argument("--config", "-c", required=True)
@@ -185,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("sql")
     p.set_defaults(func=cmd_explain)
     args = parser.parse_args(argv)
-    _setup_logging(args.log_level)
+    _setup_logging(args.log_level, getattr(args, "log_format", None) or "text")
     return args.func(args)
 
 

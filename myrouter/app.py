@@ -27,6 +27,8 @@ from .routing.rules import RuleSet, load_rules, rules_from_rows
 from .frontend.session import SessionState
 from .stats.counters import Counters, ProxyStats
 from .stats.digests import CommandCounters, DigestStats
+from .stats.auditlog import AuditLog
+from .stats.audittrail import AuditTrail
 from .stats.querylog import QueryLog
 
 log = logging.getLogger("myrouter")
@@ -59,7 +61,11 @@ class Proxy:
         self.hostgroups = Hostgroups(config.mysql_servers)
         self.classifier = Classifier()
         self.rules = load_rules_for(config)
-        self.query_log = QueryLog(self.vars.eventslog_filename) if self.vars.eventslog_filename else None
+        # -- structured logs (myrouter/stats/jsonlog.py): query log and audit log ------
+        self.query_log = _open_log(QueryLog, "eventslog", self.vars)
+        self.audit_log = _open_log(AuditLog, "auditlog", self.vars)
+        self.audit = AuditTrail(self)  # the session's audit hooks
+        # -- end structured logs --
         self.user_sessions: dict[str, int] = {}
         self.query_cache = QueryCache(int(self.vars.items().get("query_cache_size_MB", 256)) * 1024 * 1024)
         # per-statement accounting (stats_mysql_query_digest, stats_mysql_commands_counters)
@@ -112,6 +118,7 @@ class Proxy:
         self.counters.backend_errors += 1
         log.warning("cannot open a connection to %s (hostgroup %d): %s", server.address, server.hostgroup,
                     error.message)
+        self.log_backend_error(server, server.hostgroup, error, during="connect")
 
     async def load_collations(self, be: BackendConnection) -> None:
         """Learn the servers' character sets and collations once (SET NAMES answered by the proxy)."""
@@ -155,6 +162,7 @@ class Proxy:
 
     async def _mirror(self, username, secret, schema, caps, payload: bytes, hostgroup: int) -> None:
         be = None
+        server = None
         try:
             server = self.hostgroups.choose(hostgroup)
             be = await open_backend(server.address, username=username, secret=secret, database=schema,
@@ -168,6 +176,7 @@ class Proxy:
         except (MySQLError, ConnectionLost, MalformedPacket, trio.TooSlowError) as exc:
             self.counters.mirror_errors += 1
             log.info("mirror to hostgroup %d failed: %s", hostgroup, exc)
+            self.log_backend_error(server if server is not None else "?", hostgroup, exc, during="mirror")
         finally:
             if be is not None:
                 self.backend_closed(be)
@@ -206,6 +215,7 @@ class Proxy:
             )
         except MySQLError as exc:
             log.warning("KILL %s %d on %s: cannot connect: %s", what, be.thread_id, be.server, exc)
+            self.log_backend_error(be.server, be.server.hostgroup, exc, during="kill")
             raise
         try:
             with trio.fail_after(self.vars.connect_timeout_server / 1000):
@@ -258,8 +268,10 @@ class Proxy:
             for be in list(self.backends):
                 be.close()
             self.backends.clear()
-            if self.query_log is not None:
-                self.query_log.close()
+            # structured logs: closed last, after every session has written its Close event
+            for writer in (self.query_log, self.audit_log):
+                if writer is not None:
+                    writer.close()
 
     async def _discover_server_version(self) -> str:
         """Copy the version string of the first reachable backend (its greeting needs no login)."""
@@ -268,6 +280,7 @@ class Proxy:
                 greeting = await read_greeting(s.hostname, s.port, timeout=self.vars.connect_timeout_server / 1000)
             except (ConnectionLost, MalformedPacket, trio.TooSlowError, OSError) as exc:
                 log.info("server_version=auto: %s:%d not usable (%s)", s.hostname, s.port, exc)
+                self.log_backend_error(f"{s.hostname}:{s.port}", s.hostgroup_id, exc, during="greeting")
                 continue
             return greeting.server_version
         log.warning("server_version=auto: no backend reachable; advertising %s", FALLBACK_SERVER_VERSION)
@@ -318,13 +331,18 @@ class Proxy:
         session = ClientSession(self, stream, addr)
         self.sessions[session.id] = session
         self.counters.client_connections_created += 1
+        scope = None
+        crashed = False
         try:
             with trio.CancelScope() as scope:
                 session.scope = scope
                 await session.run()
         except Exception:
+            crashed = True
             log.exception("session %d: unexpected error; connection closed", session.id)
         finally:
+            # structured logs: Quit/Close events
+            self.audit.session_end(session, cancelled=scope is not None and scope.cancelled_caught, crashed=crashed)
             self.sessions.pop(session.id, None)
             if session.counted_user:
                 self.user_sessions[session.username] -= 1
@@ -390,17 +408,21 @@ class Proxy:
         live Server objects and counters; their weight, status, limits and comment are updated
         in place. Returns the Server objects that left the configuration: their open
         connections are the caller's to release. Raises MySQLError, before changing anything,
-        if the new query log file cannot be opened.
+        if a new query log or audit log file cannot be opened.
         """
         old = self.config
         new_vars = config.mysql_variables
-        query_log = self.query_log
-        if new_vars.eventslog_filename != self.vars.eventslog_filename and new_vars.eventslog_filename:
-            try:
-                query_log = QueryLog(new_vars.eventslog_filename)
-            except OSError as exc:
-                raise MySQLError(1105, f"cannot open mysql-eventslog_filename {new_vars.eventslog_filename!r}: "
-                                 f"{exc.strerror or exc}", "HY000") from exc
+        # structured logs: open the new files first; one that cannot be opened refuses the whole change
+        opened: dict[str, QueryLog | AuditLog | None] = {}
+        try:
+            for prefix, cls in (("eventslog", QueryLog), ("auditlog", AuditLog)):
+                if getattr(new_vars, prefix + "_filename") != getattr(self.vars, prefix + "_filename"):
+                    opened[prefix] = _open_log(cls, prefix, new_vars)
+        except OSError as exc:
+            for writer in opened.values():
+                if writer is not None:
+                    writer.close()
+            raise MySQLError(1105, exc.strerror or str(exc), "HY000") from exc
         # -- from here on nothing can fail: swap ---------------------------------
         retired: list[Server] = []
         if config.mysql_servers != old.mysql_servers:
@@ -408,10 +430,19 @@ class Proxy:
         if config.mysql_users != old.mysql_users:
             self._load_users(config)
         if new_vars != self.vars:
-            if new_vars.eventslog_filename != self.vars.eventslog_filename:
+            # structured logs: swap the files that changed, resize the others
+            if "eventslog" in opened:
                 if self.query_log is not None:
                     self.query_log.close()
-                self.query_log = query_log if new_vars.eventslog_filename else None
+                self.query_log = opened["eventslog"]  # type: ignore[assignment]
+            if "auditlog" in opened:
+                if self.audit_log is not None:
+                    self.audit_log.close()
+                self.audit_log = opened["auditlog"]  # type: ignore[assignment]
+            if self.query_log is not None:
+                self.query_log.max_bytes = new_vars.eventslog_filesize
+            if self.audit_log is not None:
+                self.audit_log.max_bytes = new_vars.auditlog_filesize
             if new_vars.server_version != self.vars.server_version and new_vars.server_version != "auto":
                 self.server_version = new_vars.server_version
             self.query_cache.max_bytes = int(new_vars.items().get("query_cache_size_MB", 256)) * 1024 * 1024
@@ -427,6 +458,43 @@ class Proxy:
         for server in retired:
             self.pools.forget_server(server)
         return retired
+
+
+    # -- structured logs (myrouter/stats/): audit hooks live in self.audit (AuditTrail) --
+
+    def log_backend_error(self, server, hostgroup: int, error: BaseException, *, session=None,
+                          during: str = "connect") -> None:
+        """A backend connection failed: could not connect or log in (``during="connect"``), or
+        broke while in use ("query"), or a side connection failed ("kill", "mirror", "greeting").
+
+        One ``MySQL_Backend_Error`` line in the audit log (nothing when it is off). ``server``:
+        a ServerAddress, a Server or "host:port"; ``session``: the client session it was for,
+        if any. Callers keep their own process-log message and counters. Called from this
+        module (mirror, KILL, server_version=auto); the session/pool is to call it where it
+        opens backend connections (``_get_backend``) and where it loses one (``_lost_backend``).
+        """
+        self.audit.backend_error(server, hostgroup, error, session=session, during=during)
+
+    def flush_logs(self) -> list[str]:
+        """``PROXYSQL FLUSH LOGS``: rotate the query log and the audit log. OSError if one fails."""
+        rotated = []
+        for writer in (self.query_log, self.audit_log):
+            if writer is not None:
+                name = writer.rotate()
+                if name is not None:
+                    rotated.append(name)
+        return rotated
+
+
+def _open_log(cls, prefix: str, v) -> QueryLog | AuditLog | None:
+    """The ``mysql-<prefix>_filename`` log of ``v`` (None when empty); OSError naming the variable."""
+    filename = getattr(v, prefix + "_filename")
+    if not filename:
+        return None
+    try:
+        return cls(filename, getattr(v, prefix + "_filesize"))
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot open mysql-{prefix}_filename {filename!r}: {exc.strerror or exc}") from exc
 
 
 def _long_query_us(v) -> int:

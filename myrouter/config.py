@@ -57,6 +57,7 @@ __all__ = [
     "SERVER_STATUSES",
     "CHECK_TYPES",
     "AUTH_PLUGINS",
+    "LOG_FORMATS",
     "POOL_MODES",
     "CAUSAL_READS",
     "MYSQL_COMPAT_VARIABLES",
@@ -76,6 +77,7 @@ CHECK_TYPES = (
     "read_only&innodb_read_only",
 )
 AUTH_PLUGINS = ("mysql_native_password", "caching_sha2_password")
+LOG_FORMATS = ("text", "json")
 POOL_MODES = ("transaction", "session", "statement")
 CAUSAL_READS = ("off", "session", "global")
 
@@ -94,8 +96,6 @@ _PORT_RE = re.compile(r"[0-9]{1,5}")
 # not act on (name -> ProxySQL's default). Setting one logs a warning.
 MYSQL_COMPAT_VARIABLES: dict[str, Any] = {
     "add_ldap_user_comment": "",
-    "auditlog_filename": "",
-    "auditlog_filesize": 100 * 1024 * 1024,
     "aurora_max_lag_ms_only_read_from_replicas": 2,
     "auto_increment_delay_multiplex_timeout_ms": 10000,
     "automatic_detect_sqli": False,
@@ -112,7 +112,6 @@ MYSQL_COMPAT_VARIABLES: dict[str, Any] = {
     "default_reconnect": True,
     "default_session_track_gtids": "OFF",
     "evaluate_replication_lag_on_servers_load": 1,
-    "eventslog_filesize": 100 * 1024 * 1024,
     "firewall_whitelist_enabled": False,
     "firewall_whitelist_errormsg": "Firewall blocked this query",
     "handle_unknown_charset": 1,
@@ -301,9 +300,22 @@ class MySQLVariables:
     default_query_timeout: int = _DAY_MS
     # -- query log (rules with log=1; eventslog_default_log=1 logs every statement).
     # myrouter writes JSON lines (ProxySQL's eventslog_format=2) whatever the format says.
+    # A relative file name is relative to the working directory. The file is
+    # rotated past eventslog_filesize bytes: the full file is renamed to
+    # "<name>.00000001", "<name>.00000002", ... (ProxySQL's numbering) and a new
+    # one started. DIFFERS: ProxySQL writes into the numbered files themselves;
+    # myrouter keeps writing to <name> (one path for tail -F and log shippers).
+    # DIFFERS: the smallest size is 4096 (ProxySQL's: 1 MiB).
     eventslog_filename: str = ""
+    eventslog_filesize: int = 100 * 1024 * 1024
     eventslog_format: int = 2
     eventslog_default_log: bool = False
+    # -- audit log: one JSON line per connection event (MySQL_Client_Connect_OK,
+    # _ERR, _Quit, _Close, admin logins ...) and per error the proxy sends a client
+    # or gets from a backend connection (see myrouter/stats/auditlog.py). Empty:
+    # off. Named, rotated and sized as the query log.
+    auditlog_filename: str = ""
+    auditlog_filesize: int = 100 * 1024 * 1024
     enable_server_deprecate_eof: bool = True
     multiplexing: bool = True
     connection_delay_multiplex_ms: int = 0
@@ -484,6 +496,8 @@ _MYSQL_RANGES: dict[str, tuple[int, int]] = {
     "monitor_replication_lag_timeout": (100, 600 * 1000),
     "monitor_replication_lag_count": (1, 10),
     "monitor_slave_lag_when_null": (0, 604800),
+    "eventslog_filesize": (4096, 1024 * 1024 * 1024),
+    "auditlog_filesize": (4096, 1024 * 1024 * 1024),
 }
 # restapi_port 0: any free port (for tests), as for the listener lists.
 _ADMIN_RANGES: dict[str, tuple[int, int]] = {"restapi_port": (0, 65535)}
@@ -603,6 +617,9 @@ class Config:
     # ([[mysql_query_rules]] of this file): (source file, 0-based index, raw
     # table). Validated by myrouter.routing.rules, not here.
     query_rules_raw: tuple[tuple[Path, int, dict[str, Any]], ...] = ()
+    # myrouter's own (top level): format of the process log on stderr, "text" or
+    # "json" (one object per line); ``myrouter serve --log-format`` overrides it.
+    log_format: str = "text"
 
     def hostgroups(self) -> frozenset[int]:
         """Hostgroups that exist: those of servers and of replication hostgroups."""
@@ -918,7 +935,7 @@ class _Loader:
     def load(self) -> Config:
         doc = self.doc
         top = doc.data
-        rules_dir = self._top_level(top)
+        rules_dir, log_format = self._top_level(top)
         mysql_vars = self._mysql_variables(self._table(top, "mysql_variables"))
         admin_vars = self._admin_variables(self._table(top, "admin_variables"))
         self._check_listener_conflicts(mysql_vars, admin_vars)
@@ -951,15 +968,17 @@ class _Loader:
             mysql_replication_hostgroups=repl,
             rules_dir=rules_dir,
             query_rules_raw=rules,
+            log_format=log_format,
         )
 
     # -- structure ----------------------------------------------------------
 
-    def _top_level(self, top: dict[str, Any]) -> Path:
+    def _top_level(self, top: dict[str, Any]) -> tuple[Path, str]:
         doc = self.doc
         section = _Section(doc, "", None, {k: v for k, v in top.items() if k not in self._TABLES})
         rules_dir_set = section.has("rules_dir")
         rules_text = section.string("rules_dir", "rules", nonempty=True)
+        log_format = section.string("log_format", "text", choices=LOG_FORMATS, fold="lower")
         for name in TOP_LEVEL_COMPAT_KEYS:
             if section.has(name):
                 section.take(name)
@@ -976,7 +995,7 @@ class _Loader:
                 known = ", ".join(self._TABLES)
                 raise doc.error(f"unknown table [{written}]{hint}; known tables: {known}", written)
             raise section.error(
-                _unknown_key_message("", canon, ["rules_dir", *TOP_LEVEL_COMPAT_KEYS]), written
+                _unknown_key_message("", canon, ["rules_dir", "log_format", *TOP_LEVEL_COMPAT_KEYS]), written
             )
         rules_dir = Path(rules_text).expanduser()
         if not rules_dir.is_absolute():
@@ -986,7 +1005,7 @@ class _Loader:
             raise section.error(f"{str(rules_dir)!r} is not a directory", "rules_dir")
         if rules_dir_set and not rules_dir.exists():
             raise section.error(f"directory {str(rules_dir)!r} does not exist", "rules_dir")
-        return rules_dir
+        return rules_dir, log_format
 
     def _table(self, top: dict[str, Any], name: str) -> dict[str, Any]:
         value = top.get(name, {})
@@ -1077,6 +1096,11 @@ class _Loader:
                 "%s:%s: mysql_variables.threads = %d: myrouter runs a single process for now; ignored",
                 self.doc.path, section.line("threads"), values["threads"],
             )
+        for name in ("eventslog_filename", "auditlog_filename"):
+            filename = values[name]
+            if filename and (filename.endswith("/") or Path(filename).is_dir()):
+                raise section.error(f"{filename!r} is a directory: give the name of the log file",
+                                    section.written(name))
         if values["connect_timeout_server"] > values["connect_timeout_server_max"]:
             raise section.error(
                 "connect_timeout_server must not exceed connect_timeout_server_max "

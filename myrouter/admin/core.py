@@ -659,17 +659,13 @@ class Admin:
             app.query_cache.clear()
             return OkResult(affected_rows=n)
         if cmd.action == "FLUSH LOGS":
-            if app.query_log is not None:
-                from myrouter.stats.querylog import QueryLog
-
-                filename = app.query_log.filename
-                try:
-                    new = QueryLog(filename)
-                except OSError as exc:
-                    raise MySQLError(ER_UNKNOWN_ERROR, f"cannot reopen {filename}: {exc.strerror or exc}",
-                                     "HY000") from exc
-                old, app.query_log = app.query_log, new
-                old.close()
+            # ProxySQL: a new query log and audit log file (here: the current ones get the
+            # next number, see myrouter/stats/jsonlog.py; reopened if logrotate moved them)
+            try:
+                app.flush_logs()
+            except OSError as exc:
+                raise MySQLError(ER_UNKNOWN_ERROR, f"PROXYSQL FLUSH LOGS: cannot rotate "
+                                 f"{exc.filename or 'a log file'}: {exc.strerror or exc}", "HY000") from exc
             return OkResult()
         return OkResult()  # FLUSH MYSQL CLIENT HOSTS: myrouter keeps no client host cache
 

@@ -38,6 +38,7 @@ from myrouter.protocol.messages import (
     text_row,
 )
 from myrouter.protocol.packets import frame
+from myrouter.stats import auditlog as A
 
 from .core import AdminSession, OkResult, ResultSet
 from .runtime import offline_servers, release_connections
@@ -160,6 +161,7 @@ async def _admin_client(admin: Admin, conn: socket.socket, addr: Any) -> None:
     except Exception:
         log.exception("admin session %d: unexpected error; connection closed", client.id)
     finally:
+        client.audit_close()
         stream.close()
 
 
@@ -173,6 +175,43 @@ class _AdminClient:
         self.addr = f"{addr[0]}:{addr[1]}" if addr else "?"
         self.caps = 0
         self.session: AdminSession | None = None
+        # audit log (myrouter/stats/auditlog.py): Admin_Connect_OK/ERR, Admin_Quit, Admin_Close
+        self.logged_in = False
+        self.quit = False
+        self.tried: tuple[str, str | None] = ("", None)  # (username, why refused) once auth is decided
+        self.connected_at = time.time()
+        try:
+            host, port = stream.sock.getsockname()[:2]
+            self.proxy_addr: str | None = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        except OSError:
+            self.proxy_addr = None
+
+    def _audit(self, event: str, username: str, **fields) -> None:
+        audit = self.app.audit_log
+        if audit is None:
+            return
+        schema = self.session.schema if self.session is not None and self.logged_in else ""
+        audit.event(event, thread_id=self.id, username=username, schemaname=schema, client_addr=self.addr,
+                    proxy_addr=self.proxy_addr, **fields)
+
+    def _denied_reason(self, username: str, err: MySQLError) -> str:
+        if err.code != E.ER_ACCESS_DENIED_ERROR:
+            return err.message
+        if self.admin.lookup_credential(username) is None:
+            return f"unknown admin user {username!r}"
+        return "no password given" if err.message.endswith("(using password: NO)") else "wrong password"
+
+    def audit_close(self) -> None:
+        """Admin_Quit (COM_QUIT) and Admin_Close for a client that logged in."""
+        if not self.logged_in:
+            return
+        now = time.time()
+        username = self.session.username if self.session is not None else ""
+        if self.quit:
+            self._audit(A.ADMIN_QUIT, username, now=now)
+        self._audit(A.ADMIN_CLOSE, username, now=now, extra_info="client sent COM_QUIT" if self.quit
+                    else "connection closed", **A.close_fields(self.connected_at, now),
+                    bytes_received=self.stream.bytes_in, bytes_sent=self.stream.bytes_out)
 
     async def run(self) -> None:
         if not await self._handshake():
@@ -194,6 +233,7 @@ class _AdminClient:
                 await self._send_err(E.malformed_packet("empty command"))
                 continue
             if payload[0] == Command.QUIT:
+                self.quit = True
                 return
             try:
                 await self._dispatch(payload)
@@ -250,6 +290,7 @@ class _AdminClient:
             return False
         finally:
             self.stream.decoder.expect_seq = None
+        self.tried = (resp.username, self._denied_reason(resp.username, step.error) if step.error else None)
         if step.error is not None:
             log.warning("admin: access denied for user %r from %s", resp.username, self.addr)
             await self._try_err(step.error, seq)
@@ -262,6 +303,9 @@ class _AdminClient:
                 await self._try_err(exc, seq)
                 return False
         await self.stream.send_packet(OK(status=Status.AUTOCOMMIT).encode(self.caps), seq)
+        self.logged_in = True
+        self._audit(A.ADMIN_CONNECT_OK, resp.username, extra_info="read-only (stats)" if self.session.read_only
+                    else None)
         log.info("admin session %d: user %r connected from %s%s", self.id, resp.username, self.addr,
                  " (read-only)" if self.session.read_only else "")
         return True
@@ -354,6 +398,9 @@ class _AdminClient:
         await self.stream.send_packet(error_payload(err, self.caps or C.PROTOCOL_41), seq)
 
     async def _try_err(self, err: MySQLError, seq: int) -> None:
+        if not self.logged_in:  # every ERR of the handshake is the Admin_Connect_ERR of this client
+            username, reason = self.tried
+            self._audit(A.ADMIN_CONNECT_ERR, username, extra_info=reason or err.message, **A.error_fields(err))
         try:
             await self._send_err(err, seq)
         except ConnectionLost as exc:

@@ -372,6 +372,7 @@ class ClientSession:
             return False
         finally:
             self.client.decoder.expect_seq = None
+        app.audit.login(self, resp.username, resp.database, step.error)  # structured logs (audit)
         if step.error is not None:
             log.info("session %d: access denied for user %r from %s", self.id, resp.username, self.client_addr)
             app.counters.access_denied += 1
@@ -398,6 +399,7 @@ class ClientSession:
         self._new_login()
         await self.client.send_packet(OK(status=self.status).encode(self.capabilities), seq)
         self.state = SessionState.IDLE
+        app.audit.connected(self)  # structured logs (audit)
         log.info("session %d: user %r connected from %s", self.id, self.username, self.client_addr)
         return True
 
@@ -571,10 +573,12 @@ class ClientSession:
     # ------------------------------------------------------------- replies
 
     async def _send_err(self, err: MySQLError, seq: int = 1) -> None:
+        self.app.audit.error(self, err)  # structured logs (audit)
         await self.client.send_packet(error_payload(err, self.capabilities or C.PROTOCOL_41), seq)
 
     async def _try_send_err(self, err: MySQLError, seq: int) -> None:
         """Send an error on a connection that is about to close; a dead peer is fine."""
+        self.app.audit.error(self, err)  # structured logs (audit)
         try:
             await self.client.send_packet(error_payload(err, self.capabilities or C.PROTOCOL_41), seq)
         except ConnectionLost as exc:
@@ -736,6 +740,7 @@ class ClientSession:
     def _lost_backend(self, be: BackendConnection, exc: Exception) -> MySQLError:
         self._drop_backend(be)
         self.app.counters.backend_errors += 1
+        self.app.log_backend_error(be.server, be.server.hostgroup, exc, session=self, during="query")
         log.warning("session %d: lost backend %s (hostgroup %d): %s", self.id, be.server, be.server.hostgroup, exc)
         self.status &= ~(Status.IN_TRANS | Status.IN_TRANS_READONLY)
         return MySQLError(
@@ -1293,6 +1298,9 @@ class ClientSession:
 
     async def _com_init_db(self, payload: bytes) -> None:
         tracker = await self._forward(payload, ResponseKind.SIMPLE)
+        schema = payload[1:].decode("utf-8", "surrogateescape")
+        if tracker is not None:
+            self.app.audit.init_db(self, schema, parse_err(tracker.error) if tracker.error is not None else None)
         if tracker is not None and tracker.error is None:
             self.schema = payload[1:].decode("utf-8", "surrogateescape")
             be = self.backends.get(self.default_hostgroup)
@@ -1535,6 +1543,7 @@ class ClientSession:
                 step, seq = await self._auth_exchange(auth, step, 1, check_seq=False)
         except trio.TooSlowError:
             raise CloseSession from None
+        app.audit.change_user(self, req.username, req.database, step.error)  # structured logs (audit)
         if step.error is not None:
             log.info("session %d: COM_CHANGE_USER to %r denied", self.id, req.username)
             app.counters.access_denied += 1
