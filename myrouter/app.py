@@ -11,6 +11,7 @@ import trio
 
 from .admin.core import Admin
 from .backend.connection import BackendConnection, BackendState, open_backend, read_greeting
+from .backend.gtid import parse_gtids
 from .backend.pins import PinCounters
 from .backend.pool import Pools, PoolSettings
 from .backend.stmts import StmtRegistry
@@ -80,6 +81,11 @@ class Proxy:
         self.collation_charset: dict[str, str] = {}  # collation -> character set
         self.default_collation: dict[str, str] = {}  # character set -> its default collation
         self.collations_unavailable = False  # reading them failed once: not tried again
+        # causal reads: the newest GTID written through the proxy per replication domain, and per
+        # replica what it is known to have applied (or until when it is known to lag)
+        self.written_gtids: dict[int, tuple[int, int]] = {}  # domain -> (server_id, seq)
+        self.gtid_applied: dict[Server, dict[int, int]] = {}
+        self.gtid_lagging: dict[Server, float] = {}
         self.admin = Admin(self)  # admin interface (6032) and /metrics, served by run()
 
     def _load_users(self, config: Config) -> None:
@@ -142,6 +148,17 @@ class Proxy:
             if names is None:
                 raise MySQLError(1273, f"Unknown collation id {collation_id} on {be.server}", "HY000")
         return names
+
+    def note_written_gtid(self, gtid: str) -> None:
+        """A session's write committed with ``gtid`` (MariaDB ``domain-server-seq``)."""
+        for domain, (server_id, seq) in parse_gtids(gtid).items():
+            old = self.written_gtids.get(domain)
+            if old is None or seq > old[1]:
+                self.written_gtids[domain] = (server_id, seq)
+
+    def global_gtid(self) -> str:
+        """Every domain's newest GTID written through the proxy, as MASTER_GTID_WAIT takes it."""
+        return ",".join(f"{d}-{s}-{n}" for d, (s, n) in sorted(self.written_gtids.items()))
 
     def backend_closed(self, be: BackendConnection) -> None:
         if be in self.backends:

@@ -337,6 +337,10 @@ class MySQLVariables:
     # stored procedures or by SET forms the parser does not know is restored
     # on the next connection the session borrows.
     pool_min_idle: int = 0
+    # myrouter's own: with causal_reads (per user or rule), how long a read
+    # waits on a replica (MASTER_GTID_WAIT) for the GTID it must see before
+    # it goes to the writer instead.
+    causal_reads_timeout_ms: int = 100
     pool_idle_timeout_ms: int = 60000
     session_track_variables: bool = True
     max_stmts_per_connection: int = 20
@@ -476,6 +480,7 @@ _MYSQL_RANGES: dict[str, tuple[int, int]] = {
     "max_transaction_time": (1000, 20 * _DAY_MS),
     "max_transaction_idle_time": (0, 20 * _DAY_MS),
     "pool_min_idle": (0, 10000),
+    "causal_reads_timeout_ms": (0, 60000),
     "pool_idle_timeout_ms": (0, 7 * _DAY_MS),
     "max_stmts_per_connection": (1, 1024),
     "max_stmts_cache": (128, 1024 * 1024),

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..backend import pins as P
+from ..backend.gtid import parse_gtids
 from ..backend.connection import BackendConnection, BackendState
 from ..backend.pool import KEY_CAPABILITIES, Login, PoolKey
 from ..backend.stmts import ClientStmt, StmtMeta, execute_for_backend
@@ -261,7 +262,8 @@ class ClientSession:
         self.last_insert_hg: int | None = None
         self.row_count = -1
         self.found_rows = 0
-        self.last_gtid = ""
+        self.last_gtid = ""  # GTID of the session's last write (session tracking of last_gtid)
+        self.causal_reads = "off"
         self.trx_started = 0.0  # monotonic time the open transaction started (0: none)
         self.stmts: dict[int, ClientStmt] = {}  # client statement id -> statement
         self.next_stmt_id = 1
@@ -535,6 +537,7 @@ class ClientSession:
         elif not self.app.vars.multiplexing:
             self.mode_pins = P.MULTIPLEXING_OFF
         self.statement_mode = mode == "statement" and not self.mode_pins
+        self.causal_reads = user.causal_reads
 
     def _new_login(self) -> None:
         """The pool key and login for this session's user, capabilities and character set."""
@@ -769,7 +772,9 @@ class ClientSession:
                 name, val = value
                 name = _VAR_ALIASES.get(name.lower(), name.lower())
                 if name == "last_gtid":
-                    self.last_gtid = val
+                    if val:
+                        self.last_gtid = val
+                        self.app.note_written_gtid(val)
                     continue
                 if name in _NOT_RESTORED:
                     continue
@@ -1006,6 +1011,12 @@ class ClientSession:
         if cls.kind is StatementKind.SESSION and not self.backends and await self._set_locally(cls):
             return
         hg = self._route(decision, cls)
+        causal = decision.causal_reads or self.causal_reads
+        if (causal != "off" and cls.kind is StatementKind.READ and hg != self.default_hostgroup
+                and hg not in self.backends and self.trx_hg is None):
+            gtid = self.last_gtid if causal == "session" else app.global_gtid()
+            if gtid:
+                hg = await self._causal_hostgroup(hg, gtid)
         cache_key = None
         if decision.cache_ttl and cls.kind is StatementKind.READ:
             cache_key = (self.username, self.schema, sql)
@@ -1044,6 +1055,46 @@ class ClientSession:
         if capture is not None and tracker.results == 1 and (tracker.rows or decision.cache_empty_result != 0):
             app.query_cache.put(cache_key, b"".join(capture), decision.cache_ttl)
         self._after_query(hg, cls, decision, payload)
+
+    async def _causal_hostgroup(self, hg: int, gtid: str) -> int:
+        """``hg`` if the replica this read would use has applied ``gtid`` (known, or after waiting up
+        to causal_reads_timeout_ms with MASTER_GTID_WAIT); else the writer (default hostgroup)."""
+        app = self.app
+        need = parse_gtids(gtid)
+        if not need:
+            return hg
+        be = await self._borrow(hg)
+        srv = be.server_ref
+        applied = app.gtid_applied.get(srv)
+        if applied is not None and all(applied.get(d, -1) >= n for d, (_, n) in need.items()):
+            return hg
+        now = time.monotonic()
+        ok = False
+        if app.gtid_lagging.get(srv, 0.0) <= now:
+            app.counters.causal_waits += 1
+            wait = app.vars.causal_reads_timeout_ms / 1000
+            text = ",".join(f"{d}-{s}-{n}" for d, (s, n) in need.items())
+            try:
+                with trio.fail_after(wait + app.vars.connect_timeout_server / 1000):
+                    rows = await be.query_rows(f"SELECT MASTER_GTID_WAIT('{text}', {wait:.3f})")
+                ok = bool(rows) and rows[0][0] == "0"
+            except MySQLError as exc:
+                log.info("session %d: causal read: MASTER_GTID_WAIT on %s failed: %s", self.id, be.server, exc)
+            except (ConnectionLost, MalformedPacket, trio.TooSlowError) as exc:
+                self._lost_backend(be, exc)
+                app.counters.causal_fallbacks += 1
+                return self.default_hostgroup
+            if ok:
+                known = app.gtid_applied.setdefault(srv, {})
+                for d, (_, n) in need.items():
+                    if known.get(d, -1) < n:
+                        known[d] = n
+                return hg
+            app.gtid_lagging[srv] = time.monotonic() + 1.0  # reads needing new writes skip it for a second
+        app.counters.causal_fallbacks += 1
+        del self.backends[hg]
+        app.pools.release(be)
+        return self.default_hostgroup
 
     def _log_query(self, started: int, hg: int, dtext: str, dhash: int, sql: str,
                    tracker: ResponseTracker | None) -> None:

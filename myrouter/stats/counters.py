@@ -24,6 +24,8 @@ class Counters:
         "pool_wait_timeouts",
         "stmts_evicted",
         "transactions_ended",
+        "causal_waits",
+        "causal_fallbacks",
     )
 
     def __init__(self) -> None:
