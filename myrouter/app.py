@@ -22,6 +22,7 @@ from .routing.classifier import Classifier
 from .routing.hostgroups import Hostgroups, Server
 from .routing.rules import RuleSet, load_rules, rules_from_rows
 from .frontend.session import SessionState
+from .monitor import Monitor
 from .stats.counters import Counters, ProxyStats
 from .stats.digests import CommandCounters, DigestStats
 from .stats.querylog import QueryLog
@@ -53,7 +54,7 @@ class Proxy:
         self._nursery: trio.Nursery | None = None
         self._all_closed = trio.Event()
         self._load_users(config)
-        self.hostgroups = Hostgroups(config.mysql_servers)
+        self.hostgroups = Hostgroups(config.mysql_servers, replication=config.mysql_replication_hostgroups)
         self.classifier = Classifier()
         self.rules = load_rules_for(config)
         self.query_log = QueryLog(self.vars.eventslog_filename) if self.vars.eventslog_filename else None
@@ -62,6 +63,8 @@ class Proxy:
         # per-statement accounting (stats_mysql_query_digest, stats_mysql_commands_counters)
         self.digest_stats = DigestStats()
         self.command_counters = CommandCounters(_long_query_us(self.vars))
+        # -- monitor (issue 6): health/read_only/lag checks, shunning, writer/reader discovery
+        self.monitor = Monitor(self)
         self.admin = Admin(self)  # admin interface (6032) and /metrics, served by run()
 
     def _load_users(self, config: Config) -> None:
@@ -103,6 +106,18 @@ class Proxy:
                 srv.connection_closed()
                 srv.bytes_sent += be.stream.bytes_out
                 srv.bytes_received += be.stream.bytes_in
+
+    def server_status_changed(self, server: Server, old_status: str) -> None:
+        """Called after every change of a Server's ``status``: by the monitor (health and lag
+        shunning, recovery, a server moved out of its hostgroup, which becomes OFFLINE_HARD),
+        by the traffic-side rule (``Server.note_connect_error``) and by LOAD MYSQL SERVERS TO
+        RUNTIME (including servers removed from the configuration, which become
+        OFFLINE_HARD). ``server.status`` is the new status. Runs synchronously on the event
+        loop: it must not block.
+        """
+        reason = f" ({server.shun_reason})" if server.shun_reason and server.status == "SHUNNED" else ""
+        log.info("server %s:%d (hostgroup %d): %s -> %s%s", server.host, server.port, server.hostgroup, old_status,
+                 server.status, reason)
 
     def mirror(self, session, payload: bytes, hostgroup: int) -> None:
         """Send a copy of a statement to ``hostgroup`` in the background; its result is dropped."""
@@ -197,8 +212,9 @@ class Proxy:
         log.info("myrouter listening for MySQL clients on %s (server version %s)",
                  ", ".join(f"{h}:{p}" for h, p in self.listen_addresses), self.server_version)
         try:
-            async with trio.open_nursery() as services:  # admin interface and /metrics
+            async with trio.open_nursery() as services:  # admin interface and /metrics, the monitor
                 await services.start(self.admin.serve)
+                await services.start(self.monitor.run)  # monitor (issue 6)
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
                     with trio.CancelScope() as accept_scope:
@@ -343,8 +359,19 @@ class Proxy:
                                  f"{exc.strerror or exc}", "HY000") from exc
         # -- from here on nothing can fail: swap ---------------------------------
         retired: list[Server] = []
-        if config.mysql_servers != old.mysql_servers:
-            self.hostgroups, retired = _reconcile_hostgroups(self.hostgroups, config.mysql_servers)
+        if (config.mysql_servers != old.mysql_servers
+                or config.mysql_replication_hostgroups != old.mysql_replication_hostgroups):
+            # monitor (issue 6): keep live servers, the monitor's writer/reader moves and shuns
+            before = {id(s): s.status for s in self.hostgroups.servers()}
+            self.hostgroups, retired = self.monitor.reconcile(config)
+            for s in self.hostgroups.servers():
+                old_status = before.get(id(s))
+                if old_status is not None and old_status != s.status:
+                    self.server_status_changed(s, old_status)
+            for s in retired:
+                old_status = s.status
+                if s.set_admin_status("OFFLINE_HARD", notify=False) is not None:
+                    self.server_status_changed(s, old_status)
         if config.mysql_users != old.mysql_users:
             self._load_users(config)
         if new_vars != self.vars:
@@ -362,32 +389,12 @@ class Proxy:
         if rules is not None:
             self.rules = rules
         self.config = config
+        self.monitor.configure()  # monitor (issue 6): new variables, credentials, intervals
         return retired
 
 
 def _long_query_us(v) -> int:
     return int(v.items().get("long_query_time", 1000)) * 1000
-
-
-def _reconcile_hostgroups(current: Hostgroups, servers) -> tuple[Hostgroups, list[Server]]:
-    """Hostgroups for ``servers`` that reuse the live Server objects of ``current`` where the
-    (hostgroup, host, port) stays; the left-over Server objects are returned as retired."""
-    new = Hostgroups(servers)
-    kept = set()
-    for group in new.by_hostgroup.values():
-        for i, fresh in enumerate(group):
-            live = current.find(fresh.hostgroup, fresh.host, fresh.port)
-            if live is None:
-                continue
-            live.weight = fresh.weight
-            live.status = fresh.status
-            live.max_connections = fresh.max_connections
-            live.max_replication_lag = fresh.max_replication_lag
-            live.comment = fresh.comment
-            group[i] = live
-            kept.add(id(live))
-    retired = [s for s in current.servers() if id(s) not in kept]
-    return new, retired
 
 
 def load_rules_for(config: Config):
