@@ -156,7 +156,9 @@ class Admin:
         self._internal = False
         self._deadline = float("inf")  # set while an operator's statement runs (see _run)
         self._deny_reason: MySQLError | None = None
-        self.db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        # no statement cache: the authorizer runs when a statement is prepared, and a cached copy of an
+        # internal statement (DELETE FROM stats.x) would let an operator skip it
+        self.db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False, cached_statements=0)
         self.db.execute("ATTACH DATABASE ':memory:' AS disk")
         self.db.execute("ATTACH DATABASE ':memory:' AS stats")
         self.db.execute("ATTACH DATABASE ':memory:' AS monitor")
