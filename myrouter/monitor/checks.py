@@ -33,6 +33,7 @@ from ..net.stream import ConnectionLost
 from ..protocol.auth import BackendSecret
 from ..protocol.constants import Command
 from ..protocol.errors import MalformedPacket, MySQLError
+from ..protocol.messages import parse_err
 from ..protocol.response import ResponseKind
 
 log = logging.getLogger("myrouter.monitor")
@@ -220,6 +221,9 @@ class Checker:
                               endpoint[0], endpoint[1], exc)
                     continue
                 return Result(False, _us(trio.current_time() - t0), f"connection lost: {exc}")
+            except BaseException:  # cancelled, or a bug: the connection's state is unknown
+                conn.close()
+                raise
             self.pool.put(endpoint, conn)
             return Result(True, _us(trio.current_time() - t0), value=value)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -231,8 +235,6 @@ class Checker:
         async def work(conn: BackendConnection) -> None:
             tracker = await conn.run_command(bytes((Command.PING,)), ResponseKind.SIMPLE)
             if tracker.error is not None:
-                from ..protocol.messages import parse_err
-
                 raise parse_err(tracker.error)
 
         return await self._on_connection(endpoint, creds, connect_timeout_s, timeout_s, work)

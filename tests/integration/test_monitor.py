@@ -16,6 +16,10 @@ from pathlib import Path
 import pymysql
 import pytest
 
+from myrouter.backend.connection import ServerAddress, open_backend, query_rows
+from myrouter.monitor.checks import Checker, Credentials
+from myrouter.protocol.auth import BackendSecret
+from myrouter.protocol.errors import MySQLError
 from myrouter.testbed import Cluster, ensure_packages, free_ports, start_cluster
 
 from conftest import RunningProxy, render_config
@@ -107,6 +111,48 @@ def served_by(conn) -> int:
     with conn.cursor() as cur:
         cur.execute("SELECT @@server_id")
         return cur.fetchone()[0]
+
+
+# -- the monitor's connections ------------------------------------------------------------
+
+
+async def test_query_rows_decodes_text_results_and_errors(monitor_cluster):
+    primary = monitor_cluster.primary
+    conn = await open_backend(ServerAddress(0, primary.host, primary.port), username="monitor",
+                              secret=BackendSecret(plain=b"monitor"), database=None, client_capabilities=0)
+    try:
+        assert await query_rows(conn, "SELECT 1 AS a, NULL AS b, 'x\u00e9' AS c, @@read_only AS ro") == (
+            ["a", "b", "c", "ro"], [("1", None, "x\u00e9", "0")])
+        assert await query_rows(conn, "SELECT 1 FROM DUAL WHERE 0") == (["1"], [])
+        assert await query_rows(conn, "DO 1") == ([], [])
+        with pytest.raises(MySQLError) as err:
+            await query_rows(conn, "SELECT * FROM mysql.nope")
+        assert err.value.code in (1142, 1146)
+        assert (await query_rows(conn, "SHOW SLAVE STATUS"))[1] == []  # the primary replicates from nobody
+        assert await query_rows(conn, "SELECT 2") == (["2"], [("2",)])  # still usable after the error
+    finally:
+        await conn.aclose()
+
+
+async def test_checks_on_a_replica_and_a_dead_port(monitor_cluster):
+    replica = monitor_cluster.replicas[0]
+    creds = Credentials("monitor", "monitor")
+    checker = Checker()
+    ep = (replica.host, replica.port)
+    ro = await checker.read_only(ep, creds, 1, 1, ["read_only", "innodb_read_only", "read_only&innodb_read_only"])
+    assert ro.ok and ro.value == {"read_only": True, "innodb_read_only": False, "read_only&innodb_read_only": False}
+    lag = await checker.replication_lag(ep, creds, 1, 1, lag_when_null_s=60)
+    assert lag.ok and lag.value == 0
+    assert checker._replica_sql[ep] == "SHOW REPLICA STATUS"  # MariaDB 10.11 speaks it
+    sro = await checker.read_only(ep, creds, 1, 1, ["super_read_only"])  # MySQL only
+    assert not sro.ok and not sro.timeout and "1193" in sro.error
+    assert checker.pool.idle_count() == 1  # one connection served all four checks
+    dead = ("127.0.0.1", free_ports(1)[0])
+    for result in (await checker.connect(dead, creds, 1), await checker.ping(dead, creds, 1, 1)):
+        assert not result.ok and not result.not_health and "refused" in result.error.lower()
+    await checker.pool.aclose()
+    denied = await Checker().ping(ep, Credentials("monitor", "wrong"), 1, 1)  # (the monitor drops its pool on
+    assert not denied.ok and denied.not_health and "1045" in denied.error   # a change of credentials)
 
 
 # -- health ---------------------------------------------------------------------------
