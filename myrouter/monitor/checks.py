@@ -28,7 +28,13 @@ from typing import Any, TypeVar
 
 import trio
 
-from ..backend.connection import BackendConnection, BackendState, ServerAddress, open_backend, query_rows
+from ..backend.connection import (
+    BackendConnection,
+    BackendState,
+    ServerAddress,
+    open_backend,
+    query_rows,
+)
 from ..net.stream import ConnectionLost
 from ..protocol.auth import BackendSecret
 from ..protocol.constants import Command
@@ -39,15 +45,15 @@ from ..protocol.response import ResponseKind
 log = logging.getLogger("myrouter.monitor")
 
 __all__ = [
-    "Credentials",
-    "Result",
-    "MonitorConnections",
-    "Checker",
-    "read_only_value",
-    "lag_from_replica_status",
-    "heartbeat_lag_ms",
-    "parse_heartbeat_table",
     "HEARTBEAT_DDL",
+    "Checker",
+    "Credentials",
+    "MonitorConnections",
+    "Result",
+    "heartbeat_lag_ms",
+    "lag_from_replica_status",
+    "parse_heartbeat_table",
+    "read_only_value",
 ]
 
 T = TypeVar("T")
@@ -296,7 +302,7 @@ class Checker:
         """Write ``ts`` (epoch seconds, stored as UTC text like pt-heartbeat) into this
         server's row of the heartbeat table, creating the schema and table if missing."""
         table = quote_table(heartbeat_table)
-        text = dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+        text = dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
         insert = (f"INSERT INTO {table} (ts, server_id) VALUES ('{text}', @@server_id) "
                   "ON DUPLICATE KEY UPDATE ts = VALUES(ts)")
 
@@ -368,9 +374,9 @@ def heartbeat_lag_ms(ts_text: str, reference: float | None) -> int:
     """``reference`` (epoch seconds; now if None) minus a heartbeat ``ts`` (UTC text), in ms, >= 0."""
     ts = dt.datetime.fromisoformat(ts_text.strip().replace(" ", "T"))
     if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=dt.timezone.utc)
-    ref = reference if reference is not None else dt.datetime.now(dt.timezone.utc).timestamp()
-    return max(0, int(round((ref - ts.timestamp()) * 1000)))
+        ts = ts.replace(tzinfo=dt.UTC)
+    ref = reference if reference is not None else dt.datetime.now(dt.UTC).timestamp()
+    return max(0, round((ref - ts.timestamp()) * 1000))
 
 
 def parse_heartbeat_table(name: str) -> tuple[str | None, str]:

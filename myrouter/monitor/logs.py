@@ -20,7 +20,7 @@ import time
 from collections import deque
 from typing import Any
 
-__all__ = ["LOG_TABLES", "MAX_ROWS", "MonitorLogs", "CONNECT", "PING", "READ_ONLY", "REPLICATION_LAG"]
+__all__ = ["CONNECT", "LOG_TABLES", "MAX_ROWS", "PING", "READ_ONLY", "REPLICATION_LAG", "MonitorLogs"]
 
 CONNECT = "mysql_server_connect_log"
 PING = "mysql_server_ping_log"

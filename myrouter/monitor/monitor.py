@@ -45,8 +45,23 @@ import trio
 from ..config import Config
 from ..routing.hostgroups import OFFLINE_HARD, Hostgroups, Server
 from .checks import Checker, Credentials, Result, parse_heartbeat_table
-from .logs import CONNECT, PING, READ_ONLY, REPLICATION_LAG, MonitorLogs, history_ms, wall_us
-from .state import EndpointHealth, ReadOnlyTimeouts, apply_health, apply_lag, lag_checked, recover
+from .logs import (
+    CONNECT,
+    PING,
+    READ_ONLY,
+    REPLICATION_LAG,
+    MonitorLogs,
+    history_ms,
+    wall_us,
+)
+from .state import (
+    EndpointHealth,
+    ReadOnlyTimeouts,
+    apply_health,
+    apply_lag,
+    lag_checked,
+    recover,
+)
 
 if TYPE_CHECKING:
     from ..app import Proxy
@@ -369,7 +384,7 @@ class Monitor:
             return
         lag_ms: int | None = r.value
         self.logs.add(REPLICATION_LAG, ep[0], ep[1], start, r.elapsed_us,
-                      None if lag_ms is None else int(round(lag_ms / 1000)), None, lag_ms)
+                      None if lag_ms is None else round(lag_ms / 1000), None, lag_ms)
         hg = self.app.hostgroups
         for s in apply_lag(hg, ep[0], ep[1], lag_ms, trio.current_time(), v.monitor_replication_lag_count):
             log.warning("monitor: %s:%d (hostgroup %d) is %d ms behind, over max_replication_lag=%d s: SHUNNED",

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from ..routing.hostgroups import Hostgroups, Server
 
-__all__ = ["EndpointHealth", "apply_health", "lag_checked", "apply_lag", "recover", "ReadOnlyTimeouts"]
+__all__ = ["EndpointHealth", "ReadOnlyTimeouts", "apply_health", "apply_lag", "lag_checked", "recover"]
 
 
 @dataclass

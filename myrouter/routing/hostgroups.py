@@ -34,10 +34,17 @@ calls the ``on_change(server, old_status)`` callback of the hostgroups'
 Replication hostgroups
 ----------------------
 With ``mysql_replication_hostgroups`` the monitor moves servers between a
-writer and a reader hostgroup (:meth:`Hostgroups.place`): ``read_only=OFF`` ->
-writer hostgroup (and reader too when ``monitor_writer_is_also_reader``),
-``read_only=ON`` -> reader hostgroup only. :meth:`Hostgroups.fallback_for` lets
-reads use the writer hostgroup when no reader can take them.
+writer and a reader hostgroup (:meth:`Hostgroups.place`, ProxySQL's rules): a
+reader found with ``read_only=OFF`` is copied into the writer hostgroup (and
+stays a reader when ``monitor_writer_is_also_reader``); a writer found with
+``read_only=ON`` is copied into the reader hostgroup and leaves the writer
+hostgroup (that entry becomes OFFLINE_HARD). :meth:`Hostgroups.fallback_for`
+lets reads use the writer hostgroup when no reader can take them.
+
+API for the connection pool: :meth:`Hostgroups.choose`,
+:meth:`Hostgroups.fallback_for`, :meth:`Server.note_connect_error`,
+:meth:`Server.note_connect_ok`. Change a configured status with
+:meth:`Server.set_admin_status`, not by assigning ``status``.
 """
 
 from __future__ import annotations
@@ -158,8 +165,7 @@ class Server:
     def connection_opened(self) -> None:
         self.connections += 1
         self.connections_created += 1
-        if self.connections > self.max_connections_used:
-            self.max_connections_used = self.connections
+        self.max_connections_used = max(self.max_connections_used, self.connections)
 
     def connection_closed(self) -> None:
         self.connections -= 1

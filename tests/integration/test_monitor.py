@@ -15,14 +15,13 @@ from pathlib import Path
 
 import pymysql
 import pytest
+from conftest import RunningProxy, render_config
 
 from myrouter.backend.connection import ServerAddress, open_backend, query_rows
 from myrouter.monitor.checks import Checker, Credentials
 from myrouter.protocol.auth import BackendSecret
 from myrouter.protocol.errors import MySQLError
 from myrouter.testbed import Cluster, ensure_packages, free_ports, start_cluster
-
-from conftest import RunningProxy, render_config
 
 FAST = {
     "monitor_connect_interval": 500,
@@ -287,7 +286,7 @@ def test_replica_status_lag_when_null(monitor_cluster, start_proxy):
 def test_fallback_to_the_writer_when_every_reader_is_shunned(monitor_cluster, start_proxy):
     cluster = monitor_cluster
     rp = start_proxy(cluster)
-    fallback = lambda: rp.call(rp.proxy.hostgroups.fallback_for, 1)  # noqa: E731
+    fallback = lambda: rp.call(rp.proxy.hostgroups.fallback_for, 1)
     wait_for("first pings", lambda: len(rp.proxy.monitor.logs.rows("mysql_server_ping_log")) >= 3)
     assert fallback() is None
     first, second = cluster.replicas

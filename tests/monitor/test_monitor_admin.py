@@ -50,6 +50,7 @@ username = "app"
 password = "app"
 """
 
+REFUSED = "cannot connect to 127.0.0.1:3308: Connection refused"
 ADMIN = AdminSession(1, "admin", "127.0.0.1", read_only=False)
 STATS = AdminSession(2, "stats", "127.0.0.1", read_only=True)
 
@@ -88,14 +89,13 @@ async def test_variables_reach_the_hostgroups(proxy: Proxy) -> None:
 async def test_monitor_schema_shows_the_logs_and_is_read_only(proxy: Proxy) -> None:
     logs = proxy.monitor.logs
     logs.add(PING, "127.0.0.1", 3307, 1_700_000_000_000_000, 250, None)
-    logs.add(PING, "127.0.0.1", 3308, 1_700_000_000_000_100, 0, "cannot connect to 127.0.0.1:3308: Connection refused")
+    logs.add(PING, "127.0.0.1", 3308, 1_700_000_000_000_100, 0, REFUSED)
     logs.add(READ_ONLY, "127.0.0.1", 3307, 1_700_000_000_000_000, 300, 1, None)
     logs.add(REPLICATION_LAG, "127.0.0.1", 3307, 1_700_000_000_000_000, 400, 2, None, 1500)
     admin = proxy.admin
     assert await q(admin, "SELECT hostname, port, ping_success_time_us, ping_error FROM monitor.mysql_server_ping_log "
                           "ORDER BY port") == [("127.0.0.1", 3307, 250, None),
-                                               ("127.0.0.1", 3308, 0, "cannot connect to 127.0.0.1:3308: Connection "
-                                                                      "refused")]
+                                               ("127.0.0.1", 3308, 0, REFUSED)]
     assert await q(admin, "SELECT read_only FROM mysql_server_read_only_log") == [(1,)]
     assert await q(admin, "SELECT repl_lag, repl_lag_ms FROM monitor.mysql_server_replication_lag_log") == [(2, 1500)]
     tables = {r[0] for r in await q(admin, "SHOW TABLES FROM monitor")}

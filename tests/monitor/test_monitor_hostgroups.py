@@ -6,7 +6,7 @@ import pytest
 
 from myrouter.config import ReplicationHostgroupConfig, ServerConfig
 from myrouter.protocol.errors import MySQLError
-from myrouter.routing.hostgroups import Hostgroups, HostgroupPolicy, Server
+from myrouter.routing.hostgroups import HostgroupPolicy, Hostgroups, Server
 
 
 class Clock:
@@ -76,7 +76,7 @@ def test_shun_on_failures_counts_errors_within_one_second():
 
 
 def test_client_side_errors_and_successes_do_not_shun():
-    hg, _, clock = make([(1, 3307, {})], shun_on_failures=2)
+    hg, _, _ = make([(1, 3307, {})], shun_on_failures=2)
     s = hg.find(1, "db", 3307)
     for code in (1045, 1044, 1049, 1045):
         s.note_connect_error(code)

@@ -17,8 +17,8 @@ from myrouter.monitor.checks import Checker, Result
 from myrouter.monitor.logs import PING, READ_ONLY
 from myrouter.routing.hostgroups import Hostgroups
 
-FAST = dict(monitor_connect_interval=60000, monitor_ping_interval=1000, monitor_ping_max_failures=3,
-            monitor_read_only_interval=1000, monitor_replication_lag_interval=1000, shun_recovery_time_sec=5)
+FAST = {"monitor_connect_interval": 60000, "monitor_ping_interval": 1000, "monitor_ping_max_failures": 3,
+        "monitor_read_only_interval": 1000, "monitor_replication_lag_interval": 1000, "shun_recovery_time_sec": 5}
 
 
 class ScriptedChecker(Checker):

@@ -15,9 +15,15 @@ from myrouter.monitor.checks import (
     read_only_value,
 )
 from myrouter.monitor.logs import PING, REPLICATION_LAG, MonitorLogs, history_ms
-from myrouter.monitor.state import EndpointHealth, ReadOnlyTimeouts, apply_health, apply_lag, recover
+from myrouter.monitor.state import (
+    EndpointHealth,
+    ReadOnlyTimeouts,
+    apply_health,
+    apply_lag,
+    recover,
+)
 from myrouter.protocol.errors import MySQLError
-from myrouter.routing.hostgroups import Hostgroups, HostgroupPolicy
+from myrouter.routing.hostgroups import HostgroupPolicy, Hostgroups
 
 
 class Clock:
@@ -189,7 +195,7 @@ def test_lag_from_replica_status():
 
 
 def test_heartbeat_lag():
-    ts = dt.datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=dt.timezone.utc).timestamp()
+    ts = dt.datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=dt.UTC).timestamp()
     assert heartbeat_lag_ms("2024-05-01T12:00:00.250000", ts + 1.5) == 1500
     assert heartbeat_lag_ms("2024-05-01 12:00:00.250000", ts + 0.25) == 250  # DATETIME(6) text
     assert heartbeat_lag_ms("2024-05-01T12:00:01.000000", ts) == 0  # another writer's clock ahead: not negative
