@@ -346,7 +346,7 @@ class Monitor:
         """Record read_only and move the server between writer and reader hostgroups."""
         hg = self.app.hostgroups
         v = self.app.vars
-        pairs = hg.replication_pairs_of(*ep)
+        pairs = [p for p in hg.replication_pairs_of(*ep) if p.check_type in values]  # (pairs may have changed)
         if not pairs:
             return
         ro = values[pairs[0].check_type]
