@@ -26,6 +26,7 @@ from .routing.classifier import Classifier
 from .routing.hostgroups import Hostgroups, Server
 from .routing.rules import RuleSet, load_rules, rules_from_rows
 from .frontend.session import SessionState
+from .monitor import Monitor
 from .stats.counters import Counters, ProxyStats
 from .stats.digests import CommandCounters, DigestStats
 from .stats.auditlog import AuditLog
@@ -59,7 +60,7 @@ class Proxy:
         self._nursery: trio.Nursery | None = None
         self._all_closed = trio.Event()
         self._load_users(config)
-        self.hostgroups = Hostgroups(config.mysql_servers)
+        self.hostgroups = Hostgroups(config.mysql_servers, replication=config.mysql_replication_hostgroups)
         self.classifier = Classifier()
         self.rules = load_rules_for(config)
         # -- structured logs (myrouter/stats/jsonlog.py): query log and audit log ------
@@ -86,6 +87,8 @@ class Proxy:
         self.written_gtids: dict[int, tuple[int, int]] = {}  # domain -> (server_id, seq)
         self.gtid_applied: dict[Server, dict[int, int]] = {}
         self.gtid_lagging: dict[Server, float] = {}
+        # -- monitor (issue 6): health/read_only/lag checks, shunning, writer/reader discovery
+        self.monitor = Monitor(self)
         self.admin = Admin(self)  # admin interface (6032) and /metrics, served by run()
 
     def _load_users(self, config: Config) -> None:
@@ -168,6 +171,23 @@ class Proxy:
                 srv.connection_closed()
                 srv.bytes_sent += be.stream.bytes_out
                 srv.bytes_received += be.stream.bytes_in
+
+    def server_status_changed(self, server: Server, old_status: str) -> None:
+        """Called after every change of a Server's ``status``: by the monitor (health and lag
+        shunning, recovery, a server moved out of its hostgroup, which becomes OFFLINE_HARD),
+        by the traffic-side rule (``Server.note_connect_error``) and by LOAD MYSQL SERVERS TO
+        RUNTIME (including servers removed from the configuration, which become
+        OFFLINE_HARD). ``server.status`` is the new status. Runs synchronously on the event
+        loop: it must not block.
+        """
+        reason = f" ({server.shun_reason})" if server.shun_reason and server.status == "SHUNNED" else ""
+        log.info("server %s:%d (hostgroup %d): %s -> %s%s", server.host, server.port, server.hostgroup, old_status,
+                 server.status, reason)
+        if server.status != "ONLINE":
+            # no new traffic: its idle pooled connections go now (busy ones when given back;
+            # OFFLINE_HARD sessions are ended by the admin's sweeper)
+            self.pools.close_idle(server)
+            self.gtid_applied.pop(server, None)
 
     def mirror(self, session, payload: bytes, hostgroup: int) -> None:
         """Send a copy of a statement to ``hostgroup`` in the background; its result is dropped."""
@@ -265,9 +285,10 @@ class Proxy:
         log.info("myrouter listening for MySQL clients on %s (server version %s)",
                  ", ".join(f"{h}:{p}" for h, p in self.listen_addresses), self.server_version)
         try:
-            async with trio.open_nursery() as services:  # admin interface and /metrics
+            async with trio.open_nursery() as services:  # admin interface and /metrics, the monitor
                 await services.start(self.admin.serve)
                 await services.start(self.pools.run)
+                await services.start(self.monitor.run)  # monitor (issue 6)
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
                     with trio.CancelScope() as accept_scope:
@@ -442,8 +463,19 @@ class Proxy:
             raise MySQLError(1105, exc.strerror or str(exc), "HY000") from exc
         # -- from here on nothing can fail: swap ---------------------------------
         retired: list[Server] = []
-        if config.mysql_servers != old.mysql_servers:
-            self.hostgroups, retired = _reconcile_hostgroups(self.hostgroups, config.mysql_servers)
+        if (config.mysql_servers != old.mysql_servers
+                or config.mysql_replication_hostgroups != old.mysql_replication_hostgroups):
+            # monitor (issue 6): keep live servers, the monitor's writer/reader moves and shuns
+            before = {id(s): s.status for s in self.hostgroups.servers()}
+            self.hostgroups, retired = self.monitor.reconcile(config)
+            for s in self.hostgroups.servers():
+                old_status = before.get(id(s))
+                if old_status is not None and old_status != s.status:
+                    self.server_status_changed(s, old_status)
+            for s in retired:
+                old_status = s.status
+                if s.set_admin_status("OFFLINE_HARD", notify=False) is not None:
+                    self.server_status_changed(s, old_status)
         if config.mysql_users != old.mysql_users:
             self._load_users(config)
         if new_vars != self.vars:
@@ -474,6 +506,7 @@ class Proxy:
         self.config = config
         for server in retired:
             self.pools.forget_server(server)
+        self.monitor.configure()  # monitor (issue 6): new variables, credentials, intervals
         return retired
 
 
@@ -516,27 +549,6 @@ def _open_log(cls, prefix: str, v) -> QueryLog | AuditLog | None:
 
 def _long_query_us(v) -> int:
     return int(v.items().get("long_query_time", 1000)) * 1000
-
-
-def _reconcile_hostgroups(current: Hostgroups, servers) -> tuple[Hostgroups, list[Server]]:
-    """Hostgroups for ``servers`` that reuse the live Server objects of ``current`` where the
-    (hostgroup, host, port) stays; the left-over Server objects are returned as retired."""
-    new = Hostgroups(servers)
-    kept = set()
-    for group in new.by_hostgroup.values():
-        for i, fresh in enumerate(group):
-            live = current.find(fresh.hostgroup, fresh.host, fresh.port)
-            if live is None:
-                continue
-            live.weight = fresh.weight
-            live.status = fresh.status
-            live.max_connections = fresh.max_connections
-            live.max_replication_lag = fresh.max_replication_lag
-            live.comment = fresh.comment
-            group[i] = live
-            kept.add(id(live))
-    retired = [s for s in current.servers() if id(s) not in kept]
-    return new, retired
 
 
 def load_rules_for(config: Config):

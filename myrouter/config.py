@@ -137,14 +137,12 @@ MYSQL_COMPAT_VARIABLES: dict[str, Any] = {
     "monitor_groupreplication_healthcheck_timeout": 800,
     "monitor_groupreplication_max_transactions_behind_count": 3,
     "monitor_groupreplication_max_transactions_behind_for_read_only": 1,
-    "monitor_history": 7200000,
     "monitor_local_dns_cache_refresh_interval": 60000,
     "monitor_local_dns_cache_ttl": 300000,
     "monitor_local_dns_resolver_queue_maxsize": 128,
     "monitor_query_interval": 60000,
     "monitor_query_timeout": 100,
     "monitor_replication_lag_group_by_host": False,
-    "monitor_replication_lag_use_percona_heartbeat": "",
     "monitor_threads_max": 128,
     "monitor_threads_min": 8,
     "monitor_threads_queue_maxsize": 128,
@@ -375,6 +373,23 @@ class MySQLVariables:
     monitor_replication_lag_count: int = 1
     monitor_slave_lag_when_null: int = 60  # seconds
     monitor_writer_is_also_reader: bool = True
+    # How long the monitor.* log tables keep check results (they also keep at
+    # most 10000 rows each; see myrouter.monitor.logs).
+    monitor_history: int = 600000
+    # "schema.table" of a pt-heartbeat table (columns ts, server_id): replication
+    # lag is then read from it (MAX(ts) on the replica, sub-second) instead of
+    # Seconds_Behind_Master. ts is UTC (pt-heartbeat --utc). "" = not used.
+    monitor_replication_lag_use_percona_heartbeat: str = ""
+    # myrouter's own: write that heartbeat table on the writers every this many
+    # ms (the monitor account then needs CREATE, INSERT and UPDATE on it; the
+    # table and its schema are created if missing). 0 = do not write: another
+    # writer (pt-heartbeat --utc --update) keeps it. Writers are the servers of
+    # mysql_replication_hostgroups writer hostgroups whose read_only is OFF.
+    monitor_heartbeat_write_interval: int = 0
+    # myrouter's own: when no server of a reader hostgroup (of
+    # mysql_replication_hostgroups) can take connections (all SHUNNED or
+    # OFFLINE), reads go to its writer hostgroup instead of failing.
+    reader_fallback_to_writer: bool = True
     # -- accepted, not used ---------------------------------------------------
     compatibility: tuple[tuple[str, Any], ...] = tuple(MYSQL_COMPAT_VARIABLES.items())
 
@@ -503,6 +518,8 @@ _MYSQL_RANGES: dict[str, tuple[int, int]] = {
     "monitor_slave_lag_when_null": (0, 604800),
     "eventslog_filesize": (4096, 1024 * 1024 * 1024),
     "auditlog_filesize": (4096, 1024 * 1024 * 1024),
+    "monitor_history": (1000, 7 * _DAY_MS),
+    "monitor_heartbeat_write_interval": (0, _DAY_MS),
 }
 # restapi_port 0: any free port (for tests), as for the listener lists.
 _ADMIN_RANGES: dict[str, tuple[int, int]] = {"restapi_port": (0, 65535)}

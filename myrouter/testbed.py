@@ -529,6 +529,18 @@ class Server:
             f"gtid_slave_pos={row['p'] if row else None!r}; {fields}"
         )
 
+    def stop_sql_thread(self) -> None:
+        """``STOP SLAVE SQL_THREAD``: the replica keeps receiving events but applies none (it lags)."""
+        self.query("STOP SLAVE SQL_THREAD")
+
+    def start_sql_thread(self) -> None:
+        """``START SLAVE SQL_THREAD``: apply again (``Cluster.wait_replication`` waits for the catch-up)."""
+        self.query("START SLAVE SQL_THREAD")
+
+    def set_read_only(self, read_only: bool) -> None:
+        """``SET GLOBAL read_only`` (lasts until mariadbd restarts; the role decides it then)."""
+        self.query(f"SET GLOBAL read_only = {1 if read_only else 0}")
+
     # -- internals
 
     def _spawn(self) -> None:
@@ -646,6 +658,34 @@ class Cluster:
             log.info("testbed: kept %s", self.base_dir)
         if errors:
             raise ClusterError(f"could not stop {len(errors)} server(s); left {self.base_dir}") from errors[0]
+
+    def promote(self, replica: Server, timeout: float = 30) -> None:
+        """Switch over: make ``replica`` the primary and every other server its replica.
+
+        The old primary goes read_only first, ``replica`` catches up with it, stops
+        replicating (``STOP SLAVE; RESET SLAVE ALL``) and goes read_only=OFF; the old
+        primary and the other replicas then replicate from it (GTID, ``slave_pos``).
+        Roles are swapped, so a restarted server starts with the right read_only, and
+        ``primary``/``replicas`` describe the new topology.
+        """
+        if replica not in self.replicas:
+            raise ClusterError(f"{replica.name} is not a replica of this cluster")
+        old = self.primary
+        old.set_read_only(True)
+        replica.wait_for_gtid(self.gtid_binlog_pos(), timeout)
+        replica.query("STOP SLAVE")
+        replica.query("RESET SLAVE ALL")
+        replica.set_read_only(False)
+        others = [r for r in self.replicas if r is not replica]
+        for server in others:
+            server.query("STOP SLAVE")
+        old.query("SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos")
+        for server in [*others, old]:
+            _start_replication(server, replica)
+        old.role, replica.role = REPLICA, PRIMARY
+        self.primary = replica
+        self.replicas = [*others, old]
+        self.wait_replication(timeout)
 
     def summary(self) -> str:
         """Human-readable lines: each server and a ready-to-paste client command."""

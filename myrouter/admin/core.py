@@ -44,7 +44,7 @@ from .commands import (
     parse_command,
 )
 from .rows import config_tables, rule_rows, runtime_server_rows, variable_defaults
-from .schema import COLUMNS, CONFIG_TABLES, STATS_TABLES, create_statements
+from .schema import COLUMNS, CONFIG_TABLES, MONITOR_TABLES, STATS_TABLES, create_statements
 from .sqltext import UnknownVariable, substitute_variables, translate
 
 if TYPE_CHECKING:
@@ -104,7 +104,8 @@ class OkResult:
 
 Result = ResultSet | OkResult
 
-_DYNAMIC_TABLES = sorted([f"runtime_{n}" for n in CONFIG_TABLES] + list(STATS_TABLES), key=len, reverse=True)
+_DYNAMIC_TABLES = sorted([f"runtime_{n}" for n in CONFIG_TABLES] + list(STATS_TABLES) + list(MONITOR_TABLES),
+                         key=len, reverse=True)
 _DYNAMIC_RE = re.compile(r"\b(" + "|".join(_DYNAMIC_TABLES) + r")\b", re.I)
 _DISK_RE = re.compile(r"\bdisk\s*\.", re.I)
 _REFUSED_SQL = re.compile(r"\s*(VACUUM|ATTACH|DETACH)\b", re.I)
@@ -135,7 +136,7 @@ _DDL_ACTIONS = {
     sqlite3.SQLITE_DROP_TEMP_VIEW: "DROP VIEW",
 }
 _MANAGED = frozenset(list(CONFIG_TABLES) + [f"runtime_{n}" for n in CONFIG_TABLES] + list(STATS_TABLES)
-                     + ["sqlite_sequence", "sqlite_master", "sqlite_schema"])
+                     + list(MONITOR_TABLES) + ["sqlite_sequence", "sqlite_master", "sqlite_schema"])
 
 
 class Admin:
@@ -155,9 +156,12 @@ class Admin:
         self._internal = False
         self._deadline = float("inf")  # set while an operator's statement runs (see _run)
         self._deny_reason: MySQLError | None = None
-        self.db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        # no statement cache: the authorizer runs when a statement is prepared, and a cached copy of an
+        # internal statement (DELETE FROM stats.x) would let an operator skip it
+        self.db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False, cached_statements=0)
         self.db.execute("ATTACH DATABASE ':memory:' AS disk")
         self.db.execute("ATTACH DATABASE ':memory:' AS stats")
+        self.db.execute("ATTACH DATABASE ':memory:' AS monitor")
         for stmt in create_statements():
             self.db.execute(stmt)
         self._register_functions()
@@ -298,6 +302,9 @@ class Admin:
                     ER_OPEN_AS_READONLY,
                     f"Table 'disk.{table}' is read only: the disk layer is the TOML configuration files; change "
                     "the memory tables and run SAVE ... TO DISK", "HY000"))
+            if dbname == "monitor" or table in MONITOR_TABLES:
+                return self._deny(MySQLError(ER_OPEN_AS_READONLY, f"Table 'monitor.{table}' is read only: the "
+                                             "monitor writes its check results there", "HY000"))
             if table.startswith("runtime_") or dbname == "stats" or table.startswith("stats_"):
                 layer = "runtime" if table.startswith("runtime_") else "stats"
                 hint = ("change the memory tables and run LOAD ... TO RUNTIME" if layer == "runtime"
@@ -314,7 +321,7 @@ class Admin:
             if verb in ("DROP", "ALTER") and table in _MANAGED:
                 return self._deny(MySQLError(ER_SPECIFIC_ACCESS_DENIED_ERROR,
                                              f"{verb} of the admin table '{table}' is not allowed", "42000"))
-            if dbname in ("disk", "stats") and verb.startswith("CREATE"):
+            if dbname in ("disk", "stats", "monitor") and verb.startswith("CREATE"):
                 return self._deny(MySQLError(ER_SPECIFIC_ACCESS_DENIED_ERROR,
                                              f"objects cannot be created in the {dbname} schema", "42000"))
             return sqlite3.SQLITE_OK
@@ -427,8 +434,9 @@ class Admin:
         if names:
             with self.internal():
                 for name in sorted(names):  # ..._digest before ..._digest_reset
-                    self.replace_rows(("main." if name.startswith("runtime_") else "stats.") + name,
-                                      self.dynamic_rows(name))
+                    schema = "main." if name.startswith("runtime_") else "monitor." if name in MONITOR_TABLES \
+                        else "stats."
+                    self.replace_rows(schema + name, self.dynamic_rows(name))
 
     def dynamic_rows(self, name: str) -> list[Sequence[Any]]:
         app = self.app
@@ -454,6 +462,8 @@ class Admin:
             return S.global_status(app, self.started)
         if name == "stats_mysql_users":
             return S.user_rows(app)
+        if name in MONITOR_TABLES:
+            return app.monitor.logs.rows(name)
         raise KeyError(name)
 
     # ------------------------------------------------------------------ session variables

@@ -175,7 +175,8 @@ class Layers:
         admin = self.admin
         with admin.internal():
             if SERVERS in cmd.modules:
-                admin.replace_rows("main.mysql_servers", runtime_server_rows(app.hostgroups, app.config.mysql_servers))
+                admin.replace_rows("main.mysql_servers", runtime_server_rows(app.hostgroups, app.config.mysql_servers,
+                                                                             configured_status=True))
                 admin.replace_rows("main.mysql_replication_hostgroups",
                                    config_tables(app.config)["mysql_replication_hostgroups"])
             if USERS in cmd.modules:

@@ -56,15 +56,27 @@ def server_rows(servers: Iterable[ServerConfig]) -> list[tuple]:
     ]
 
 
-def runtime_server_rows(hostgroups: Hostgroups, configured: Iterable[ServerConfig]) -> list[tuple]:
+def runtime_server_rows(hostgroups: Hostgroups, configured: Iterable[ServerConfig], *,
+                        configured_status: bool = False) -> list[tuple]:
     """What is live: the Server objects (current status, weight ...) with the configured
-    columns the runtime does not keep (gtid_port, compression, use_ssl, max_latency_ms)."""
+    columns the runtime does not keep (gtid_port, compression, use_ssl, max_latency_ms).
+
+    Servers the monitor added to a hostgroup (writer/reader discovery) are included, with
+    the configured columns of the same host:port in another hostgroup. With
+    ``configured_status`` the status column is the configured one, without the
+    monitor's automatic shuns (for SAVE MYSQL SERVERS TO MEMORY: a shun is not
+    configuration, and a SHUNNED status in the configuration is never lifted
+    automatically)."""
     by_key = {(s.hostgroup_id, s.hostname, s.port): s for s in configured}
+    by_address = {}
+    for s in configured:
+        by_address.setdefault((s.hostname, s.port), s)
     rows = []
     for srv in hostgroups.servers():
-        cfg = by_key.get((srv.hostgroup, srv.host, srv.port))
+        cfg = by_key.get((srv.hostgroup, srv.host, srv.port)) or by_address.get((srv.host, srv.port))
+        status = srv.admin_status if configured_status else srv.status
         rows.append((
-            srv.hostgroup, srv.host, srv.port, cfg.gtid_port if cfg else 0, srv.status, srv.weight,
+            srv.hostgroup, srv.host, srv.port, cfg.gtid_port if cfg else 0, status, srv.weight,
             cfg.compression if cfg else 0, srv.max_connections, srv.max_replication_lag,
             _flag(cfg.use_ssl) if cfg else 0, cfg.max_latency_ms if cfg else 0, srv.comment,
         ))

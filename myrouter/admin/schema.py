@@ -12,12 +12,15 @@ Schemas, as in ProxySQL: ``main`` (the memory layer, plus ``runtime_*``
 tables refilled from the live proxy when a statement reads them), ``disk``
 (a mirror of the TOML files the proxy started from; read-only, written by
 ``SAVE ... TO DISK``) and ``stats`` (refilled from the proxy's counters when
-read). SQLite finds an unqualified table in ``main`` first and then in the
-attached schemas, so ``SELECT * FROM stats_mysql_global`` works as in ProxySQL.
+read) and ``monitor`` (the monitor's check logs, ``mysql_server_*_log``,
+refilled from :class:`myrouter.monitor.logs.MonitorLogs` when read). SQLite
+finds an unqualified table in ``main`` first and then in the attached schemas,
+so ``SELECT * FROM stats_mysql_global`` works as in ProxySQL.
 """
 
 from __future__ import annotations
 
+from myrouter.monitor.logs import LOG_TABLES
 from myrouter.routing.rules import COLUMNS as RULE_COLUMNS
 from myrouter.stats.digests import BUCKET_COLUMNS
 
@@ -25,6 +28,7 @@ __all__ = [
     "CONFIG_TABLES",
     "RUNTIME_TABLES",
     "STATS_TABLES",
+    "MONITOR_TABLES",
     "COLUMNS",
     "create_statements",
     "RULE_COLUMNS",
@@ -148,6 +152,10 @@ STATS_TABLES: dict[str, str] = {
 }
 
 
+#: tables of the ``monitor`` schema (ProxySQL's), refilled from the monitor's logs when read
+MONITOR_TABLES: dict[str, str] = dict(LOG_TABLES)
+
+
 def _columns(definition: str) -> tuple[str, ...]:
     """Column names of a ``(col TYPE ..., ..., PRIMARY KEY (...))`` definition."""
     body = definition.strip()[1:-1]
@@ -180,11 +188,13 @@ for _name, _definition in CONFIG_TABLES.items():
     COLUMNS[_name] = COLUMNS[f"runtime_{_name}"] = _columns(_definition)
 for _name, _definition in STATS_TABLES.items():
     COLUMNS[_name] = _columns(_definition)
+for _name, _definition in MONITOR_TABLES.items():
+    COLUMNS[_name] = _columns(_definition)
 assert COLUMNS["mysql_query_rules"] == RULE_COLUMNS, "mysql_query_rules columns must match the rule engine's"
 
 
 def create_statements() -> list[str]:
-    """``CREATE TABLE`` statements for all three schemas (``disk`` and ``stats`` must be attached)."""
+    """``CREATE TABLE`` statements for all four schemas (``disk``, ``stats`` and ``monitor`` must be attached)."""
     out = []
     for name, definition in CONFIG_TABLES.items():
         out.append(f"CREATE TABLE main.{name} {definition}")
@@ -192,4 +202,6 @@ def create_statements() -> list[str]:
         out.append(f"CREATE TABLE disk.{name} {definition}")
     for name, definition in STATS_TABLES.items():
         out.append(f"CREATE TABLE stats.{name} {definition}")
+    for name, definition in MONITOR_TABLES.items():
+        out.append(f"CREATE TABLE monitor.{name} {definition}")
     return out

@@ -326,3 +326,72 @@ async def read_greeting(host: str, port: int, timeout: float = 2.0) -> Handshake
         return HandshakeV10.parse(pkt.payload)
     finally:
         stream.close()
+
+
+async def query_rows(conn: BackendConnection, sql: str) -> tuple[list[str], list[tuple[str | None, ...]]]:
+    """Run one statement of the proxy's own and return its text result: column names and rows.
+
+    Values are ``str`` (decoded as UTF-8) or None for SQL NULL; a statement without a
+    result set gives ``([], [])``. Only the first result set is returned (any further
+    ones are read and dropped). Raises ``MySQLError`` if the server answers with an
+    error (the connection stays usable), ``ConnectionLost``/``MalformedPacket`` if the
+    connection fails (it is then closed). Used by the monitor for its checks; the
+    caller bounds the time (``trio.fail_after``) and closes the connection on timeout.
+    """
+    from ..protocol.codec import Reader
+
+    stream = conn.stream
+    deprecate_eof = bool(conn.capabilities & C.DEPRECATE_EOF)
+    conn.state = BackendState.ACTIVE
+    columns: list[str] = []
+    rows: list[tuple[str | None, ...]] = []
+    first = True
+    try:
+        await stream.send_all(frame(bytes((Command.QUERY,)) + sql.encode(), 0))
+        while True:  # one iteration per result (SERVER_MORE_RESULTS_EXISTS)
+            pkt = await stream.read_packet()
+            head = pkt.payload[:1]
+            if head == b"\xff":
+                conn.state = BackendState.IDLE
+                raise parse_err(pkt.payload)
+            if head == b"\x00":  # OK: no result set
+                status = ok_status(pkt.payload)
+            else:
+                ncols = Reader(pkt.payload).lenenc_int()
+                names = []
+                for _ in range(ncols):
+                    cd = Reader((await stream.read_packet()).payload)
+                    for _skip in range(4):  # catalog, schema, table, org_table
+                        cd.lenenc_bytes()
+                    names.append(cd.lenenc_str())
+                if not deprecate_eof:
+                    await stream.read_packet()  # EOF after the column definitions
+                result: list[tuple[str | None, ...]] = []
+                while True:
+                    body = (await stream.read_packet()).payload
+                    if body[:1] == b"\xff":
+                        conn.state = BackendState.IDLE
+                        raise parse_err(body)
+                    if body[:1] == b"\xfe" and len(body) < (0xFFFFFF if deprecate_eof else 9):
+                        status = ok_status(body) if deprecate_eof else int.from_bytes(body[3:5], "little")
+                        break
+                    r = Reader(body)
+                    values: list[str | None] = []
+                    for _ in range(ncols):
+                        if r.remaining and body[r.pos] == 0xFB:
+                            r.skip(1)
+                            values.append(None)
+                        else:
+                            values.append(r.lenenc_bytes().decode("utf-8", "replace"))
+                    result.append(tuple(values))
+                if first:
+                    columns, rows = names, result
+            first = False
+            if not status & 0x0008:  # SERVER_MORE_RESULTS_EXISTS
+                break
+    except (ConnectionLost, MalformedPacket):
+        conn.close()
+        raise
+    conn.status = status
+    conn.state = BackendState.IDLE
+    return columns, rows

@@ -385,7 +385,7 @@ class Pools:
         except MySQLError as exc:
             p.opening -= 1
             p.conn_err += 1
-            server.connect_errors += 1
+            server.note_connect_error(exc.code)  # counts it; shun_on_failures errors within 1 s shun
             app.backend_connect_failed(server, exc)
             self._slot_freed(server)
             raise
@@ -395,6 +395,7 @@ class Pools:
             raise
         p.opening -= 1
         p.conn_ok += 1
+        server.note_connect_ok()
         p.in_use += 1
         be.key = key
         be.schema = database

@@ -808,7 +808,15 @@ class ClientSession:
         before any byte of the response reached the client (safe statements only).
         """
         hg = self.default_hostgroup if hostgroup is None else hostgroup
-        be = await self._borrow(hg)
+        try:
+            be = await self._borrow(hg)
+        except MySQLError as exc:
+            # every reader unusable: reads fall back to the writer (reader_fallback_to_writer)
+            fallback = self.app.hostgroups.fallback_for(hg) if exc.code == ER_TOO_MANY_CONNECTIONS_HG else None
+            if fallback is None or fallback == hg:
+                raise
+            hg = fallback
+            be = await self._borrow(hg)
         be.state = BackendState.ACTIVE
         try:
             await be.stream.send_all(frame(payload, 0))
