@@ -78,13 +78,29 @@ async def serve(config, *, ready=None) -> None:
         await nursery.start(proxy.run)
         if ready is not None:
             ready(proxy)
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async for signum in signals:
+                if signum == signal.SIGHUP:
+                    await _reload(proxy)
+                    continue
                 log.info("received %s: stopping (drain timeout %d ms)", signal.Signals(signum).name,
-                         config.mysql_variables.shutdown_timeout)
-                await proxy.drain_and_stop(config.mysql_variables.shutdown_timeout / 1000)
+                         proxy.vars.shutdown_timeout)
+                await proxy.drain_and_stop(proxy.vars.shutdown_timeout / 1000)
                 break
         nursery.cancel_scope.cancel()
+
+
+async def _reload(proxy) -> None:
+    """SIGHUP: read the configuration files again and apply them, all or nothing."""
+    from .protocol.errors import MySQLError
+
+    log.info("received SIGHUP: reloading %s", proxy.config.path)
+    try:
+        await proxy.admin.reload_config()
+    except MySQLError as exc:
+        log.error("reload refused, the running configuration is unchanged: %s", exc.message)
+    else:
+        log.info("reload done: the configuration files are the running configuration")
 
 
 def _load(path: str):

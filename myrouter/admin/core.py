@@ -342,6 +342,17 @@ class Admin:
 
     # ------------------------------------------------------------------ execution
 
+    async def reload_config(self) -> None:
+        """SIGHUP: ``LOAD ALL FROM CONFIG`` then ``LOAD ALL TO RUNTIME``, as one operator would.
+
+        The whole change is validated first; on an error (raised as MySQLError) the runtime
+        is unchanged. Connected clients stay connected and pick the change up on their next
+        statement.
+        """
+        sess = AdminSession(0, "SIGHUP", "localhost", read_only=False)
+        await self.execute(sess, "LOAD ALL FROM CONFIG")
+        await self.execute(sess, "LOAD ALL TO RUNTIME")
+
     async def execute(self, sess: AdminSession, statement: str) -> Result:
         """Run one statement (already split) for ``sess``. Raises MySQLError."""
         try:

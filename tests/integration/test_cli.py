@@ -196,3 +196,38 @@ def test_port_in_use_is_a_clear_error(cluster, tmp_path):
     assert r.returncode == 1
     assert "Address already in use" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_sighup_reloads_the_config_without_dropping_clients(served, tmp_path):
+    proc, port = served()
+    cfg = tmp_path / "myrouter.toml"
+    conn = pymysql.connect(host="127.0.0.1", port=port, user="app", password="app")
+    with pytest.raises(pymysql.err.OperationalError) as info:
+        pymysql.connect(host="127.0.0.1", port=port, user="newbie", password="pw")
+    assert info.value.args[0] == 1045
+    good = cfg.read_text()
+    # a broken change is refused as a whole: nothing changes
+    cfg.write_text(good + '\n[[mysql_users]]\nusername = "newbie"\npassword = "pw"\ndefault_hostgroup = 77\n')
+    proc.send_signal(signal.SIGHUP)
+    time.sleep(1.5)
+    with pytest.raises(pymysql.err.OperationalError):
+        pymysql.connect(host="127.0.0.1", port=port, user="newbie", password="pw")
+    cfg.write_text(good + '\n[[mysql_users]]\nusername = "newbie"\npassword = "pw"\ndefault_hostgroup = 0\n')
+    proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            pymysql.connect(host="127.0.0.1", port=port, user="newbie", password="pw").close()
+            break
+        except pymysql.err.OperationalError:
+            assert time.monotonic() < deadline, "the new user never appeared"
+            time.sleep(0.2)
+    with conn.cursor() as cur:  # the client connected before both reloads is still served
+        cur.execute("SELECT 1")
+        assert cur.fetchone() == (1,)
+    conn.close()
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+    err = proc.stderr.read()
+    assert "reload refused" in err and "reload done" in err
