@@ -799,6 +799,7 @@ class ClientSession:
         timeout_ms: int | None = None,
         capture: list[bytes] | None = None,
         retries: int = 0,
+        prepare=None,
     ) -> ResponseTracker | None:
         """Send a command to the session's backend in ``hostgroup`` and relay the response.
 
@@ -806,6 +807,8 @@ class ClientSession:
         ``capture``: a list that receives the raw response bytes (query cache).
         ``retries``: reconnect and resend this many times if the backend fails
         before any byte of the response reached the client (safe statements only).
+        ``prepare``: ``async (connection) -> payload | None`` builds the payload for the
+        borrowed connection (prepared statements); None means it already answered the client.
         """
         hg = self.default_hostgroup if hostgroup is None else hostgroup
         try:
@@ -817,6 +820,10 @@ class ClientSession:
                 raise
             hg = fallback
             be = await self._borrow(hg)
+        if prepare is not None:
+            payload = await prepare(be)
+            if payload is None:
+                return None
         be.state = BackendState.ACTIVE
         try:
             await be.stream.send_all(frame(payload, 0))
@@ -824,7 +831,7 @@ class ClientSession:
             err = self._lost_backend(be, exc)
             if retries > 0:
                 return await self._forward(payload, kind, hostgroup=hg, cursor=cursor, timeout_ms=timeout_ms,
-                                           capture=capture, retries=retries - 1)
+                                           capture=capture, retries=retries - 1, prepare=prepare)
             if kind is not ResponseKind.NONE:
                 await self._send_err(err)
             return None
@@ -861,7 +868,7 @@ class ClientSession:
                 if not sent and retries > 0:
                     log.info("session %d: retrying on another connection after: %s", self.id, exc)
                     return await self._forward(payload, kind, hostgroup=hg, cursor=cursor, timeout_ms=timeout_ms,
-                                               capture=capture, retries=retries - 1)
+                                               capture=capture, retries=retries - 1, prepare=prepare)
                 await self._send_err(err, tracker.next_seq if sent else 1)
                 return None
             try:
@@ -1488,26 +1495,37 @@ class ClientSession:
         if len(payload) < 10:
             raise MalformedPacket("COM_STMT_EXECUTE shorter than its fixed header")
         st = self._stmt(payload, "execute")
+        cls = st.classification
         if st.cursor is not None:
             hg = st.cursor_hg  # a new execution replaces the open cursor, on its connection
         else:
-            hg = self._route(st.decision, st.classification)
-        be = await self._borrow(hg)
-        bid = await self._backend_stmt_id(be, st)
-        if bid is None:
-            return
-        if st.long_data:
-            head = b"\x18" + bid.to_bytes(4, "little")
-            try:
-                await be.stream.send_all(b"".join(frame(head + d, 0) for d in st.long_data))
-            except ConnectionLost as exc:
-                raise self._lost_backend(be, exc) from exc
-            st.long_data.clear()
+            hg = self._route(st.decision, cls)
         cursor = bool(payload[5] & 0x0F)
-        tracker = await self._forward(execute_for_backend(payload, bid, st), ResponseKind.RESULT, hostgroup=hg,
-                                      cursor=cursor)
+        used: list[BackendConnection] = []
+
+        async def for_connection(be: BackendConnection) -> bytes | None:
+            bid = await self._backend_stmt_id(be, st)
+            if bid is None:
+                return None
+            if st.long_data:
+                head = b"\x18" + bid.to_bytes(4, "little")
+                try:
+                    await be.stream.send_all(b"".join(frame(head + d, 0) for d in st.long_data))
+                except ConnectionLost as exc:
+                    raise self._lost_backend(be, exc) from exc
+            used.append(be)
+            return execute_for_backend(payload, bid, st)
+
+        safe = (cls.kind is StatementKind.READ and not cls.bits & _STATEFUL and not cursor and st.cursor is None
+                and self.trx_hg is None and self.status & _AUTOCOMMIT)
+        retries = self.app.vars.query_retries_on_failure if safe else 0
+        tracker = await self._forward(b"", ResponseKind.RESULT, hostgroup=hg, cursor=cursor, retries=retries,
+                                      prepare=for_connection)
         if tracker is None:
             return
+        st.long_data.clear()
+        be = used[-1]
+        hg = be.server_ref.hostgroup if be.server_ref is not None else hg
         app = self.app
         us = int((time.monotonic() - self.command_started) * 1_000_000)
         dtext, dhash = st.digest
