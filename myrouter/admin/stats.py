@@ -53,7 +53,8 @@ class PoolRow(NamedTuple):
 def connection_pool(app: Proxy, retired: list[Server] | None = None) -> list[PoolRow]:
     """Per server: connections handed to sessions (ConnUsed) and idle in the pool (ConnFree), opened,
     failed, the most at once, queries, bytes (``Server.bytes_*`` of closed connections plus the live
-    connections' streams) and the last measured ping round trip (Latency_us)."""
+    connections' streams) and the last ping round trip (Latency_us: the monitor's, else the pool's
+    own ping before reusing an idle connection)."""
     live_bytes: dict[int, list[int]] = {}
     for be in app.backends:
         srv = be.server_ref
@@ -72,7 +73,7 @@ def connection_pool(app: Proxy, retired: list[Server] | None = None) -> list[Poo
         rows.append(PoolRow(
             srv.hostgroup, srv.host, srv.port, srv.status, pool.in_use, pool.idle_count, srv.connections_created,
             srv.connect_errors, srv.max_connections_used, srv.queries, 0, srv.bytes_sent + sent,
-            srv.bytes_received + recv, pool.latency_us,
+            srv.bytes_received + recv, srv.ping_time_us or pool.latency_us,
         ))
     return rows
 
