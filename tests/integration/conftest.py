@@ -53,6 +53,29 @@ def render_config(cluster: Cluster, *, port: int, variables: dict | None = None,
     return "\n".join(lines) + "\n"
 
 
+def admin_port(rp: RunningProxy) -> int:
+    return rp.proxy.admin.listen_addresses[0][1]
+
+
+def admin_connect(rp: RunningProxy, user: str = "admin", password: str = "admin", **kw) -> pymysql.Connection:
+    return pymysql.connect(host="127.0.0.1", port=admin_port(rp), user=user, password=password, autocommit=True,
+                           connect_timeout=10, **kw)
+
+
+def admin_sql(rp: RunningProxy, *statements: str, user: str = "admin", password: str = "admin") -> list:
+    """Run statements on the proxy's admin interface; the rows of the last one."""
+    conn = admin_connect(rp, user, password)
+    try:
+        with conn.cursor() as cur:
+            rows: list = []
+            for sql in statements:
+                cur.execute(sql)
+                rows = list(cur.fetchall())
+            return rows
+    finally:
+        conn.close()
+
+
 class RunningProxy:
     """A proxy running in a thread of the test process."""
 

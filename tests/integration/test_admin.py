@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pymysql
 import pytest
-from conftest import RunningProxy, render_config
+from conftest import RunningProxy, admin_connect, admin_port, admin_sql, render_config
 from prometheus_client.parser import text_string_to_metric_families
 
 from myrouter.testbed import free_ports
@@ -25,27 +25,10 @@ REPO = Path(__file__).resolve().parents[2]
 # -- helpers -----------------------------------------------------------------------
 
 
-def admin_port(rp: RunningProxy) -> int:
-    return rp.proxy.admin.listen_addresses[0][1]
 
 
-def admin_connect(rp: RunningProxy, user: str = "admin", password: str = "admin", **kw) -> pymysql.Connection:
-    return pymysql.connect(host="127.0.0.1", port=admin_port(rp), user=user, password=password, autocommit=True,
-                           connect_timeout=10, **kw)
 
 
-def admin_sql(rp: RunningProxy, *statements: str) -> list:
-    """Run statements on the admin interface; the rows of the last one."""
-    conn = admin_connect(rp)
-    try:
-        with conn.cursor() as cur:
-            rows: list = []
-            for sql in statements:
-                cur.execute(sql)
-                rows = list(cur.fetchall())
-            return rows
-    finally:
-        conn.close()
 
 
 def admin_error(rp: RunningProxy, sql: str) -> pymysql.MySQLError:

@@ -15,7 +15,7 @@ from pathlib import Path
 import mysql.connector
 import pymysql
 import pytest
-from conftest import RunningProxy, render_config
+from conftest import admin_port, admin_sql, render_config
 from rawclient import RawClient, error_of
 
 from myrouter.testbed import free_ports
@@ -54,21 +54,8 @@ def names(events: list[dict]) -> list[str]:
     return [e["event"] for e in events]
 
 
-def admin_port(rp: RunningProxy) -> int:
-    return rp.proxy.admin.listen_addresses[0][1]
 
 
-def admin_sql(rp: RunningProxy, *statements: str, user: str = "admin", password: str = "admin") -> list:
-    conn = pymysql.connect(host="127.0.0.1", port=admin_port(rp), user=user, password=password, autocommit=True)
-    try:
-        with conn.cursor() as cur:
-            rows: list = []
-            for sql in statements:
-                cur.execute(sql)
-                rows = list(cur.fetchall())
-            return rows
-    finally:
-        conn.close()
 
 
 def thread_id(conn) -> int:

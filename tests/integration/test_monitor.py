@@ -13,9 +13,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pymysql
 import pytest
-from conftest import RunningProxy, render_config
+from conftest import RunningProxy, admin_sql, render_config
 
 from myrouter.backend.connection import ServerAddress, open_backend, query_rows
 from myrouter.monitor.checks import Checker, Credentials
@@ -73,18 +72,6 @@ def start_proxy(tmp_path: Path) -> Iterator[Callable[..., RunningProxy]]:
         rp.stop()
 
 
-def admin_sql(rp: RunningProxy, *statements: str) -> list[tuple]:
-    host, port = rp.proxy.admin.listen_addresses[0]
-    conn = pymysql.connect(host=host, port=port, user="admin", password="admin", autocommit=True)
-    try:
-        with conn.cursor() as cur:
-            rows: list = []
-            for sql in statements:
-                cur.execute(sql)
-                rows = list(cur.fetchall())
-            return rows
-    finally:
-        conn.close()
 
 
 def layout(rp: RunningProxy) -> dict[tuple[int, int], str]:
