@@ -144,35 +144,18 @@ class BackendConnection:
         return tracker
 
     async def query_rows(self, sql: str) -> list[list[str | None]]:
-        """Run a statement of the proxy's own and decode its (small) text result set.
+        """Run a statement of the proxy's own and decode its (small) text result set: the rows.
 
-        For the proxy's bookkeeping queries only, never for client traffic.
-        Raises the server's error as MySQLError.
+        For the proxy's bookkeeping queries only, never for client traffic. Raises the
+        server's error as MySQLError (the connection stays usable and keeps its state).
         """
-        raw: list[bytes] = []
-        tracker = await self.run_command(bytes((Command.QUERY,)) + sql.encode(), ResponseKind.RESULT, raw)
-        if tracker.error is not None:
-            raise parse_err(tracker.error)
-        packets = split_payloads(b"".join(raw))
-        if not packets or packets[0][:1] == b"\x00":
-            return []
-        r = Reader(packets[0])
-        ncols = r.lenenc_int()
-        i = 1 + ncols + (0 if self.capabilities & C.DEPRECATE_EOF else 1)
-        rows = []
-        for p in packets[i:]:
-            if p[:1] == b"\xfe" and len(p) < 0xFFFFFF:
-                break
-            r = Reader(p)
-            row: list[str | None] = []
-            for _ in range(ncols):
-                if r.pos < r.end and r.data[r.pos] == 0xFB:
-                    r.pos += 1
-                    row.append(None)
-                else:
-                    row.append(r.lenenc_bytes().decode("utf-8", "replace"))
-            rows.append(row)
-        return rows
+        state = self.state
+        try:
+            _, rows = await query_rows(self, sql)
+        finally:
+            if self.state is not BackendState.CLOSED:
+                self.state = state
+        return [list(r) for r in rows]
 
     def close(self) -> None:
         """Close at once (no COM_QUIT): for broken or abandoned connections."""
@@ -338,7 +321,6 @@ async def query_rows(conn: BackendConnection, sql: str) -> tuple[list[str], list
     connection fails (it is then closed). Used by the monitor for its checks; the
     caller bounds the time (``trio.fail_after``) and closes the connection on timeout.
     """
-    from ..protocol.codec import Reader
 
     stream = conn.stream
     deprecate_eof = bool(conn.capabilities & C.DEPRECATE_EOF)
