@@ -210,7 +210,8 @@ def test_heartbeat_lag_shuns_a_replica_whose_sql_thread_stopped(monitor_cluster,
     lagging, healthy = cluster.replicas
     rp = start_proxy(cluster, replica_options={"max_replication_lag": 1}, variables={
         "monitor_replication_lag_use_percona_heartbeat": "myrouter_hb.heartbeat",
-        "monitor_heartbeat_write_interval": 100, "shun_recovery_time_sec": 1})
+        "monitor_heartbeat_write_interval": 100, "shun_recovery_time_sec": 1},
+        users=[{"username": "app", "password": "app", "default_hostgroup": 1, "default_schema": "test"}])
     try:
         # the monitor creates the table on the writer; the replicas soon report sub-second lag
         def lag_rows(port):
@@ -234,6 +235,10 @@ def test_heartbeat_lag_shuns_a_replica_whose_sql_thread_stopped(monitor_cluster,
             logged = admin_sql(rp, f"SELECT MAX(repl_lag_ms) FROM monitor.mysql_server_replication_lag_log "
                                    f"WHERE port = {lagging.port}")[0][0]
             assert logged > 1000
+            # no read reaches the lagging replica while it is shunned
+            reader = rp.connect(autocommit=True)
+            assert {served_by(reader) for _ in range(20)} == {server_id(healthy)}
+            reader.close()
             # Seconds_Behind_Master says nothing useful meanwhile (NULL: the SQL thread is stopped)
             assert lagging.slave_status()["Seconds_Behind_Master"] is None
         finally:
