@@ -55,6 +55,7 @@ KEY_CAPABILITIES = int(
 )
 
 ONLINE = "ONLINE"
+PEEK_AFTER_IDLE = 0.25  # seconds
 
 
 class PoolKey(NamedTuple):
@@ -205,12 +206,16 @@ class Pools:
         if not stack:
             return None
         be = stack[-1]
-        if time.monotonic() - be.last_used > self.settings.ping_after_idle:
+        idle = time.monotonic() - be.last_used
+        if idle > self.settings.ping_after_idle:
             return None
         stack.pop()
         p.in_use += 1
         be.state = BackendState.RESERVED
-        if self._dead(be):  # one non-blocking peek: the server closed it (KILL, wait_timeout, restart)
+        # A connection idle for a while gets one non-blocking peek: did the server close it (KILL,
+        # wait_timeout, restart)? Not on the busy path, where a failure of a connection given back
+        # moments ago is handled like any lost connection (reads are retried).
+        if idle > PEEK_AFTER_IDLE and self._dead(be):
             log.info("backend %s connection #%d was closed by the server while idle", server.address, be.id)
             self._discard(be, p)
             return None
@@ -218,6 +223,19 @@ class Pools:
 
     def _pick(self, group: list[Server], key: PoolKey) -> Server | None:
         """A server drawn by weight among the ONLINE ones (then its pool is asked for a connection)."""
+        total = 0
+        for s in group:
+            if s.status == ONLINE and s.weight > 0:
+                total += s.weight
+            else:
+                break
+        else:  # all usable (the common case): no list built
+            point = self._rng.random() * total
+            for s in group:
+                point -= s.weight
+                if point < 0:
+                    return s
+            return group[-1]
         usable = [s for s in group if s.status == ONLINE and s.weight > 0]
         if not usable:
             return None
