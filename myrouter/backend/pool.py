@@ -547,6 +547,25 @@ class Pools:
                 n += 1
         return n
 
+    def check_idle(self, server: Server) -> int:
+        """A connection to ``server`` broke: close its idle connections the server has closed too
+        (a crash or restart closes them all at once). Returns how many were closed."""
+        p = self._pools.get(server)
+        if p is None:
+            return 0
+        n = 0
+        for stack in p.idle.values():
+            alive = []
+            for be in stack:
+                if self._dead(be):
+                    p.in_use += 1
+                    self._discard(be, p)
+                    n += 1
+                else:
+                    alive.append(be)
+            stack[:] = alive
+        return n
+
     def forget_server(self, server: Server) -> None:
         """``server`` left the configuration: close its idle connections; busy ones close when released."""
         self.close_idle(server)

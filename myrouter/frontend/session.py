@@ -742,6 +742,8 @@ class ClientSession:
 
     def _lost_backend(self, be: BackendConnection, exc: Exception) -> MySQLError:
         self._drop_backend(be)
+        if be.server_ref is not None:
+            self.app.pools.check_idle(be.server_ref)  # its siblings may be dead too (a crash)
         self.app.counters.backend_errors += 1
         self.app.log_backend_error(be.server, be.server.hostgroup, exc, session=self, during="query")
         log.warning("session %d: lost backend %s (hostgroup %d): %s", self.id, be.server, be.server.hostgroup, exc)
