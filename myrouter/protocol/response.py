@@ -203,6 +203,34 @@ class ResponseTracker:
             pos = k
         state = self._state
         while pos < n and (state < _LOCAL_INFILE or self._cont):
+            if self._partial is None and not self._cont:
+                if state == _ROWS:
+                    # Fast path for rows: whole row packets are counted by their headers.
+                    limit = self._eof_limit
+                    rows = 0
+                    last = pos
+                    while n - pos >= 5:
+                        length = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
+                        end = pos + 4 + length
+                        if end > n or length == 0 or length >= _MAX_PAYLOAD:
+                            break
+                        first = data[pos + 4]
+                        if first == 0xFF or (first == 0xFE and length < limit):
+                            break  # the terminator: below
+                        rows += 1
+                        last = pos
+                        pos = end
+                    if rows:
+                        self.rows += rows
+                        self.next_seq = (data[last + 3] + 1) & 0xFF
+                        if pos >= n:
+                            break
+                elif state == _FIRST:
+                    end = self._result_header(data, pos, n)
+                    if end != pos:
+                        pos = end
+                        state = _ROWS
+                        continue
             if self._partial is None and not self._cont and n - pos >= 5:
                 # Fast path: a whole packet (not a 16 MiB piece) that starts here. Rows and
                 # counted packets are passed over by their headers; small packets are interpreted.
@@ -257,6 +285,45 @@ class ResponseTracker:
                 return n
             pos = end
         return pos
+
+    def _result_header(self, data, pos: int, n: int) -> int:
+        """Pass over a result set's header at once: a column count below 251, the column
+        definitions and (without DEPRECATE_EOF) a plain EOF, all whole in ``data`` from ``pos``.
+        Returns the position of the first row (state ROWS), or ``pos`` unchanged when the
+        reply is anything else (OK, ERR, LOCAL INFILE, a cursor, a long packet, a piece of the
+        header): the packet-by-packet path then handles it."""
+        if n - pos < 5 or self.cursor:
+            return pos
+        count = data[pos + 4]
+        if (data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16) != 1 or not 0 < count < 0xFB:
+            return pos
+        last = pos
+        p = pos + 5
+        while count:
+            if n - p < 4:
+                return pos
+            length = data[p] | data[p + 1] << 8 | data[p + 2] << 16
+            if length == 0 or length >= _MAX_PAYLOAD:
+                return pos
+            last = p
+            p += 4 + length
+            count -= 1
+        if p > n:
+            return pos
+        if not self.deprecate_eof:
+            # the EOF after the column definitions (an ERR or an OK-style packet: the slow path)
+            if n - p < 9 or data[p + 4] != 0xFE:
+                return pos
+            length = data[p] | data[p + 1] << 8 | data[p + 2] << 16
+            if not 5 <= length < 7 or p + 4 + length > n:
+                return pos
+            self.status = data[p + 7] | data[p + 8] << 8
+            self.status_seen = True
+            last = p
+            p += 4 + length
+        self.next_seq = (data[last + 3] + 1) & 0xFF
+        self._state = _ROWS
+        return p
 
     def _packet(self, buf, start: int) -> int:
         """Interpret the packet at ``start``; return its total size, or -1 if more bytes are needed."""
