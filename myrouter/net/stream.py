@@ -192,6 +192,23 @@ class PacketStream:
             self.bytes_out += n
             view = view[n:]
 
+    def send_nowait(self, data: bytes | bytearray | memoryview) -> memoryview | None:
+        """Send what the socket takes now: None when all of ``data`` went (the usual case for
+        a response that fits the socket buffer), else the rest, to finish with ``send_all``.
+
+        A plain function: on the hot path, ``if (rest := s.send_nowait(d)) is not None: await
+        s.send_all(rest)`` costs no coroutine when nothing has to wait."""
+        try:
+            sent = self.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise ConnectionLost(str(exc)) from exc
+        self.bytes_out += sent
+        if sent == len(data):
+            return None
+        return memoryview(data)[sent:]
+
     async def send_packet(self, payload: bytes, seq: int) -> int:
         """Frame and send one payload; return the sequence id that follows it."""
         await self.send_all(frame(payload, seq))
