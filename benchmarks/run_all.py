@@ -2,7 +2,8 @@
 """Run every benchmark with its defaults, one after the other (``make bench``).
 
 * ``bench_sysbench.py``: sysbench through the proxy versus straight to MariaDB;
-* ``bench_classify.py`` (if present): the statement digest/classification path.
+* ``bench_classify.py`` (if present): the statement digest/classification path;
+* ``bench_hotpath.py`` (if present): ns per non-I/O step of a point select.
 
 Each runs as its own subprocess with this interpreter; its output is shown as it
 comes. ``--json-dir DIR`` asks bench_sysbench.py to write ``DIR/sysbench.json``.
@@ -68,10 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     results.append(("bench_sysbench.py", run("bench_sysbench.py", sysbench_args)))
     if results[-1][1] in (130, -signal.SIGINT, -signal.SIGTERM):
         print("\ninterrupted: not running the other benchmarks", flush=True)
-    elif (HERE / "bench_classify.py").exists():
-        results.append(("bench_classify.py", run("bench_classify.py", [])))
     else:
-        print("\n(bench_classify.py not present: skipped)", flush=True)
+        for name in ("bench_classify.py", "bench_hotpath.py"):
+            if (HERE / name).exists():
+                results.append((name, run(name, [])))
+            else:
+                print(f"\n({name} not present: skipped)", flush=True)
 
     print("\n===== summary =====")
     for name, code in results:
