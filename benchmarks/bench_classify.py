@@ -22,6 +22,10 @@ import argparse
 import platform
 import sys
 import timeit
+from pathlib import Path
+
+# this checkout's myrouter, not the one the shared venv was installed from (an editable install elsewhere)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from myrouter.routing import (
     Classifier,

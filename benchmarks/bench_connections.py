@@ -30,7 +30,6 @@ test bed or the proxy could not start.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import statistics
 import sys

@@ -45,6 +45,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# this checkout's myrouter (test bed, config), not the one the shared venv was installed from
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 from _common import (  # noqa: E402 - after the sys.path change
     ChildrenCPU,
@@ -219,14 +221,24 @@ class Runner:
 
 
 class ProxyProcess:
-    def __init__(self, cluster: Any, workdir: Path, *, log_level: str) -> None:
+    """``myrouter serve`` as a subprocess, run from the source tree ``source`` (default: this checkout).
+
+    The proxy runs as ``python -m myrouter`` with ``source`` first on ``PYTHONPATH``: the shared
+    virtualenv's ``bin/myrouter`` script would import the package the venv was installed from
+    (an editable install of another checkout), not the code under measurement.
+    """
+
+    def __init__(self, cluster: Any, workdir: Path, *, log_level: str, source: Path = ROOT,
+                 env: dict[str, str] | None = None) -> None:
         from myrouter.__main__ import demo_config
         from myrouter.testbed import free_ports
 
+        self.source = Path(source).resolve()
+        self.extra_env = dict(env or {})
         self.port, self.admin_port, self.metrics_port = free_ports(3)
         self.config_path = workdir / "myrouter.toml"
         self.config_path.write_text(
-            demo_config(cluster, rules_dir=ROOT / "rules", port=self.port, admin_port=self.admin_port,
+            demo_config(cluster, rules_dir=self.source / "rules", port=self.port, admin_port=self.admin_port,
                         metrics_port=self.metrics_port)
         )
         self.log_path = workdir / "myrouter.log"
@@ -241,14 +253,24 @@ class ProxyProcess:
         return self.proc.pid
 
     def start(self, timeout: float = 60) -> None:
-        exe = Path(sys.executable).with_name("myrouter")
-        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "myrouter"]
-        cmd += ["--log-level", self.log_level, "serve", "--config", str(self.config_path)]
+        cmd = [sys.executable, "-m", "myrouter", "--log-level", self.log_level, "serve",
+               "--config", str(self.config_path)]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(self.source), env.get("PYTHONPATH")) if p)
+        env.update(self.extra_env)
         self._log_file = open(self.log_path, "wb")
         # its own session: a Ctrl-C in the terminal reaches us, and we stop the proxy ourselves
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT,
-                                     cwd=ROOT, start_new_session=True)
+                                     cwd=self.source, env=env, start_new_session=True)
         self._wait_ready(timeout)
+        self.package = self._package_dir()
+
+    def _package_dir(self) -> str | None:
+        """Where the running proxy imported myrouter from (checked: it must be ``source``)."""
+        out = subprocess.run([sys.executable, "-c", "import myrouter, os; print(os.path.dirname(myrouter.__file__))"],
+                             cwd=self.source, env={**os.environ, "PYTHONPATH": str(self.source)},
+                             capture_output=True, text=True)
+        return out.stdout.strip() or None
 
     def _wait_ready(self, timeout: float) -> None:
         import pymysql
@@ -702,7 +724,8 @@ def main(argv: list[str] | None = None) -> int:
 
         proxy = ProxyProcess(cluster, workdir, log_level=a.proxy_log_level)
         proxy.start()
-        print(f"  myrouter pid {proxy.pid} on {HOST}:{proxy.port} (log {proxy.log_path})", flush=True)
+        print(f"  myrouter pid {proxy.pid} on {HOST}:{proxy.port}, code from {proxy.package} (log {proxy.log_path})",
+              flush=True)
 
         if a.warmup > 0:
             for port in (cluster.primary.port, proxy.port):

@@ -4,7 +4,8 @@
 * ``bench_sysbench.py``: sysbench through the proxy versus straight to MariaDB;
 * ``bench_connections.py``: 10,000 client connections held on a few backend connections
   (memory per connection, backend connections, connect rate versus direct);
-* ``bench_classify.py`` (if present): the statement digest/classification path.
+* ``bench_classify.py`` (if present): the statement digest/classification path;
+* ``bench_hotpath.py`` (if present): ns per non-I/O step of a point select.
 
 Each runs as its own subprocess with this interpreter; its output is shown as it
 comes. ``--json-dir DIR`` asks bench_sysbench.py to write ``DIR/sysbench.json``.
@@ -67,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     sysbench_args: list[str] = []
     if a.json_dir is not None:
         sysbench_args += ["--json", str(a.json_dir / "sysbench.json")]
-    for name, args in (("bench_sysbench.py", sysbench_args), ("bench_connections.py", []), ("bench_classify.py", [])):
+    for name, args in (("bench_sysbench.py", sysbench_args), ("bench_connections.py", []), ("bench_classify.py", []),
+                       ("bench_hotpath.py", [])):
         if not (HERE / name).exists():
             print(f"\n({name} not present: skipped)", flush=True)
             continue

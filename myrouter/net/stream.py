@@ -22,6 +22,8 @@ from ..protocol.packets import Packet, PacketDecoder, frame
 
 RECV_SIZE = 256 * 1024
 _FAIR_BUDGET = 64  # reads without waiting before a forced checkpoint
+_wait_readable = trio.lowlevel.wait_readable
+_wait_writable = trio.lowlevel.wait_writable
 
 
 class ConnectionLost(Exception):
@@ -95,30 +97,44 @@ class PacketStream:
         for): wait for readability first instead of failing a read with EAGAIN."""
         if self.decoder.buffered:
             return self.decoder.take_buffered()
-        await self.wait_readable()
-        data = self.recv_nowait()
-        if data is not None:
-            self._budget = _FAIR_BUDGET
-            return data
-        return await self.recv_some()
+        if self.closed:
+            raise ConnectionLost("stream is closed")
+        sock = self.sock
+        try:
+            await _wait_readable(sock)
+        except trio.ClosedResourceError as exc:
+            raise ConnectionLost("stream closed while waiting") from exc
+        try:
+            data = sock.recv(RECV_SIZE)
+        except BlockingIOError:
+            return await self.recv_some()
+        except OSError as exc:
+            raise ConnectionLost(str(exc)) from exc
+        if not data:
+            raise ConnectionLost("connection closed by peer")
+        self.bytes_in += len(data)
+        self._budget = _FAIR_BUDGET
+        return data
 
     async def wait_readable(self) -> None:
         if self.closed:
             raise ConnectionLost("stream is closed")
         try:
-            await trio.lowlevel.wait_readable(self.sock)
+            await _wait_readable(self.sock)
         except trio.ClosedResourceError as exc:
             raise ConnectionLost("stream closed while waiting") from exc
 
     def packet_nowait(self) -> Packet | None:
         """A whole packet if one is buffered or readable now, else None."""
         dec = self.decoder
-        pkt = dec.next_packet()
-        if pkt is not None:
-            return pkt
+        if dec.buffered:
+            pkt = dec.next_packet()
+            if pkt is not None:
+                return pkt
+        sock = self.sock
         while True:
             try:
-                data = self.sock.recv(RECV_SIZE)
+                data = sock.recv(RECV_SIZE)
             except BlockingIOError:
                 return None
             except OSError as exc:
@@ -126,8 +142,7 @@ class PacketStream:
             if not data:
                 raise ConnectionLost("connection closed by peer")
             self.bytes_in += len(data)
-            dec.feed(data)
-            pkt = dec.next_packet()
+            pkt = dec.receive(data)
             if pkt is not None:
                 return pkt
 
@@ -165,7 +180,7 @@ class PacketStream:
             if self.closed:
                 raise ConnectionLost("stream is closed")
             try:
-                await trio.lowlevel.wait_writable(sock)
+                await _wait_writable(sock)
             except trio.ClosedResourceError as exc:
                 raise ConnectionLost("stream closed while sending") from exc
             try:
@@ -176,6 +191,23 @@ class PacketStream:
                 raise ConnectionLost(str(exc)) from exc
             self.bytes_out += n
             view = view[n:]
+
+    def send_nowait(self, data: bytes | bytearray | memoryview) -> memoryview | None:
+        """Send what the socket takes now: None when all of ``data`` went (the usual case for
+        a response that fits the socket buffer), else the rest, to finish with ``send_all``.
+
+        A plain function: on the hot path, ``if (rest := s.send_nowait(d)) is not None: await
+        s.send_all(rest)`` costs no coroutine when nothing has to wait."""
+        try:
+            sent = self.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise ConnectionLost(str(exc)) from exc
+        self.bytes_out += sent
+        if sent == len(data):
+            return None
+        return memoryview(data)[sent:]
 
     async def send_packet(self, payload: bytes, seq: int) -> int:
         """Frame and send one payload; return the sequence id that follows it."""

@@ -82,6 +82,22 @@ class PacketDecoder:
         self._pos = 0
         return data
 
+    def receive(self, data: bytes | bytearray | memoryview) -> Packet | None:
+        """``feed(data)`` then ``next_packet()``; without copying ``data`` into the buffer when
+        nothing is buffered and ``data`` is exactly one packet (the usual client request)."""
+        n = len(data)
+        if n >= 4 and self._pos == len(self._buf):
+            length = data[0] | data[1] << 8 | data[2] << 16
+            if n == 4 + length and length < MAX_PACKET_PAYLOAD:
+                seq = data[3]
+                if self.expect_seq is not None and seq != self.expect_seq:
+                    raise SequenceError(f"expected sequence id {self.expect_seq}, got {seq}")
+                if self.max_payload is not None and length > self.max_payload:
+                    raise PacketTooLarge(f"payload of {length} bytes exceeds the limit of {self.max_payload}")
+                return Packet(seq, bytes(data[4:]), seq)
+        self.feed(data)
+        return self.next_packet()
+
     def next_packet(self) -> Packet | None:
         buf = self._buf
         pos = self._pos

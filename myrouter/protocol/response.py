@@ -70,16 +70,40 @@ class _St(enum.IntEnum):
     DONE = 12
 
 
+# The states as plain ints: the tracker compares them on every packet, and enum members
+# cost an attribute lookup each (``_St`` gives their names for error messages).
+_FIRST = 0
+_COLUMNS = 1
+_COLUMNS_EOF = 2
+_ROWS = 3
+_PREP_FIRST = 4
+_PREP_PARAMS = 5
+_PREP_PARAMS_EOF = 6
+_PREP_COLS = 7
+_PREP_COLS_EOF = 8
+_SINGLE = 9
+_STATS = 10
+_LOCAL_INFILE = 11
+_DONE = 12
+assert [s.value for s in _St] == list(range(13))
 # States whose packets are only counted (their bodies are never looked at).
-_COUNTED = frozenset((_St.COLUMNS, _St.PREP_PARAMS, _St.PREP_COLS, _St.STATS))
-# States where each packet is a row (or a column definition for FIELD_LIST) unless it is a terminator.
-_ROWLIKE = frozenset((_St.ROWS,))
+_COUNTED = frozenset((_COLUMNS, _PREP_PARAMS, _PREP_COLS, _STATS))
 # Plain ints: enum.IntFlag operators are slow on the per-response path.
 _DEPRECATE_EOF = int(Capability.DEPRECATE_EOF)
 _MORE_RESULTS = int(Status.MORE_RESULTS_EXISTS)
 _CURSOR_EXISTS = int(Status.CURSOR_EXISTS)
+_MAX_PAYLOAD = MAX_PACKET_PAYLOAD
 # Largest packet the tracker will buffer to interpret (OK/ERR/EOF/column count are small).
 _MAX_INTERPRETED = 1 << 20
+_INITIAL_STATE = {
+    ResponseKind.RESULT: _FIRST,
+    ResponseKind.PREPARE: _PREP_FIRST,
+    ResponseKind.FIELD_LIST: _ROWS,
+    ResponseKind.FETCH: _ROWS,
+    ResponseKind.SIMPLE: _SINGLE,
+    ResponseKind.STATISTICS: _STATS,
+    ResponseKind.NONE: _DONE,
+}
 
 
 def ok_status(body: bytes | bytearray | memoryview) -> int:
@@ -110,6 +134,7 @@ class ResponseTracker:
         "_cont",
         "_skip",
         "_partial",
+        "_eof_limit",
         "status",
         "status_seen",
         "next_seq",
@@ -118,14 +143,18 @@ class ResponseTracker:
         "rows",
         "results",
         "prepare_ok",
-        "row_kind",
         "columns",
+        "row_kind",
     )
 
     def __init__(self, kind: ResponseKind, capabilities: int, *, cursor: bool = False, row_kind: int = 0) -> None:
         self.kind = kind
-        self.deprecate_eof = bool(capabilities & _DEPRECATE_EOF)
+        # int(): a Capability flag's ``&`` is a Python-level enum operator
+        self.deprecate_eof = deprecate_eof = bool(int(capabilities) & _DEPRECATE_EOF)
+        # a 0xFE packet shorter than this is an EOF (with DEPRECATE_EOF: an OK-style terminator), not a row
+        self._eof_limit = _MAX_PAYLOAD if deprecate_eof else 9
         self.cursor = cursor  # COM_STMT_EXECUTE asked for a cursor
+        self.row_kind = row_kind
         self._count = 0
         self._pending_cols = 0
         self._cont = False  # the previous packet was 16 MiB - 1: this one continues it
@@ -140,29 +169,18 @@ class ResponseTracker:
         self.results = 0  # result sets or OKs completed
         self.prepare_ok: bytes | None = None
         self.columns = 0  # columns of the last result set; 0 when the last result was an OK
-        if kind == ResponseKind.RESULT:
-            self._state = _St.FIRST
-        elif kind == ResponseKind.PREPARE:
-            self._state = _St.PREP_FIRST
-        elif kind in (ResponseKind.FIELD_LIST, ResponseKind.FETCH):
-            self._state = _St.ROWS
-        elif kind == ResponseKind.SIMPLE:
-            self._state = _St.SINGLE
-        elif kind == ResponseKind.STATISTICS:
-            self._state = _St.STATS
-        else:
-            self._state = _St.DONE
+        self._state = _INITIAL_STATE.get(kind, _DONE)
 
     # -- public state -------------------------------------------------------
 
     @property
     def done(self) -> bool:
         """The whole response has been seen, including the last byte of its last packet."""
-        return self._state == _St.DONE and not self._skip and not self._cont and self._partial is None
+        return self._state == _DONE and not self._skip and not self._cont and self._partial is None
 
     @property
     def local_infile(self) -> bool:
-        return self._state == _St.LOCAL_INFILE
+        return self._state == _LOCAL_INFILE
 
     @property
     def in_packet(self) -> bool:
@@ -171,9 +189,9 @@ class ResponseTracker:
 
     def resume_after_local_infile(self) -> None:
         """The client has sent its file (ended by an empty packet); the server's OK/ERR follows."""
-        if self._state != _St.LOCAL_INFILE:
+        if self._state != _LOCAL_INFILE:
             raise RuntimeError("not waiting for a LOCAL INFILE")
-        self._state = _St.FIRST
+        self._state = _FIRST
 
     # -- feeding ------------------------------------------------------------
 
@@ -185,12 +203,67 @@ class ResponseTracker:
             k = self._skip if self._skip < n else n
             self._skip -= k
             pos = k
-        while pos < n and (self._state < _St.LOCAL_INFILE or self._cont):
+        state = self._state
+        while pos < n and (state < _LOCAL_INFILE or self._cont):
+            if self._partial is None and not self._cont:
+                if state == _ROWS:
+                    # Fast path for rows: whole row packets are counted by their headers.
+                    limit = self._eof_limit
+                    rows = 0
+                    last = pos
+                    while n - pos >= 5:
+                        length = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
+                        end = pos + 4 + length
+                        if end > n or length == 0 or length >= _MAX_PAYLOAD:
+                            break
+                        first = data[pos + 4]
+                        if first == 0xFF or (first == 0xFE and length < limit):
+                            break  # the terminator: below
+                        rows += 1
+                        last = pos
+                        pos = end
+                    if rows:
+                        self.rows += rows
+                        self.next_seq = (data[last + 3] + 1) & 0xFF
+                        if pos >= n:
+                            break
+                elif state == _FIRST:
+                    end = self._result_header(data, pos, n)
+                    if end != pos:
+                        pos = end
+                        state = _ROWS
+                        continue
+            if self._partial is None and not self._cont and n - pos >= 5:
+                # Fast path: a whole packet (not a 16 MiB piece) that starts here. Rows and
+                # counted packets are passed over by their headers; small packets are interpreted.
+                length = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
+                end = pos + 4 + length
+                if end <= n and 0 < length < _MAX_PAYLOAD:
+                    self.next_seq = (data[pos + 3] + 1) & 0xFF
+                    if state == _ROWS:
+                        first = data[pos + 4]
+                        if first == 0xFF or (first == 0xFE and length < self._eof_limit):
+                            self._terminator(bytes(data[pos + 4 : end]))
+                            state = self._state
+                        else:
+                            self.rows += 1
+                    elif state in _COUNTED:
+                        self._counted()
+                        state = self._state
+                    else:
+                        if length > _MAX_INTERPRETED:
+                            raise MalformedPacket(f"unexpected {length}-byte packet in state {_St(state).name}")
+                        self._full(bytes(data[pos + 4 : end]))
+                        state = self._state
+                    pos = end
+                    continue
+            # General path: pieces of packets, continuations, empty packets.
             if self._partial is not None:
                 part = self._partial
                 have = len(part)
                 combined = bytes(part) + bytes(data[pos : pos + 4 + _MAX_INTERPRETED])
                 total = self._packet(combined, 0)
+                state = self._state
                 if total < 0:
                     part += data[pos:]
                     if len(part) > 4 + _MAX_INTERPRETED:
@@ -204,6 +277,7 @@ class ResponseTracker:
                 pos += take
                 continue
             total = self._packet(data, pos)
+            state = self._state
             if total < 0:
                 self._partial = bytearray(data[pos:])
                 return n
@@ -214,6 +288,47 @@ class ResponseTracker:
             pos = end
         return pos
 
+    def _result_header(self, data, pos: int, n: int) -> int:
+        """Pass over a result set's header at once: a column count below 251, the column
+        definitions and (without DEPRECATE_EOF) a plain EOF, all whole in ``data`` from ``pos``.
+        Returns the position of the first row (state ROWS), or ``pos`` unchanged when the
+        reply is anything else (OK, ERR, LOCAL INFILE, a cursor, a long packet, a piece of the
+        header): the packet-by-packet path then handles it."""
+        if n - pos < 5 or self.cursor:
+            return pos
+        count = data[pos + 4]
+        if (data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16) != 1 or not 0 < count < 0xFB:
+            return pos
+        columns = count
+        last = pos
+        p = pos + 5
+        while count:
+            if n - p < 4:
+                return pos
+            length = data[p] | data[p + 1] << 8 | data[p + 2] << 16
+            if length == 0 or length >= _MAX_PAYLOAD:
+                return pos
+            last = p
+            p += 4 + length
+            count -= 1
+        if p > n:
+            return pos
+        if not self.deprecate_eof:
+            # the EOF after the column definitions (an ERR or an OK-style packet: the slow path)
+            if n - p < 9 or data[p + 4] != 0xFE:
+                return pos
+            length = data[p] | data[p + 1] << 8 | data[p + 2] << 16
+            if not 5 <= length < 7 or p + 4 + length > n:
+                return pos
+            self.status = data[p + 7] | data[p + 8] << 8
+            self.status_seen = True
+            last = p
+            p += 4 + length
+        self.next_seq = (data[last + 3] + 1) & 0xFF
+        self._state = _ROWS
+        self.columns = columns
+        return p
+
     def _packet(self, buf, start: int) -> int:
         """Interpret the packet at ``start``; return its total size, or -1 if more bytes are needed."""
         avail = len(buf) - start
@@ -222,35 +337,32 @@ class ResponseTracker:
         length = buf[start] | buf[start + 1] << 8 | buf[start + 2] << 16
         self.next_seq = (buf[start + 3] + 1) & 0xFF
         if self._cont:
-            self._cont = length == MAX_PACKET_PAYLOAD
+            self._cont = length == _MAX_PAYLOAD
             return 4 + length
         st = self._state
         if st in _COUNTED:
-            self._cont = length == MAX_PACKET_PAYLOAD
+            self._cont = length == _MAX_PAYLOAD
             self._counted()
             return 4 + length
-        if st == _St.ROWS:
+        if st == _ROWS:
             if length == 0:
                 raise MalformedPacket("empty packet where a row or a terminator was expected")
             if avail < 5:
                 return -1
             first = buf[start + 4]
-            if first == 0xFF or (first == 0xFE and length < (MAX_PACKET_PAYLOAD if self.deprecate_eof else 9)):
+            if first == 0xFF or (first == 0xFE and length < self._eof_limit):
                 if avail < 4 + length:
                     return -1
                 self._terminator(bytes(buf[start + 4 : start + 4 + length]))
                 return 4 + length
-            return self._row(length)
+            self.rows += 1
+            self._cont = length == _MAX_PAYLOAD
+            return 4 + length
         if length > _MAX_INTERPRETED:
-            raise MalformedPacket(f"unexpected {length}-byte packet in state {st.name}")
+            raise MalformedPacket(f"unexpected {length}-byte packet in state {_St(st).name}")
         if avail < 4 + length:
             return -1
         self._full(bytes(buf[start + 4 : start + 4 + length]))
-        return 4 + length
-
-    def _row(self, length: int) -> int:
-        self.rows += 1
-        self._cont = length == MAX_PACKET_PAYLOAD
         return 4 + length
 
     def _counted(self) -> None:
@@ -258,29 +370,29 @@ class ResponseTracker:
         if self._count > 0:
             return
         st = self._state
-        if st == _St.STATS:
-            self._state = _St.DONE
-        elif st == _St.COLUMNS:
-            self._state = _St.COLUMNS_EOF if not self.deprecate_eof or self.cursor else _St.ROWS
-        elif st == _St.PREP_PARAMS:
+        if st == _STATS:
+            self._state = _DONE
+        elif st == _COLUMNS:
+            self._state = _COLUMNS_EOF if not self.deprecate_eof or self.cursor else _ROWS
+        elif st == _PREP_PARAMS:
             if not self.deprecate_eof:
-                self._state = _St.PREP_PARAMS_EOF
+                self._state = _PREP_PARAMS_EOF
             else:
                 self._after_params()
-        elif st == _St.PREP_COLS:
-            self._state = _St.PREP_COLS_EOF if not self.deprecate_eof else _St.DONE
+        elif st == _PREP_COLS:
+            self._state = _PREP_COLS_EOF if not self.deprecate_eof else _DONE
 
     def _after_params(self) -> None:
         if self._pending_cols:
-            self._state = _St.PREP_COLS
+            self._state = _PREP_COLS
             self._count = self._pending_cols
         else:
-            self._state = _St.DONE
+            self._state = _DONE
 
     def _terminator(self, body: bytes) -> None:
         if body[0] == 0xFF:
             self.error = body
-            self._state = _St.DONE
+            self._state = _DONE
             return
         if len(body) >= 7:  # OK-style terminator (DEPRECATE_EOF)
             self.status = ok_status(body)
@@ -291,52 +403,52 @@ class ResponseTracker:
             raise MalformedPacket("truncated EOF packet")
         self.status_seen = True
         self.results += 1
-        if self.kind == ResponseKind.RESULT and self.status & _MORE_RESULTS:
-            self._state = _St.FIRST
+        if self.status & _MORE_RESULTS and self.kind == ResponseKind.RESULT:
+            self._state = _FIRST
         else:
-            self._state = _St.DONE
+            self._state = _DONE
 
     def _full(self, body: bytes) -> None:
         st = self._state
         if not body:
-            raise MalformedPacket(f"empty packet in state {st.name}")
+            raise MalformedPacket(f"empty packet in state {_St(st).name}")
         first = body[0]
-        if st == _St.FIRST:
+        if st == _FIRST:
             if first == 0x00 and len(body) >= 7:
                 self.status = ok_status(body)
                 self.status_seen = True
                 self.last_ok = body
                 self.results += 1
                 self.columns = 0
-                self._state = _St.FIRST if self.status & _MORE_RESULTS else _St.DONE
+                self._state = _FIRST if self.status & _MORE_RESULTS else _DONE
             elif first == 0xFF:
                 self.error = body
-                self._state = _St.DONE
+                self._state = _DONE
             elif first == 0xFB:
-                self._state = _St.LOCAL_INFILE
+                self._state = _LOCAL_INFILE
             else:
-                count = Reader(body).lenenc_int()
+                count = first if first < 0xFB else Reader(body).lenenc_int()
                 if count == 0:
                     raise MalformedPacket("result set with zero columns")
                 self._count = count
                 self.columns = count
-                self._state = _St.COLUMNS
-        elif st == _St.COLUMNS_EOF:
+                self._state = _COLUMNS
+        elif st == _COLUMNS_EOF:
             if first == 0xFF:
                 self.error = body
-                self._state = _St.DONE
+                self._state = _DONE
                 return
             self.status = ok_status(body) if len(body) >= 7 else _eof_status(body)
             self.status_seen = True
             if self.cursor and self.status & _CURSOR_EXISTS:
                 self.results += 1
-                self._state = _St.DONE  # rows come later, through COM_STMT_FETCH
+                self._state = _DONE  # rows come later, through COM_STMT_FETCH
             else:
-                self._state = _St.ROWS
-        elif st == _St.PREP_FIRST:
+                self._state = _ROWS
+        elif st == _PREP_FIRST:
             if first == 0xFF:
                 self.error = body
-                self._state = _St.DONE
+                self._state = _DONE
                 return
             if first != 0x00 or len(body) < 9:
                 raise MalformedPacket("bad COM_STMT_PREPARE response")
@@ -345,17 +457,17 @@ class ResponseTracker:
             params = body[7] | body[8] << 8
             self._pending_cols = cols
             if params:
-                self._state = _St.PREP_PARAMS
+                self._state = _PREP_PARAMS
                 self._count = params
             else:
                 self._after_params()
-        elif st == _St.PREP_PARAMS_EOF:
+        elif st == _PREP_PARAMS_EOF:
             _eof_status(body)
             self._after_params()
-        elif st == _St.PREP_COLS_EOF:
+        elif st == _PREP_COLS_EOF:
             _eof_status(body)
-            self._state = _St.DONE
-        elif st == _St.SINGLE:
+            self._state = _DONE
+        elif st == _SINGLE:
             if first == 0xFF:
                 self.error = body
             elif first == 0x00 and len(body) >= 7:
@@ -367,9 +479,9 @@ class ResponseTracker:
                 self.status_seen = True
             else:
                 raise MalformedPacket(f"unexpected packet 0x{first:02x} where OK/ERR/EOF was expected")
-            self._state = _St.DONE
+            self._state = _DONE
         else:  # pragma: no cover - every state is handled above
-            raise MalformedPacket(f"unexpected packet in state {st.name}")
+            raise MalformedPacket(f"unexpected packet in state {_St(st).name}")
 
 
 def _eof_status(body: bytes) -> int:

@@ -213,10 +213,26 @@ def digest_text(sql: str) -> str:
 
 def digest_hash(text: str) -> int:
     """The 64-bit hash of a digest text (BLAKE2b, 8 bytes, little-endian)."""
-    return int.from_bytes(
-        blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
-        "little",
-    )
+    h = _HASHES.get(text)
+    if h is None:
+        h = _hash_and_remember(text)
+    return h
+
+
+# Digest texts repeat (that is what they are for): their hashes are remembered, since a dict
+# lookup costs a fraction of encoding and hashing the text again. Bounded by count and length.
+_HASHES: dict[str, int] = {}
+_HASHES_MAX = 8192
+_HASHES_MAX_TEXT = 2048
+
+
+def _hash_and_remember(text: str) -> int:
+    h = int.from_bytes(blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+    if len(text) <= _HASHES_MAX_TEXT:
+        if len(_HASHES) >= _HASHES_MAX:
+            _HASHES.clear()
+        _HASHES[text] = h
+    return h
 
 
 def digest(sql: str) -> tuple[str, int]:
@@ -229,10 +245,10 @@ def digest(sql: str) -> tuple[str, int]:
     out = " ".join(out.split())
     if out.endswith(";"):
         out = out.rstrip("; ")
-    return out, int.from_bytes(
-        blake2b(out.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
-        "little",
-    )
+    h = _HASHES.get(out)
+    if h is None:
+        h = _hash_and_remember(out)
+    return out, h
 
 
 def format_digest(value: int) -> str:

@@ -659,7 +659,7 @@ class RuleSet:
 
     __slots__ = (
         "_rules", "_active", "_by_flag", "_positions", "_hits", "_by_id", "iterations",
-        "_masks", "_mask_capacity",
+        "_masks", "_mask_capacity", "_plans",
     )
 
     def __init__(
@@ -709,6 +709,10 @@ class RuleSet:
         # digest-level filters pass for that digest
         self._masks: OrderedDict[int, int] = OrderedDict()
         self._mask_capacity = max(1, digest_cache_size)
+        # (flag_in, digest mask) -> (decision, positions of the rules that matched), for walks
+        # that only met rules without session-level filters or rewrites: such a walk depends
+        # on nothing else, so its decision is reused and only the hit counters are bumped
+        self._plans: dict[tuple[int, int], tuple[RouteDecision, tuple[int, ...]]] = {}
 
     # -- inspection --------------------------------------------------------
 
@@ -781,9 +785,19 @@ class RuleSet:
         if seq is None:
             return _no_decision(flag)
         mask = self._digest_mask(ctx)
+        key = (flag, mask)
+        plan = self._plans.get(key)
+        if plan is not None:
+            if count_hits:
+                hits = self._hits
+                for position in plan[1]:
+                    hits[position] += 1
+            return plan[0]
         query = ctx.query
         values: list[Any] | None = None
         matched: list[int] = []
+        positions: list[int] = []
+        reusable = True  # no rule of the walk looked at anything but the digest
         new_query: str | None = None
         iterations = self.iterations
         hits = self._hits
@@ -794,16 +808,20 @@ class RuleSet:
             if not (mask >> c.position) & 1:
                 continue
             smatch = c.smatch
-            if smatch is not None and not smatch(ctx, query if new_query is None else new_query):
-                continue
+            if smatch is not None:
+                reusable = False
+                if not smatch(ctx, query if new_query is None else new_query):
+                    continue
             if count_hits:
                 hits[c.position] += 1
             matched.append(c.rule_id)
+            positions.append(c.position)
             if values is None:
                 values = list(_NO_DECISION_VALUES)
             for index, value in c.actions:
                 values[index] = value
             if c.rewrite is not None:
+                reusable = False
                 regex, template, count = c.rewrite
                 new_query = regex.sub(template, query if new_query is None else new_query, count)
             if c.flag_out is not None:
@@ -819,11 +837,21 @@ class RuleSet:
                     # continue after the current rule, among rules with the new flag
                     k = bisect.bisect_right(self._positions.get(flag, ()), c.position)
         if values is None:
-            return _no_decision(flag)
-        values[1] = tuple(matched)
-        values[2] = new_query
-        values[-1] = flag
-        return RouteDecision._make(values)
+            decision = _no_decision(flag)
+        else:
+            values[1] = tuple(matched)
+            values[2] = new_query
+            values[-1] = flag
+            decision = RouteDecision._make(values)
+        if reusable:
+            plans = self._plans
+            if len(plans) >= _MAX_PLANS:
+                plans.clear()
+            plans[key] = (decision, tuple(positions))
+        return decision
+
+
+_MAX_PLANS = 4096
 
 
 _NO_DECISIONS: dict[int, RouteDecision] = {}

@@ -271,3 +271,55 @@ def test_random_bytes_only_ever_give_packets_none_or_protocol_errors():
             except (SequenceError, PacketTooLarge):
                 break
         assert d.buffered <= len(data)
+
+
+# --------------------------------------------------------------------------- receive
+
+
+@pytest.mark.parametrize("n", [0, 1, 100, 4096])
+def test_receive_gives_what_feed_and_next_packet_give(n):
+    # receive(data) == feed(data); next_packet(), whether or not it takes the unbuffered path
+    payload = payload_of(n)
+    data = frame(payload, 0)
+    feeds = [whole(data), whole(data + NEXT), bytewise(data + NEXT), [data, NEXT], [data[:-1], data[-1:] + NEXT]]
+    feeds += list(two_pieces(data))[:: max(1, len(data) // 16)]
+    for chunks in feeds:
+        a, b = PacketDecoder(), PacketDecoder()
+        got_a, got_b = [], []
+        for chunk in chunks:
+            p = a.receive(chunk)
+            while p is not None:
+                got_a.append(p)
+                p = a.next_packet()
+            b.feed(chunk)
+            while (p := b.next_packet()) is not None:
+                got_b.append(p)
+        assert got_a == got_b
+        assert got_a[0] == Packet(0, payload, 0)
+        assert a.buffered == b.buffered
+
+
+def test_receive_one_whole_packet_is_not_buffered_and_keeps_order_after_buffered_bytes():
+    d = PacketDecoder()
+    assert d.receive(frame(b"\x03SELECT 1", 0)) == Packet(0, b"\x03SELECT 1", 0)
+    assert d.buffered == 0
+    # a partial packet is buffered; the next whole packet must come after it
+    first = frame(b"\x03first", 0)
+    assert d.receive(first[:3]) is None
+    assert d.receive(first[3:]) == Packet(0, b"\x03first", 0)
+    assert d.receive(frame(b"\x03second", 0)) == Packet(0, b"\x03second", 0)
+    assert d.buffered == 0
+
+
+def test_receive_checks_sequence_id_and_size_like_next_packet():
+    d = PacketDecoder(max_payload=10)
+    d.expect_seq = 0
+    with pytest.raises(SequenceError):
+        d.receive(frame(b"\x03x", 1))
+    d = PacketDecoder(max_payload=10)
+    with pytest.raises(PacketTooLarge):
+        d.receive(frame(b"\x03" + b"x" * 10, 0))
+    assert PacketDecoder(max_payload=10).receive(frame(b"\x03" + b"x" * 9, 0)) == Packet(0, b"\x03" + b"x" * 9, 0)
+    # a memoryview or bytearray comes back as bytes
+    p = PacketDecoder().receive(memoryview(frame(b"\x03abc", 0)))
+    assert type(p.payload) is bytes and p.payload == b"\x03abc"

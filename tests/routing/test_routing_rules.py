@@ -402,6 +402,27 @@ def test_hit_counters() -> None:
     assert rs.hits() == {1: 0, 2: 0}
 
 
+def test_reused_walks_count_hits_and_session_filters_are_evaluated_each_time() -> None:
+    # a walk through digest-level rules only is remembered per (flag, digest mask) and reused;
+    # hit counters still count every statement, and a walk that meets a session-level filter
+    # or a rewrite is redone for every statement
+    rs = RuleSet([
+        R(1, match_kind=("read",), flagOUT=5),
+        R(2, flagIN=5, username="a", destination_hostgroup=1, apply=1),
+        R(3, flagIN=5, match_pattern="^SELECT 9", replace_pattern="SELECT 8", destination_hostgroup=3),
+        R(4, match_kind=("write",), destination_hostgroup=2, apply=1),
+    ])
+    for _ in range(3):
+        assert rs.evaluate(ctx("DELETE FROM t")).matched_rules == (4,)
+    assert rs.evaluate(ctx("SELECT 1", username="a")).destination_hostgroup == 1
+    assert rs.evaluate(ctx("SELECT 1", username="b")).matched_rules == (1,)
+    d = rs.evaluate(ctx("SELECT 9", username="b"))
+    assert (d.destination_hostgroup, d.rewritten_query) == (3, "SELECT 8")
+    assert rs.evaluate(ctx("SELECT 7", username="b")).rewritten_query is None
+    rs.evaluate(ctx("DELETE FROM t"), count_hits=False)
+    assert rs.hits() == {1: 4, 2: 1, 3: 1, 4: 3}
+
+
 def test_hits_snapshot_is_a_copy() -> None:
     rs = RuleSet([R(1)])
     snapshot = rs.hits()
