@@ -334,7 +334,7 @@ def _instructions(src: Path, a, queries: int, phase: str = "proxied") -> int:
 def callgrind(sources, a) -> int:
     """Instructions per proxied statement: (Ir with 2q statements - Ir with q) / (q * clients), so that
     start-up, logins and warm-up cancel out, less the same for the fake clients talking to the fake
-    backend directly (measured once, with the first source's Trio loop). Deterministic to ~0.1%."""
+    backend directly (measured once, with the first source's Trio loop). Repeatable to about 1% between invocations (the peers are measured anew each time); sources compared in one invocation differ by less."""
     q = a.queries
     rows: dict[str, list[float]] = {n: [] for n, _ in sources}
     src0 = sources[0][1]
