@@ -358,7 +358,8 @@ def callgrind(sources, a) -> int:
             base = med
             print(f"  {name:>10}: {med:9.0f} instructions/statement")
         else:
-            print(f"  {name:>10}: {med:9.0f} instructions/statement ({med - base:+.0f}, {100 * (med - base) / base:+.1f}%"
+            pct = 100 * (med - base) / base
+            print(f"  {name:>10}: {med:9.0f} instructions/statement ({med - base:+.0f}, {pct:+.1f}%"
                   f" vs {sources[0][0]})")
     return 0
 
