@@ -101,8 +101,10 @@ def protocol_steps(number: int, repeat: int, results: list) -> None:
         return t.done
 
     print("per statement (protocol):")
-    bench("PacketDecoder.feed + next_packet (client request)", decode_reuse, number, repeat, results)
-    bench("  (with a new PacketDecoder)", decode, number, repeat, results)
+    bench("PacketDecoder.receive (client request, as the stream reads it)", lambda: dec.receive(request), number,
+          repeat, results)
+    bench("  (feed + next_packet instead)", decode_reuse, number, repeat, results)
+    bench("  (feed + next_packet, new PacketDecoder)", decode, number, repeat, results)
     bench("frame(payload, 0) (request to the backend)", lambda: frame(payload, 0), number, repeat, results)
     bench("ResponseTracker(...) + feed(response) + done", track, number, repeat, results)
 

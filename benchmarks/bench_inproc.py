@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=5000, help="statements per client and run (default 5000)")
     p.add_argument("--warmup", type=int, default=500, help="statements per client before measuring")
     p.add_argument("--callgrind", action="store_true",
-                   help="count instructions (valgrind --tool=callgrind) instead of timing: deterministic, "
+                   help="count instructions (valgrind --tool=callgrind) instead of timing: repeatable, "
                         "slow (~1 min per source and run); reports proxied instructions per statement")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--child-proxied-only", action="store_true", help=argparse.SUPPRESS)
@@ -334,7 +334,8 @@ def _instructions(src: Path, a, queries: int, phase: str = "proxied") -> int:
 def callgrind(sources, a) -> int:
     """Instructions per proxied statement: (Ir with 2q statements - Ir with q) / (q * clients), so that
     start-up, logins and warm-up cancel out, less the same for the fake clients talking to the fake
-    backend directly (measured once, with the first source's Trio loop). Deterministic to ~0.1%."""
+    backend directly (measured once, with the first source's Trio loop). Repeatable to about 1%
+    between invocations (the peers are measured anew each time): compare sources in one invocation."""
     q = a.queries
     rows: dict[str, list[float]] = {n: [] for n, _ in sources}
     src0 = sources[0][1]
@@ -357,7 +358,8 @@ def callgrind(sources, a) -> int:
             base = med
             print(f"  {name:>10}: {med:9.0f} instructions/statement")
         else:
-            print(f"  {name:>10}: {med:9.0f} instructions/statement ({med - base:+.0f}, {100 * (med - base) / base:+.1f}%"
+            pct = 100 * (med - base) / base
+            print(f"  {name:>10}: {med:9.0f} instructions/statement ({med - base:+.0f}, {pct:+.1f}%"
                   f" vs {sources[0][0]})")
     return 0
 

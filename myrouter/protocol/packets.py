@@ -9,10 +9,14 @@ fed in arbitrary pieces.
 
 from __future__ import annotations
 
+import struct
 from typing import NamedTuple
 
 from .constants import MAX_PACKET_PAYLOAD
 from .errors import PacketTooLarge, SequenceError
+
+
+_HEADER = struct.Struct("<I").pack  # 3-byte length and sequence id, as one little-endian word
 
 
 class Packet(NamedTuple):
@@ -25,7 +29,9 @@ def frame(payload: bytes | bytearray | memoryview, seq: int) -> bytes:
     """Frame one logical payload starting at sequence id ``seq``."""
     n = len(payload)
     if n < MAX_PACKET_PAYLOAD:
-        return n.to_bytes(3, "little") + bytes(((seq & 0xFF),)) + bytes(payload)
+        if type(payload) is not bytes:
+            payload = bytes(payload)
+        return _HEADER(n | (seq & 0xFF) << 24) + payload
     parts = []
     view = memoryview(payload)
     pos = 0
