@@ -223,29 +223,18 @@ class Pools:
 
     def _pick(self, group: list[Server], key: PoolKey) -> Server | None:
         """A server drawn by weight among the ONLINE ones (then its pool is asked for a connection)."""
-        total = 0
-        for s in group:
-            if s.status == ONLINE and s.weight > 0:
-                total += s.weight
-            else:
+        usable = group
+        for srv in group:
+            if srv.status != ONLINE or srv.weight <= 0:  # not the common case: filter
+                usable = [x for x in group if x.status == ONLINE and x.weight > 0]
                 break
-        else:  # all usable (the common case): no list built
-            point = self._rng.random() * total
-            for s in group:
-                point -= s.weight
-                if point < 0:
-                    return s
-            return group[-1]
-        usable = [s for s in group if s.status == ONLINE and s.weight > 0]
-        if not usable:
-            return None
-        if len(usable) == 1:
-            return usable[0]
-        point = self._rng.random() * sum(s.weight for s in usable)
-        for s in usable:
-            point -= s.weight
+        if len(usable) <= 1:
+            return usable[0] if usable else None
+        point = self._rng.random() * sum(x.weight for x in usable)
+        for srv in usable:
+            point -= srv.weight
             if point < 0:
-                return s
+                return srv
         return usable[-1]
 
     async def acquire(self, hostgroups: Hostgroups, hostgroup: int, key: PoolKey, login: Login,
@@ -259,14 +248,15 @@ class Pools:
         s = self.settings
         deadline = trio.current_time() + s.wait_timeout
         tried: set[Server] = set()
+        last_error: MySQLError | None = None
         while True:
             group = hostgroups.by_hostgroup.get(hostgroup)
             if not group:
                 raise MySQLError(PROXYSQL_ER_HOSTGROUP_TIMEOUT, f"Hostgroup {hostgroup} has no servers", "HY000")
             online = [srv for srv in group if srv.status == ONLINE and srv.weight > 0 and srv not in tried]
             if not online:
-                if tried:
-                    raise self._last_error
+                if last_error is not None:
+                    raise last_error
                 states = ", ".join(f"{srv.host}:{srv.port} {srv.status}" for srv in group)
                 raise MySQLError(PROXYSQL_ER_HOSTGROUP_TIMEOUT,
                                  f"Max connect timeout reached while reaching hostgroup {hostgroup}: no usable "
@@ -294,7 +284,7 @@ class Pools:
                 try:
                     return await self._open(target, key, login, database)
                 except MySQLError as exc:
-                    self._last_error = exc
+                    last_error = exc
                     tried.add(target)
                     continue
             # 4. wait for a connection or a slot
@@ -305,11 +295,9 @@ class Pools:
                 try:
                     return await self._open(handed, key, login, database, reserved=True)
                 except MySQLError as exc:
-                    self._last_error = exc
+                    last_error = exc
                     tried.add(handed)
                     continue
-
-    _last_error = MySQLError(PROXYSQL_ER_HOSTGROUP_TIMEOUT, "no backend connection", "HY000")
 
     async def _reuse_idle(self, p: ServerPool, key: PoolKey) -> BackendConnection | None:
         stack = p.idle.get(key)
@@ -356,7 +344,7 @@ class Pools:
         p, stack, _ = best
         be = stack.pop(0)
         p.in_use += 1  # _discard counts it out of in_use
-        self._discard(be, p, polite=True, notify=False)  # the slot is the caller's
+        self._discard(be, p, polite=True, notify=False)  # the slot is the caller's, not a waiter's
         return p.server
 
     async def _open(self, server: Server, key: PoolKey, login: Login, database: str | None, *,
@@ -533,19 +521,22 @@ class Pools:
 
     # -- maintenance ----------------------------------------------------------
 
+    def _close_idle(self, p: ServerPool, stack: list[BackendConnection], gone: list[BackendConnection], *,
+                    polite: bool) -> int:
+        """Take ``gone`` out of ``stack`` first (so a freed slot is seen as free), then close them."""
+        if gone:
+            stack[:] = [be for be in stack if be not in gone]
+            for be in gone:
+                p.in_use += 1  # _discard counts it out of in_use
+                self._discard(be, p, polite=polite)
+        return len(gone)
+
     def close_idle(self, server: Server) -> int:
         """Close every idle connection of ``server`` (it went SHUNNED/OFFLINE or left the config)."""
         p = self._pools.get(server)
         if p is None:
             return 0
-        n = 0
-        for stack in p.idle.values():
-            while stack:
-                be = stack.pop()
-                p.in_use += 1
-                self._discard(be, p, polite=True)
-                n += 1
-        return n
+        return sum(self._close_idle(p, stack, list(stack), polite=True) for stack in p.idle.values())
 
     def check_idle(self, server: Server) -> int:
         """A connection to ``server`` broke: close its idle connections the server has closed too
@@ -553,18 +544,8 @@ class Pools:
         p = self._pools.get(server)
         if p is None:
             return 0
-        n = 0
-        for stack in p.idle.values():
-            alive = []
-            for be in stack:
-                if self._dead(be):
-                    p.in_use += 1
-                    self._discard(be, p)
-                    n += 1
-                else:
-                    alive.append(be)
-            stack[:] = alive
-        return n
+        return sum(self._close_idle(p, stack, [be for be in stack if self._dead(be)], polite=False)
+                   for stack in p.idle.values())
 
     def forget_server(self, server: Server) -> None:
         """``server`` left the configuration: close its idle connections; busy ones close when released."""
@@ -594,24 +575,16 @@ class Pools:
                 continue
             keep_free = max(s.min_idle, server.max_connections * s.free_connections_pct // 100)
             for key, stack in p.idle.items():
-                kept = []
-                for be in stack:  # oldest first
-                    if self._dead(be):
-                        log.info("backend %s connection #%d closed by the server while idle", server.address, be.id)
-                        p.in_use += 1
-                        self._discard(be, p)
-                    elif s.max_age and now - be.created > s.max_age:
-                        p.in_use += 1
-                        self._discard(be, p, polite=True)
-                    else:
-                        kept.append(be)
-                surplus = len(kept) - keep_free
-                while surplus > 0 and s.idle_timeout and kept and now - kept[0].last_used > s.idle_timeout:
-                    be = kept.pop(0)
-                    p.in_use += 1
-                    self._discard(be, p, polite=True)
-                    surplus -= 1
-                stack[:] = kept
+                dead = [be for be in stack if self._dead(be)]
+                for be in dead:
+                    log.info("backend %s connection #%d closed by the server while idle", server.address, be.id)
+                self._close_idle(p, stack, dead, polite=False)
+                aged = [be for be in stack if s.max_age and now - be.created > s.max_age]
+                self._close_idle(p, stack, aged, polite=True)
+                # surplus idle connections, oldest first (stacks are LIFO: the oldest at the bottom)
+                surplus = len(stack) - keep_free
+                stale = [be for be in stack[:max(surplus, 0)] if s.idle_timeout and now - be.last_used > s.idle_timeout]
+                self._close_idle(p, stack, stale, polite=True)
                 missing = min(s.min_idle - len(stack), server.max_connections - p.total)
                 if missing > 0 and self._nursery is not None and key in self._logins:
                     for _ in range(missing):
@@ -652,14 +625,6 @@ class Pools:
                 waits=p.waits if p else 0, wait_us=p.wait_us if p else 0,
             ))
         return out
-
-    def count_by_state(self) -> dict[str, int]:
-        counts = collections.Counter()
-        for be in self.app.backends:
-            counts[be.state.value] += 1
-        for p in self._pools.values():
-            counts["new"] += p.opening
-        return dict(counts)
 
     def waiting(self) -> int:
         return sum(len(q) for q in self._waiters.values())

@@ -8,6 +8,7 @@ No task, channel or cancel scope is created per statement on the hot path.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import ipaddress
 import logging
@@ -44,7 +45,7 @@ from ..protocol.messages import (
     parse_session_state,
     text_row,
 )
-from ..protocol.codec import Reader, lenenc_bytes
+from ..protocol.codec import Reader
 from ..protocol.packets import frame
 from ..protocol.response import ResponseKind, ResponseTracker, response_kind
 from ..routing.classifier import Classification, StatementFlag as _F, StatementKind
@@ -105,6 +106,8 @@ _IN_TRANS = int(Status.IN_TRANS)
 _AUTOCOMMIT = int(Status.AUTOCOMMIT)
 _STATE_CHANGED = int(Status.SESSION_STATE_CHANGED)
 _SESSION_TRACK = int(C.SESSION_TRACK)
+_PROTOCOL_41 = int(C.PROTOCOL_41)
+_TRACKING_CAPS = int(C.PROTOCOL_41 | C.SESSION_TRACK)
 _CURSOR_EXISTS = int(Status.CURSOR_EXISTS)
 _LAST_ROW_SENT = int(Status.LAST_ROW_SENT)
 _SQL_CALC_FOUND_ROWS = _F.SQL_CALC_FOUND_ROWS.value
@@ -149,7 +152,6 @@ _NOT_RESTORED = frozenset(("last_gtid", "session_track_system_variables", "sessi
 ER_UNKNOWN_STMT_HANDLER = 1243
 ER_STMT_HAS_NO_OPEN_CURSOR = 1421
 ER_NOT_SUPPORTED_YET = 1235
-ER_TOO_MANY_CONNECTIONS_HG = 9001
 
 
 def _sql_literal(value: str, no_backslash_escapes: bool = False) -> str:
@@ -170,19 +172,11 @@ def _strip_session_state(chunk: bytes, ok: bytes | None) -> bytes:
     if start < 0 or chunk[start + 4:] != ok:
         return chunk
     try:
-        r = Reader(ok)
-        header = r.u8()
-        r.lenenc_int()
-        r.lenenc_int()
-        head_end = r.pos
-        status = r.u16()
-        warnings = r.u16()
-        info = r.lenenc_bytes() if not r.at_end() else b""
+        parsed = OK.parse(ok, _TRACKING_CAPS)
     except MalformedPacket:
         return chunk
-    body = (bytes((header,)) + ok[1:head_end] + (status & ~_STATE_CHANGED).to_bytes(2, "little")
-            + warnings.to_bytes(2, "little") + (lenenc_bytes(info) if info else b""))
-    return chunk[:start] + frame(body, chunk[start + 3])
+    stripped = dataclasses.replace(parsed, status=parsed.status & ~_STATE_CHANGED, session_state=b"")
+    return chunk[:start] + frame(stripped.encode(_PROTOCOL_41, header=ok[0]), chunk[start + 3])
 
 
 def _ok_insert_id(ok: bytes) -> int:
@@ -709,7 +703,10 @@ class ClientSession:
             be.retire = True
         else:
             be.broken = True
-        self.app.pools.discard(be) if be.server_ref is not None else be.close()
+        if be.server_ref is not None:
+            self.app.pools.discard(be)
+        else:
+            be.close()
 
     def _forget_connection_state(self, hg: int) -> None:
         """What lived in the session's connection to ``hg`` is gone with it."""
@@ -817,7 +814,7 @@ class ClientSession:
             be = await self._borrow(hg)
         except MySQLError as exc:
             # every reader unusable: reads fall back to the writer (reader_fallback_to_writer)
-            fallback = self.app.hostgroups.fallback_for(hg) if exc.code == ER_TOO_MANY_CONNECTIONS_HG else None
+            fallback = self.app.hostgroups.fallback_for(hg) if exc.code == E.PROXYSQL_ER_HOSTGROUP_TIMEOUT else None
             if fallback is None or fallback == hg:
                 raise
             hg = fallback
@@ -1549,7 +1546,10 @@ class ClientSession:
         st = self._stmt(payload, "fetch")
         if st.cursor is None or st.cursor.closed:
             raise MySQLError(ER_STMT_HAS_NO_OPEN_CURSOR, f"The statement ({st.id}) has no open cursor.", "HY000")
-        bid = st.cursor.stmts[st.meta.key]
+        bid = st.cursor.stmts.get(st.meta.key)
+        if bid is None:  # the statement is gone from that connection: so is its cursor
+            self._set_cursor(st, None, None)
+            raise MySQLError(ER_STMT_HAS_NO_OPEN_CURSOR, f"The statement ({st.id}) has no open cursor.", "HY000")
         tracker = await self._forward(payload[:1] + bid.to_bytes(4, "little") + payload[5:], ResponseKind.FETCH,
                                       hostgroup=st.cursor_hg)
         if tracker is None or tracker.error is not None or tracker.status & _LAST_ROW_SENT:
@@ -1561,9 +1561,12 @@ class ClientSession:
         if st.cursor is None:
             await self._send_ok()
             return
-        bid = st.cursor.stmts[st.meta.key]
+        bid = st.cursor.stmts.get(st.meta.key)
         hg = st.cursor_hg
         self._set_cursor(st, None, None)
+        if bid is None:
+            await self._send_ok()
+            return
         await self._forward(payload[:1] + bid.to_bytes(4, "little"), ResponseKind.SIMPLE, hostgroup=hg)
 
     async def _com_stmt_close(self, payload: bytes) -> None:
