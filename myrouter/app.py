@@ -133,7 +133,11 @@ class Proxy:
         """Learn the servers' character sets and collations once (SET NAMES answered by the proxy)."""
         rows = await be.query_rows(
             "SELECT ID, CHARACTER_SET_NAME, COLLATION_NAME, IS_DEFAULT FROM information_schema.COLLATIONS")
-        for cid, cs, coll, default in rows:
+        for row in rows:
+            if len(row) != 4:
+                raise MySQLError(1105, f"unexpected answer to the collations query from {be.server}: "
+                                       f"{len(row)} columns instead of 4", "HY000")
+            cid, cs, coll, default = row
             if cs is None or coll is None:
                 continue
             if cid is not None:

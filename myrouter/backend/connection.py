@@ -87,7 +87,7 @@ class BackendConnection:
         self.server_version = greeting.server_version
         # MariaDB before 11.1 names transaction_isolation / transaction_read_only tx_isolation / tx_read_only
         self.legacy_tx_names = _legacy_tx_names(greeting.server_version)
-        self.capabilities = capabilities
+        self.capabilities = int(capabilities)  # an int: IntFlag operators are slow on the hot path
         self.status = status
         self.state = BackendState.IDLE
         self.created = time.monotonic()

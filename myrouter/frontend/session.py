@@ -70,6 +70,11 @@ SERVER_CAPABILITIES = (
     | C.PLUGIN_AUTH_LENENC_CLIENT_DATA | C.CAN_HANDLE_EXPIRED_PASSWORDS | C.SESSION_TRACK
 )
 
+_COM_QUERY = int(Command.QUERY)
+# digests whose classification and routing a session remembers (per session: they depend on its user,
+# addresses and schema)
+_SESSION_PLANS = 64
+_wait_readable = trio.lowlevel.wait_readable
 _MAYBE_KILL = frozenset((b"k", b"K", b" ", b"\t", b"\n", b"\r"))  # a cheap first test before the regex
 _KILL_RE = re.compile(rb"\s*kill\s+(?:(query|connection)\s+)?(\d+)\s*;?\s*\Z", re.I)
 
@@ -272,6 +277,7 @@ class ClientSession:
         self.var_hg: int | None = None  # hostgroup where user variables were assigned by a query
         self.last_hg: int | None = None
         self.flag_in = 0
+        self._plans: dict[int, tuple] = {}  # digest hash -> see _plan
         try:
             sockname = stream.sock.getsockname()
             self.proxy_host, self.proxy_port = sockname[0], sockname[1]
@@ -345,7 +351,7 @@ class ClientSession:
                     resp = HandshakeResponse41.parse(payload)
                 except MalformedPacket as exc:
                     raise E.bad_handshake() from exc
-                self.capabilities = resp.capabilities & server_caps
+                self.capabilities = int(resp.capabilities & server_caps)  # an int: IntFlag operators are slow
                 auth = self._new_auth()
                 step = auth.start(resp.username, resp.auth_response, resp.auth_plugin)
                 step, seq = await self._auth_exchange(auth, step, (pkt.seq + 1) & 0xFF, check_seq=True)
@@ -430,10 +436,30 @@ class ClientSession:
         app = self.app
         counters = app.counters
         handlers = self._handlers
+        client = self.client
+        decoder = client.decoder
+        monotonic = time.monotonic
         while True:
-            pkt = await self._read_command()
+            # Pipelined commands may be buffered already; else the client sends its next command
+            # only after our reply, so a read now would fail: wait for readability first. While
+            # waiting, the session is IDLE: the drain and the idle reaper end it by cancelling it.
+            pkt = decoder.next_packet() if decoder.buffered else None
             if pkt is None:
-                return
+                self.state = SessionState.IDLE
+                self.idle_since = monotonic()
+                try:
+                    await _wait_readable(client.sock)
+                    pkt = client.packet_nowait()
+                except trio.ClosedResourceError as exc:
+                    raise ConnectionLost("client socket closed while waiting") from exc
+                except (PacketTooLarge, SequenceError) as exc:
+                    await self._bad_client_packet(exc)
+                    return
+                if pkt is None:
+                    pkt = await self._wait_rest_of_packet()
+                    if pkt is None:
+                        return
+                self.state = SessionState.BUSY
             payload = pkt.payload
             if pkt.seq != 0:
                 await self._send_err(E.packets_out_of_order(), (pkt.seq + 1) & 0xFF)
@@ -443,15 +469,18 @@ class ClientSession:
                 continue
             cmd = payload[0]
             self.command = cmd
-            self.command_started = time.monotonic()
+            self.command_started = monotonic()
             counters.questions += 1
-            handler = handlers.get(cmd)
             self.statements += 1
             try:
-                if handler is None:
-                    await self._send_err(E.unknown_command(cmd))
+                if cmd == _COM_QUERY:
+                    await self._com_query(payload)
                 else:
-                    await handler(self, payload)
+                    handler = handlers.get(cmd)
+                    if handler is None:
+                        await self._send_err(E.unknown_command(cmd))
+                    else:
+                        await handler(self, payload)
             except MalformedPacket as exc:
                 await self._send_err(E.malformed_packet(str(exc)))
             except MySQLError as exc:
@@ -463,45 +492,28 @@ class ClientSession:
             if app.draining or self.killed:
                 return
 
-    async def _read_command(self):
-        """The next command packet, or None when the session should end (after any reply).
-
-        The client sends its next command only after our reply, so a read now
-        would fail: wait for readability first. While waiting, the session is
-        IDLE: the drain and the idle reaper end it by cancelling its scope.
-        """
-        client = self.client
-        try:
-            pkt = client.decoder.next_packet()  # pipelined commands already received
-            if pkt is None:
-                self.state = SessionState.IDLE
-                self.idle_since = time.monotonic()
-                await client.wait_readable()
-                pkt = client.packet_nowait()
-                if pkt is None:
-                    pkt = await self._wait_rest_of_packet()
-                    if pkt is None:
-                        return None
-            self.state = SessionState.BUSY
-            return pkt
-        except PacketTooLarge:
+    async def _bad_client_packet(self, exc: Exception) -> None:
+        if isinstance(exc, PacketTooLarge):
             log.info("session %d: client sent a packet larger than max_allowed_packet; closing", self.id)
             await self._try_send_err(E.packet_too_large(), 1)
-        except SequenceError:
+        else:
             log.info("session %d: client sent packets out of order; closing", self.id)
             await self._try_send_err(E.packets_out_of_order(), 1)
-        return None
 
     async def _wait_rest_of_packet(self):
         """Part of a packet has arrived: the rest must follow within client_packet_timeout."""
         client = self.client
         timeout = self.app.vars.client_packet_timeout / 1000
-        with trio.move_on_after(timeout):
-            while True:
-                await client.wait_readable()
-                pkt = client.packet_nowait()
-                if pkt is not None:
-                    return pkt
+        try:
+            with trio.move_on_after(timeout):
+                while True:
+                    await client.wait_readable()
+                    pkt = client.packet_nowait()
+                    if pkt is not None:
+                        return pkt
+        except (PacketTooLarge, SequenceError) as exc:
+            await self._bad_client_packet(exc)
+            return None
         log.info("session %d: client sent an incomplete packet and stopped for %.1fs; closing", self.id, timeout)
         await self._try_send_err(E.read_timeout(), 1)
         return None
@@ -521,6 +533,7 @@ class ClientSession:
         return self.capabilities & ~C.LOCAL_FILES
 
     def _apply_user(self, user) -> None:
+        self._plans = {}  # they depend on the user (rules with a username filter)
         self.default_hostgroup = user.default_hostgroup
         self.fast_forward = bool(user.fast_forward)
         self.transaction_persistent = bool(user.transaction_persistent)
@@ -824,8 +837,11 @@ class ClientSession:
             if payload is None:
                 return None
         be.state = BackendState.ACTIVE
+        bstream = be.stream
         try:
-            await be.stream.send_all(frame(payload, 0))
+            rest = bstream.send_nowait(frame(payload, 0))
+            if rest is not None:
+                await bstream.send_all(rest)
         except ConnectionLost as exc:
             err = self._lost_backend(be, exc)
             if retries > 0:
@@ -841,15 +857,25 @@ class ClientSession:
         # The proxy reads session tracking from every backend; a client that did not ask for it
         # gets its final OK packet without it.
         strip_state = not self.capabilities & _SESSION_TRACK
-        bstream = be.stream
         client = self.client
         sent = False
         deadline = trio.current_time() + timeout_ms / 1000 if timeout_ms else None
         while True:
             try:
                 if deadline is None:
-                    # The first read right after the request would fail: wait for the reply first.
-                    data = await (bstream.recv_some() if sent else bstream.recv_after_wait())
+                    if sent:
+                        data = await bstream.recv_some()
+                    else:
+                        # The first read right after the request would fail: wait for the reply first.
+                        data = bstream.buffered_now()
+                        if data is None:
+                            try:
+                                await _wait_readable(bstream.sock)
+                            except trio.ClosedResourceError as exc:
+                                raise ConnectionLost("backend socket closed while waiting") from exc
+                            data = bstream.recv_nowait()
+                            if data is None:
+                                data = await bstream.recv_some()
                 else:
                     data = None
                     with trio.move_on_at(deadline):
@@ -882,7 +908,9 @@ class ClientSession:
             chunk = data if n == len(data) else data[:n]
             if strip_state and tracker.done and tracker.status & _STATE_CHANGED:
                 chunk = _strip_session_state(chunk, tracker.last_ok)
-            await client.send_all(chunk)
+            rest = client.send_nowait(chunk)
+            if rest is not None:
+                await client.send_all(rest)
             if capture is not None:
                 capture.append(chunk)
             sent = True
@@ -999,11 +1027,15 @@ class ClientSession:
         app = self.app
         sql = payload[1:].decode("utf-8", "surrogateescape")
         dtext, dhash = digest(sql)
-        cls = app.classifier.classify(sql, dhash)
-        decision = app.rules.evaluate(RuleContext(
-            self.username, self.schema, self.client_host, self.proxy_host, self.proxy_port, self.flag_in,
-            dhash, dtext, sql, cls,
-        ))
+        rules = app.rules
+        plan = self._plans.get(dhash)
+        if plan is not None and plan[0] is rules and plan[1] == self.flag_in and plan[2] == self.schema:
+            cls = plan[3]
+            decision = plan[4]
+            rules.count_hits(plan[5])
+            app.classifier.count_hit()
+        else:
+            cls, decision = self._plan(sql, dtext, dhash)
         self.flag_in = decision.next_query_flagIN or 0
         if decision.error_msg is not None:
             await self._send_err(MySQLError(1148, decision.error_msg, "42000"))
@@ -1069,6 +1101,23 @@ class ClientSession:
         if capture is not None and tracker.results == 1 and (tracker.rows or decision.cache_empty_result != 0):
             app.query_cache.put(cache_key, b"".join(capture), decision.cache_ttl)
         self._after_query(hg, cls, decision, payload)
+
+    def _plan(self, sql: str, dtext: str, dhash: int):
+        """Classify and route a statement; remember both for the session's next statements with the
+        same digest when they hold for them (same rules, flag and schema; see ``_com_query``)."""
+        app = self.app
+        rules = app.rules
+        cls = app.classifier.classify(sql, dhash)
+        decision, positions = rules.evaluate_for_session(RuleContext(
+            self.username, self.schema, self.client_host, self.proxy_host, self.proxy_port, self.flag_in,
+            dhash, dtext, sql, cls,
+        ))
+        if positions is not None and app.classifier.reusable(cls):
+            plans = self._plans
+            if len(plans) >= _SESSION_PLANS:
+                plans.clear()
+            plans[dhash] = (rules, self.flag_in, self.schema, cls, decision, positions)
+        return cls, decision
 
     async def _causal_hostgroup(self, hg: int, gtid: str) -> int:
         """``hg`` if the replica this read would use has applied ``gtid`` (known, or after waiting up

@@ -92,29 +92,13 @@ class PacketStream:
                 self._budget = _FAIR_BUDGET
                 return data
 
-    async def recv_after_wait(self) -> bytes:
-        """Like ``recv_some`` for a read that is known to be early (a reply just asked
-        for): wait for readability first instead of failing a read with EAGAIN."""
+    def buffered_now(self) -> bytes | None:
+        """Bytes the decoder holds already (read with the previous response), or None."""
         if self.decoder.buffered:
             return self.decoder.take_buffered()
         if self.closed:
             raise ConnectionLost("stream is closed")
-        sock = self.sock
-        try:
-            await _wait_readable(sock)
-        except trio.ClosedResourceError as exc:
-            raise ConnectionLost("stream closed while waiting") from exc
-        try:
-            data = sock.recv(RECV_SIZE)
-        except BlockingIOError:
-            return await self.recv_some()
-        except OSError as exc:
-            raise ConnectionLost(str(exc)) from exc
-        if not data:
-            raise ConnectionLost("connection closed by peer")
-        self.bytes_in += len(data)
-        self._budget = _FAIR_BUDGET
-        return data
+        return None
 
     async def wait_readable(self) -> None:
         if self.closed:

@@ -20,6 +20,7 @@ Usage::
 from __future__ import annotations
 
 import enum
+import struct
 
 from .codec import Reader
 from .constants import MAX_PACKET_PAYLOAD, Capability, Command, Status
@@ -95,6 +96,7 @@ _CURSOR_EXISTS = int(Status.CURSOR_EXISTS)
 _MAX_PAYLOAD = MAX_PACKET_PAYLOAD
 # Largest packet the tracker will buffer to interpret (OK/ERR/EOF/column count are small).
 _MAX_INTERPRETED = 1 << 20
+_u32 = struct.Struct("<I").unpack_from  # a packet header: length | seq << 24
 _INITIAL_STATE = {
     ResponseKind.RESULT: _FIRST,
     ResponseKind.PREPARE: _PREP_FIRST,
@@ -197,12 +199,123 @@ class ResponseTracker:
 
     def feed(self, data: bytes | bytearray | memoryview) -> int:
         """Consume bytes; return how many belong to this response (all, unless it ended early)."""
-        n = len(data)
         pos = 0
+        if self._state == _FIRST and not (self._skip or self._cont or self.cursor) and self._partial is None:
+            # The usual case: a whole response in one read. One pass, few attribute writes.
+            pos = self._whole(data)
+            if self._state == _DONE:
+                return pos
+        return self._feed_from(data, pos)
+
+    def _whole(self, data) -> int:
+        """From the first packet of a result: consume what is whole in ``data`` (an OK or ERR; a result
+        set's header, rows and terminator) and return where it stopped. Anything unusual (MORE_RESULTS,
+        LOCAL INFILE, long packets, pieces of packets) is left, untouched, to the general path."""
+        n = len(data)
+        if n < 5:
+            return 0
+        length = _u32(data)[0] & 0xFFFFFF
+        end = 4 + length
+        if end > n or length == 0 or length >= _MAX_PAYLOAD:
+            return 0
+        first = data[4]
+        if first == 0xFF or first == 0x00:
+            if length > _MAX_INTERPRETED:
+                return 0
+            body = bytes(data[4:end])
+            if first == 0xFF:
+                self.error = body
+            else:
+                if length < 7:
+                    return 0
+                status = ok_status(body)
+                if status & _MORE_RESULTS:
+                    return 0
+                self.status = status
+                self.status_seen = True
+                self.last_ok = body
+                self.results += 1
+                self.columns = 0
+            self.next_seq = (data[3] + 1) & 0xFF
+            self._state = _DONE
+            return end
+        if length != 1 or first >= 0xFB:
+            return 0
+        # column count, column definitions, and (without DEPRECATE_EOF) their EOF
+        p = end
+        last = 0  # header of the last packet passed over
+        count = first
+        while count:
+            if n - p < 4:
+                return 0
+            length = _u32(data, p)[0] & 0xFFFFFF
+            if length == 0 or length >= _MAX_PAYLOAD:
+                return 0
+            last = p
+            p += 4 + length
+            count -= 1
+        deprecate_eof = self.deprecate_eof
+        if not deprecate_eof:
+            if n - p < 9 or data[p + 4] != 0xFE:
+                return 0
+            length = data[p] | data[p + 1] << 8 | data[p + 2] << 16
+            if not 5 <= length < 7 or p + 4 + length > n:
+                return 0
+            self.status = data[p + 7] | data[p + 8] << 8
+            self.status_seen = True
+            last = p
+            p += 4 + length
+        elif p > n:
+            return 0
+        self.columns = first
+        self._state = _ROWS
+        # rows, counted by their headers, up to the terminator
+        limit = self._eof_limit
+        rows = 0
+        while n - p >= 5:
+            length = _u32(data, p)[0] & 0xFFFFFF
+            end = p + 4 + length
+            if end > n or length == 0 or length >= _MAX_PAYLOAD:
+                break
+            row_first = data[p + 4]
+            if row_first == 0xFE and length < limit:
+                if deprecate_eof:
+                    if length < 7:
+                        break
+                    body = bytes(data[p + 4 : end])
+                    status = ok_status(body)
+                else:
+                    if length < 5:
+                        break
+                    body = None
+                    status = data[p + 7] | data[p + 8] << 8
+                if status & _MORE_RESULTS:
+                    break
+                self.rows += rows
+                self.status = status
+                self.status_seen = True
+                if body is not None:
+                    self.last_ok = body
+                self.results += 1
+                self.next_seq = (data[p + 3] + 1) & 0xFF
+                self._state = _DONE
+                return end
+            if row_first == 0xFF:
+                break
+            rows += 1
+            last = p
+            p = end
+        # stopped inside the rows: the general path goes on from ``p``
+        self.rows += rows
+        self.next_seq = (data[last + 3] + 1) & 0xFF
+        return p
+
+    def _feed_from(self, data, pos: int) -> int:
+        n = len(data)
         if self._skip:
             k = self._skip if self._skip < n else n
             self._skip -= k
-            pos = k
+            pos += k
         state = self._state
         while pos < n and (state < _LOCAL_INFILE or self._cont):
             if self._partial is None and not self._cont:

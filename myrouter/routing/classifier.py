@@ -1309,6 +1309,16 @@ class Classifier:
             self._evictions += 1
         return c
 
+    def count_hit(self) -> None:
+        """A caller reused a classification this cache gave it (a session's own memo)."""
+        self._hits += 1
+
+    @staticmethod
+    def reusable(c: Classification) -> bool:
+        """Whether ``c`` holds for every statement with the same digest (``classify`` re-reads
+        the assigned values of a SET from each statement's text)."""
+        return c.set_variables is not None and not c.set_variables
+
     def statistics(self) -> ClassifierStatistics:
         return ClassifierStatistics(
             hits=self._hits,

@@ -519,7 +519,8 @@ class _Compiled:
     Either is ``None`` when the rule has no such filter.
     """
 
-    __slots__ = ("rule", "position", "flag_in", "dmatch", "smatch", "actions", "flag_out", "apply", "rewrite", "rule_id")
+    __slots__ = ("rule", "position", "flag_in", "dmatch", "smatch", "actions", "flag_out", "apply", "rewrite", "rule_id",
+                 "reads_query")
 
     def __init__(self, rule: QueryRule, position: int, report: _Reporter) -> None:
         self.rule = rule
@@ -547,6 +548,7 @@ class _Compiled:
             if name in _DECISION_INDEX and getattr(rule, name) is not None
         )
         self.dmatch, self.smatch = _build_matchers(rule, digest_re, pattern_re)
+        self.reads_query = pattern_re is not None  # match_pattern / replace_pattern: the text, not the digest
 
 
 def _build_matchers(
@@ -780,10 +782,26 @@ class RuleSet:
 
         ``count_hits=False`` leaves the hit counters alone (for ``explain``).
         """
+        return self._evaluate(ctx, count_hits)[0]
+
+    def evaluate_for_session(self, ctx: RuleContext) -> tuple[RouteDecision, tuple[int, ...] | None]:
+        """``evaluate`` (hits counted), and whether its decision holds for every statement of the same
+        session with the same digest, flag and schema: then the rule positions to pass to
+        ``count_hits`` when the session reuses it, else None (a rule read the query text)."""
+        decision, positions, per_session = self._evaluate(ctx, True)
+        return decision, positions if per_session else None
+
+    def count_hits(self, positions: tuple[int, ...]) -> None:
+        """Count a reused decision's matched rules (see ``evaluate_for_session``)."""
+        hits = self._hits
+        for position in positions:
+            hits[position] += 1
+
+    def _evaluate(self, ctx: RuleContext, count_hits: bool) -> tuple[RouteDecision, tuple[int, ...], bool]:
         flag = ctx.flag_in
         seq = self._by_flag.get(flag)
         if seq is None:
-            return _no_decision(flag)
+            return _no_decision(flag), (), True
         mask = self._digest_mask(ctx)
         key = (flag, mask)
         plan = self._plans.get(key)
@@ -792,7 +810,8 @@ class RuleSet:
                 hits = self._hits
                 for position in plan[1]:
                     hits[position] += 1
-            return plan[0]
+            return plan[0], plan[1], True
+        per_session = True  # no rule of the walk looked at the query text
         query = ctx.query
         values: list[Any] | None = None
         matched: list[int] = []
@@ -810,6 +829,8 @@ class RuleSet:
             smatch = c.smatch
             if smatch is not None:
                 reusable = False
+                if c.reads_query:
+                    per_session = False
                 if not smatch(ctx, query if new_query is None else new_query):
                     continue
             if count_hits:
@@ -843,12 +864,13 @@ class RuleSet:
             values[2] = new_query
             values[-1] = flag
             decision = RouteDecision._make(values)
+        done = tuple(positions)
         if reusable:
             plans = self._plans
             if len(plans) >= _MAX_PLANS:
                 plans.clear()
-            plans[key] = (decision, tuple(positions))
-        return decision
+            plans[key] = (decision, done)
+        return decision, done, per_session
 
 
 _MAX_PLANS = 4096

@@ -59,6 +59,7 @@ class Outcome:
     last_ok: bytes | None = None
     local_infile: bool = False
     next_seq: int = 0
+    columns: int = 0  # of the last result set of a RESULT response; 0 when the last result was an OK
 
 
 def _lenenc_skip(p: bytes, pos: int) -> int:
@@ -146,6 +147,7 @@ def reference(cap) -> Outcome:
                 status_from(p)
                 o.last_ok = p
                 o.results += 1
+                o.columns = 0
             elif p[0] == 0xFF:
                 o.error = p
                 break
@@ -153,6 +155,7 @@ def reference(cap) -> Outcome:
                 o.local_infile = True
                 break
             else:
+                o.columns = p[0]
                 for _ in range(p[0]):  # column count (< 251 in every capture)
                     take()
                 if not deprecate_eof or cap.cursor:
@@ -298,6 +301,8 @@ def check(tracker: ResponseTracker, o: Outcome, consumed: int) -> None:
         assert tracker.status == o.status
     assert tracker.last_ok == o.last_ok
     assert tracker.next_seq == o.next_seq
+    if tracker.kind == ResponseKind.RESULT:
+        assert tracker.columns == o.columns
 
 
 def small_feeds(data: bytes):
