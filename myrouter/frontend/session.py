@@ -52,7 +52,7 @@ from ..routing.classifier import Classification, StatementFlag as _F, StatementK
 from ..routing.digest import digest, format_digest
 from ..stats.digests import affected_rows
 from ..stats.querylog import now_us
-from ..routing.rules import RuleContext
+from ..routing.rules import RouteDecision, RuleContext
 
 if TYPE_CHECKING:
     from ..app import Proxy
@@ -129,6 +129,20 @@ _AFTER_MASK = (_LOCK_TABLES | _UNLOCK_TABLES | _GET_LOCK | _RELEASE_LOCK | _CREA
 # What pool_mode=statement refuses: anything that needs the connection after the statement.
 _STATEMENT_MODE_REFUSED = (_LOCK_TABLES | _GET_LOCK | _CREATE_TEMP | _UV_ASSIGN | _SQL_CALC_FOUND_ROWS
                            | _TEXT_PREPARE | _SAVEPOINT | _HANDLER | _XA)
+# Classification flags that take a statement off the plain path (_plain_query): what _route,
+# _after_query, the local answers or pool_mode=statement act on, and every SET.
+_NOT_PLAIN = (_LOCAL_ANSWERS | _AFTER_MASK | _UV_READ | _DIAGNOSTICS | _STATEMENT_MODE_REFUSED | _SET_GLOBAL
+              | _F.SET_AUTOCOMMIT.value | _F.SET_SESSION_VARIABLE.value | _F.SET_SQL_LOG_BIN.value)
+# Rule actions the general path of _com_query acts on (besides the hostgroup and retries): a
+# decision that sets none of them is plain.
+_ACTING = tuple(RouteDecision._fields.index(name) for name in (
+    "rewritten_query", "cache_ttl", "timeout", "delay", "next_query_flagIN", "mirror_flagOUT", "mirror_hostgroup",
+    "error_msg", "OK_msg", "sticky_conn", "multiplex", "log", "causal_reads"))
+
+
+def _plain_decision(decision: RouteDecision) -> bool:
+    return all(decision[i] is None for i in _ACTING)
+
 _XA_END_RE = re.compile(r"\s*XA\s+(COMMIT|ROLLBACK)\b", re.I)
 
 # SELECT LAST_INSERT_ID() / ROW_COUNT() / FOUND_ROWS() answered by the proxy when the
@@ -677,6 +691,15 @@ class ClientSession:
     def _release_free(self) -> None:
         """After a command: give back every held connection nothing pins; count the pins that started."""
         backends = self.backends
+        if len(backends) == 1 and not self.hold and not self.mode_pins:
+            # the common case: one connection, nothing pinned so far
+            for be in backends.values():
+                if be.status & _IN_TRANS or be.state is BackendState.CLOSED:
+                    break
+                backends.clear()
+                be.pins = 0
+                self.app.pools.release(be)
+                return
         for hg in list(backends):
             be = backends[hg]
             if be.state is BackendState.CLOSED:
@@ -824,7 +847,14 @@ class ClientSession:
         """
         hg = self.default_hostgroup if hostgroup is None else hostgroup
         try:
-            be = await self._borrow(hg)
+            be = self.backends.get(hg)
+            if be is None:
+                app = self.app
+                be = app.pools.take_idle(app.hostgroups, hg, self.pool_key)  # the common case: no await
+                if be is not None:
+                    self.backends[hg] = be
+            if be is None or be.vars != self.vars or (self.schema and be.schema != self.schema):
+                be = await self._borrow(hg)
         except MySQLError as exc:
             # every reader unusable: reads fall back to the writer (reader_fallback_to_writer)
             fallback = self.app.hostgroups.fallback_for(hg) if exc.code == E.PROXYSQL_ER_HOSTGROUP_TIMEOUT else None
@@ -1034,6 +1064,11 @@ class ClientSession:
             decision = plan[4]
             rules.count_hits(plan[5])
             app.classifier.count_hit()
+            if plan[6] is not None and not self.backends and self.trx_hg is None and self.sticky_hg is None \
+                    and self.status & _AUTOCOMMIT and not self.temp_tables and self.causal_reads == "off" \
+                    and app.query_log is None and app.vars.default_query_timeout >= _DEFAULT_QUERY_TIMEOUT:
+                await self._plain_query(payload, plan, dtext, dhash)
+                return
         else:
             cls, decision = self._plan(sql, dtext, dhash)
         self.flag_in = decision.next_query_flagIN or 0
@@ -1116,8 +1151,47 @@ class ClientSession:
             plans = self._plans
             if len(plans) >= _SESSION_PLANS:
                 plans.clear()
-            plans[dhash] = (rules, self.flag_in, self.schema, cls, decision, positions)
+            # [6]: the hostgroup of a plain statement (see _plain_query), else None;
+            # [7]: whether a failed read may be retried on another connection
+            plain_hg = None
+            if (cls.kind is StatementKind.READ or cls.kind is StatementKind.WRITE) \
+                    and not cls.bits & _NOT_PLAIN and _plain_decision(decision):
+                plain_hg = self.default_hostgroup if decision.destination_hostgroup is None \
+                    else decision.destination_hostgroup
+            retry = cls.kind is StatementKind.READ and not cls.bits & _STATEFUL
+            plans[dhash] = (rules, self.flag_in, self.schema, cls, decision, positions, plain_hg, retry)
         return cls, decision
+
+    async def _plain_query(self, payload: bytes, plan: tuple, dtext: str, dhash: int) -> None:
+        """The common statement, decided from the session's plan memo: a read or write that no rule
+        acts on beyond a hostgroup, run by a session that holds no connection, in autocommit, with
+        nothing that bends routing (transaction, stickiness, temporary tables, causal reads, rule or
+        default timeouts, query log). Same effects as the general path of ``_com_query``."""
+        app = self.app
+        cls = plan[3]
+        decision = plan[4]
+        hg = plan[6]
+        self.flag_in = 0
+        retries = 0
+        if plan[7]:
+            retries = decision.retries if decision.retries is not None else app.vars.query_retries_on_failure
+        tracker = await self._forward(payload, ResponseKind.RESULT, hostgroup=hg, retries=retries)
+        if tracker is None:
+            return
+        us = int((time.monotonic() - self.command_started) * 1_000_000)
+        affected = affected_rows(tracker.last_ok)
+        app.digest_stats.record(hg, self.schema or "", self.username, self.client_host, dhash, dtext, us,
+                                affected, tracker.rows)
+        app.command_counters.record(cls.command, us)
+        if tracker.error is not None:
+            return
+        if tracker.columns:
+            self.row_count = -1
+            self.found_rows = tracker.rows
+        else:
+            self.row_count = affected
+        if cls.kind is not StatementKind.READ:
+            self.found_rows = 0
 
     async def _causal_hostgroup(self, hg: int, gtid: str) -> int:
         """``hg`` if the replica this read would use has applied ``gtid`` (known, or after waiting up
