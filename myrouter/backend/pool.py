@@ -224,13 +224,16 @@ class Pools:
     def _pick(self, group: list[Server], key: PoolKey) -> Server | None:
         """A server drawn by weight among the ONLINE ones (then its pool is asked for a connection)."""
         usable = group
+        total = 0
         for srv in group:
             if srv.status != ONLINE or srv.weight <= 0:  # not the common case: filter
                 usable = [x for x in group if x.status == ONLINE and x.weight > 0]
+                total = sum(x.weight for x in usable)
                 break
+            total += srv.weight
         if len(usable) <= 1:
             return usable[0] if usable else None
-        point = self._rng.random() * sum(x.weight for x in usable)
+        point = self._rng.random() * total
         for srv in usable:
             point -= srv.weight
             if point < 0:

@@ -25,6 +25,10 @@ class Packet(NamedTuple):
     last_seq: int  # sequence id of the last physical packet (== seq unless split)
 
 
+# Packet(...) runs the NamedTuple's Python-level __new__; the decoder builds its packets directly.
+_tuple_new = tuple.__new__
+
+
 def frame(payload: bytes | bytearray | memoryview, seq: int) -> bytes:
     """Frame one logical payload starting at sequence id ``seq``."""
     n = len(payload)
@@ -100,7 +104,7 @@ class PacketDecoder:
                     raise SequenceError(f"expected sequence id {self.expect_seq}, got {seq}")
                 if self.max_payload is not None and length > self.max_payload:
                     raise PacketTooLarge(f"payload of {length} bytes exceeds the limit of {self.max_payload}")
-                return Packet(seq, bytes(data[4:]), seq)
+                return _tuple_new(Packet, (seq, data[4:] if type(data) is bytes else bytes(data[4:]), seq))
         self.feed(data)
         return self.next_packet()
 
@@ -121,7 +125,7 @@ class PacketDecoder:
                 return None
             payload = bytes(buf[pos + 4 : pos + 4 + length])
             self._pos = pos + 4 + length
-            return Packet(seq, payload, seq)
+            return _tuple_new(Packet, (seq, payload, seq))
         # A split payload: walk the headers that have arrived so far.
         total = 0
         p = pos
