@@ -457,23 +457,23 @@ class ClientSession:
             # Pipelined commands may be buffered already; else the client sends its next command
             # only after our reply, so a read now would fail: wait for readability first. While
             # waiting, the session is IDLE: the drain and the idle reaper end it by cancelling it.
-            pkt = decoder.next_packet() if decoder.buffered else None
-            if pkt is None:
-                self.state = SessionState.IDLE
-                self.idle_since = monotonic()
-                try:
+            try:
+                pkt = decoder.next_packet() if decoder.buffered else None
+                if pkt is None:
+                    self.state = SessionState.IDLE
+                    self.idle_since = monotonic()
                     await _wait_readable(client.sock)
                     pkt = client.packet_nowait()
-                except trio.ClosedResourceError as exc:
-                    raise ConnectionLost("client socket closed while waiting") from exc
-                except (PacketTooLarge, SequenceError) as exc:
-                    await self._bad_client_packet(exc)
-                    return
+            except trio.ClosedResourceError as exc:
+                raise ConnectionLost("client socket closed while waiting") from exc
+            except (PacketTooLarge, SequenceError) as exc:
+                await self._bad_client_packet(exc)
+                return
+            if pkt is None:  # part of a packet arrived
+                pkt = await self._wait_rest_of_packet()
                 if pkt is None:
-                    pkt = await self._wait_rest_of_packet()
-                    if pkt is None:
-                        return
-                self.state = SessionState.BUSY
+                    return
+            self.state = SessionState.BUSY
             payload = pkt.payload
             if pkt.seq != 0:
                 await self._send_err(E.packets_out_of_order(), (pkt.seq + 1) & 0xFF)

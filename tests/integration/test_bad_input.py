@@ -119,6 +119,20 @@ def test_oversized_packet(proxy_factory):
     assert_no_leaks(proxy)
 
 
+def test_oversized_packet_pipelined_behind_a_command(proxy_factory):
+    """The oversized header arrives in the same read as a good command: the command is answered,
+    then the oversized packet gets its error (the decoder raises while taking a buffered packet)."""
+    proxy = proxy_factory(variables={"max_allowed_packet": 1024 * 1024})
+    raw = RawClient(proxy.port)
+    assert raw.login()[:1] == b"\x00"
+    big = b"\x03SELECT '" + b"x" * (2 * 1024 * 1024) + b"'"
+    raw.send(frame(b"\x0e", 0) + frame(big, 0)[:1024])  # COM_PING, then the start of a 2 MiB packet
+    assert raw.read_packet().payload[:1] == b"\x00"  # the ping's OK
+    assert error_of(raw.read_packet().payload) == (1153, "08S01")
+    assert raw.is_closed()
+    assert_no_leaks(proxy)
+
+
 def test_client_disconnects_in_the_middle_of_a_large_result(proxy):
     other = proxy.connect()
     raw = RawClient(proxy.port)
