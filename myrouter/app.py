@@ -16,6 +16,7 @@ from .backend.pins import PinCounters
 from .backend.pool import Pools, PoolSettings
 from .backend.stmts import StmtRegistry
 from .config import Config, UserConfig
+from .net.listen import accept_loop, close_listener, listen
 from .net.stream import ConnectionLost, PacketStream
 from .protocol.auth import BackendSecret, Credential, RSAKeyPair
 from .protocol.errors import MalformedPacket, MySQLError
@@ -278,13 +279,13 @@ class Proxy:
             self.server_version = await self._discover_server_version()
         addresses = self.vars.listen_addresses()
         for host, port in addresses:
-            self._listeners.append(_listen(host, port))
+            self._listeners.append(listen(host, port))
         self.listen_addresses = [s.getsockname()[:2] for s in self._listeners]
         try:
             self.admin.bind()  # admin interface and /metrics: an address in use is an OSError here
         except OSError:
             for lsock in self._listeners:
-                _close_socket(lsock)
+                close_listener(lsock)
             raise
         log.info("myrouter listening for MySQL clients on %s (server version %s)",
                  ", ".join(f"{h}:{p}" for h, p in self.listen_addresses), self.server_version)
@@ -299,14 +300,14 @@ class Proxy:
                         self._accept_scope = accept_scope
                         async with trio.open_nursery() as accepters:
                             for lsock in self._listeners:
-                                accepters.start_soon(self._accept_loop, lsock, nursery)
+                                accepters.start_soon(accept_loop, lsock, nursery, self._handle_client, "client port")
                             accepters.start_soon(self._reap_idle_sessions)
                             task_status.started(self)
                 services.cancel_scope.cancel()
         finally:
             self.admin.close()
             for lsock in self._listeners:
-                _close_socket(lsock)
+                close_listener(lsock)
             for be in list(self.backends):
                 be.close()
             self.backends.clear()
@@ -353,19 +354,6 @@ class Proxy:
                     self.counters.transactions_ended += 1
                     s.kill()
 
-    async def _accept_loop(self, lsock: socket.socket, nursery: trio.Nursery) -> None:
-        while True:
-            try:
-                conn, addr = lsock.accept()
-            except BlockingIOError:
-                await trio.lowlevel.wait_readable(lsock)
-                continue
-            except OSError as exc:
-                log.error("accept() failed: %s; retrying in 100 ms", exc)
-                await trio.sleep(0.1)
-                continue
-            nursery.start_soon(self._handle_client, conn, addr)
-
     async def _handle_client(self, conn: socket.socket, addr) -> None:
         from .frontend.session import ClientSession
 
@@ -400,7 +388,7 @@ class Proxy:
         if self._accept_scope is not None:
             self._accept_scope.cancel()
         for lsock in self._listeners:
-            _close_socket(lsock)
+            close_listener(lsock)
         busy = [s for s in self.sessions.values() if s.state is not SessionState.IDLE]
         log.info("draining: %d sessions (%d running a statement), timeout %.1fs", len(self.sessions), len(busy),
                  timeout)
@@ -569,21 +557,3 @@ def load_rules_for(config: Config):
     return rules_from_rows([], str(config.path), known)
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-        sock.listen(4096)
-    except OSError:
-        sock.close()
-        raise
-    sock.setblocking(False)
-    return sock
-
-
-def _close_socket(sock: socket.socket) -> None:
-    if sock.fileno() >= 0:
-        trio.lowlevel.notify_closing(sock)
-        sock.close()

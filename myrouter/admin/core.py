@@ -25,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from myrouter.net.listen import close_listener
 from myrouter.protocol.auth import Credential
 from myrouter.protocol.errors import MySQLError
 from myrouter.routing.explain import explain
@@ -717,10 +718,8 @@ class Admin:
 
     def close(self) -> None:
         """Close listeners bound but never served."""
-        from .server import _close
-
         for s in self._sockets:
-            _close(s)
+            close_listener(s)
         self._sockets = []
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from myrouter.config import is_loopback_host
+from myrouter.net.listen import accept_loop, close_listener, listen
 from myrouter.net.stream import ConnectionLost, PacketStream
 from myrouter.protocol import errors as E
 from myrouter.protocol.auth import ServerAuth, new_scramble
@@ -69,18 +70,6 @@ BINARY_CHARSET = 63
 _ids = itertools.count(1)
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    from myrouter.app import _listen as listen
-
-    return listen(host, port)
-
-
-def _close(sock: socket.socket) -> None:
-    from myrouter.app import _close_socket
-
-    _close_socket(sock)
-
-
 def bind_admin(admin: Admin) -> list[socket.socket]:
     """Bind the admin listeners (``admin-mysql_ifaces``) and /metrics (``admin-restapi_port``, on the
     host of the first admin interface: loopback by default). OSError names the address on failure."""
@@ -90,17 +79,17 @@ def bind_admin(admin: Admin) -> list[socket.socket]:
     host, port = "", 0
     try:
         for host, port in av.listen_addresses():
-            sockets.append(_listen(host, port))
+            sockets.append(listen(host, port))
         admin.listen_addresses = [s.getsockname()[:2] for s in sockets]
         admin.metrics_address = None
         if av.restapi_enabled:
             what = "Prometheus metrics (admin-restapi_port)"
             host, port = av.listen_addresses()[0][0], av.restapi_port
-            sockets.append(_listen(host, port))
+            sockets.append(listen(host, port))
             admin.metrics_address = sockets[-1].getsockname()[:2]
     except OSError as exc:
         for s in sockets:
-            _close(s)
+            close_listener(s)
         raise OSError(exc.errno, f"cannot listen on {host}:{port} for the {what}: {exc.strerror or exc}") from exc
     log.info("admin interface listening on %s%s",
              ", ".join(f"{h}:{p}" for h, p in admin.listen_addresses),
@@ -117,28 +106,14 @@ async def serve_admin(admin: Admin, sockets: list[socket.socket], *, task_status
     try:
         async with trio.open_nursery() as nursery:
             for s in sockets[:n_admin]:
-                nursery.start_soon(_accept_loop, s, nursery, functools.partial(_admin_client, admin))
+                nursery.start_soon(accept_loop, s, nursery, functools.partial(_admin_client, admin), "admin")
             for s in sockets[n_admin:]:
-                nursery.start_soon(_accept_loop, s, nursery, functools.partial(serve_metrics_client, admin))
+                nursery.start_soon(accept_loop, s, nursery, functools.partial(serve_metrics_client, admin), "metrics")
             nursery.start_soon(_sweeper, admin)
             task_status.started()
     finally:
         for s in sockets:
-            _close(s)
-
-
-async def _accept_loop(lsock: socket.socket, nursery: trio.Nursery, handler) -> None:
-    while True:
-        try:
-            conn, addr = lsock.accept()
-        except BlockingIOError:
-            await trio.lowlevel.wait_readable(lsock)
-            continue
-        except OSError as exc:
-            log.error("admin: accept() failed: %s; retrying in 100 ms", exc)
-            await trio.sleep(0.1)
-            continue
-        nursery.start_soon(handler, conn, addr)
+            close_listener(s)
 
 
 async def _sweeper(admin: Admin) -> None:

@@ -38,6 +38,7 @@ from ..protocol.auth import BackendSecret
 from ..protocol.constants import Capability, Command
 from ..protocol.errors import PROXYSQL_ER_HOSTGROUP_TIMEOUT, MalformedPacket, MySQLError
 from ..protocol.response import ResponseKind
+from ..routing.hostgroups import ONLINE, weighted_choice
 from .connection import BackendConnection, BackendState, open_backend
 
 if TYPE_CHECKING:
@@ -54,7 +55,6 @@ KEY_CAPABILITIES = int(
     | C.MULTI_RESULTS | C.PS_MULTI_RESULTS
 )
 
-ONLINE = "ONLINE"
 PEEK_AFTER_IDLE = 0.25  # seconds
 
 
@@ -231,14 +231,7 @@ class Pools:
                 total = sum(x.weight for x in usable)
                 break
             total += srv.weight
-        if len(usable) <= 1:
-            return usable[0] if usable else None
-        point = self._rng.random() * total
-        for srv in usable:
-            point -= srv.weight
-            if point < 0:
-                return srv
-        return usable[-1]
+        return weighted_choice(usable, total, self._rng) if usable else None
 
     async def acquire(self, hostgroups: Hostgroups, hostgroup: int, key: PoolKey, login: Login,
                       database: str | None) -> BackendConnection:

@@ -143,6 +143,24 @@ _ACTING = tuple(RouteDecision._fields.index(name) for name in (
 def _plain_decision(decision: RouteDecision) -> bool:
     return all(decision[i] is None for i in _ACTING)
 
+
+class _Plan:
+    """What a session remembers of a digest (``ClientSession._plan``): valid while the rules object,
+    flagIN and schema are the ones it was made with."""
+
+    __slots__ = ("rules", "flag_in", "schema", "cls", "decision", "positions", "plain_hg", "retry_reads")
+
+    def __init__(self, rules, flag_in: int, schema: str | None, cls: Classification, decision: RouteDecision,
+                 positions: tuple[int, ...], plain_hg: int | None, retry_reads: bool) -> None:
+        self.rules = rules
+        self.flag_in = flag_in
+        self.schema = schema
+        self.cls = cls
+        self.decision = decision
+        self.positions = positions  # rule hit counters to bump on reuse
+        self.plain_hg = plain_hg  # the hostgroup when the statement is plain (see _plain_query), else None
+        self.retry_reads = retry_reads  # a failed read may be retried on another connection
+
 _XA_END_RE = re.compile(r"\s*XA\s+(COMMIT|ROLLBACK)\b", re.I)
 
 # SELECT LAST_INSERT_ID() / ROW_COUNT() / FOUND_ROWS() answered by the proxy when the
@@ -291,7 +309,7 @@ class ClientSession:
         self.var_hg: int | None = None  # hostgroup where user variables were assigned by a query
         self.last_hg: int | None = None
         self.flag_in = 0
-        self._plans: dict[int, tuple] = {}  # digest hash -> see _plan
+        self._plans: dict[int, _Plan] = {}  # digest hash -> what _plan decided
         try:
             sockname = stream.sock.getsockname()
             self.proxy_host, self.proxy_port = sockname[0], sockname[1]
@@ -614,18 +632,31 @@ class ClientSession:
 
     # ------------------------------------------------------------ backends
 
-    async def _borrow(self, hg: int) -> BackendConnection:
-        """The session's connection to ``hg``: the one it holds, else one from the pool, in line with the session."""
+    def _borrow_now(self, hg: int) -> BackendConnection | None:
+        """``_borrow`` when it needs no await (the usual case): the connection to ``hg`` the session
+        holds, else an idle one from the pool, if it is in line with the session; else None."""
         be = self.backends.get(hg)
         if be is None:
             app = self.app
-            pools = app.pools
-            be = pools.take_idle(app.hostgroups, hg, self.pool_key)  # the common case: no await
+            be = app.pools.take_idle(app.hostgroups, hg, self.pool_key)
             if be is None:
-                be = await pools.acquire(app.hostgroups, hg, self.pool_key, self.login, self.schema)
+                return None
             self.backends[hg] = be
         if be.vars != self.vars or (self.schema and be.schema != self.schema):
-            await self._sync_backend(be)
+            return None
+        return be
+
+    async def _borrow(self, hg: int) -> BackendConnection:
+        """The session's connection to ``hg``: the one it holds, else one from the pool, in line with the session."""
+        be = self._borrow_now(hg)
+        if be is not None:
+            return be
+        be = self.backends.get(hg)
+        if be is None:
+            app = self.app
+            be = await app.pools.acquire(app.hostgroups, hg, self.pool_key, self.login, self.schema)
+            self.backends[hg] = be
+        await self._sync_backend(be)
         return be
 
     async def _sync_backend(self, be: BackendConnection) -> None:
@@ -847,13 +878,8 @@ class ClientSession:
         """
         hg = self.default_hostgroup if hostgroup is None else hostgroup
         try:
-            be = self.backends.get(hg)
+            be = self._borrow_now(hg)  # a plain call: no coroutine in the usual case
             if be is None:
-                app = self.app
-                be = app.pools.take_idle(app.hostgroups, hg, self.pool_key)  # the common case: no await
-                if be is not None:
-                    self.backends[hg] = be
-            if be is None or be.vars != self.vars or (self.schema and be.schema != self.schema):
                 be = await self._borrow(hg)
         except MySQLError as exc:
             # every reader unusable: reads fall back to the writer (reader_fallback_to_writer)
@@ -1059,12 +1085,12 @@ class ClientSession:
         dtext, dhash = digest(sql)
         rules = app.rules
         plan = self._plans.get(dhash)
-        if plan is not None and plan[0] is rules and plan[1] == self.flag_in and plan[2] == self.schema:
-            cls = plan[3]
-            decision = plan[4]
-            rules.count_hits(plan[5])
+        if plan is not None and plan.rules is rules and plan.flag_in == self.flag_in and plan.schema == self.schema:
+            cls = plan.cls
+            decision = plan.decision
+            rules.count_hits(plan.positions)
             app.classifier.count_hit()
-            if plan[6] is not None and not self.backends and self.trx_hg is None and self.sticky_hg is None \
+            if plan.plain_hg is not None and not self.backends and self.trx_hg is None and self.sticky_hg is None \
                     and self.status & _AUTOCOMMIT and not self.temp_tables and self.causal_reads == "off" \
                     and app.query_log is None and app.vars.default_query_timeout >= _DEFAULT_QUERY_TIMEOUT:
                 await self._plain_query(payload, plan, dtext, dhash)
@@ -1120,19 +1146,11 @@ class ClientSession:
         tracker = await self._forward(payload, ResponseKind.RESULT, hostgroup=hg, timeout_ms=timeout,
                                       capture=capture, retries=retries if safe_to_retry else 0)
         if tracker is not None:
-            us = int((time.monotonic() - self.command_started) * 1_000_000)
-            app.digest_stats.record(hg, self.schema or "", self.username, self.client_host, dhash, dtext, us,
-                                    affected_rows(tracker.last_ok), tracker.rows)
-            app.command_counters.record(cls.command, us)
+            self._account(hg, cls, dtext, dhash, tracker)
         if started and (decision.log or (decision.log is None and app.vars.eventslog_default_log)):
             self._log_query(started, hg, dtext, dhash, sql, tracker)
         if tracker is None or tracker.error is not None:
             return
-        if tracker.columns:
-            self.row_count = -1
-            self.found_rows = tracker.rows
-        else:
-            self.row_count = affected_rows(tracker.last_ok)
         if capture is not None and tracker.results == 1 and (tracker.rows or decision.cache_empty_result != 0):
             app.query_cache.put(cache_key, b"".join(capture), decision.cache_ttl)
         self._after_query(hg, cls, decision, payload)
@@ -1151,37 +1169,38 @@ class ClientSession:
             plans = self._plans
             if len(plans) >= _SESSION_PLANS:
                 plans.clear()
-            # [6]: the hostgroup of a plain statement (see _plain_query), else None;
-            # [7]: whether a failed read may be retried on another connection
             plain_hg = None
             if (cls.kind is StatementKind.READ or cls.kind is StatementKind.WRITE) \
                     and not cls.bits & _NOT_PLAIN and _plain_decision(decision):
                 plain_hg = self.default_hostgroup if decision.destination_hostgroup is None \
                     else decision.destination_hostgroup
             retry = cls.kind is StatementKind.READ and not cls.bits & _STATEFUL
-            plans[dhash] = (rules, self.flag_in, self.schema, cls, decision, positions, plain_hg, retry)
+            plans[dhash] = _Plan(rules, self.flag_in, self.schema, cls, decision, positions, plain_hg, retry)
         return cls, decision
 
-    async def _plain_query(self, payload: bytes, plan: tuple, dtext: str, dhash: int) -> None:
+    async def _plain_query(self, payload: bytes, plan: _Plan, dtext: str, dhash: int) -> None:
         """The common statement, decided from the session's plan memo: a read or write that no rule
         acts on beyond a hostgroup, run by a session that holds no connection, in autocommit, with
         nothing that bends routing (transaction, stickiness, temporary tables, causal reads, rule or
         default timeouts, query log). Same effects as the general path of ``_com_query``."""
-        app = self.app
-        cls = plan[3]
-        decision = plan[4]
-        hg = plan[6]
         self.flag_in = 0
+        decision = plan.decision
         retries = 0
-        if plan[7]:
-            retries = decision.retries if decision.retries is not None else app.vars.query_retries_on_failure
-        tracker = await self._forward(payload, ResponseKind.RESULT, hostgroup=hg, retries=retries)
-        if tracker is None:
-            return
+        if plan.retry_reads:
+            retries = decision.retries if decision.retries is not None else self.app.vars.query_retries_on_failure
+        tracker = await self._forward(payload, ResponseKind.RESULT, hostgroup=plan.plain_hg, retries=retries)
+        if tracker is not None:
+            self._account(plan.plain_hg, plan.cls, dtext, dhash, tracker)
+            if plan.cls.kind is not StatementKind.READ and tracker.error is None:
+                self.found_rows = 0  # as _after_query
+
+    def _account(self, hg: int, cls: Classification, dtext: str, dhash: int, tracker: ResponseTracker) -> None:
+        """After a statement's response: digest and command statistics; ROW_COUNT()/FOUND_ROWS()."""
+        app = self.app
         us = int((time.monotonic() - self.command_started) * 1_000_000)
         affected = affected_rows(tracker.last_ok)
-        app.digest_stats.record(hg, self.schema or "", self.username, self.client_host, dhash, dtext, us,
-                                affected, tracker.rows)
+        app.digest_stats.record(hg, self.schema or "", self.username, self.client_host, dhash, dtext, us, affected,
+                                tracker.rows)
         app.command_counters.record(cls.command, us)
         if tracker.error is not None:
             return
@@ -1190,8 +1209,6 @@ class ClientSession:
             self.found_rows = tracker.rows
         else:
             self.row_count = affected
-        if cls.kind is not StatementKind.READ:
-            self.found_rows = 0
 
     async def _causal_hostgroup(self, hg: int, gtid: str) -> int:
         """``hg`` if the replica this read would use has applied ``gtid`` (known, or after waiting up

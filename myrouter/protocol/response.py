@@ -207,66 +207,66 @@ class ResponseTracker:
                 return pos
         return self._feed_from(data, pos)
 
-    def _whole(self, data) -> int:
-        """From the first packet of a result: consume what is whole in ``data`` (an OK or ERR; a result
+    def _whole(self, data, start: int = 0) -> int:
+        """From the first packet of a result at ``start``: consume what is whole in ``data`` (an OK or ERR; a result
         set's header, rows and terminator) and return where it stopped. Anything unusual (MORE_RESULTS,
         LOCAL INFILE, long packets, pieces of packets) is left, untouched, to the general path."""
         n = len(data)
-        if n < 5:
-            return 0
-        length = _u32(data)[0] & 0xFFFFFF
-        end = 4 + length
+        if n - start < 5:
+            return start
+        length = _u32(data, start)[0] & 0xFFFFFF
+        end = start + 4 + length
         if end > n or length == 0 or length >= _MAX_PAYLOAD:
-            return 0
-        first = data[4]
+            return start
+        first = data[start + 4]
         if first == 0xFF or first == 0x00:
             if length > _MAX_INTERPRETED:
-                return 0
-            body = bytes(data[4:end])
+                return start
+            body = bytes(data[start + 4 : end])
             if first == 0xFF:
                 self.error = body
             else:
                 if length < 7:
-                    return 0
+                    return start
                 status = ok_status(body)
                 if status & _MORE_RESULTS:
-                    return 0
+                    return start
                 self.status = status
                 self.status_seen = True
                 self.last_ok = body
                 self.results += 1
                 self.columns = 0
-            self.next_seq = (data[3] + 1) & 0xFF
+            self.next_seq = (data[start + 3] + 1) & 0xFF
             self._state = _DONE
             return end
         if length != 1 or first >= 0xFB:
-            return 0
+            return start
         # column count, column definitions, and (without DEPRECATE_EOF) their EOF
         p = end
-        last = 0  # header of the last packet passed over
+        last = start  # header of the last packet passed over
         count = first
         while count:
             if n - p < 4:
-                return 0
+                return start
             length = _u32(data, p)[0] & 0xFFFFFF
             if length == 0 or length >= _MAX_PAYLOAD:
-                return 0
+                return start
             last = p
             p += 4 + length
             count -= 1
         deprecate_eof = self.deprecate_eof
         if not deprecate_eof:
             if n - p < 9 or data[p + 4] != 0xFE:
-                return 0
+                return start
             length = data[p] | data[p + 1] << 8 | data[p + 2] << 16
             if not 5 <= length < 7 or p + 4 + length > n:
-                return 0
+                return start
             self.status = data[p + 7] | data[p + 8] << 8
             self.status_seen = True
             last = p
             p += 4 + length
         elif p > n:
-            return 0
+            return start
         self.columns = first
         self._state = _ROWS
         # rows, counted by their headers, up to the terminator
@@ -340,11 +340,11 @@ class ResponseTracker:
                         self.next_seq = (data[last + 3] + 1) & 0xFF
                         if pos >= n:
                             break
-                elif state == _FIRST:
-                    end = self._result_header(data, pos, n)
+                elif state == _FIRST and not self.cursor:
+                    end = self._whole(data, pos)  # the next result set (after MORE_RESULTS)
                     if end != pos:
                         pos = end
-                        state = _ROWS
+                        state = self._state
                         continue
             if self._partial is None and not self._cont and n - pos >= 5:
                 # Fast path: a whole packet (not a 16 MiB piece) that starts here. Rows and
@@ -400,47 +400,6 @@ class ResponseTracker:
                 return n
             pos = end
         return pos
-
-    def _result_header(self, data, pos: int, n: int) -> int:
-        """Pass over a result set's header at once: a column count below 251, the column
-        definitions and (without DEPRECATE_EOF) a plain EOF, all whole in ``data`` from ``pos``.
-        Returns the position of the first row (state ROWS), or ``pos`` unchanged when the
-        reply is anything else (OK, ERR, LOCAL INFILE, a cursor, a long packet, a piece of the
-        header): the packet-by-packet path then handles it."""
-        if n - pos < 5 or self.cursor:
-            return pos
-        count = data[pos + 4]
-        if (data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16) != 1 or not 0 < count < 0xFB:
-            return pos
-        columns = count
-        last = pos
-        p = pos + 5
-        while count:
-            if n - p < 4:
-                return pos
-            length = data[p] | data[p + 1] << 8 | data[p + 2] << 16
-            if length == 0 or length >= _MAX_PAYLOAD:
-                return pos
-            last = p
-            p += 4 + length
-            count -= 1
-        if p > n:
-            return pos
-        if not self.deprecate_eof:
-            # the EOF after the column definitions (an ERR or an OK-style packet: the slow path)
-            if n - p < 9 or data[p + 4] != 0xFE:
-                return pos
-            length = data[p] | data[p + 1] << 8 | data[p + 2] << 16
-            if not 5 <= length < 7 or p + 4 + length > n:
-                return pos
-            self.status = data[p + 7] | data[p + 8] << 8
-            self.status_seen = True
-            last = p
-            p += 4 + length
-        self.next_seq = (data[last + 3] + 1) & 0xFF
-        self._state = _ROWS
-        self.columns = columns
-        return p
 
     def _packet(self, buf, start: int) -> int:
         """Interpret the packet at ``start``; return its total size, or -1 if more bytes are needed."""

@@ -274,6 +274,18 @@ class Move:
                 f"(read_only={'ON' if self.read_only else 'OFF'})")
 
 
+def weighted_choice(servers: list[Server], total_weight: int, rng: random.Random) -> Server:
+    """One of ``servers`` (not empty, all with a weight above 0) drawn by weight."""
+    if len(servers) == 1:
+        return servers[0]
+    point = rng.random() * total_weight
+    for s in servers:
+        point -= s.weight
+        if point < 0:
+            return s
+    return servers[-1]
+
+
 class Hostgroups:
     def __init__(
         self,
@@ -336,15 +348,7 @@ class Hostgroups:
                 f"Max connect timeout reached while reaching hostgroup {hostgroup}: no usable server ({states})",
                 "HY000",
             )
-        if len(usable) == 1:
-            return usable[0]
-        total = sum(s.weight for s in usable)
-        point = self._rng.random() * total
-        for s in usable:
-            point -= s.weight
-            if point < 0:
-                return s
-        return usable[-1]
+        return weighted_choice(usable, sum(s.weight for s in usable), self._rng)
 
     def fallback_for(self, hostgroup: int) -> int | None:
         """The hostgroup to send reads to when ``hostgroup`` cannot take them, or None.

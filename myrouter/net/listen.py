@@ -1,0 +1,51 @@
+"""Listening sockets for the client port, the admin port and /metrics: open, accept, close."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+log = logging.getLogger(__name__)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A non-blocking listening TCP socket on host:port (IPv6 when ``host`` has a colon)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(4096)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def close_listener(sock: socket.socket) -> None:
+    """Close ``sock`` once, waking any task waiting on it."""
+    if sock.fileno() >= 0:
+        trio.lowlevel.notify_closing(sock)
+        sock.close()
+
+
+async def accept_loop(lsock: socket.socket, nursery: trio.Nursery,
+                      handler: Callable[[socket.socket, Any], Awaitable[None]], what: str) -> None:
+    """Accept connections forever, starting ``handler(conn, addr)`` in ``nursery`` for each.
+    A failing accept() (out of file descriptors, say) is logged and retried after 100 ms."""
+    while True:
+        try:
+            conn, addr = lsock.accept()
+        except BlockingIOError:
+            await trio.lowlevel.wait_readable(lsock)
+            continue
+        except OSError as exc:
+            log.error("%s: accept() failed: %s; retrying in 100 ms", what, exc)
+            await trio.sleep(0.1)
+            continue
+        nursery.start_soon(handler, conn, addr)
