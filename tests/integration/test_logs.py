@@ -28,10 +28,16 @@ WRONG_PASSWORD = "Wr0ng-Pa55word-9931"
 
 
 def read_events(path: Path) -> list[dict]:
-    """Every line of ``path`` as JSON (a line that does not parse fails the test)."""
+    """Every whole line of ``path`` as JSON (a whole line that does not parse fails the test).
+
+    The proxy may be writing while this reads: a line that crosses a page boundary of the
+    file can be seen half written, so an unterminated last line is left for the next read.
+    """
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    text = path.read_text()
+    whole = text[: text.rfind("\n") + 1]
+    return [json.loads(line) for line in whole.splitlines()]
 
 
 def wait_events(path: Path, predicate, timeout: float = 10.0) -> list[dict]:
