@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import os
+import re
 import subprocess
 import threading
 import time
@@ -325,16 +326,29 @@ def _sysbench(port: int, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def _innodb_deadlocks(cluster) -> int:
+    return int(cluster.primary.query("SHOW GLOBAL STATUS LIKE 'Innodb_deadlocks'")[0]["Value"])
+
+
 @pytest.mark.parametrize("ps_mode", ["auto", "disable"])
 def test_sysbench_oltp_read_write(proxy, cluster, ps_mode):
     _sysbench(cluster.primary.port, "cleanup")
     prep = _sysbench(cluster.primary.port, "prepare")
     assert prep.returncode == 0, prep.stderr
-    run = _sysbench(proxy.port, "--threads=8", "--time=10", f"--db-ps-mode={ps_mode}", "run")
+    deadlocks_before = _innodb_deadlocks(cluster)
+    # --verbosity=5 makes sysbench name each error it ignores ("DEBUG: Ignoring error 1213 ...")
+    run = _sysbench(proxy.port, "--threads=8", "--time=10", f"--db-ps-mode={ps_mode}", "--verbosity=5", "run")
     assert run.returncode == 0, run.stdout + run.stderr
     out = run.stdout
     errors_line = next(line for line in out.splitlines() if "ignored errors:" in line)
-    assert errors_line.split()[2] == "0", errors_line
+    ignored = re.findall(r"Ignoring error (\d+)", out + run.stderr)
+    assert int(errors_line.split()[2]) == len(ignored), errors_line
+    # Zero errors from the proxy. The one error this workload can meet on its own is an InnoDB
+    # deadlock between two of its transactions (about one run in six here, direct or proxied):
+    # that one is allowed only when the primary itself counted the deadlock.
+    assert set(ignored) <= {"1213"}, ignored
+    if ignored:
+        assert _innodb_deadlocks(cluster) - deadlocks_before >= len(ignored), (ignored, deadlocks_before)
     tx_line = next(line for line in out.splitlines() if line.strip().startswith("transactions:"))
     assert int(tx_line.split()[1]) > 50, tx_line
     _sysbench(cluster.primary.port, "cleanup")
