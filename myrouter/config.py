@@ -103,7 +103,6 @@ MYSQL_COMPAT_VARIABLES: dict[str, Any] = {
     "client_host_cache_size": 0,
     "client_host_error_counts": 0,
     "connection_warming": False,
-    "connpoll_reset_queue_length": 50,
     "data_packets_history_size": 0,
     "default_charset": "utf8",
     "default_collation_connection": "utf8_general_ci",
@@ -319,6 +318,11 @@ class MySQLVariables:
     connection_delay_multiplex_ms: int = 0
     auto_increment_delay_multiplex: int = 5
     free_connections_pct: int = 10
+    # A connection that carries its session's own state when the session ends
+    # (user variables, temporary tables, a transaction...) is reset with
+    # COM_RESET_CONNECTION and given back to the pool; at most this many at a
+    # time (0 = close such connections instead).
+    connpoll_reset_queue_length: int = 50
     connection_max_age_ms: int = 0
     ping_interval_server_msec: int = 10000
     ping_timeout_server: int = 200
@@ -489,6 +493,7 @@ _MYSQL_RANGES: dict[str, tuple[int, int]] = {
     "connection_delay_multiplex_ms": (0, 300 * 1000),
     "auto_increment_delay_multiplex": (0, 1_000_000),
     "free_connections_pct": (0, 100),
+    "connpoll_reset_queue_length": (0, 1000),
     "connection_max_age_ms": (0, _DAY_MS),
     "ping_interval_server_msec": (1000, 7 * _DAY_MS),
     "ping_timeout_server": (10, 600 * 1000),

@@ -111,6 +111,10 @@ class ProxyCollector(Collector):
                     st.sessions_waiting_for_connection)
         yield counter("pool_wait_timeouts", "Waits for a backend connection that timed out (ERR 9001).",
                       app.counters.pool_wait_timeouts)
+        yield counter("pool_connection_resets", "Backend connections with session state of their own reset "
+                      "(COM_RESET_CONNECTION) and given back to the pool instead of closed.", app.counters.backend_resets)
+        yield counter("pool_connection_reset_failures", "Backend connection resets that failed (closed instead).",
+                      app.counters.backend_reset_failures)
 
         hits = CounterMetricFamily("myrouter_query_rule_hits", "Statements matched by each query rule.",
                                    labels=["rule_id"])

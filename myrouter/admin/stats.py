@@ -178,6 +178,8 @@ def global_status(app: Proxy, started: float) -> list[tuple[str, Any]]:
         ("Server_Connections_used", st.backend_connections_in_use),
         ("ConnPool_sessions_waiting", st.sessions_waiting_for_connection),
         ("ConnPool_wait_timeouts", c.pool_wait_timeouts),
+        ("ConnPool_connections_reset", c.backend_resets),
+        ("ConnPool_connections_reset_failed", c.backend_reset_failures),
         ("Transactions_ended_by_timeout", c.transactions_ended),
         ("Stmt_Cached", len(app.stmt_registry)),
         ("Stmt_Cache_hits", app.stmt_registry.hits),

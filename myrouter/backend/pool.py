@@ -37,6 +37,7 @@ from ..net.stream import ConnectionLost
 from ..protocol.auth import BackendSecret
 from ..protocol.constants import Capability, Command
 from ..protocol.errors import PROXYSQL_ER_HOSTGROUP_TIMEOUT, MalformedPacket, MySQLError
+from ..protocol.messages import parse_err
 from ..protocol.response import ResponseKind
 from ..routing.hostgroups import ONLINE, weighted_choice
 from .connection import BackendConnection, BackendState, open_backend
@@ -56,6 +57,8 @@ KEY_CAPABILITIES = int(
 )
 
 PEEK_AFTER_IDLE = 0.25  # seconds
+_RESET = bytes([Command.RESET_CONNECTION])
+_RESETTABLE = (BackendState.RESERVED, BackendState.PINNED)  # between statements
 
 
 class PoolKey(NamedTuple):
@@ -85,6 +88,7 @@ class PoolSettings:
     min_idle: int  # idle connections kept warm per server and key in use
     free_connections_pct: int  # idle connections above this % of max_connections are surplus
     track_variables: bool  # ask backends to report every session variable change
+    reset_queue_length: int = 50  # connections being reset at once (connpoll_reset_queue_length); 0: close them
 
     @classmethod
     def from_vars(cls, v) -> PoolSettings:
@@ -99,6 +103,7 @@ class PoolSettings:
             min_idle=v.pool_min_idle,
             free_connections_pct=v.free_connections_pct,
             track_variables=v.session_track_variables,
+            reset_queue_length=v.connpoll_reset_queue_length,
         )
 
 
@@ -175,6 +180,7 @@ class Pools:
         self._waiters: dict[int, collections.deque[_Waiter]] = {}
         self._logins: dict[PoolKey, Login] = {}
         self._nursery: trio.Nursery | None = None
+        self.resetting = 0  # connections between COM_RESET_CONNECTION and their return to the pool
 
     def __repr__(self) -> str:
         return f"<Pools servers={len(self._pools)} waiting={sum(len(q) for q in self._waiters.values())}>"
@@ -488,6 +494,57 @@ class Pools:
         if stack is None:
             stack = p.idle[be.key] = []
         stack.append(be)
+
+    def reset_and_release(self, be: BackendConnection) -> bool:
+        """Give back a connection that carries session state of its own (user variables, temporary tables,
+        an open transaction, a changed sql_mode...) after COM_RESET_CONNECTION, in the background.
+
+        Returns False when it cannot be reset (queue full, connection or server unusable, not a MariaDB
+        server, no maintenance task): the caller closes it, as before this existed. The connection keeps
+        its slot (counted in use) while it is reset.
+        """
+        server = be.server_ref
+        if (self._nursery is None or server is None or self.resetting >= self.settings.reset_queue_length
+                or be.broken or be.retire or be.state not in _RESETTABLE or server.status != ONLINE
+                or "mariadb" not in be.server_version.lower()):
+            # MariaDB's reset is checked to give back the handshake's character set and keep the schema
+            # (tests/integration/test_pooling.py); MySQL's documentation says it restores the global one.
+            return False
+        self.resetting += 1
+        self._nursery.start_soon(self._reset, be)
+        return True
+
+    async def _reset(self, be: BackendConnection) -> None:
+        p = self.pool(be.server_ref)
+        counters = self.app.counters
+        what = "COM_RESET_CONNECTION"
+        try:
+            with trio.fail_after(max(self.settings.connect_timeout, self.settings.ping_timeout)):
+                tracker = await be.run_command(_RESET, ResponseKind.SIMPLE)
+                if tracker.error is None and be.tracks_variables:
+                    what = "session tracking after the reset"  # the reset took the session's setting back too
+                    tracker = await be.simple_query(b"SET session_track_system_variables='*'")
+            failure = None if tracker.error is None else parse_err(tracker.error).message
+        except (ConnectionLost, MalformedPacket, trio.TooSlowError) as exc:
+            be.broken = True
+            failure = str(exc) or type(exc).__name__
+        except BaseException:
+            # cancelled (proxy shutdown): the connection's state is unknown
+            be.broken = True
+            self._discard(be, p)
+            raise
+        finally:
+            self.resetting -= 1
+        if failure is not None:
+            counters.backend_reset_failures += 1
+            log.info("backend %s connection #%d: %s failed (%s); closing it", be.server, be.id, what, failure)
+            self._discard(be, p, polite=not be.broken)
+            return
+        counters.backend_resets += 1
+        be.vars = {}  # as a new connection: the handshake's character set, the server's defaults
+        be.stmts.clear()  # the server deallocated them
+        be.status = tracker.status
+        self.release(be)
 
     def discard(self, be: BackendConnection) -> None:
         """A session found ``be`` broken (or its state unknown): close it and free its slot."""

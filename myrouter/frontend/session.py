@@ -795,14 +795,21 @@ class ClientSession:
                 st.cursor_hg = None
 
     def _drop_all_backends(self, *, quit: bool = False) -> None:
-        """The session ends (or resets): free connections go back to the pool, pinned ones are closed."""
+        """The session ends (or resets): free connections go back to the pool; pinned ones carry state of
+        this session (variables, temporary tables, a transaction...): they are reset with
+        COM_RESET_CONNECTION first (``Pools.reset_and_release``), or closed when that cannot be done.
+        ``quit=False`` (the session was killed: so were its backend threads): every held connection is closed."""
+        pools = self.app.pools
         for hg, be in list(self.backends.items()):
             pins = self.hold.get(hg, 0) | (P.TRANSACTION if be.status & _IN_TRANS else 0)
-            if be.state is BackendState.ACTIVE or pins or not quit:
+            if quit and pins and be.state is not BackendState.ACTIVE and pools.reset_and_release(be):
+                del self.backends[hg]
+                self._forget_connection_state(hg)
+            elif be.state is BackendState.ACTIVE or pins or not quit:
                 self._drop_backend(be, quit=quit)
             else:
                 del self.backends[hg]
-                self.app.pools.release(be)
+                pools.release(be)
 
     def _lost_backend(self, be: BackendConnection, exc: Exception) -> MySQLError:
         self._drop_backend(be)
@@ -1748,7 +1755,7 @@ class ClientSession:
         await self._kill(int.from_bytes(payload[1:5], "little"), query_only=False)
 
     async def _com_reset_connection(self, payload: bytes) -> None:
-        # Handled by the proxy: free connections go back to the pool, pinned ones are closed
+        # Handled by the proxy: free connections go back to the pool, pinned ones are reset (or closed)
         # (their transaction, locks and temporary tables end with them). No backend round trip.
         self._drop_all_backends(quit=True)
         self._reset_session_state()

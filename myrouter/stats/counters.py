@@ -22,6 +22,8 @@ class Counters:
         "mirrored",
         "mirror_errors",
         "pool_wait_timeouts",
+        "backend_resets",
+        "backend_reset_failures",
         "stmts_evicted",
         "transactions_ended",
         "causal_waits",

@@ -335,8 +335,77 @@ def test_reset_connection_and_change_user_need_no_backend(proxy_factory, cluster
     cur = c.cursor()
     cur.execute("SELECT 1")
     cur.fetchall()
-    assert rp.stats().backend_connections_created == created + 1  # the pinned connection was closed, not reused
+    # the pinned connection was reset (COM_RESET_CONNECTION) and reused, not closed and opened anew
+    assert rp.stats().backend_connections_created == created
+    assert rp.call(lambda: rp.proxy.counters.backend_resets) == 1
     c.close()
+
+
+def _counter(rp, name: str) -> int:
+    return rp.call(lambda: getattr(rp.proxy.counters, name))
+
+
+STATE = "SELECT CONNECTION_ID(), @x, @@character_set_client, @@sql_mode, @@autocommit, @@in_transaction"
+
+
+def test_pinned_connection_is_reset_and_reused_when_its_session_ends(proxy_factory, cluster, table):
+    rp = proxy_factory(servers=writer_only(cluster, 1))
+    fresh = rp.connect(autocommit=True)
+    with fresh.cursor() as cur:
+        cur.execute(STATE)
+        clean = cur.fetchone()
+    fresh.close()
+    rp.wait_idle()
+    created = rp.stats().backend_connections_created
+
+    c = rp.connect(autocommit=True)
+    with c.cursor() as cur:
+        cur.execute("SET @x = 5")  # pins
+        cur.execute("SET NAMES latin1")
+        cur.execute("SET SESSION sql_mode = ''")
+        cur.execute("CREATE TEMPORARY TABLE t_gone (a INT)")
+        cur.execute("BEGIN")
+        cur.execute(f"INSERT INTO {table} (v) VALUES ('never committed')")
+        cur.execute(STATE)
+        used = cur.fetchone()
+    assert used[0] == clean[0] and used[1:] == (5, "latin1", "", 1, 1)
+    c.close()  # the session ends inside its transaction, holding all of the above
+    st = rp.wait_idle()
+    assert st.backend_connections_connected == st.backend_connections_idle == 1
+    assert _counter(rp, "backend_resets") == 1 and _counter(rp, "backend_reset_failures") == 0
+
+    d = rp.connect(autocommit=True)
+    with d.cursor() as cur:
+        cur.execute(STATE)
+        assert cur.fetchone() == clean  # the same backend thread, with nothing of the last session left
+        cur.execute(f"SELECT COUNT(*) FROM {table} WHERE v = 'never committed'")
+        assert cur.fetchone()[0] == 0  # rolled back
+        with pytest.raises(pymysql.err.ProgrammingError):
+            cur.execute("SELECT * FROM t_gone")
+        # session tracking still works on the reset connection: this session's change is seen and
+        # undone for the next session sharing the connection
+        cur.execute("SET time_zone = '+03:00'")
+        e = rp.connect(autocommit=True)
+        assert one(e, "SELECT @@time_zone") == "SYSTEM"
+        assert one(d, "SELECT @@time_zone") == "+03:00"
+        e.close()
+    d.close()
+    assert rp.stats().backend_connections_created == created
+
+
+def test_pinned_connection_is_closed_when_resets_are_off(proxy_factory, cluster):
+    rp = proxy_factory(servers=writer_only(cluster, 1), variables={"connpoll_reset_queue_length": 0})
+    c = rp.connect(autocommit=True)
+    first = one(c, "SELECT CONNECTION_ID()")
+    with c.cursor() as cur:
+        cur.execute("SET @x = 5")
+    c.close()
+    rp.wait_idle()
+    d = rp.connect(autocommit=True)
+    assert one(d, "SELECT CONNECTION_ID()") != first
+    assert one(d, "SELECT @x") is None
+    d.close()
+    assert _counter(rp, "backend_resets") == 0
 
 
 def test_idle_in_transaction_timeout(proxy_factory, cluster, table):
