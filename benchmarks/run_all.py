@@ -2,6 +2,7 @@
 """Run every benchmark with its defaults, one after the other (``make bench``).
 
 * ``bench_sysbench.py``: sysbench through the proxy versus straight to MariaDB;
+* ``bench_bare_relay.py``: the same workload through a bare Trio byte relay, the yardstick;
 * ``bench_connections.py``: 10,000 client connections held on a few backend connections
   (memory per connection, backend connections, connect rate versus direct);
 * ``bench_classify.py`` (if present): the statement digest/classification path;
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     sysbench_args: list[str] = []
     if a.json_dir is not None:
         sysbench_args += ["--json", str(a.json_dir / "sysbench.json")]
-    for name, args in (("bench_sysbench.py", sysbench_args), ("bench_connections.py", []), ("bench_classify.py", []),
+    for name, args in (("bench_sysbench.py", sysbench_args), ("bench_bare_relay.py", []), ("bench_connections.py", []), ("bench_classify.py", []),
                        ("bench_hotpath.py", [])):
         if not (HERE / name).exists():
             print(f"\n({name} not present: skipped)", flush=True)
