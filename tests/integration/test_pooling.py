@@ -396,6 +396,26 @@ def test_pinned_connection_is_reset_and_reused_when_its_session_ends(proxy_facto
     assert rp.stats().backend_connections_created == created
 
 
+def test_pinned_connection_whose_reset_fails_is_closed_not_pooled(proxy_factory, cluster):
+    rp = proxy_factory(servers=writer_only(cluster, 1))
+    c = rp.connect(autocommit=True)
+    with c.cursor() as cur:
+        cur.execute("SET @x = 5")  # pins
+    tid = one(c, "SELECT CONNECTION_ID()")
+    cluster.primary.query(f"KILL {int(tid)}")  # the server ends that connection behind the proxy's back
+    c.close()
+    deadline = time.monotonic() + 10
+    while _counter(rp, "backend_reset_failures") != 1:
+        assert time.monotonic() < deadline, "the failed reset was not counted"
+        time.sleep(0.02)
+    st = rp.wait_idle()
+    assert st.backend_connections_connected == 0 and st.backend_connections_in_use == 0  # closed, not leaked
+    assert _counter(rp, "backend_resets") == 0
+    d = rp.connect(autocommit=True)
+    assert one(d, "SELECT CONNECTION_ID()") != tid and one(d, "SELECT @x") is None
+    d.close()
+
+
 def test_pinned_connection_is_closed_when_resets_are_off(proxy_factory, cluster):
     rp = proxy_factory(servers=writer_only(cluster, 1), variables={"connpoll_reset_queue_length": 0})
     c = rp.connect(autocommit=True)
