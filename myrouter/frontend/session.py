@@ -802,13 +802,13 @@ class ClientSession:
         pools = self.app.pools
         for hg, be in list(self.backends.items()):
             pins = self.hold.get(hg, 0) | (P.TRANSACTION if be.status & _IN_TRANS else 0)
-            if quit and pins and be.state is not BackendState.ACTIVE and pools.reset_and_release(be):
-                del self.backends[hg]
-                self._forget_connection_state(hg)
-            elif be.state is BackendState.ACTIVE or pins or not quit:
+            if be.state is BackendState.ACTIVE or not quit or (pins and not pools.reset_and_release(be)):
                 self._drop_backend(be, quit=quit)
+                continue
+            del self.backends[hg]
+            if pins:
+                self._forget_connection_state(hg)  # being reset by the pool
             else:
-                del self.backends[hg]
                 pools.release(be)
 
     def _lost_backend(self, be: BackendConnection, exc: Exception) -> MySQLError:

@@ -20,7 +20,7 @@ import trio
 
 from myrouter.app import Proxy
 from myrouter.config import load_config
-from myrouter.testbed import Cluster, free_ports
+from myrouter.testbed import Cluster, ensure_packages, free_ports, start_cluster
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,7 +34,8 @@ def toml_value(v) -> str:
 
 
 def render_config(cluster: Cluster, *, port: int, variables: dict | None = None, users: list[dict] | None = None,
-                  servers: list[dict] | None = None, rules_dir: Path | None = None) -> str:
+                  servers: list[dict] | None = None, rules_dir: Path | None = None,
+                  replication_hostgroups: tuple[tuple[int, int], ...] = ()) -> str:
     variables = {"interfaces": f"127.0.0.1:{port}", "enable_load_data_local_infile": True,
                  "shutdown_timeout": 5000, **(variables or {})}
     if servers is None:
@@ -50,6 +51,8 @@ def render_config(cluster: Cluster, *, port: int, variables: dict | None = None,
         lines += ["", "[[mysql_servers]]"] + [f"{k} = {toml_value(v)}" for k, v in s.items()]
     for u in users:
         lines += ["", "[[mysql_users]]"] + [f"{k} = {toml_value(v)}" for k, v in u.items()]
+    for writer, reader in replication_hostgroups:
+        lines += ["", "[[mysql_replication_hostgroups]]", f"writer_hostgroup = {writer}", f"reader_hostgroup = {reader}"]
     return "\n".join(lines) + "\n"
 
 
@@ -150,6 +153,15 @@ class RunningProxy:
         assert not self._thread.is_alive(), "proxy thread did not stop"
         if self._error is not None and not isinstance(self._error, trio.Cancelled):
             raise RuntimeError("proxy thread failed") from self._error
+
+
+@pytest.fixture(scope="module")
+def own_cluster() -> Iterator[Cluster]:
+    """A primary and 2 replicas for one test module only: for tests that crash or stop servers,
+    stop replication or promote replicas, never done to the session's shared ``cluster``."""
+    ensure_packages()
+    with start_cluster(replicas=2) as c:
+        yield c
 
 
 @pytest.fixture

@@ -10,14 +10,12 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pymysql
 import pytest
 
-from conftest import RunningProxy, render_config
-from myrouter.testbed import Cluster, ensure_packages, free_ports, start_cluster
+from conftest import RunningProxy
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = {
@@ -28,22 +26,10 @@ FAST = {
 }
 
 
-@pytest.fixture(scope="module")
-def fo_cluster() -> Iterator[Cluster]:
-    ensure_packages()
-    with start_cluster(replicas=2) as c:
-        yield c
-
-
 @pytest.fixture
-def fo_proxy(fo_cluster, tmp_path) -> Iterator[RunningProxy]:
-    text = render_config(fo_cluster, port=free_ports(1)[0], variables=FAST, rules_dir=REPO / "rules")
-    text += "\n[[mysql_replication_hostgroups]]\nwriter_hostgroup = 0\nreader_hostgroup = 1\n"
-    path = tmp_path / "myrouter.toml"
-    path.write_text(text)
-    rp = RunningProxy(path).start()
-    yield rp
-    rp.stop()
+def fo_proxy(own_cluster, proxy_factory) -> RunningProxy:
+    return proxy_factory(cluster=own_cluster, variables=FAST, rules_dir=REPO / "rules",
+                         replication_hostgroups=((0, 1),))
 
 
 def status(rp, port: int, hostgroup: int = 1) -> str:
@@ -64,8 +50,8 @@ def sysbench(port: int, *args: str, timeout: float = 120) -> subprocess.Complete
 
 
 @pytest.mark.parametrize("ps_mode", ["disable", "auto"])
-def test_replica_dies_under_sysbench_reads_are_retried(fo_cluster, fo_proxy, ps_mode):
-    cluster, rp = fo_cluster, fo_proxy
+def test_replica_dies_under_sysbench_reads_are_retried(own_cluster, fo_proxy, ps_mode):
+    cluster, rp = own_cluster, fo_proxy
     prep = sysbench(cluster.primary.port, "prepare") if ps_mode == "disable" else None
     assert prep is None or prep.returncode == 0, prep.stdout + prep.stderr
     cluster.wait_replication()
@@ -99,8 +85,8 @@ def test_replica_dies_under_sysbench_reads_are_retried(fo_cluster, fo_proxy, ps_
     assert seen[victim_id] > 0, seen  # it gets traffic again
 
 
-def test_writer_killed_mid_transaction_is_not_retried(fo_cluster, fo_proxy):
-    cluster, rp = fo_cluster, fo_proxy
+def test_writer_killed_mid_transaction_is_not_retried(own_cluster, fo_proxy):
+    cluster, rp = own_cluster, fo_proxy
     with cluster.primary.connect("app", "app", database="test") as c, c.cursor() as cur:
         cur.execute("CREATE TABLE IF NOT EXISTS fo_t (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
         cur.execute("TRUNCATE fo_t")

@@ -1,7 +1,7 @@
 """The monitor against real MariaDB servers: shunning, lag (heartbeat), promotion, fallback.
 
 These tests stop servers, stop replication and promote replicas, so they use
-clusters of their own (``monitor_cluster`` for the module, a fresh one for the
+clusters of their own (``own_cluster`` for the module, a fresh one for the
 promotion), never the session's shared ``cluster``. Check intervals are short
 (hundreds of milliseconds) so each test takes a few seconds.
 """
@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import RunningProxy, admin_sql, render_config
+from conftest import RunningProxy, admin_sql
 
 from myrouter.backend.connection import ServerAddress, open_backend, query_rows
 from myrouter.monitor.checks import Checker, Credentials
@@ -36,19 +36,10 @@ FAST = {
 }
 
 
-@pytest.fixture(scope="module")
-def monitor_cluster() -> Iterator[Cluster]:
-    """A primary and 2 replicas for this module only: its tests stop servers and replication."""
-    ensure_packages()
-    with start_cluster(replicas=2) as c:
-        yield c
-
-
 @pytest.fixture
-def start_proxy(tmp_path: Path) -> Iterator[Callable[..., RunningProxy]]:
+def start_proxy(proxy_factory, tmp_path: Path) -> Callable[..., RunningProxy]:
     """Start a proxy in front of a cluster: hostgroup 0 the primary, 1 the replicas,
     ``mysql_replication_hostgroups`` (0, 1) unless ``pairs=[]``."""
-    started: list[RunningProxy] = []
     rules = tmp_path / "rules"
     rules.mkdir()
 
@@ -57,19 +48,10 @@ def start_proxy(tmp_path: Path) -> Iterator[Callable[..., RunningProxy]]:
         servers = [{"hostgroup_id": 0, "hostname": "127.0.0.1", "port": cluster.primary.port}]
         servers += [{"hostgroup_id": 1, "hostname": "127.0.0.1", "port": r.port, **(replica_options or {})}
                     for r in cluster.replicas]
-        text = render_config(cluster, port=free_ports(1)[0], variables={**FAST, **(variables or {})},
-                             servers=servers, users=users, rules_dir=rules)
-        for w, r in pairs:
-            text += f"\n[[mysql_replication_hostgroups]]\nwriter_hostgroup = {w}\nreader_hostgroup = {r}\n"
-        path = tmp_path / f"myrouter-{len(started)}.toml"
-        path.write_text(text)
-        rp = RunningProxy(path).start()
-        started.append(rp)
-        return rp
+        return proxy_factory(cluster=cluster, variables={**FAST, **(variables or {})}, servers=servers, users=users,
+                             rules_dir=rules, replication_hostgroups=tuple(pairs))
 
-    yield start
-    for rp in started:
-        rp.stop()
+    return start
 
 
 
@@ -102,8 +84,8 @@ def served_by(conn) -> int:
 # -- the monitor's connections ------------------------------------------------------------
 
 
-async def test_query_rows_decodes_text_results_and_errors(monitor_cluster):
-    primary = monitor_cluster.primary
+async def test_query_rows_decodes_text_results_and_errors(own_cluster):
+    primary = own_cluster.primary
     conn = await open_backend(ServerAddress(0, primary.host, primary.port), username="monitor",
                               secret=BackendSecret(plain=b"monitor"), database=None, client_capabilities=0)
     try:
@@ -120,8 +102,8 @@ async def test_query_rows_decodes_text_results_and_errors(monitor_cluster):
         await conn.aclose()
 
 
-async def test_checks_on_a_replica_and_a_dead_port(monitor_cluster):
-    replica = monitor_cluster.replicas[0]
+async def test_checks_on_a_replica_and_a_dead_port(own_cluster):
+    replica = own_cluster.replicas[0]
     creds = Credentials("monitor", "monitor")
     checker = Checker()
     ep = (replica.host, replica.port)
@@ -144,9 +126,9 @@ async def test_checks_on_a_replica_and_a_dead_port(monitor_cluster):
 # -- health ---------------------------------------------------------------------------
 
 
-def test_stopped_replica_is_shunned_then_back_after_the_recovery_delay(monitor_cluster, start_proxy, caplog):
+def test_stopped_replica_is_shunned_then_back_after_the_recovery_delay(own_cluster, start_proxy, caplog):
     caplog.set_level(logging.INFO)
-    cluster = monitor_cluster
+    cluster = own_cluster
     down, other = cluster.replicas
     rp = start_proxy(cluster, users=[{"username": "app", "password": "app", "default_hostgroup": 1,
                                       "default_schema": "test"}])
@@ -188,9 +170,9 @@ def test_stopped_replica_is_shunned_then_back_after_the_recovery_delay(monitor_c
     cluster.wait_replication()
 
 
-def test_wrong_monitor_password_is_logged_but_shuns_nothing(monitor_cluster, start_proxy, caplog):
+def test_wrong_monitor_password_is_logged_but_shuns_nothing(own_cluster, start_proxy, caplog):
     caplog.set_level(logging.INFO)
-    rp = start_proxy(monitor_cluster, variables={"monitor_password": "not-the-Password-42"})
+    rp = start_proxy(own_cluster, variables={"monitor_password": "not-the-Password-42"})
     wait_for("failed connect checks", lambda: len([
         r for r in rp.proxy.monitor.logs.rows("mysql_server_connect_log") if r[4]]) >= 3)
     time.sleep(1.0)  # 5 ping rounds: far more than monitor_ping_max_failures
@@ -204,8 +186,8 @@ def test_wrong_monitor_password_is_logged_but_shuns_nothing(monitor_cluster, sta
 # -- replication lag --------------------------------------------------------------------
 
 
-def test_heartbeat_lag_shuns_a_replica_whose_sql_thread_stopped(monitor_cluster, start_proxy):
-    cluster = monitor_cluster
+def test_heartbeat_lag_shuns_a_replica_whose_sql_thread_stopped(own_cluster, start_proxy):
+    cluster = own_cluster
     cluster.primary.query("GRANT CREATE, INSERT, UPDATE, SELECT ON myrouter_hb.* TO 'monitor'@'%'")
     lagging, healthy = cluster.replicas
     rp = start_proxy(cluster, replica_options={"max_replication_lag": 1}, variables={
@@ -252,10 +234,10 @@ def test_heartbeat_lag_shuns_a_replica_whose_sql_thread_stopped(monitor_cluster,
         cluster.wait_replication()
 
 
-def test_replica_status_lag_when_null(monitor_cluster, start_proxy):
+def test_replica_status_lag_when_null(own_cluster, start_proxy):
     """Without a heartbeat table: SHOW REPLICA STATUS; a stopped SQL thread gives NULL, which
     counts as monitor_slave_lag_when_null seconds."""
-    cluster = monitor_cluster
+    cluster = own_cluster
     lagging = cluster.replicas[0]
     rp = start_proxy(cluster, replica_options={"max_replication_lag": 5}, variables={"monitor_slave_lag_when_null": 30})
     wait_for("lag checks", lambda: len(rp.proxy.monitor.logs.rows("mysql_server_replication_lag_log")) >= 4)
@@ -275,8 +257,8 @@ def test_replica_status_lag_when_null(monitor_cluster, start_proxy):
 # -- fallback ---------------------------------------------------------------------------
 
 
-def test_fallback_to_the_writer_when_every_reader_is_shunned(monitor_cluster, start_proxy):
-    cluster = monitor_cluster
+def test_fallback_to_the_writer_when_every_reader_is_shunned(own_cluster, start_proxy):
+    cluster = own_cluster
     rp = start_proxy(cluster)
     fallback = lambda: rp.call(rp.proxy.hostgroups.fallback_for, 1)
     wait_for("first pings", lambda: len(rp.proxy.monitor.logs.rows("mysql_server_ping_log")) >= 3)
