@@ -34,6 +34,7 @@ import difflib
 import ipaddress
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,7 @@ _DAY_MS = 24 * 3600 * 1000
 _HEX40_RE = re.compile(r"[0-9A-Fa-f]{40}")
 _VERSION_RE = re.compile(r"[0-9]+\.[0-9]+[\x21-\x7e]*")
 _PORT_RE = re.compile(r"[0-9]{1,5}")
+_UNIX_PATH_MAX = 107  # sun_path holds 108 bytes with the final NUL
 
 
 # ---------------------------------------------------------------------------
@@ -1190,7 +1192,7 @@ class _Loader:
         server = ServerConfig(
             hostgroup_id=s.integer("hostgroup_id", lo=0),
             hostname=s.string("hostname", nonempty=True),
-            port=s.integer("port", 3306, 1, 65535),
+            port=s.integer("port", 3306, 0, 65535),
             gtid_port=s.integer("gtid_port", 0, 0, 65535),
             status=s.string("status", "ONLINE", choices=SERVER_STATUSES, fold="upper"),
             weight=s.integer("weight", 1, 0, 10_000_000),
@@ -1203,14 +1205,29 @@ class _Loader:
         )
         s.reject_unused([f.name for f in dataclasses.fields(ServerConfig)] + ["address", "hostgroup"])
         host = server.hostname
+        if server.port == 0 or host.startswith("/"):
+            # ProxySQL's convention: port 0 means hostname is the path of a Unix socket
+            if server.port != 0:
+                raise s.error(
+                    f"hostname {host!r} is a Unix socket path: set port = 0 (or give a TCP host name)",
+                    s.written("hostname"),
+                )
+            if not host.startswith("/"):
+                raise s.error(
+                    f"port 0 means a Unix socket: hostname must be its absolute path, not {host!r}",
+                    s.written("port"),
+                )
+            if len(os.fsencode(host)) > _UNIX_PATH_MAX:
+                raise s.error(
+                    f"Unix socket path {host!r} is longer than {_UNIX_PATH_MAX} bytes", s.written("hostname")
+                )
+            return server
         if host != host.strip() or any(ch.isspace() for ch in host):
             raise s.error(f"invalid host name {host!r}", s.written("hostname"))
         if ":" in host and not _is_ip(host):
             raise s.error(
                 f"invalid host name {host!r}: put the port in 'port'", s.written("hostname")
             )
-        if host.startswith("/"):
-            raise s.error("Unix socket backends are not supported", s.written("hostname"))
         return server
 
     def _check_duplicate_servers(self, servers: tuple[ServerConfig, ...]) -> None:

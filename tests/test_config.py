@@ -638,8 +638,8 @@ def test_error_connect_timeout_server_above_max(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("snippet", "key", "words"),
     [
-        ("port = 70000", "port", ("out of range", "1..65535")),
-        ("port = 0", "port", ("out of range",)),
+        ("port = 70000", "port", ("out of range", "0..65535")),
+        ("port = 0", "port", ("Unix socket", "absolute path", "10.0.0.2")),
         ("weight = -1", "weight", ("out of range", "0..10000000")),
         ("status = \"DOWN\"", "status", ("ONLINE", "OFFLINE_HARD")),
         ("use_ssl = 3", "use_ssl", ("true/false or 0/1",)),
@@ -664,6 +664,29 @@ def test_error_server_hostname_with_port(tmp_path: Path) -> None:
     text = "[[mysql_servers]]\nhostgroup_id = 0\nhostname = \"db:3306\"\n"
     err, path = config_error(tmp_path, text)
     assert_error(err, path, 3, "mysql_servers[0].hostname", "put the port in 'port'")
+
+
+def test_unix_socket_server(tmp_path: Path) -> None:
+    """ProxySQL's convention: port 0 and a path as hostname connect over a Unix socket."""
+    text = "[[mysql_servers]]\nhostgroup_id = 0\nhostname = \"/run/mysqld/mysqld.sock\"\nport = 0\n"
+    path = tmp_path / "myrouter.toml"
+    path.write_text(text)
+    (server,) = load_config(path).mysql_servers
+    assert (server.hostname, server.port) == ("/run/mysqld/mysqld.sock", 0)
+
+
+@pytest.mark.parametrize(
+    ("snippet", "words"),
+    [
+        ('hostname = "/run/mysqld/mysqld.sock"\nport = 3306', ("Unix socket path", "port = 0")),
+        ('hostname = "/run/mysqld/mysqld.sock"', ("Unix socket path", "port = 0")),
+        ('hostname = "/' + "d" * 120 + '.sock"\nport = 0', ("longer than 107 bytes",)),
+    ],
+)
+def test_error_unix_socket_server(tmp_path: Path, snippet: str, words: tuple[str, ...]) -> None:
+    text = "[[mysql_servers]]\nhostgroup_id = 0\n" + snippet + "\n"
+    err, path = config_error(tmp_path, text)
+    assert_error(err, path, 3, "mysql_servers[0].hostname", *words)
 
 
 def test_error_duplicate_server(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import trio
 
-from ..net.stream import ConnectionLost, PacketStream, open_tcp
+from ..net.stream import ConnectionLost, PacketStream, is_unix_address, open_stream
 from ..protocol.auth import BackendSecret, ClientAuth
 from ..protocol.codec import Reader
 from ..protocol.constants import DEFAULT_CHARSET, Capability, Command
@@ -63,7 +63,7 @@ class ServerAddress:
     port: int
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
+        return self.host if is_unix_address(self.host, self.port) else f"{self.host}:{self.port}"
 
 
 _ids = itertools.count(1)
@@ -222,7 +222,7 @@ async def open_backend(
 ) -> BackendConnection:
     """Connect and authenticate; raises ``MySQLError`` with a clear reply on failure."""
     try:
-        stream = await open_tcp(server.host, server.port, timeout=connect_timeout)
+        stream = await open_stream(server.host, server.port, timeout=connect_timeout)
     except ConnectionLost as exc:
         raise MySQLError(
             PROXYSQL_ER_HOSTGROUP_TIMEOUT,
@@ -302,7 +302,7 @@ async def _login(stream, server, username, secret, database, client_caps, charse
 
 async def read_greeting(host: str, port: int, timeout: float = 2.0) -> HandshakeV10:
     """Read a server's greeting without logging in (used to learn its version)."""
-    stream = await open_tcp(host, port, timeout=timeout)
+    stream = await open_stream(host, port, timeout=timeout)
     try:
         with trio.fail_after(timeout):
             pkt = await stream.read_packet()

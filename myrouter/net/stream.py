@@ -208,21 +208,36 @@ class PacketStream:
         self.sock.close()
 
 
-async def open_tcp(host: str, port: int, *, timeout: float, max_payload: int | None = None) -> PacketStream:
-    """Connect to host:port without blocking the event loop."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+def is_unix_address(host: str, port: int) -> bool:
+    """ProxySQL's convention for ``mysql_servers``: port 0 means the host name is the path of a
+    Unix socket (a server on the same machine), e.g. ``/var/run/mysqld/mysqld.sock``."""
+    return port == 0
+
+
+async def open_stream(host: str, port: int, *, timeout: float, max_payload: int | None = None) -> PacketStream:
+    """Connect to host:port over TCP, or to the Unix socket at path ``host`` when ``port`` is 0,
+    without blocking the event loop."""
+    if is_unix_address(host, port):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        address: str | tuple[str, int] = host
+        where = host
+    else:
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        address = (host, port)
+        where = f"{host}:{port}"
     sock.setblocking(False)
     try:
         with trio.fail_after(timeout):
-            err = sock.connect_ex((host, port))
+            try:
+                err = sock.connect_ex(address)
+            except OSError as exc:  # e.g. a Unix socket path longer than the kernel takes
+                raise ConnectionLost(f"cannot connect to {where}: {exc.strerror or exc}") from exc
             if err in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
                 await trio.lowlevel.wait_writable(sock)
                 err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if err:
-                raise ConnectionLost(f"cannot connect to {host}:{port}: {os.strerror(err)}")
+                raise ConnectionLost(f"cannot connect to {where}: {os.strerror(err)}")
     except BaseException:
         sock.close()
         raise
     return PacketStream(sock, max_payload=max_payload)
-
