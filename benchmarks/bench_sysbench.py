@@ -229,7 +229,7 @@ class ProxyProcess:
     """
 
     def __init__(self, cluster: Any, workdir: Path, *, log_level: str, source: Path = ROOT,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, unix_sockets: bool = False) -> None:
         from myrouter.__main__ import demo_config
         from myrouter.testbed import free_ports
 
@@ -239,7 +239,7 @@ class ProxyProcess:
         self.config_path = workdir / "myrouter.toml"
         self.config_path.write_text(
             demo_config(cluster, rules_dir=self.source / "rules", port=self.port, admin_port=self.admin_port,
-                        metrics_port=self.metrics_port)
+                        metrics_port=self.metrics_port, unix_sockets=unix_sockets)
         )
         self.log_path = workdir / "myrouter.log"
         self.drain_timeout = _drain_timeout(self.config_path)
@@ -647,6 +647,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, metavar="PATH", help="write all results as JSON here")
     p.add_argument("--noisy-threshold", type=float, default=20,
                    help="other CPU%% (of one core) above which a pair is marked noisy (default 20)")
+    p.add_argument("--backend", choices=("tcp", "unix"), default="tcp",
+                   help="how the proxy reaches MariaDB: loopback TCP (default) or the servers' Unix sockets "
+                        "(port = 0); sysbench always connects over TCP, to both")
     p.add_argument("--proxy-log-level", default="info", help="myrouter --log-level (default info)")
     p.add_argument("--profile", type=Path, metavar="DIR",
                    help="after the measurements, one proxied run under py-spy; collapsed stacks go to DIR")
@@ -722,7 +725,7 @@ def main(argv: list[str] | None = None) -> int:
             cluster.wait_replication(timeout=300)
         print(f"  prepared {a.tables} tables x {a.table_size} rows in {DB}; replicas caught up", flush=True)
 
-        proxy = ProxyProcess(cluster, workdir, log_level=a.proxy_log_level)
+        proxy = ProxyProcess(cluster, workdir, log_level=a.proxy_log_level, unix_sockets=a.backend == "unix")
         proxy.start()
         print(f"  myrouter pid {proxy.pid} on {HOST}:{proxy.port}, code from {proxy.package} (log {proxy.log_path})",
               flush=True)

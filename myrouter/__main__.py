@@ -162,21 +162,26 @@ def cmd_demo(args) -> int:
 
 
 def demo_config(cluster, *, rules_dir: Path, port: int = 6033, admin_port: int = 6032,
-                metrics_port: int = 6070) -> str:
-    """A myrouter config for a test-bed cluster: writer hostgroup 0, reader hostgroup 1."""
+                metrics_port: int = 6070, unix_sockets: bool = False) -> str:
+    """A myrouter config for a test-bed cluster: writer hostgroup 0, reader hostgroup 1.
+    With ``unix_sockets`` the proxy reaches the servers over their Unix sockets (port 0)."""
+
+    def address(server) -> str:
+        if unix_sockets:
+            return f'hostname = "{server.socket}"\nport = 0'
+        return f'hostname = "127.0.0.1"\nport = {server.port}'
+
     servers = [f"""
 [[mysql_servers]]
 hostgroup_id = 0
-hostname = "127.0.0.1"
-port = {cluster.primary.port}
+{address(cluster.primary)}
 comment = "primary"
 """]
     for i, r in enumerate(cluster.replicas, 1):
         servers.append(f"""
 [[mysql_servers]]
 hostgroup_id = 1
-hostname = "127.0.0.1"
-port = {r.port}
+{address(r)}
 comment = "replica {i}"
 """)
     return f"""# Written by `myrouter demo` for its local MariaDB primary and replicas.
