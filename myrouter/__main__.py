@@ -13,6 +13,7 @@ from pathlib import Path
 import trio
 
 from .errors import ConfigError
+from .net.tls import TLSSetupError
 
 log = logging.getLogger("myrouter")
 
@@ -125,6 +126,10 @@ def cmd_serve(args) -> int:
         for exc in group.exceptions:
             print(f"myrouter: {exc}", file=sys.stderr)
         status = 1
+    except* TLSSetupError as group:  # unusable certificate files in datadir
+        for exc in group.exceptions:
+            print(f"myrouter: TLS: {exc}", file=sys.stderr)
+        status = 2
     return status
 
 

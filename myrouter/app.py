@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import socket
+import ssl
 import time
 
 import trio
@@ -17,6 +18,7 @@ from .backend.pool import Pools, PoolSettings
 from .backend.stmts import StmtRegistry
 from .config import Config, UserConfig
 from .net.listen import accept_loop, close_listener, listen
+from .net import tls
 from .net.stream import ConnectionLost, PacketStream
 from .protocol.auth import BackendSecret, Credential, RSAKeyPair
 from .protocol.errors import MalformedPacket, MySQLError
@@ -50,6 +52,8 @@ class Proxy:
         self.backends: set[BackendConnection] = set()
         self.sha2_cache: dict = {}
         self.rsa = RSAKeyPair()
+        self.tls_context: ssl.SSLContext | None = None  # the client port's TLS (load_tls, at start)
+        self.tls_files: tls.TLSFiles | None = None
         self.server_version = self.vars.server_version
         self.draining = False
         self.listen_addresses: list[tuple[str, int]] = []
@@ -273,10 +277,19 @@ class Proxy:
 
     # -- serving ------------------------------------------------------------
 
+    def load_tls(self) -> None:
+        """(Re)read the client port's certificate files from datadir, generating missing ones
+        (``PROXYSQL RELOAD TLS``); new connections use them. Raises ``tls.TLSSetupError``."""
+        files = tls.load_or_create(self.config.datadir)
+        self.tls_context = tls.server_context(files)
+        self.tls_files = files
+
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Listen and serve until cancelled or drained; ``task_status.started(self)`` once listening."""
         if self.server_version == "auto":
             self.server_version = await self._discover_server_version()
+        if self.vars.have_ssl:
+            self.load_tls()  # bad certificate files stop the start here, with a clear TLSSetupError
         addresses = self.vars.listen_addresses()
         for host, port in addresses:
             self._listeners.append(listen(host, port))
@@ -490,6 +503,11 @@ class Proxy:
             self.command_counters.slow_query_us = _long_query_us(new_vars)
             self.pools.settings = PoolSettings.from_vars(new_vars)
             self.stmt_registry.max_entries = new_vars.max_stmts_cache
+            if new_vars.have_ssl and self.tls_context is None:
+                try:
+                    self.load_tls()
+                except tls.TLSSetupError as exc:
+                    log.error("mysql-have_ssl is on but TLS cannot be offered: %s", exc)
             if new_vars.interfaces != self.vars.interfaces:
                 log.warning("mysql-interfaces changed to %r: takes effect when myrouter restarts", new_vars.interfaces)
             self.vars = new_vars

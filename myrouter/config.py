@@ -118,7 +118,6 @@ MYSQL_COMPAT_VARIABLES: dict[str, Any] = {
     "handle_unknown_charset": 1,
     "handle_warnings": 1,
     "have_compress": True,
-    "have_ssl": True,
     "hostgroup_manager_verbose": 1,
     "init_connect": "",
     "kill_backend_connection_when_disconnect": True,
@@ -317,6 +316,11 @@ class MySQLVariables:
     auditlog_filesize: int = 100 * 1024 * 1024
     enable_server_deprecate_eof: bool = True
     multiplexing: bool = True
+    # TLS on the client port: the greeting offers it, clients choose (mysql_users.use_ssl
+    # makes it required for a user). Certificates: see ``datadir``. DIFFERS: off unless
+    # set, because most drivers (PyMySQL, Connector/Python, MySQL 8's libmysqlclient) switch
+    # to TLS by themselves as soon as it is offered, which costs a handshake per connection.
+    have_ssl: bool = False
     connection_delay_multiplex_ms: int = 0
     auto_increment_delay_multiplex: int = 5
     free_connections_pct: int = 10
@@ -451,7 +455,6 @@ class AdminVariables:
 
 # ProxySQL's "general variables" (top level of proxysql.cnf): accepted, ignored.
 TOP_LEVEL_COMPAT_KEYS = (
-    "datadir",
     "errorlog",
     "restart_on_missing_heartbeats",
     "execute_on_exit_failure",
@@ -649,6 +652,10 @@ class Config:
     # myrouter's own (top level): format of the process log on stderr, "text" or
     # "json" (one object per line); ``myrouter serve --log-format`` overrides it.
     log_format: str = "text"
+    # ProxySQL's datadir, for what myrouter keeps there: the TLS files of the client port
+    # (myrouter-ca.pem, myrouter-cert.pem, myrouter-key.pem; generated when missing).
+    # None: a certificate generated in memory at startup.
+    datadir: Path | None = None
 
     def hostgroups(self) -> frozenset[int]:
         """Hostgroups that exist: those of servers and of replication hostgroups."""
@@ -964,7 +971,7 @@ class _Loader:
     def load(self) -> Config:
         doc = self.doc
         top = doc.data
-        rules_dir, log_format = self._top_level(top)
+        rules_dir, log_format, datadir = self._top_level(top)
         mysql_vars = self._mysql_variables(self._table(top, "mysql_variables"))
         admin_vars = self._admin_variables(self._table(top, "admin_variables"))
         self._check_listener_conflicts(mysql_vars, admin_vars)
@@ -998,16 +1005,18 @@ class _Loader:
             rules_dir=rules_dir,
             query_rules_raw=rules,
             log_format=log_format,
+            datadir=datadir,
         )
 
     # -- structure ----------------------------------------------------------
 
-    def _top_level(self, top: dict[str, Any]) -> tuple[Path, str]:
+    def _top_level(self, top: dict[str, Any]) -> tuple[Path, str, Path | None]:
         doc = self.doc
         section = _Section(doc, "", None, {k: v for k, v in top.items() if k not in self._TABLES})
         rules_dir_set = section.has("rules_dir")
         rules_text = section.string("rules_dir", "rules", nonempty=True)
         log_format = section.string("log_format", "text", choices=LOG_FORMATS, fold="lower")
+        datadir_text = section.string("datadir", "")
         for name in TOP_LEVEL_COMPAT_KEYS:
             if section.has(name):
                 section.take(name)
@@ -1024,7 +1033,8 @@ class _Loader:
                 known = ", ".join(self._TABLES)
                 raise doc.error(f"unknown table [{written}]{hint}; known tables: {known}", written)
             raise section.error(
-                _unknown_key_message("", canon, ["rules_dir", "log_format", *TOP_LEVEL_COMPAT_KEYS]), written
+                _unknown_key_message("", canon, ["rules_dir", "log_format", "datadir", *TOP_LEVEL_COMPAT_KEYS]),
+                written
             )
         rules_dir = Path(rules_text).expanduser()
         if not rules_dir.is_absolute():
@@ -1034,7 +1044,15 @@ class _Loader:
             raise section.error(f"{str(rules_dir)!r} is not a directory", "rules_dir")
         if rules_dir_set and not rules_dir.exists():
             raise section.error(f"directory {str(rules_dir)!r} does not exist", "rules_dir")
-        return rules_dir, log_format
+        datadir = None
+        if datadir_text:
+            datadir = Path(datadir_text).expanduser()
+            if not datadir.is_absolute():
+                datadir = doc.path.resolve().parent / datadir
+            datadir = datadir.resolve()
+            if datadir.exists() and not datadir.is_dir():
+                raise section.error(f"{str(datadir)!r} is not a directory", "datadir")
+        return rules_dir, log_format, datadir
 
     def _table(self, top: dict[str, Any], name: str) -> dict[str, Any]:
         value = top.get(name, {})

@@ -427,16 +427,25 @@ def test_variable_names_case_insensitive(tmp_path: Path) -> None:
 
 
 def test_compatibility_variables_are_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    text = "datadir = \"/var/lib/proxysql\"\n[mysql_variables]\nstacksize = 1048576\npoll_timeout = 2000\n" \
-           "[admin_variables]\nrefresh_interval = 2000\n"
+    text = "errorlog = \"/var/lib/proxysql/proxysql.log\"\n[mysql_variables]\nstacksize = 1048576\n" \
+           "poll_timeout = 2000\n[admin_variables]\nrefresh_interval = 2000\n"
     with caplog.at_level(logging.WARNING, logger="myrouter.config"):
         config = load_config(write(tmp_path, text))
     assert config.mysql_variables.items()["poll_timeout"] == 2000
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "ignored" in messages
-    for name in ("datadir (line 1)", "mysql_variables.stacksize (line 3)", "mysql_variables.poll_timeout (line 4)",
+    for name in ("errorlog (line 1)", "mysql_variables.stacksize (line 3)", "mysql_variables.poll_timeout (line 4)",
                  "admin_variables.refresh_interval (line 6)"):
         assert name in messages
+
+
+def test_datadir_is_resolved_against_the_config_file(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "")).datadir is None
+    assert load_config(write(tmp_path, 'datadir = "state"\n')).datadir == (tmp_path / "state").resolve()
+    assert load_config(write(tmp_path, 'datadir = "/var/lib/myrouter"\n')).datadir == Path("/var/lib/myrouter")
+    (tmp_path / "afile").write_text("")
+    err, path = config_error(tmp_path, 'datadir = "afile"\n')
+    assert_error(err, path, 1, "datadir", "not a directory")
 
 
 def test_threads_other_than_one_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

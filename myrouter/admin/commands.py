@@ -34,7 +34,7 @@ ProxySQL's admin module:
     also be written unquoted after the options (``EXPLAIN ROUTING SELECT 1``).
 
 ``PROXYSQL FLUSH QUERY CACHE`` / ``PROXYSQL FLUSH LOGS`` / ``PROXYSQL FLUSH
-MYSQL CLIENT HOSTS``, ``KILL [CONNECTION|QUERY] <session id>``,
+MYSQL CLIENT HOSTS`` / ``PROXYSQL RELOAD TLS``, ``KILL [CONNECTION|QUERY] <session id>``,
 ``SHOW ...`` helpers (tables, databases, create table, processlist, MySQL and
 admin variables, status), ``SET`` (``SET mysql-x = v`` / ``SET admin-x = v``
 update ``global_variables``; anything else GUIs send is accepted and ignored),
@@ -103,7 +103,7 @@ class ExplainRouting(Command):
 
 @dataclass(frozen=True, slots=True)
 class ProxySQLCommand(Command):
-    action: str  # "FLUSH QUERY CACHE", "FLUSH LOGS", "FLUSH MYSQL CLIENT HOSTS"
+    action: str  # "FLUSH QUERY CACHE", "FLUSH LOGS", "FLUSH MYSQL CLIENT HOSTS", "RELOAD TLS"
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +300,7 @@ def _explain(s: str) -> Command | None:
     return ExplainRouting(sql, user, schema)
 
 
-_PROXYSQL_ACTIONS = ("FLUSH QUERY CACHE", "FLUSH LOGS", "FLUSH MYSQL CLIENT HOSTS")
+_PROXYSQL_ACTIONS = ("FLUSH QUERY CACHE", "FLUSH LOGS", "FLUSH MYSQL CLIENT HOSTS", "RELOAD TLS")
 
 
 def _proxysql(s: str) -> Command:

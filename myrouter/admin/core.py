@@ -689,6 +689,16 @@ class Admin:
                 raise MySQLError(ER_UNKNOWN_ERROR, f"PROXYSQL FLUSH LOGS: cannot rotate "
                                  f"{exc.filename or 'a log file'}: {exc.strerror or exc}", "HY000") from exc
             return OkResult()
+        if cmd.action == "RELOAD TLS":
+            # the certificate files in datadir, read again (missing ones generated): new client
+            # connections use them; connections already encrypted keep theirs
+            from ..net.tls import TLSSetupError
+
+            try:
+                app.load_tls()
+            except TLSSetupError as exc:
+                raise MySQLError(ER_UNKNOWN_ERROR, f"PROXYSQL RELOAD TLS: {exc}", "HY000") from exc
+            return OkResult()
         return OkResult()  # FLUSH MYSQL CLIENT HOSTS: myrouter keeps no client host cache
 
     async def _kill(self, cmd: Kill) -> Result:

@@ -25,7 +25,7 @@ from ..backend.pool import KEY_CAPABILITIES, Login, PoolKey
 from ..backend.stmts import ClientStmt, StmtMeta, execute_for_backend
 from ..backend.connection import split_payloads
 from ..config import MySQLVariables
-from ..net.stream import ConnectionLost, PacketStream
+from ..net.stream import ConnectionLost, PacketStream, start_tls
 from ..protocol import errors as E
 from ..protocol.auth import BackendSecret, ServerAuth, new_scramble
 from ..protocol.constants import DEFAULT_CHARSET, Capability, Command, SessionTrack, Status
@@ -299,6 +299,7 @@ class ClientSession:
         self.stmts: dict[int, ClientStmt] = {}  # client statement id -> statement
         self.next_stmt_id = 1
         self.fast_forward = False
+        self.tls = False  # the client connection is encrypted (it sent an SSLRequest)
         self.transaction_persistent = True
         self.trx_hg: int | None = None  # hostgroup where a transaction is open
         self.sticky_hg: int | None = None  # locks or a rule keep the session on this hostgroup
@@ -361,6 +362,9 @@ class ClientSession:
         server_caps = SERVER_CAPABILITIES
         if v.enable_client_deprecate_eof:
             server_caps |= C.DEPRECATE_EOF
+        tls_context = app.tls_context if v.have_ssl else None
+        if tls_context is not None:
+            server_caps |= C.SSL
         greeting = HandshakeV10(
             server_version=app.server_version,
             connection_id=self.id,
@@ -378,7 +382,20 @@ class ClientSession:
                 pkt = await self.client.read_packet()
                 payload = pkt.payload
                 if len(payload) == SSL_REQUEST_LENGTH and int.from_bytes(payload[:4], "little") & C.SSL:
-                    raise E.MySQLError(E.ER_HANDSHAKE_ERROR, "Bad handshake: SSL is not enabled on this proxy", "08S01")
+                    if tls_context is None:
+                        raise E.MySQLError(E.ER_HANDSHAKE_ERROR, "Bad handshake: SSL is not enabled on this proxy",
+                                           "08S01")
+                    # SSLRequest: TLS from here on; the full HandshakeResponse41 follows, encrypted
+                    try:
+                        await start_tls(self.client, tls_context, server_side=True)
+                    except ConnectionLost as exc:
+                        log.info("session %d from %s: %s", self.id, self.client_addr, exc)
+                        app.counters.client_connections_aborted += 1
+                        return False
+                    self.tls = True
+                    self.client.decoder.expect_seq = (pkt.seq + 1) & 0xFF
+                    pkt = await self.client.read_packet()
+                    payload = pkt.payload
                 try:
                     resp = HandshakeResponse41.parse(payload)
                 except MalformedPacket as exc:
@@ -387,6 +404,7 @@ class ClientSession:
                 auth = self._new_auth()
                 step = auth.start(resp.username, resp.auth_response, resp.auth_plugin)
                 step, seq = await self._auth_exchange(auth, step, (pkt.seq + 1) & 0xFF, check_seq=True)
+                error = step.error or self._tls_refusal(resp.username)
         except trio.TooSlowError:
             log.info("session %d from %s: handshake timed out after %.1fs", self.id, self.client_addr, timeout)
             app.counters.client_connections_aborted += 1
@@ -406,11 +424,11 @@ class ClientSession:
             return False
         finally:
             self.client.decoder.expect_seq = None
-        app.audit.login(self, resp.username, resp.database, step.error)  # structured logs (audit)
-        if step.error is not None:
+        app.audit.login(self, resp.username, resp.database, error)  # structured logs (audit)
+        if error is not None:
             log.info("session %d: access denied for user %r from %s", self.id, resp.username, self.client_addr)
             app.counters.access_denied += 1
-            await self._try_send_err(step.error, seq)
+            await self._try_send_err(error, seq)
             return False
         user = app.user(resp.username)
         assert user is not None and auth.secret is not None
@@ -446,8 +464,20 @@ class ClientSession:
             rsa=app.rsa,
             sha2_cache=app.sha2_cache,
             client_host=self.client_host,
+            secure_transport=self.tls,
             cleartext_ok=self.client_is_loopback,
         )
+
+    def _tls_refusal(self, username: str) -> MySQLError | None:
+        """mysql_users.use_ssl: a user who must use TLS is refused on a plain connection, with
+        the same 1045 as a wrong password (as ProxySQL does); the log says why."""
+        if self.tls:
+            return None
+        user = self.app.user(username)
+        if user is None or not user.use_ssl:
+            return None
+        log.info("session %d: user %r has use_ssl=1 and connected without TLS", self.id, username)
+        return E.access_denied(username, self.client_host, True)
 
     async def _auth_exchange(self, auth: ServerAuth, step, seq: int, *, check_seq: bool):
         """Send what the auth machine asks for and feed it the client's answers until it is done."""
@@ -1772,11 +1802,12 @@ class ClientSession:
                 step, seq = await self._auth_exchange(auth, step, 1, check_seq=False)
         except trio.TooSlowError:
             raise CloseSession from None
-        app.audit.change_user(self, req.username, req.database, step.error)  # structured logs (audit)
-        if step.error is not None:
+        error = step.error or self._tls_refusal(req.username)
+        app.audit.change_user(self, req.username, req.database, error)  # structured logs (audit)
+        if error is not None:
             log.info("session %d: COM_CHANGE_USER to %r denied", self.id, req.username)
             app.counters.access_denied += 1
-            await self._send_err(step.error, seq)
+            await self._send_err(error, seq)
             raise CloseSession
         user = app.user(req.username)
         assert user is not None and auth.secret is not None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import ssl
 
 import trio
 
@@ -38,7 +39,7 @@ class PacketStream:
     decoder are handed out by ``recv_some`` first, so both may be mixed.
     """
 
-    __slots__ = ("sock", "decoder", "peer", "closed", "_budget", "bytes_in", "bytes_out")
+    __slots__ = ("sock", "decoder", "peer", "closed", "_budget", "bytes_in", "bytes_out", "tls")
 
     def __init__(self, sock: socket.socket, *, max_payload: int | None = None) -> None:
         sock.setblocking(False)
@@ -56,6 +57,7 @@ class PacketStream:
         self._budget = _FAIR_BUDGET
         self.bytes_in = 0
         self.bytes_out = 0
+        self.tls: _TLS | None = None  # set by start_tls, which also makes this a TLSPacketStream
 
     def __repr__(self) -> str:
         return f"<PacketStream peer={self.peer} closed={self.closed}>"
@@ -206,6 +208,159 @@ class PacketStream:
         self.closed = True
         trio.lowlevel.notify_closing(self.sock)
         self.sock.close()
+
+
+class _TLS:
+    """A TLS connection over memory buffers (``ssl.SSLObject``): what a TLSPacketStream adds."""
+
+    __slots__ = ("obj", "incoming", "outgoing", "pending")
+
+    def __init__(self, context: ssl.SSLContext, *, server_side: bool, server_hostname: str | None) -> None:
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.obj = context.wrap_bio(self.incoming, self.outgoing, server_side=server_side,
+                                    server_hostname=server_hostname)
+        self.pending = bytearray()  # ciphertext the socket has not taken yet
+
+
+class TLSPacketStream(PacketStream):
+    """A PacketStream after ``start_tls``: the same interface, the bytes encrypted.
+
+    Reads decrypt everything the TLS layer holds into the packet decoder before they report
+    "nothing more now", so no plaintext is ever left inside the ``SSLObject`` while the
+    session waits for the socket to become readable: the plain streams' wait-on-the-socket
+    logic stays right. Writes encrypt into a buffer and send what the socket takes; the
+    rest goes first on the next write (``send_all`` waits for it).
+    """
+
+    __slots__ = ()
+
+    def _pull(self) -> bytes | None:
+        """Plaintext available now, or None if the socket has nothing (more) to read."""
+        tls = self.tls
+        obj = tls.obj
+        chunks: list[bytes] = []
+        while True:
+            try:
+                chunks.append(obj.read(RECV_SIZE))
+                continue
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLZeroReturnError as exc:
+                raise ConnectionLost("TLS connection closed by peer") from exc
+            except ssl.SSLError as exc:
+                raise ConnectionLost(f"TLS error: {exc}") from exc
+            if chunks:
+                break
+            try:
+                raw = self.sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                return None
+            except OSError as exc:
+                raise ConnectionLost(str(exc)) from exc
+            if not raw:
+                raise ConnectionLost("connection closed by peer")
+            tls.incoming.write(raw)
+        if tls.outgoing.pending:  # TLS 1.3 post-handshake messages (key update): send them along
+            self._flush_nowait()
+        data = b"".join(chunks)
+        self.bytes_in += len(data)
+        return data
+
+    def recv_nowait(self) -> bytes | None:
+        if self.decoder.buffered:
+            return self.decoder.take_buffered()
+        return self._pull()
+
+    def packet_nowait(self) -> Packet | None:
+        dec = self.decoder
+        if dec.buffered:
+            pkt = dec.next_packet()
+            if pkt is not None:
+                return pkt
+        while True:
+            data = self._pull()
+            if data is None:
+                return None
+            pkt = dec.receive(data)
+            if pkt is not None:
+                return pkt
+
+    def _flush_nowait(self) -> bool:
+        """Send encrypted bytes the socket takes now; True when none are left."""
+        tls = self.tls
+        if tls.outgoing.pending:
+            tls.pending += tls.outgoing.read()
+        if not tls.pending:
+            return True
+        try:
+            sent = self.sock.send(tls.pending)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            raise ConnectionLost(str(exc)) from exc
+        del tls.pending[:sent]
+        return not tls.pending
+
+    def _encrypt(self, data: bytes | bytearray | memoryview) -> None:
+        try:
+            self.tls.obj.write(data)
+        except ssl.SSLError as exc:
+            raise ConnectionLost(f"TLS error: {exc}") from exc
+        self.bytes_out += len(data)
+
+    def send_nowait(self, data: bytes | bytearray | memoryview) -> memoryview | None:
+        """Encrypt all of ``data``; None if the socket took it all, else an empty view: the
+        caller's ``send_all`` of it waits until the rest has gone."""
+        if data:
+            self._encrypt(data)
+        return None if self._flush_nowait() else memoryview(b"")
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if data:
+            self._encrypt(data)
+        while not self._flush_nowait():
+            if self.closed:
+                raise ConnectionLost("stream is closed")
+            try:
+                await _wait_writable(self.sock)
+            except trio.ClosedResourceError as exc:
+                raise ConnectionLost("stream closed while sending") from exc
+
+
+async def start_tls(stream: PacketStream, context: ssl.SSLContext, *, server_side: bool,
+                    server_hostname: str | None = None) -> TLSPacketStream:
+    """Upgrade ``stream`` in place (the same object, now a TLSPacketStream) and run the TLS
+    handshake; raises ``ConnectionLost`` if it fails. Bytes the peer sent right behind the
+    packet that asked for TLS (its ClientHello, often in the same segment) are kept."""
+    tls = _TLS(context, server_side=server_side, server_hostname=server_hostname)
+    if stream.decoder.buffered:
+        tls.incoming.write(stream.decoder.take_buffered())
+    stream.tls = tls
+    stream.__class__ = TLSPacketStream
+    assert isinstance(stream, TLSPacketStream)
+    while True:
+        try:
+            tls.obj.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLError as exc:
+            stream._flush_nowait()  # the alert that tells the peer why, if the socket takes it
+            raise ConnectionLost(f"TLS handshake failed: {exc.reason or exc}") from exc
+        await stream.send_all(b"")
+        await stream.wait_readable()
+        try:
+            raw = stream.sock.recv(RECV_SIZE)
+        except BlockingIOError:
+            continue
+        except OSError as exc:
+            raise ConnectionLost(str(exc)) from exc
+        if not raw:
+            raise ConnectionLost("connection closed during the TLS handshake")
+        tls.incoming.write(raw)
+    await stream.send_all(b"")
+    return stream
 
 
 def is_unix_address(host: str, port: int) -> bool:

@@ -8,7 +8,7 @@ ProxySQL's audit log (``MySQL_Event::write_auth``) so its tooling reads them:
   ``YYYY-MM-DD HH:MM:SS.mmm``), ``thread_id`` (the proxy's session id: the
   connection id of its greeting, ``SessionID`` in ``stats_mysql_processlist``), ``username``,
   ``schemaname``, ``client_addr`` (ip:port), ``proxy_addr`` (the listener's
-  ip:port), ``ssl`` (always false: myrouter has no TLS yet), ``extra_info``
+  ip:port), ``ssl`` (the client connection uses TLS), ``extra_info``
   (why, when there is something to say).
 * ``MySQL_Client_Connect_OK`` / ``MySQL_Client_Connect_ERR``: a client logged
   in / did not. Every ERR of the handshake is a Connect_ERR (wrong password,

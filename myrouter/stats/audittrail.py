@@ -200,7 +200,7 @@ def session_fields(session) -> dict[str, Any]:
         host = session.proxy_host
         proxy_addr = f"[{host}]:{session.proxy_port}" if ":" in host else f"{host}:{session.proxy_port}"
     return {"thread_id": session.id, "username": session.username, "schemaname": session.schema or "",
-            "client_addr": session.client_addr, "proxy_addr": proxy_addr, "ssl": False}
+            "client_addr": session.client_addr, "proxy_addr": proxy_addr, "ssl": session.tls}
 
 
 def command_name(cmd: int | None) -> str:

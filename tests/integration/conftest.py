@@ -35,7 +35,7 @@ def toml_value(v) -> str:
 
 def render_config(cluster: Cluster, *, port: int, variables: dict | None = None, users: list[dict] | None = None,
                   servers: list[dict] | None = None, rules_dir: Path | None = None,
-                  replication_hostgroups: tuple[tuple[int, int], ...] = ()) -> str:
+                  replication_hostgroups: tuple[tuple[int, int], ...] = (), datadir: Path | None = None) -> str:
     variables = {"interfaces": f"127.0.0.1:{port}", "enable_load_data_local_infile": True,
                  "shutdown_timeout": 5000, **(variables or {})}
     if servers is None:
@@ -43,7 +43,10 @@ def render_config(cluster: Cluster, *, port: int, variables: dict | None = None,
         servers += [{"hostgroup_id": 1, "hostname": "127.0.0.1", "port": r.port} for r in cluster.replicas]
     if users is None:
         users = [{"username": "app", "password": "app", "default_hostgroup": 0, "default_schema": "test"}]
-    lines = [f"rules_dir = {toml_value(rules_dir or REPO / 'rules')}", "", "[mysql_variables]"]
+    lines = [f"rules_dir = {toml_value(rules_dir or REPO / 'rules')}"]
+    if datadir is not None:
+        lines.append(f"datadir = {toml_value(datadir)}")
+    lines += ["", "[mysql_variables]"]
     lines += [f"{k} = {toml_value(v)}" for k, v in variables.items()]
     # port 0: the kernel picks free ports (read back from proxy.admin.listen_addresses / metrics_address)
     lines += ["", "[admin_variables]", 'mysql_ifaces = "127.0.0.1:0"', "restapi_port = 0"]
