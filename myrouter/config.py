@@ -1036,23 +1036,21 @@ class _Loader:
                 _unknown_key_message("", canon, ["rules_dir", "log_format", "datadir", *TOP_LEVEL_COMPAT_KEYS]),
                 written
             )
-        rules_dir = Path(rules_text).expanduser()
-        if not rules_dir.is_absolute():
-            rules_dir = doc.path.resolve().parent / rules_dir
-        rules_dir = rules_dir.resolve()
-        if rules_dir.exists() and not rules_dir.is_dir():
-            raise section.error(f"{str(rules_dir)!r} is not a directory", "rules_dir")
+        rules_dir = self._directory(section, "rules_dir", rules_text)
         if rules_dir_set and not rules_dir.exists():
             raise section.error(f"directory {str(rules_dir)!r} does not exist", "rules_dir")
-        datadir = None
-        if datadir_text:
-            datadir = Path(datadir_text).expanduser()
-            if not datadir.is_absolute():
-                datadir = doc.path.resolve().parent / datadir
-            datadir = datadir.resolve()
-            if datadir.exists() and not datadir.is_dir():
-                raise section.error(f"{str(datadir)!r} is not a directory", "datadir")
+        datadir = self._directory(section, "datadir", datadir_text) if datadir_text else None
         return rules_dir, log_format, datadir
+
+    def _directory(self, section: _Section, key: str, text: str) -> Path:
+        """A directory named by ``key``: absolute, relative paths from the config file's directory."""
+        path = Path(text).expanduser()
+        if not path.is_absolute():
+            path = self.doc.path.resolve().parent / path
+        path = path.resolve()
+        if path.exists() and not path.is_dir():
+            raise section.error(f"{str(path)!r} is not a directory", key)
+        return path
 
     def _table(self, top: dict[str, Any], name: str) -> dict[str, Any]:
         value = top.get(name, {})

@@ -64,10 +64,8 @@ class PacketStream:
 
     # -- reading ------------------------------------------------------------
 
-    def recv_nowait(self) -> bytes | None:
-        """Bytes ready now (buffered or on the socket), or None if a read would block."""
-        if self.decoder.buffered:
-            return self.decoder.take_buffered()
+    def _recv_raw(self) -> bytes | None:
+        """What the socket holds now (at most RECV_SIZE bytes), or None if a read would block."""
         try:
             data = self.sock.recv(RECV_SIZE)
         except BlockingIOError:
@@ -76,8 +74,20 @@ class PacketStream:
             raise ConnectionLost(str(exc)) from exc
         if not data:
             raise ConnectionLost("connection closed by peer")
-        self.bytes_in += len(data)
         return data
+
+    def _read_now(self) -> bytes | None:
+        """Bytes from the socket now, or None if a read would block (TLS: the plaintext)."""
+        data = self._recv_raw()
+        if data is not None:
+            self.bytes_in += len(data)
+        return data
+
+    def recv_nowait(self) -> bytes | None:
+        """Bytes ready now (buffered or on the socket), or None if a read would block."""
+        if self.decoder.buffered:
+            return self.decoder.take_buffered()
+        return self._read_now()
 
     async def recv_some(self) -> bytes:
         data = self.recv_nowait()
@@ -117,17 +127,10 @@ class PacketStream:
             pkt = dec.next_packet()
             if pkt is not None:
                 return pkt
-        sock = self.sock
         while True:
-            try:
-                data = sock.recv(RECV_SIZE)
-            except BlockingIOError:
+            data = self._read_now()
+            if data is None:
                 return None
-            except OSError as exc:
-                raise ConnectionLost(str(exc)) from exc
-            if not data:
-                raise ConnectionLost("connection closed by peer")
-            self.bytes_in += len(data)
             pkt = dec.receive(data)
             if pkt is not None:
                 return pkt
@@ -235,7 +238,7 @@ class TLSPacketStream(PacketStream):
 
     __slots__ = ()
 
-    def _pull(self) -> bytes | None:
+    def _read_now(self) -> bytes | None:
         """Plaintext available now, or None if the socket has nothing (more) to read."""
         tls = self.tls
         obj = tls.obj
@@ -252,39 +255,15 @@ class TLSPacketStream(PacketStream):
                 raise ConnectionLost(f"TLS error: {exc}") from exc
             if chunks:
                 break
-            try:
-                raw = self.sock.recv(RECV_SIZE)
-            except BlockingIOError:
+            raw = self._recv_raw()
+            if raw is None:
                 return None
-            except OSError as exc:
-                raise ConnectionLost(str(exc)) from exc
-            if not raw:
-                raise ConnectionLost("connection closed by peer")
             tls.incoming.write(raw)
         if tls.outgoing.pending:  # TLS 1.3 post-handshake messages (key update): send them along
             self._flush_nowait()
         data = b"".join(chunks)
         self.bytes_in += len(data)
         return data
-
-    def recv_nowait(self) -> bytes | None:
-        if self.decoder.buffered:
-            return self.decoder.take_buffered()
-        return self._pull()
-
-    def packet_nowait(self) -> Packet | None:
-        dec = self.decoder
-        if dec.buffered:
-            pkt = dec.next_packet()
-            if pkt is not None:
-                return pkt
-        while True:
-            data = self._pull()
-            if data is None:
-                return None
-            pkt = dec.receive(data)
-            if pkt is not None:
-                return pkt
 
     def _flush_nowait(self) -> bool:
         """Send encrypted bytes the socket takes now; True when none are left."""
@@ -350,15 +329,9 @@ async def start_tls(stream: PacketStream, context: ssl.SSLContext, *, server_sid
             raise ConnectionLost(f"TLS handshake failed: {exc.reason or exc}") from exc
         await stream.send_all(b"")
         await stream.wait_readable()
-        try:
-            raw = stream.sock.recv(RECV_SIZE)
-        except BlockingIOError:
-            continue
-        except OSError as exc:
-            raise ConnectionLost(str(exc)) from exc
-        if not raw:
-            raise ConnectionLost("connection closed during the TLS handshake")
-        tls.incoming.write(raw)
+        raw = stream._recv_raw()
+        if raw is not None:
+            tls.incoming.write(raw)
     await stream.send_all(b"")
     return stream
 
