@@ -11,7 +11,7 @@ import time
 import trio
 
 from .admin.core import Admin
-from .backend.connection import BackendConnection, BackendState, open_backend, read_greeting
+from .backend.connection import BackendConnection, BackendState, backend_tls_context, open_backend, read_greeting
 from .backend.gtid import parse_gtids
 from .backend.pins import PinCounters
 from .backend.pool import Pools, PoolSettings
@@ -53,6 +53,7 @@ class Proxy:
         self.sha2_cache: dict = {}
         self.rsa = RSAKeyPair()
         self.tls_context: ssl.SSLContext | None = None  # the client port's TLS (load_tls, at start)
+        self.backend_tls = _backend_tls(self.vars)  # for servers with use_ssl (mysql-ssl_p2s_*)
         self.tls_files: tls.TLSFiles | None = None
         self.server_version = self.vars.server_version
         self.draining = False
@@ -212,7 +213,8 @@ class Proxy:
         try:
             server = self.hostgroups.choose(hostgroup)
             be = await open_backend(server.address, username=username, secret=secret, database=schema,
-                                    client_capabilities=caps, connect_timeout=self.vars.connect_timeout_server / 1000)
+                                    client_capabilities=caps, connect_timeout=self.vars.connect_timeout_server / 1000,
+                                    tls=self.backend_tls)
             be.server_ref = server
             self.backend_opened(be)
             with trio.fail_after(60):
@@ -257,7 +259,7 @@ class Proxy:
         try:
             killer = await open_backend(
                 be.server, username=username, secret=secret, database=None, client_capabilities=0,
-                connect_timeout=self.vars.connect_timeout_server / 1000,
+                connect_timeout=self.vars.connect_timeout_server / 1000, tls=self.backend_tls,
             )
         except MySQLError as exc:
             log.warning("KILL %s %d on %s: cannot connect: %s", what, be.thread_id, be.server, exc)
@@ -503,6 +505,12 @@ class Proxy:
             self.command_counters.slow_query_us = _long_query_us(new_vars)
             self.pools.settings = PoolSettings.from_vars(new_vars)
             self.stmt_registry.max_entries = new_vars.max_stmts_cache
+            p2s = ("ssl_p2s_ca", "ssl_p2s_cert", "ssl_p2s_key", "ssl_p2s_cipher")
+            if any(getattr(new_vars, k) != getattr(self.vars, k) for k in p2s):
+                try:
+                    self.backend_tls = _backend_tls(new_vars)  # for new backend connections
+                except tls.TLSSetupError as exc:
+                    log.error("backend TLS unchanged: %s", exc)
             if new_vars.have_ssl and self.tls_context is None:
                 try:
                     self.load_tls()
@@ -575,3 +583,9 @@ def load_rules_for(config: Config):
     return rules_from_rows([], str(config.path), known)
 
 
+def _backend_tls(v) -> ssl.SSLContext:
+    """The context for TLS to servers with use_ssl, from the mysql-ssl_p2s_* variables."""
+    try:
+        return backend_tls_context(v.ssl_p2s_ca, v.ssl_p2s_cert, v.ssl_p2s_key, v.ssl_p2s_cipher)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise tls.TLSSetupError(f"mysql-ssl_p2s_ca/cert/key/cipher: {exc}") from exc

@@ -175,13 +175,9 @@ MYSQL_COMPAT_VARIABLES: dict[str, Any] = {
     "set_parser_algorithm": 2,
     "set_query_lock_on_hostgroup": 1,
     "show_processlist_extended": 0,
-    "ssl_p2s_ca": "",
     "ssl_p2s_capath": "",
-    "ssl_p2s_cert": "",
-    "ssl_p2s_cipher": "",
     "ssl_p2s_crl": "",
     "ssl_p2s_crlpath": "",
-    "ssl_p2s_key": "",
     "stacksize": 1024 * 1024,
     "stats_time_backend_query": False,
     "stats_time_query_processor": False,
@@ -321,6 +317,13 @@ class MySQLVariables:
     # set, because most drivers (PyMySQL, Connector/Python, MySQL 8's libmysqlclient) switch
     # to TLS by themselves as soon as it is offered, which costs a handshake per connection.
     have_ssl: bool = False
+    # TLS to servers with mysql_servers.use_ssl = 1: a CA file verifies their certificate
+    # chain (empty: encrypted, not verified, as ProxySQL); cert/key: a client certificate;
+    # cipher: OpenSSL cipher list for TLS 1.2.
+    ssl_p2s_ca: str = ""
+    ssl_p2s_cert: str = ""
+    ssl_p2s_key: str = ""
+    ssl_p2s_cipher: str = ""
     connection_delay_multiplex_ms: int = 0
     auto_increment_delay_multiplex: int = 5
     free_connections_pct: int = 10

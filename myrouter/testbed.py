@@ -624,6 +624,8 @@ class Cluster:
     base_dir: Path
     keep: bool = False
     _owns_base_dir: bool = field(default=True, repr=False)
+    # start_cluster(tls=True): the servers' CA, certificate and key (myrouter.net.tls file names)
+    tls_dir: Path | None = None
 
     @property
     def servers(self) -> list[Server]:
@@ -793,6 +795,7 @@ def start_cluster(
     *,
     start_timeout: float = 60,
     replication_timeout: float = 60,
+    tls: bool = False,
 ) -> Cluster:
     """Start a primary and ``replicas`` GTID replicas; return once all replicas have caught up.
 
@@ -800,6 +803,7 @@ def start_cluster(
     server; keep it short (unix socket paths must stay under 100 bytes). On any failure
     every server already started is stopped before the exception propagates.
     ``keep=True`` leaves the files behind after ``Cluster.stop()`` for debugging.
+    ``tls=True`` gives every server a certificate (``Cluster.tls_dir``): they offer TLS.
     """
     if replicas < 0:
         raise ValueError("replicas must be >= 0")
@@ -812,6 +816,15 @@ def start_cluster(
         base_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     servers: list[Server] = []
+    tls_dir = None
+    tls_args: list[str] = []
+    if tls:
+        from myrouter.net import tls as tls_files
+
+        tls_dir = base_dir / "tls"
+        tls_files.load_or_create(tls_dir)
+        tls_args = [f"--ssl-ca={tls_dir / tls_files.CA_FILE}", f"--ssl-cert={tls_dir / tls_files.CERT_FILE}",
+                    f"--ssl-key={tls_dir / tls_files.KEY_FILE}"]
     try:
         ports = free_ports(1 + replicas)
         names = [PRIMARY] + [f"replica{i}" for i in range(1, replicas + 1)]
@@ -823,6 +836,7 @@ def start_cluster(
                 socket=base_dir / f"{name}.sock",
                 datadir=base_dir / name,
                 server_id=index + 1,
+                extra_args=list(tls_args),
             )
             if server.datadir.exists():
                 raise ClusterError(f"{server.datadir} already exists; use an empty base_dir")
@@ -836,7 +850,8 @@ def start_cluster(
         _setup_primary(primary)
         for replica in replica_servers:
             _start_replication(replica, primary)
-        cluster = Cluster(primary, replica_servers, base_dir, keep=keep, _owns_base_dir=owns_base_dir)
+        cluster = Cluster(primary, replica_servers, base_dir, keep=keep, _owns_base_dir=owns_base_dir,
+                          tls_dir=tls_dir)
         cluster.wait_replication(replication_timeout)
     except BaseException:
         log.error("testbed: cluster start failed; stopping the %d server(s) started", len(servers))

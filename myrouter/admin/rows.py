@@ -59,7 +59,7 @@ def server_rows(servers: Iterable[ServerConfig]) -> list[tuple]:
 def runtime_server_rows(hostgroups: Hostgroups, configured: Iterable[ServerConfig], *,
                         configured_status: bool = False) -> list[tuple]:
     """What is live: the Server objects (current status, weight ...) with the configured
-    columns the runtime does not keep (gtid_port, compression, use_ssl, max_latency_ms).
+    columns the runtime does not keep (gtid_port, compression, max_latency_ms).
 
     Servers the monitor added to a hostgroup (writer/reader discovery) are included, with
     the configured columns of the same host:port in another hostgroup. With
@@ -78,7 +78,7 @@ def runtime_server_rows(hostgroups: Hostgroups, configured: Iterable[ServerConfi
         rows.append((
             srv.hostgroup, srv.host, srv.port, cfg.gtid_port if cfg else 0, status, srv.weight,
             cfg.compression if cfg else 0, srv.max_connections, srv.max_replication_lag,
-            _flag(cfg.use_ssl) if cfg else 0, cfg.max_latency_ms if cfg else 0, srv.comment,
+            _flag(srv.use_ssl), cfg.max_latency_ms if cfg else 0, srv.comment,
         ))
     return rows
 

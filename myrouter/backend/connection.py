@@ -12,17 +12,18 @@ import collections
 import enum
 import itertools
 import logging
+import ssl
 import time
 from dataclasses import dataclass
 
 import trio
 
-from ..net.stream import ConnectionLost, PacketStream, is_unix_address, open_stream
+from ..net.stream import ConnectionLost, PacketStream, is_unix_address, open_stream, start_tls
 from ..protocol.auth import BackendSecret, ClientAuth
 from ..protocol.codec import Reader
 from ..protocol.constants import DEFAULT_CHARSET, Capability, Command
 from ..protocol.errors import MalformedPacket, MySQLError, PROXYSQL_ER_HOSTGROUP_TIMEOUT
-from ..protocol.messages import HandshakeResponse41, HandshakeV10, parse_err
+from ..protocol.messages import SSL_REQUEST_LENGTH, HandshakeResponse41, HandshakeV10, parse_err
 from ..protocol.packets import frame
 from ..protocol.response import ResponseKind, ResponseTracker, ok_status
 
@@ -61,6 +62,7 @@ class ServerAddress:
     hostgroup: int
     host: str
     port: int
+    use_ssl: bool = False  # mysql_servers.use_ssl: log in over TLS (open_backend's tls context)
 
     def __str__(self) -> str:
         return self.host if is_unix_address(self.host, self.port) else f"{self.host}:{self.port}"
@@ -219,8 +221,12 @@ async def open_backend(
     attrs: dict[str, str] | None = None,
     connect_timeout: float = 3.0,
     max_packet: int = 64 * 1024 * 1024,
+    tls: ssl.SSLContext | None = None,
 ) -> BackendConnection:
-    """Connect and authenticate; raises ``MySQLError`` with a clear reply on failure."""
+    """Connect and authenticate; raises ``MySQLError`` with a clear reply on failure.
+
+    A server with ``use_ssl`` is logged in to over TLS with the ``tls`` context (default:
+    encrypted, certificate not checked, as ProxySQL without ``ssl_p2s_ca``)."""
     try:
         stream = await open_stream(server.host, server.port, timeout=connect_timeout)
     except ConnectionLost as exc:
@@ -239,7 +245,7 @@ async def open_backend(
     try:
         with trio.fail_after(connect_timeout):
             return await _login(stream, server, username, secret, database, client_capabilities, charset,
-                                attrs or {}, max_packet)
+                                attrs or {}, max_packet, (tls or default_backend_tls()) if server.use_ssl else None)
     except trio.TooSlowError as exc:
         stream.close()
         raise MySQLError(
@@ -260,7 +266,7 @@ async def open_backend(
         raise
 
 
-async def _login(stream, server, username, secret, database, client_caps, charset, attrs, max_packet):
+async def _login(stream, server, username, secret, database, client_caps, charset, attrs, max_packet, tls):
     pkt = await stream.read_packet()
     if pkt.payload[:1] == b"\xff":
         raise parse_err(pkt.payload)
@@ -272,7 +278,9 @@ async def _login(stream, server, username, secret, database, client_caps, charse
         caps &= ~C.CONNECT_WITH_DB
     if not greeting.capabilities & C.CONNECT_ATTRS:
         caps &= ~C.CONNECT_ATTRS
-    auth = ClientAuth(username=username, secret=secret)
+    if tls is not None:
+        caps |= C.SSL
+    auth = ClientAuth(username=username, secret=secret, secure_transport=tls is not None)
     plugin, token = auth.first_response(greeting.auth_plugin, greeting.auth_data)
     attrs = dict(attrs)
     attrs.setdefault("program_name", "myrouter")
@@ -286,7 +294,20 @@ async def _login(stream, server, username, secret, database, client_caps, charse
         auth_plugin=plugin,
         attrs=attrs if caps & C.CONNECT_ATTRS else {},
     )
-    seq = await stream.send_packet(response.encode(), pkt.seq + 1)
+    encoded = response.encode()
+    seq = pkt.seq + 1
+    if tls is not None:
+        if not greeting.capabilities & C.SSL:
+            raise MySQLError(PROXYSQL_ER_HOSTGROUP_TIMEOUT, f"backend {server} in hostgroup {server.hostgroup} does "
+                             "not offer TLS, and mysql_servers.use_ssl=1 asks for it", "HY000")
+        # SSLRequest: the response's first 32 bytes; the whole response follows, encrypted
+        seq = await stream.send_packet(encoded[:SSL_REQUEST_LENGTH], seq)
+        try:
+            await start_tls(stream, tls, server_side=False)
+        except ConnectionLost as exc:
+            raise MySQLError(PROXYSQL_ER_HOSTGROUP_TIMEOUT,
+                             f"TLS with backend {server} in hostgroup {server.hostgroup} failed: {exc}", "HY000") from exc
+    seq = await stream.send_packet(encoded, seq)
     while True:
         pkt = await stream.read_packet()
         step = auth.receive(pkt.payload)
@@ -298,6 +319,37 @@ async def _login(stream, server, username, secret, database, client_caps, charse
         seq = (pkt.seq + 1) & 0xFF
         for payload in step.send:
             seq = await stream.send_packet(payload, seq)
+
+
+_default_backend_tls: ssl.SSLContext | None = None
+
+
+def default_backend_tls() -> ssl.SSLContext:
+    """Encrypted, the server's certificate not checked: ProxySQL's backend TLS without ssl_p2s_ca."""
+    global _default_backend_tls
+    if _default_backend_tls is None:
+        _default_backend_tls = backend_tls_context()
+    return _default_backend_tls
+
+
+def backend_tls_context(ca: str = "", cert: str = "", key: str = "", cipher: str = "") -> ssl.SSLContext:
+    """The client-side TLS context for backends from ProxySQL's mysql-ssl_p2s_* variables: with a
+    CA the server's certificate chain is verified (not its name: servers are often addressed by
+    IP); cert/key present a client certificate; cipher restricts TLS 1.2 ciphers. Raises
+    ``OSError`` or ``ssl.SSLError`` for files that do not load."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = False
+    if ca:
+        ctx.load_verify_locations(cafile=ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    else:
+        ctx.verify_mode = ssl.CERT_NONE
+    if cert:
+        ctx.load_cert_chain(cert, key or None)
+    if cipher:
+        ctx.set_ciphers(cipher)
+    return ctx
 
 
 async def read_greeting(host: str, port: int, timeout: float = 2.0) -> HandshakeV10:

@@ -367,6 +367,7 @@ class Pools:
                 attrs=login.attrs,
                 connect_timeout=s.connect_timeout,
                 max_packet=s.max_packet,
+                tls=self.app.backend_tls,
             )
             if s.track_variables and be.capabilities & C.SESSION_TRACK:
                 try:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -120,21 +121,30 @@ class MonitorConnections:
 
     def __init__(self) -> None:
         self._idle: dict[tuple[str, int], list[BackendConnection]] = {}
+        # endpoint -> the TLS context to log in with (servers with mysql_servers.use_ssl), or None
+        self.tls_for: Callable[[tuple[str, int]], ssl.SSLContext | None] = lambda endpoint: None
 
     async def open(self, endpoint: tuple[str, int], creds: Credentials, timeout_s: float) -> BackendConnection:
         """A new connection; MySQLError (9001 for network failures and timeouts, else the server's error)."""
         host, port = endpoint
+        tls = self.tls_for(endpoint)
         return await open_backend(
-            ServerAddress(-1, host, port), username=creds.username, secret=creds.secret, database=None,
-            client_capabilities=0, attrs={"program_name": "myrouter-monitor"}, connect_timeout=timeout_s,
+            ServerAddress(-1, host, port, use_ssl=tls is not None), username=creds.username, secret=creds.secret,
+            database=None, client_capabilities=0, attrs={"program_name": "myrouter-monitor"},
+            connect_timeout=timeout_s, tls=tls,
         )
 
     def take(self, endpoint: tuple[str, int]) -> BackendConnection | None:
         idle = self._idle.get(endpoint)
+        use_ssl = self.tls_for(endpoint) is not None
         while idle:
             conn = idle.pop()
-            if not conn.closed:
-                return conn
+            if conn.closed:
+                continue
+            if conn.server.use_ssl != use_ssl:  # use_ssl changed since it was opened
+                conn.close()
+                continue
+            return conn
         return None
 
     def put(self, endpoint: tuple[str, int], conn: BackendConnection) -> None:

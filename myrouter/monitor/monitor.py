@@ -84,10 +84,17 @@ def clock() -> float:
 class Monitor:
     """Checks the backends of one proxy and acts on the results (see the module docstring)."""
 
+    def _tls_for(self, endpoint: Endpoint):
+        """The monitor logs in over TLS where traffic does: a server any entry of has use_ssl."""
+        if any(s.use_ssl for s in self.app.hostgroups.entries(*endpoint)):
+            return self.app.backend_tls
+        return None
+
     def __init__(self, app: Proxy) -> None:
         self.app = app
         self.logs = MonitorLogs()
         self.checker = Checker()
+        self.checker.pool.tls_for = self._tls_for
         self.health: dict[Endpoint, EndpointHealth] = {}
         self.heartbeat_table = ""  # validated mysql-monitor_replication_lag_use_percona_heartbeat
         self.heartbeat_reference: float | None = None  # epoch seconds of the newest heartbeat written

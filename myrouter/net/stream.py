@@ -326,7 +326,10 @@ async def start_tls(stream: PacketStream, context: ssl.SSLContext, *, server_sid
             pass
         except ssl.SSLError as exc:
             stream._flush_nowait()  # the alert that tells the peer why, if the socket takes it
-            raise ConnectionLost(f"TLS handshake failed: {exc.reason or exc}") from exc
+            detail = exc.reason or str(exc)
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                detail = f"certificate verify failed: {exc.verify_message}"
+            raise ConnectionLost(f"TLS handshake failed: {detail}") from exc
         await stream.send_all(b"")
         await stream.wait_readable()
         raw = stream._recv_raw()
