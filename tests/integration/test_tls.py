@@ -123,10 +123,19 @@ def test_mysqlclient_with_tls(tls_proxy, datadir: Path) -> None:
     assert login_tls_flags(audit, 1) == [True]  # libmariadb has no cipher accessor here: the proxy says it
 
 
-def test_a_proxy_without_have_ssl_does_not_offer_tls(proxy_factory) -> None:
-    client = RawClient(proxy_factory().port)
+def test_have_ssl_off_by_default_and_switched_on_at_runtime(proxy_factory) -> None:
+    rp = proxy_factory()
+    client = RawClient(rp.port)
     assert not client.read_greeting().capabilities & C.SSL
     client.close()
+    admin_sql(rp, "UPDATE global_variables SET variable_value = 'true' WHERE variable_name = 'mysql-have_ssl'",
+              "LOAD MYSQL VARIABLES TO RUNTIME")
+    client = RawClient(rp.port)
+    assert client.read_greeting().capabilities & C.SSL
+    client.close()
+    conn = rp.connect(ssl={"check_hostname": False, "verify_mode": ssl.CERT_NONE})
+    assert conn._sock.version().startswith("TLSv1.")
+    conn.close()
 
 
 def test_use_ssl_user_must_encrypt(tls_proxy, datadir: Path) -> None:
