@@ -59,6 +59,16 @@ def render_config(cluster: Cluster, *, port: int, variables: dict | None = None,
     return "\n".join(lines) + "\n"
 
 
+def wait_for(what: str, predicate: Callable[[], bool], timeout: float = 15.0, step: float = 0.02) -> float:
+    """Poll until ``predicate()``; returns when (time.monotonic()) it became true."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(step)
+    return time.monotonic()
+
+
 def admin_port(rp: RunningProxy) -> int:
     return rp.proxy.admin.listen_addresses[0][1]
 

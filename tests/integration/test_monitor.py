@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import RunningProxy, admin_sql
+from conftest import RunningProxy, admin_sql, wait_for
 
 from myrouter.backend.connection import ServerAddress, open_backend, query_rows
 from myrouter.monitor.checks import Checker, Credentials
@@ -60,15 +60,6 @@ def layout(rp: RunningProxy) -> dict[tuple[int, int], str]:
     """(hostgroup, port) -> status, read inside the proxy's event loop."""
     return rp.call(lambda: {(s.hostgroup, s.port): s.status for s in rp.proxy.hostgroups.servers()})
 
-
-def wait_for(what: str, predicate: Callable[[], bool], timeout: float = 15.0, step: float = 0.02) -> float:
-    """Poll until ``predicate()``; returns when (time.monotonic()) it became true."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(step)
-    return time.monotonic()
 
 
 def server_id(server) -> int:

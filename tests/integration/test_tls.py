@@ -9,8 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
-import MySQLdb
 import mysql.connector
+import MySQLdb
 import pymysql
 import pytest
 from conftest import admin_sql, render_config
@@ -84,13 +84,13 @@ def test_mariadb_cli_with_verified_tls(tls_proxy, datadir: Path) -> None:
     rp = tls_proxy()
     r = subprocess.run(["mariadb", "-h127.0.0.1", f"-P{rp.port}", "-uapp", "-papp", "--ssl", f"--ssl-ca={ca_file(datadir)}",
                         "--ssl-verify-server-cert", "test", "-e", "\\s", "-e", "SELECT 40 + 2"],
-                       capture_output=True, text=True, timeout=30)
+                       check=False, capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     assert "Cipher in use is" in r.stdout, r.stdout
     assert "42" in r.stdout
     # and with --skip-ssl the same CLI logs in unencrypted
     r = subprocess.run(["mariadb", "-h127.0.0.1", f"-P{rp.port}", "-uapp", "-papp", "--skip-ssl", "test", "-e", "\\s"],
-                       capture_output=True, text=True, timeout=30)
+                       check=False, capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     assert "Not in use" in r.stdout, r.stdout
 
@@ -234,7 +234,7 @@ def test_serve_refuses_to_start_with_broken_tls_files(cluster, tmp_path: Path) -
     rules = tmp_path / "rules"
     rules.mkdir()
     cfg.write_text(render_config(cluster, port=0, rules_dir=rules, datadir=datadir, variables={"have_ssl": True}))
-    r = subprocess.run([*MYROUTER, "serve", "--config", str(cfg)], capture_output=True, text=True, timeout=60,
+    r = subprocess.run([*MYROUTER, "serve", "--config", str(cfg)], check=False, capture_output=True, text=True, timeout=60,
                        cwd=REPO)
     assert r.returncode == 2, r.stderr
     assert "TLS:" in r.stderr and str(datadir) in r.stderr

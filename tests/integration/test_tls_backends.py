@@ -3,13 +3,12 @@ test bed of its own whose MariaDB servers have certificates (``start_cluster(tls
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pymysql
 import pytest
-from conftest import admin_sql
+from conftest import admin_sql, wait_for
 
 from myrouter.net import tls
 from myrouter.testbed import Cluster, ensure_packages, start_cluster
@@ -52,13 +51,6 @@ def on_primary_only(cluster: Cluster, sql: str) -> None:
     finally:
         conn.close()
 
-
-def wait_for(what: str, predicate, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_use_ssl_servers_are_reached_over_tls_by_traffic_and_monitor(proxy_factory, tls_cluster: Cluster) -> None:

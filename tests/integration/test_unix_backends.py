@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pymysql
 import pytest
-from conftest import RunningProxy, admin_connect, admin_sql
+from conftest import RunningProxy, admin_connect, admin_sql, wait_for
 
 from myrouter.testbed import Cluster
 
@@ -18,13 +17,6 @@ def socket_servers(cluster: Cluster) -> list[dict]:
     servers += [{"hostgroup_id": 1, "hostname": str(r.socket), "port": 0} for r in cluster.replicas]
     return servers
 
-
-def wait_for(what: str, predicate, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def one(conn, sql: str):
