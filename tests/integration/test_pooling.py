@@ -646,14 +646,21 @@ def test_pool_maintenance_idle_timeout_min_idle_ping_and_max_age(proxy_factory, 
     time.sleep(2.5)  # idle past pool_idle_timeout_ms, above free_connections_pct: closed
     assert pool(rp) == (0, 0)
     assert backend_threads(cluster) == 0
-    c = holders[0]
-    assert one(c, "SELECT 1") == 1
-    time.sleep(1.2)  # idle longer than ping_interval_server_msec: pinged before reuse
-    assert one(c, "SELECT 1") == 1
-    latency = [p.latency_us for p in rp.call(rp.proxy.pools.statistics) if p.hostgroup == 0][0]
-    assert latency > 0
     for h in holders:
         h.close()
+
+    # a connection idle longer than ping_interval_server_msec is pinged before reuse (its own
+    # proxy: with pool_idle_timeout_ms above, maintenance could close it first and the next
+    # statement would open a new connection instead)
+    pinged = proxy_factory(servers=writer_only(cluster, 10), variables={"ping_interval_server_msec": 1000})
+    c = pinged.connect(autocommit=True)
+    assert one(c, "SELECT 1") == 1
+    assert [p.latency_us for p in pinged.call(pinged.proxy.pools.statistics) if p.hostgroup == 0][0] == 0
+    time.sleep(1.2)
+    assert one(c, "SELECT 1") == 1
+    latency = [p.latency_us for p in pinged.call(pinged.proxy.pools.statistics) if p.hostgroup == 0][0]
+    assert latency > 0
+    c.close()
 
     aged = proxy_factory(servers=writer_only(cluster, 10), variables={
         "connection_max_age_ms": 1000, "pool_min_idle": 2})
