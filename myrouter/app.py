@@ -54,7 +54,6 @@ class Proxy:
         self.rsa = RSAKeyPair()
         self.tls_context: ssl.SSLContext | None = None  # the client port's TLS (load_tls, at start)
         self.backend_tls = _backend_tls(self.vars)  # for servers with use_ssl (mysql-ssl_p2s_*)
-        self.tls_files: tls.TLSFiles | None = None
         self.server_version = self.vars.server_version
         self.draining = False
         self.listen_addresses: list[tuple[str, int]] = []
@@ -282,9 +281,7 @@ class Proxy:
     def load_tls(self) -> None:
         """(Re)read the client port's certificate files from datadir, generating missing ones
         (``PROXYSQL RELOAD TLS``); new connections use them. Raises ``tls.TLSSetupError``."""
-        files = tls.load_or_create(self.config.datadir)
-        self.tls_context = tls.server_context(files)
-        self.tls_files = files
+        self.tls_context = tls.server_context(tls.load_or_create(self.config.datadir))
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Listen and serve until cancelled or drained; ``task_status.started(self)`` once listening."""

@@ -225,8 +225,8 @@ async def open_backend(
 ) -> BackendConnection:
     """Connect and authenticate; raises ``MySQLError`` with a clear reply on failure.
 
-    A server with ``use_ssl`` is logged in to over TLS with the ``tls`` context (default:
-    encrypted, certificate not checked, as ProxySQL without ``ssl_p2s_ca``)."""
+    A server with ``use_ssl`` is logged in to over TLS with the ``tls`` context (the proxy
+    passes its ``backend_tls``; without one: encrypted, the certificate not checked)."""
     try:
         stream = await open_stream(server.host, server.port, timeout=connect_timeout)
     except ConnectionLost as exc:
@@ -245,7 +245,7 @@ async def open_backend(
     try:
         with trio.fail_after(connect_timeout):
             return await _login(stream, server, username, secret, database, client_capabilities, charset,
-                                attrs or {}, max_packet, (tls or default_backend_tls()) if server.use_ssl else None)
+                                attrs or {}, max_packet, (tls or backend_tls_context()) if server.use_ssl else None)
     except trio.TooSlowError as exc:
         stream.close()
         raise MySQLError(
@@ -319,17 +319,6 @@ async def _login(stream, server, username, secret, database, client_caps, charse
         seq = (pkt.seq + 1) & 0xFF
         for payload in step.send:
             seq = await stream.send_packet(payload, seq)
-
-
-_default_backend_tls: ssl.SSLContext | None = None
-
-
-def default_backend_tls() -> ssl.SSLContext:
-    """Encrypted, the server's certificate not checked: ProxySQL's backend TLS without ssl_p2s_ca."""
-    global _default_backend_tls
-    if _default_backend_tls is None:
-        _default_backend_tls = backend_tls_context()
-    return _default_backend_tls
 
 
 def backend_tls_context(ca: str = "", cert: str = "", key: str = "", cipher: str = "") -> ssl.SSLContext:

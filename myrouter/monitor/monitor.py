@@ -84,12 +84,6 @@ def clock() -> float:
 class Monitor:
     """Checks the backends of one proxy and acts on the results (see the module docstring)."""
 
-    def _tls_for(self, endpoint: Endpoint):
-        """The monitor logs in over TLS where traffic does: a server any entry of has use_ssl."""
-        if any(s.use_ssl for s in self.app.hostgroups.entries(*endpoint)):
-            return self.app.backend_tls
-        return None
-
     def __init__(self, app: Proxy) -> None:
         self.app = app
         self.logs = MonitorLogs()
@@ -105,6 +99,12 @@ class Monitor:
         self._heartbeat_errors: dict[Endpoint, str] = {}
         self._disabled_cleared = False
         self.configure()
+
+    def _tls_for(self, endpoint: Endpoint):
+        """The monitor logs in over TLS where traffic does: a server any entry of has use_ssl."""
+        if any(s.use_ssl for s in self.app.hostgroups.entries(*endpoint)):
+            return self.app.backend_tls
+        return None
 
     # ------------------------------------------------------------------ configuration
 

@@ -58,7 +58,7 @@ class AuditTrail:
 
     def login(self, session, username: str, schema: str | None, error) -> None:
         """The handshake's authentication is decided (before its OK or ERR is sent)."""
-        reason = self.denied_reason(username, error) if error is not None else None
+        reason = self.denied_reason(username, error, session.tls) if error is not None else None
         self._pending[session.id] = (A.CONNECT_ERR, username, schema or "", reason)
 
     def connected(self, session) -> None:
@@ -77,7 +77,7 @@ class AuditTrail:
         """
         if error is not None:
             self._pending[session.id] = (A.CHANGE_USER_ERR, username, schema or "",
-                                         self.denied_reason(username, error))
+                                         self.denied_reason(username, error, session.tls))
             return
         log = self.app.audit_log
         if log is not None:
@@ -179,15 +179,17 @@ class AuditTrail:
 
     # -- helpers -------------------------------------------------------------------
 
-    def denied_reason(self, username: str, error) -> str:
+    def denied_reason(self, username: str, error, tls: bool) -> str:
         """Why a login was refused, for the audit log (never the password or its hash)."""
         if error.code != ER_ACCESS_DENIED_ERROR:
             return error.message
+        user = self.app.config.user(username)
         if self.app.lookup_credential(username) is None:
-            user = self.app.config.user(username)
             if user is not None and not user.active:
                 return f"user {username!r} is not active"
             return f"unknown user {username!r}"
+        if not tls and user is not None and user.use_ssl:
+            return "user requires TLS (use_ssl=1)"  # refused over plain TCP whatever the password
         if error.message.endswith("(using password: NO)"):
             return "no password given"
         return "wrong password"

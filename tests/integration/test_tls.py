@@ -141,10 +141,19 @@ def test_have_ssl_off_by_default_and_switched_on_at_runtime(proxy_factory) -> No
 def test_use_ssl_user_must_encrypt(tls_proxy, datadir: Path) -> None:
     users = [{"username": "app", "password": "app", "default_hostgroup": 0, "default_schema": "test", "use_ssl": 1},
              {"username": "monitor", "password": "monitor", "default_hostgroup": 0}]
-    rp = tls_proxy(users=users)
+    audit = datadir.parent / "audit.log"
+    rp = tls_proxy(users=users, variables={"auditlog_filename": str(audit)})
     with pytest.raises(pymysql.err.OperationalError) as info:
         rp.connect(ssl_disabled=True)
     assert info.value.args[0] == 1045
+    deadline = time.monotonic() + 10
+    while "MySQL_Client_Connect_ERR" not in (audit.read_text() if audit.exists() else ""):
+        assert time.monotonic() < deadline, "no Connect_ERR in the audit log"
+        time.sleep(0.05)
+    text = audit.read_text()
+    refused = [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines()
+               if "MySQL_Client_Connect_ERR" in line]
+    assert refused[0]["extra_info"] == "user requires TLS (use_ssl=1)"  # the password was right
     conn = tls_pymysql(rp, datadir)
     conn.close()
     # COM_CHANGE_USER to it on a plain connection is refused the same way; over TLS it is fine
