@@ -166,12 +166,7 @@ class PacketStream:
             return
         view = memoryview(data)[sent:]
         while view:
-            if self.closed:
-                raise ConnectionLost("stream is closed")
-            try:
-                await _wait_writable(sock)
-            except trio.ClosedResourceError as exc:
-                raise ConnectionLost("stream closed while sending") from exc
+            await self._wait_writable()
             try:
                 n = sock.send(view)
             except BlockingIOError:
@@ -180,6 +175,15 @@ class PacketStream:
                 raise ConnectionLost(str(exc)) from exc
             self.bytes_out += n
             view = view[n:]
+
+    async def _wait_writable(self) -> None:
+        """Wait until the socket takes more bytes (a send that would block is never retried blind)."""
+        if self.closed:
+            raise ConnectionLost("stream is closed")
+        try:
+            await _wait_writable(self.sock)
+        except trio.ClosedResourceError as exc:
+            raise ConnectionLost("stream closed while sending") from exc
 
     def send_nowait(self, data: bytes | bytearray | memoryview) -> memoryview | None:
         """Send what the socket takes now: None when all of ``data`` went (the usual case for
@@ -299,12 +303,7 @@ class TLSPacketStream(PacketStream):
         if data:
             self._encrypt(data)
         while not self._flush_nowait():
-            if self.closed:
-                raise ConnectionLost("stream is closed")
-            try:
-                await _wait_writable(self.sock)
-            except trio.ClosedResourceError as exc:
-                raise ConnectionLost("stream closed while sending") from exc
+            await self._wait_writable()
 
 
 async def start_tls(stream: PacketStream, context: ssl.SSLContext, *, server_side: bool,
