@@ -356,8 +356,18 @@ class MySQLVariables:
     session_track_variables: bool = True
     max_stmts_per_connection: int = 20
     max_stmts_cache: int = 10000
-    enforce_autocommit_on_reads: bool = False
-    autocommit_false_is_transaction: bool = False
+    # An autocommit-off session runs every statement, reads included, inside its transaction on the
+    # connection that holds it (ProxySQL's enforce_autocommit_on_reads=true). DIFFERS: ProxySQL's
+    # default false runs such a session's reads with autocommit on, out of its transaction (losing
+    # its REPEATABLE READ snapshot); myrouter refuses false: read-only transactions go to replicas
+    # instead (README, "Read-only transactions on replicas").
+    enforce_autocommit_on_reads: bool = True
+    # An autocommit-off session is in a transaction from its first statement to COMMIT/ROLLBACK,
+    # whatever the server's IN_TRANS flag says (MariaDB does not set it after SAVEPOINT or a read of
+    # no table): its connection stays pinned meanwhile. DIFFERS: ProxySQL's default is false
+    # (only IN_TRANS pins), which lets another session ROLLBACK this one's savepoints.
+    autocommit_false_is_transaction: bool = True
+    # A connection an autocommit-off session used is closed when given back, never reused.
     autocommit_false_not_reusable: bool = False
     use_tcp_keepalive: bool = True
     tcp_keepalive_time: int = 120  # seconds

@@ -104,6 +104,10 @@ class BackendConnection:
         self.pins = 0  # why the holding session keeps it (bit mask of Pin reasons)
         self.broken = False  # its state is unknown (a failed statement of the proxy's own, a protocol error)
         self.retire = False  # close instead of returning it to the pool
+        # A transaction is open here: the server's IN_TRANS flag, or (autocommit_false_is_transaction)
+        # an autocommit-off session ran a statement here since its last COMMIT/ROLLBACK. Set by the
+        # session after each response; a connection with it set is never given to another session.
+        self.in_trx = False
 
     def __repr__(self) -> str:
         return (

@@ -545,6 +545,7 @@ class Pools:
         be.vars = {}  # as a new connection: the handshake's character set, the server's defaults
         be.stmts.clear()  # the server deallocated them
         be.status = tracker.status
+        be.in_trx = False  # the reset rolled it back
         self.release(be)
 
     def discard(self, be: BackendConnection) -> None:

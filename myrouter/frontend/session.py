@@ -120,6 +120,7 @@ _FOUND_ROWS_FN = _F.FOUND_ROWS.value
 _TEXT_PREPARE = _F.TEXT_PREPARE.value
 _DEALLOCATE = _F.DEALLOCATE.value
 _SAVEPOINT = _F.SAVEPOINT.value
+_IMPLICIT_COMMIT = _F.IMPLICIT_COMMIT.value
 _HANDLER = _F.HANDLER.value
 _XA = _F.XA.value
 _LOCAL_ANSWERS = (_F.LAST_INSERT_ID | _F.ROW_COUNT | _F.FOUND_ROWS).value
@@ -162,6 +163,9 @@ class _Plan:
         self.retry_reads = retry_reads  # a failed read may be retried on another connection
 
 _XA_END_RE = re.compile(r"\s*XA\s+(COMMIT|ROLLBACK)\b", re.I)
+# What a command does to an autocommit-off session's transaction (ClientSession._track_transaction)
+TRX_OPENS, TRX_KEEPS, TRX_ENDS = 1, 0, -1
+_CHAIN_RE = re.compile(r"\bAND\s+(NO\s+)?CHAIN\b", re.I)
 
 # SELECT LAST_INSERT_ID() / ROW_COUNT() / FOUND_ROWS() answered by the proxy when the
 # connection that ran the previous statement is no longer the session's.
@@ -755,10 +759,12 @@ class ClientSession:
         if len(backends) == 1 and not self.hold and not self.mode_pins:
             # the common case: one connection, nothing pinned so far
             for be in backends.values():
-                if be.status & _IN_TRANS or be.state is BackendState.CLOSED:
+                if be.in_trx or be.state is BackendState.CLOSED:
                     break
                 backends.clear()
                 be.pins = 0
+                if not self.status & _AUTOCOMMIT:
+                    self._autocommit_off_released(be)
                 self.app.pools.release(be)
                 return
         for hg in list(backends):
@@ -767,7 +773,7 @@ class ClientSession:
                 del backends[hg]
                 continue
             pins = self.hold.get(hg, 0) | self.mode_pins
-            if be.status & _IN_TRANS:
+            if be.in_trx:
                 pins |= P.TRANSACTION
             elif pins & (P.SAVEPOINT | P.NEXT_TRANSACTION | P.XA):
                 if pins & P.NEXT_TRANSACTION and self.statements > self.next_trx_at:
@@ -788,7 +794,15 @@ class ClientSession:
                 continue
             del backends[hg]
             be.pins = 0
+            if not self.status & _AUTOCOMMIT:
+                self._autocommit_off_released(be)
             self.app.pools.release(be)
+
+    def _autocommit_off_released(self, be: BackendConnection) -> None:
+        """autocommit_false_not_reusable: a connection an autocommit-off session used is closed when
+        the session gives it back, instead of serving other sessions (ProxySQL's semantics)."""
+        if self.app.vars.autocommit_false_not_reusable:
+            be.retire = True
 
     def _drop_backend(self, be: BackendConnection, *, quit: bool = False) -> None:
         """Stop using ``be`` and close it: its state is lost (or unwanted) with it."""
@@ -831,7 +845,7 @@ class ClientSession:
         ``quit=False`` (the session was killed: so were its backend threads): every held connection is closed."""
         pools = self.app.pools
         for hg, be in list(self.backends.items()):
-            pins = self.hold.get(hg, 0) | (P.TRANSACTION if be.status & _IN_TRANS else 0)
+            pins = self.hold.get(hg, 0) | (P.TRANSACTION if be.in_trx else 0)
             if be.state is BackendState.ACTIVE or not quit or (pins and not pools.reset_and_release(be)):
                 self._drop_backend(be, quit=quit)
                 continue
@@ -903,6 +917,7 @@ class ClientSession:
         capture: list[bytes] | None = None,
         retries: int = 0,
         prepare=None,
+        trx_effect: int = 1,
     ) -> ResponseTracker | None:
         """Send a command to the session's backend in ``hostgroup`` and relay the response.
 
@@ -912,6 +927,8 @@ class ClientSession:
         before any byte of the response reached the client (safe statements only).
         ``prepare``: ``async (connection) -> payload | None`` builds the payload for the
         borrowed connection (prepared statements); None means it already answered the client.
+        ``trx_effect``: what the command does to an autocommit-off session's transaction (``TRX_OPENS``,
+        ``TRX_KEEPS``, ``TRX_ENDS``; see ``_track_transaction``).
         """
         hg = self.default_hostgroup if hostgroup is None else hostgroup
         try:
@@ -939,7 +956,7 @@ class ClientSession:
             err = self._lost_backend(be, exc)
             if retries > 0:
                 return await self._forward(payload, kind, hostgroup=hg, cursor=cursor, timeout_ms=timeout_ms,
-                                           capture=capture, retries=retries - 1, prepare=prepare)
+                                           capture=capture, retries=retries - 1, prepare=prepare, trx_effect=trx_effect)
             if kind is not ResponseKind.NONE:
                 await self._send_err(err)
             return None
@@ -986,7 +1003,7 @@ class ClientSession:
                 if not sent and retries > 0:
                     log.info("session %d: retrying on another connection after: %s", self.id, exc)
                     return await self._forward(payload, kind, hostgroup=hg, cursor=cursor, timeout_ms=timeout_ms,
-                                               capture=capture, retries=retries - 1, prepare=prepare)
+                                               capture=capture, retries=retries - 1, prepare=prepare, trx_effect=trx_effect)
                 await self._send_err(err, tracker.next_seq if sent else 1)
                 return None
             try:
@@ -1026,14 +1043,9 @@ class ClientSession:
         if tracker.status_seen:
             st = tracker.status
             be.status = st
-            if st & _IN_TRANS:
-                if self.trx_hg is None:
-                    self.trx_started = time.monotonic()
-                self.trx_hg = hg
-            elif self.trx_hg == hg:
-                self.trx_hg = None
-                self.trx_started = 0.0
             self.status = st
+        self._track_transaction(be, hg, trx_effect)
+        if tracker.status_seen:
             ok = tracker.last_ok
             if ok is not None:
                 if st & _STATE_CHANGED:
@@ -1049,6 +1061,31 @@ class ClientSession:
                             self.hold[hg] = self.hold.get(hg, 0) | P.AUTO_INCREMENT
         self.last_hg = hg
         return tracker
+
+    def _track_transaction(self, be: BackendConnection, hg: int, effect: int) -> None:
+        """After a command on ``be``: is a transaction of this session open there now?
+
+        The server's IN_TRANS flag says so for BEGIN and for statements that touched a transactional
+        table. It does not for an autocommit-off session that has run only SAVEPOINT, a read of no
+        table, a failed statement...: yet its transaction (savepoints, the REPEATABLE READ snapshot,
+        locks) lives on that connection from its first statement until COMMIT/ROLLBACK, as on a
+        direct connection (``autocommit_false_is_transaction``, on by default). Such a connection
+        stays pinned to the session (``_release_free``) and is reset, never handed on, when the
+        session ends with it open (``_drop_all_backends``). ``effect`` says what the command did to
+        such a transaction: opened it (or ran in it), left it as it was (SET, USE), or ended it.
+        """
+        st = self.status
+        if st & _IN_TRANS or (not st & _AUTOCOMMIT and self.app.vars.autocommit_false_is_transaction
+                              and (effect == TRX_OPENS or (effect == TRX_KEEPS and be.in_trx))):
+            be.in_trx = True
+            if self.trx_hg is None:
+                self.trx_started = time.monotonic()
+            self.trx_hg = hg
+        else:
+            be.in_trx = False
+            if self.trx_hg == hg:
+                self.trx_hg = None
+                self.trx_started = 0.0
 
     async def _statement_timed_out(self, be: BackendConnection, tracker: ResponseTracker, sent: bool,
                                    timeout_ms: int | None) -> bool:
@@ -1181,7 +1218,8 @@ class ClientSession:
         capture: list[bytes] | None = [] if cache_key is not None else None
         started = now_us() if app.query_log is not None else 0
         tracker = await self._forward(payload, ResponseKind.RESULT, hostgroup=hg, timeout_ms=timeout,
-                                      capture=capture, retries=retries if safe_to_retry else 0)
+                                      capture=capture, retries=retries if safe_to_retry else 0,
+                                      trx_effect=self._transaction_effect(cls, sql))
         if tracker is not None:
             self._account(hg, cls, dtext, dhash, tracker)
         if started and (decision.log or (decision.log is None and app.vars.eventslog_default_log)):
@@ -1191,6 +1229,26 @@ class ClientSession:
         if capture is not None and tracker.results == 1 and (tracker.rows or decision.cache_empty_result != 0):
             app.query_cache.put(cache_key, b"".join(capture), decision.cache_ttl)
         self._after_query(hg, cls, decision, payload)
+
+    def _transaction_effect(self, cls: Classification, sql: str) -> int:
+        """What a statement does to an autocommit-off session's transaction. Ends it: a lone COMMIT or
+        ROLLBACK (not TO SAVEPOINT, not AND CHAIN, nor under completion_type=CHAIN) or a statement
+        that commits implicitly (DDL; BEGIN too, but the server's IN_TRANS flag reports the
+        transaction it opens). Leaves it as it was: SET and USE. Anything else opens it (or runs in it)."""
+        if cls.statement_count != 1:
+            return TRX_OPENS
+        if cls.kind is StatementKind.SESSION:
+            return TRX_KEEPS
+        if cls.bits & _IMPLICIT_COMMIT:
+            return TRX_ENDS
+        if cls.kind is not StatementKind.TRANSACTION or cls.command not in ("COMMIT", "ROLLBACK") \
+                or cls.bits & _SAVEPOINT:
+            return TRX_OPENS
+        m = _CHAIN_RE.search(sql)
+        if m is not None:
+            return TRX_ENDS if m.group(1) is not None else TRX_OPENS  # AND NO CHAIN / AND CHAIN
+        completion = self.vars.get("completion_type", "").strip("'\"").upper()
+        return TRX_ENDS if completion in ("", "0", "NO_CHAIN", "2", "RELEASE") else TRX_OPENS
 
     def _plan(self, sql: str, dtext: str, dhash: int):
         """Classify and route a statement; remember both for the session's next statements with the
