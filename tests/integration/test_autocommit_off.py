@@ -64,9 +64,10 @@ def test_savepoint_survives_another_sessions_rollback(proxy_factory, cluster):
 def test_snapshot_of_an_autocommit_off_session_is_kept(proxy_factory, cluster, snap_table):
     rp = proxy_factory(servers=writer_only(cluster, 2))
     a = rp.connect(autocommit=False)
-    b = rp.connect(autocommit=True)
+    b = rp.connect(autocommit=False)  # same settings: a's connection would suit b as it is
     assert run(a, f"SELECT v FROM {snap_table} WHERE id = 1") == (("first",),)
     run(b, f"UPDATE {snap_table} SET v = 'second' WHERE id = 1")
+    b.commit()
     # REPEATABLE READ: a's transaction still sees the value of its first read
     assert run(a, f"SELECT v FROM {snap_table} WHERE id = 1") == (("first",),)
     a.commit()
