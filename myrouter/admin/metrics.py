@@ -79,6 +79,11 @@ class ProxyCollector(Collector):
         yield counter("query_timeouts", "Statements killed after their rule's timeout.", c.query_timeouts)
         yield counter("mirrored_queries", "Statements mirrored to another hostgroup.", c.mirrored)
         yield counter("mirror_errors", "Mirrored statements that failed.", c.mirror_errors)
+        ro_trx = CounterMetricFamily("myrouter_read_only_transactions", "Read-only transactions by declaration, "
+                                     "by where they ran.", labels=["destination"])
+        ro_trx.add_metric(["readers"], c.read_only_trx_readers)
+        ro_trx.add_metric(["writer"], c.read_only_trx_writer)
+        yield ro_trx
         yield counter("slow_queries", "Statements that took mysql-long_query_time or more.",
                       app.command_counters.slow_queries)
         yield gauge("client_connections_connected", "Client connections open now.", st.client_connections_connected)

@@ -185,6 +185,8 @@ def global_status(app: Proxy, started: float) -> list[tuple[str, Any]]:
         ("Stmt_Cache_hits", app.stmt_registry.hits),
         ("Stmt_Cache_misses", app.stmt_registry.misses),
         ("Stmt_Backend_evicted", c.stmts_evicted),
+        ("ReadOnly_transactions_readers", c.read_only_trx_readers),
+        ("ReadOnly_transactions_writer", c.read_only_trx_writer),
     ]
     rows += [(f"Sessions_pinned_{reason}", n) for reason, n in pinned.items()]
     rows += [(f"Multiplexing_pins_{reason}", n) for reason, n in app.pin_counters.counts.items()]

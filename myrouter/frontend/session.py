@@ -121,6 +121,8 @@ _TEXT_PREPARE = _F.TEXT_PREPARE.value
 _DEALLOCATE = _F.DEALLOCATE.value
 _SAVEPOINT = _F.SAVEPOINT.value
 _IMPLICIT_COMMIT = _F.IMPLICIT_COMMIT.value
+_READ_ONLY_TRANSACTION = _F.READ_ONLY_TRANSACTION.value
+ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION = 1792
 _HANDLER = _F.HANDLER.value
 _XA = _F.XA.value
 _LOCAL_ANSWERS = (_F.LAST_INSERT_ID | _F.ROW_COUNT | _F.FOUND_ROWS).value
@@ -165,6 +167,7 @@ class _Plan:
 _XA_END_RE = re.compile(r"\s*XA\s+(COMMIT|ROLLBACK)\b", re.I)
 # What a command does to an autocommit-off session's transaction (ClientSession._track_transaction)
 TRX_OPENS, TRX_KEEPS, TRX_ENDS = 1, 0, -1
+_READ_WRITE_RE = re.compile(r"\bREAD\s+WRITE\b", re.I)
 _CHAIN_RE = re.compile(r"\bAND\s+(NO\s+)?CHAIN\b", re.I)
 
 # SELECT LAST_INSERT_ID() / ROW_COUNT() / FOUND_ROWS() answered by the proxy when the
@@ -306,6 +309,14 @@ class ClientSession:
         self.tls = False  # the client connection is encrypted (it sent an SSLRequest)
         self.transaction_persistent = True
         self.trx_hg: int | None = None  # hostgroup where a transaction is open
+        self.trx_read_only = False  # the open transaction is read-only by declaration (on trx_hg)
+        # SET TRANSACTION ... (next transaction only) held by the proxy while a READ ONLY is among them:
+        # run on the connection of the statement that opens that transaction (``_forward``)
+        self.next_trx_sets: list[str] = []
+        self.next_trx_read_only = False
+        # statements that reopen a read-only transaction on another reader while none of its results
+        # reached the client (its first statement after START TRANSACTION READ ONLY may be retried)
+        self.ro_restart: list[str] | None = None
         self.sticky_hg: int | None = None  # locks or a rule keep the session on this hostgroup
         self.table_lock = False
         self.named_locks = 0
@@ -622,6 +633,10 @@ class ClientSession:
     def _reset_session_state(self) -> None:
         """What COM_RESET_CONNECTION and COM_CHANGE_USER forget (connections are given back first)."""
         self.trx_hg = None
+        self.trx_read_only = False
+        self.next_trx_sets = []
+        self.next_trx_read_only = False
+        self.ro_restart = None
         self._unstick()
         self.temp_tables.clear()
         self.var_hg = None
@@ -823,6 +838,7 @@ class ClientSession:
         """What lived in the session's connection to ``hg`` is gone with it."""
         if self.trx_hg == hg:
             self.trx_hg = None
+            self.trx_read_only = False
             self.trx_started = 0.0
         if self.sticky_hg == hg:
             self._unstick()
@@ -942,6 +958,8 @@ class ClientSession:
                 raise
             hg = fallback
             be = await self._borrow(hg)
+        if self.next_trx_sets and trx_effect != TRX_KEEPS:
+            await self._run_next_transaction_sets(be)
         if prepare is not None:
             payload = await prepare(be)
             if payload is None:
@@ -1044,6 +1062,9 @@ class ClientSession:
             st = tracker.status
             be.status = st
             self.status = st
+        if trx_effect != TRX_KEEPS and self.next_trx_sets:
+            self.next_trx_sets = []  # they applied to the transaction this command opened
+            self.next_trx_read_only = False
         self._track_transaction(be, hg, trx_effect)
         if tracker.status_seen:
             ok = tracker.last_ok
@@ -1061,6 +1082,20 @@ class ClientSession:
                             self.hold[hg] = self.hold.get(hg, 0) | P.AUTO_INCREMENT
         self.last_hg = hg
         return tracker
+
+    async def _run_next_transaction_sets(self, be: BackendConnection) -> None:
+        """Run the held SET TRANSACTION statements on ``be``, right before the statement that opens the
+        transaction they are for (kept until that statement succeeds: a retry runs them again)."""
+        for sql in self.next_trx_sets:
+            try:
+                tracker = await be.simple_query(sql)
+            except (ConnectionLost, MalformedPacket) as exc:
+                raise self._lost_backend(be, exc) from exc
+            if tracker.error is not None:
+                self.next_trx_sets = []  # refused, as the server would have refused it when it was sent
+                self.next_trx_read_only = False
+                err = parse_err(tracker.error)
+                raise MySQLError(err.code, err.message, err.sqlstate)  # the server's own answer to it
 
     def _track_transaction(self, be: BackendConnection, hg: int, effect: int) -> None:
         """After a command on ``be``: is a transaction of this session open there now?
@@ -1085,6 +1120,7 @@ class ClientSession:
             be.in_trx = False
             if self.trx_hg == hg:
                 self.trx_hg = None
+                self.trx_read_only = False
                 self.trx_started = 0.0
 
     async def _statement_timed_out(self, be: BackendConnection, tracker: ResponseTracker, sent: bool,
@@ -1189,11 +1225,24 @@ class ClientSession:
             raise MySQLError(ER_NOT_SUPPORTED_YET, f"pool_mode=statement (user '{self.username}') does not support "
                              f"statements that keep state on the backend connection, such as {cls.command or 'this'}:"
                              f" each statement may run on a different connection", "42000")
-        if cls.kind is StatementKind.SESSION and not self.backends and await self._set_locally(cls):
-            return
-        hg = self._route(decision, cls)
+        if cls.kind is StatementKind.SESSION:
+            if self._hold_next_transaction_set(cls, sql):
+                await self._send_ok()
+                return
+            if not self.backends and await self._set_locally(cls):
+                return
+        read_only_start = self._opens_read_only_transaction(cls, sql)
+        if read_only_start:
+            hg = self._read_only_hostgroup(cls, decision, sql, dtext, dhash)
+        else:
+            if self.trx_read_only and cls.kind >= StatementKind.WRITE and not cls.is_unparsable \
+                    and self.trx_hg != self.default_hostgroup and not any(t in self.temp_tables for t in cls.tables):
+                # what the server says to a write in a read-only transaction (a replica would say 1290)
+                raise MySQLError(ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION,
+                                 "Cannot execute statement in a READ ONLY transaction", "25006")
+            hg = self._route(decision, cls)
         causal = decision.causal_reads or self.causal_reads
-        if (causal != "off" and cls.kind is StatementKind.READ and hg != self.default_hostgroup
+        if (causal != "off" and (cls.kind is StatementKind.READ or read_only_start) and hg != self.default_hostgroup
                 and hg not in self.backends and self.trx_hg is None):
             gtid = self.last_gtid if causal == "session" else app.global_gtid()
             if gtid:
@@ -1209,8 +1258,18 @@ class ClientSession:
             await trio.sleep(decision.delay / 1000)
         if decision.mirror_hostgroup is not None:
             app.mirror(self, payload, decision.mirror_hostgroup)
-        safe_to_retry = (cls.kind is StatementKind.READ and not cls.bits & _STATEFUL
-                         and self.trx_hg is None and self.status & _AUTOCOMMIT)
+        stateless_read = cls.kind is StatementKind.READ and not cls.bits & _STATEFUL
+        safe_to_retry = stateless_read and self.trx_hg is None and self.status & _AUTOCOMMIT
+        prepare = None
+        restart = self.ro_restart
+        if restart is not None:
+            self.ro_restart = None  # only the first statement after START TRANSACTION READ ONLY
+            if stateless_read and hg == self.trx_hg:
+                safe_to_retry = True
+                prepare = self._reopening_read_only(restart, payload)
+        if read_only_start and (stateless_read or cls.kind is StatementKind.TRANSACTION):
+            safe_to_retry = True  # nothing of the transaction has reached the client yet
+        held_sets = self.next_trx_sets[:] if read_only_start else None
         retries = (decision.retries if decision.retries is not None else app.vars.query_retries_on_failure)
         timeout = decision.timeout
         if timeout is None and app.vars.default_query_timeout < _DEFAULT_QUERY_TIMEOUT:
@@ -1218,8 +1277,10 @@ class ClientSession:
         capture: list[bytes] | None = [] if cache_key is not None else None
         started = now_us() if app.query_log is not None else 0
         tracker = await self._forward(payload, ResponseKind.RESULT, hostgroup=hg, timeout_ms=timeout,
-                                      capture=capture, retries=retries if safe_to_retry else 0,
+                                      capture=capture, retries=retries if safe_to_retry else 0, prepare=prepare,
                                       trx_effect=self._transaction_effect(cls, sql))
+        if read_only_start and tracker is not None and tracker.error is None:
+            self._read_only_started(cls, sql, held_sets)
         if tracker is not None:
             self._account(hg, cls, dtext, dhash, tracker)
         if started and (decision.log or (decision.log is None and app.vars.eventslog_default_log)):
@@ -1229,6 +1290,100 @@ class ClientSession:
         if capture is not None and tracker.results == 1 and (tracker.rows or decision.cache_empty_result != 0):
             app.query_cache.put(cache_key, b"".join(capture), decision.cache_ttl)
         self._after_query(hg, cls, decision, payload)
+
+    # ------------------------------------------------------ read-only transactions
+
+    def _hold_next_transaction_set(self, cls: Classification, sql: str) -> bool:
+        """``SET TRANSACTION READ ONLY`` (next transaction only) outside a transaction is held by the
+        proxy, with any SET TRANSACTION after it, and run on the connection of the statement that
+        opens that transaction (``_forward``), which may then go to a reader. True if held (answer OK)."""
+        sv = cls.set_variables
+        if not sv or self.trx_hg is not None or cls.statement_count != 1:
+            return False
+        if any(v.scope != "next_transaction" for v in sv):
+            return False
+        read_only = None
+        for v in sv:
+            if v.name == "transaction_read_only":
+                read_only = v.value.upper() == "ON"
+        if not self.next_trx_sets and read_only is not True:
+            return False  # as before: sent at once, its connection pinned until the next transaction
+        self.next_trx_sets.append(sql)
+        if read_only is not None:
+            self.next_trx_read_only = read_only
+        return True
+
+    def _session_read_only(self) -> bool:
+        """SET SESSION TRANSACTION READ ONLY / transaction_read_only = 1 is in force."""
+        value = self.vars.get("transaction_read_only")
+        return value is not None and value.strip("'\"").upper() in ("1", "ON", "TRUE")
+
+    def _opens_read_only_transaction(self, cls: Classification, sql: str) -> bool:
+        """The statement opens a transaction that is read-only by declaration: START TRANSACTION READ
+        ONLY; BEGIN / START TRANSACTION after SET [SESSION] TRANSACTION READ ONLY; or, in an autocommit-off
+        session under one of those, a read that opens the session's next transaction."""
+        if self.trx_hg is not None or self.sticky_hg is not None:
+            return False
+        if cls.bits & _READ_ONLY_TRANSACTION:
+            return True
+        if cls.statement_count != 1:
+            return False
+        declared = self.next_trx_read_only if self.next_trx_sets else self._session_read_only()
+        if not declared:
+            return False
+        if cls.kind is StatementKind.TRANSACTION:
+            return cls.command in ("BEGIN", "START TRANSACTION") and _READ_WRITE_RE.search(sql) is None
+        return not self.status & _AUTOCOMMIT and cls.kind is StatementKind.READ
+
+    def _read_only_hostgroup(self, cls: Classification, decision: RouteDecision, sql: str, dtext: str,
+                             dhash: int) -> int:
+        """Where a read-only transaction runs, as a whole: what the rules say of its first statement
+        with the ``read_only_transaction`` flag (the shipped rules: the readers)."""
+        if not cls.bits & _READ_ONLY_TRANSACTION:
+            cls = dataclasses.replace(cls, flags=cls.flags | _F.READ_ONLY_TRANSACTION)
+            decision, _ = self.app.rules.evaluate_for_session(RuleContext(
+                self.username, self.schema, self.client_host, self.proxy_host, self.proxy_port, self.flag_in,
+                dhash, dtext, sql, cls,
+            ))
+        hg = decision.destination_hostgroup
+        return self.default_hostgroup if hg is None else hg
+
+    def _read_only_started(self, cls: Classification, sql: str, held_sets: list[str] | None) -> None:
+        """A read-only transaction is open on ``trx_hg``: count it by destination; until its first result,
+        remember how to open it again on another reader (``_reopening_read_only``)."""
+        hg = self.trx_hg
+        if hg is None:
+            return  # the server did not open one (a read-write SET TRANSACTION followed, an error...)
+        self.trx_read_only = True
+        counters = self.app.counters
+        if hg == self.default_hostgroup:
+            counters.read_only_trx_writer += 1
+        else:
+            counters.read_only_trx_readers += 1
+            if cls.kind is StatementKind.TRANSACTION:
+                self.ro_restart = [*(held_sets or ()), sql]
+
+    def _reopening_read_only(self, restart: list[str], payload: bytes):
+        """A ``prepare`` for ``_forward``: on a retry (the reader failed before the transaction's first
+        result), open the read-only transaction again on the new connection first."""
+        first: list[BackendConnection] = []
+
+        async def prepare(be: BackendConnection) -> bytes:
+            if not first:
+                first.append(be)
+            elif be is not first[0]:
+                for sql in restart:
+                    try:
+                        tracker = await be.simple_query(sql)
+                    except (ConnectionLost, MalformedPacket) as exc:
+                        raise self._lost_backend(be, exc) from exc
+                    if tracker.error is not None:
+                        raise _state_error(be, sql, tracker.error)
+                be.in_trx = True
+                self.trx_read_only = True
+            return payload
+
+        return prepare
 
     def _transaction_effect(self, cls: Classification, sql: str) -> int:
         """What a statement does to an autocommit-off session's transaction. Ends it: a lone COMMIT or
@@ -1375,7 +1530,7 @@ class ClientSession:
             hg = self.default_hostgroup
         if self.sticky_hg is not None:
             return self.sticky_hg  # LOCK TABLES, GET_LOCK, sticky_conn, multiplex=0
-        if self.trx_hg is not None and self.transaction_persistent:
+        if self.trx_hg is not None and (self.transaction_persistent or self.trx_read_only):
             return self.trx_hg  # an open transaction stays where it started
         if not self.status & _AUTOCOMMIT:
             return self.default_hostgroup  # autocommit=0: every statement opens a transaction

@@ -144,6 +144,10 @@ class StatementFlag(enum.Flag):
     HANDLER = 1 << 29  # HANDLER statements (open handles belong to the connection)
     DIAGNOSTICS = 1 << 30  # SHOW WARNINGS/ERRORS, GET DIAGNOSTICS, @@warning_count: need the previous connection
     CHANGE_SCHEMA = 1 << 31  # USE db
+    #: the statement opens a transaction that is read-only by declaration: START TRANSACTION READ ONLY,
+    #: or (set by the session) BEGIN / an autocommit-off session's first statement after
+    #: SET [SESSION] TRANSACTION READ ONLY. Rules route the whole transaction by it (match_flags).
+    READ_ONLY_TRANSACTION = 1 << 32
 
     #: any function whose result or effect is bound to the backend connection
     SIDE_EFFECT = (1 << 1) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8)
@@ -922,7 +926,7 @@ def _transaction(text: str, dtext: str, keyword: str) -> Classification:
         if re.match(r"START\s+TRANSACTION\b", d):
             flags = _F.IMPLICIT_COMMIT
             if re.search(r"\bREAD\s+ONLY\b", d):
-                flags |= _F.START_TRANSACTION_READ_ONLY
+                flags |= _F.START_TRANSACTION_READ_ONLY | _F.READ_ONLY_TRANSACTION
             return _make(_K.TRANSACTION, flags, command="START TRANSACTION")
         # START SLAVE / REPLICA / GROUP_REPLICATION
         return _make(_K.UTILITY, _F.IMPLICIT_COMMIT, command="START")

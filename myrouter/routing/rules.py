@@ -257,6 +257,7 @@ class RouteDecision(NamedTuple):
 
 
 _DECISION_INDEX = {name: i for i, name in enumerate(RouteDecision._fields)}
+_READ_ONLY_TRANSACTION = StatementFlag.READ_ONLY_TRANSACTION.value
 _NO_DECISION_VALUES = tuple(RouteDecision())
 
 
@@ -761,6 +762,8 @@ class RuleSet:
         """
         h = ctx.digest_hash
         cacheable = h is not None and ctx.digest_text is not None and ctx.classification is not None
+        if cacheable and ctx.classification.bits & _READ_ONLY_TRANSACTION:
+            h = (h, _READ_ONLY_TRANSACTION)  # the session marks a digest's statement as opening one
         if cacheable:
             masks = self._masks
             mask = masks.get(h)  # type: ignore[arg-type]

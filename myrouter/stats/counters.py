@@ -28,6 +28,8 @@ class Counters:
         "transactions_ended",
         "causal_waits",
         "causal_fallbacks",
+        "read_only_trx_readers",  # read-only transactions run on a reader hostgroup
+        "read_only_trx_writer",  # ... on the session's default hostgroup (rules, causal reads)
     )
 
     def __init__(self) -> None:
