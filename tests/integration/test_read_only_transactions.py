@@ -239,3 +239,47 @@ def test_a_reader_killed_between_transactions_costs_no_error(proxy_factory, own_
         cluster.wait_replication()
     c.close()
     wait_for("the session to close cleanly", lambda: rp.stats().client_connections_connected == 0)
+
+
+def _reader_port(rp) -> int:
+    """The port of the reader the only client session holds now."""
+    def find():
+        (session,) = rp.proxy.sessions.values()
+        return session.backends[1].server.port
+    return rp.call(find)
+
+
+def test_a_reader_lost_before_the_first_result_is_replaced_after_it_is_an_error(proxy_factory, own_cluster):
+    cluster = own_cluster
+    cluster.primary.query("CREATE TABLE IF NOT EXISTS test.ro_lost (id INT PRIMARY KEY, v INT)")
+    cluster.primary.query("REPLACE INTO test.ro_lost VALUES (1, 1)")
+    cluster.wait_replication()
+    rp = proxy_factory(cluster=cluster, rules_dir=RULES)
+    by_port = {r.port: r for r in cluster.replicas}
+    c = rp.connect(autocommit=True)
+    run(c, "START TRANSACTION READ ONLY")
+    victim = by_port[_reader_port(rp)]
+    victim.kill()
+    try:
+        # nothing of the transaction reached the client but its OK: opened again on the other reader
+        assert one(c, "SELECT v FROM ro_lost WHERE id = 1") == 1
+        survivor = one(c, "SELECT @@server_id")
+        assert survivor in replica_ids(cluster) and survivor != victim.server_id
+        run(c, "COMMIT")
+        victim.start()
+        cluster.wait_replication()
+        run(c, "START TRANSACTION READ ONLY")
+        assert one(c, "SELECT v FROM ro_lost WHERE id = 1") == 1  # a result reached the client
+        second = by_port[_reader_port(rp)]
+        second.kill()
+        with pytest.raises(pymysql.err.OperationalError) as err:
+            one(c, "SELECT v FROM ro_lost WHERE id = 1")
+        assert err.value.args[0] == 1158  # never a silent retry mid-transaction
+        assert one(c, "SELECT 1") == 1  # the session is usable again
+        second.start()
+    finally:
+        for r in cluster.replicas:
+            if not r.running:
+                r.start()
+        cluster.wait_replication()
+    c.close()
