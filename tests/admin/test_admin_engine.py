@@ -226,7 +226,7 @@ async def test_load_all_is_atomic(admin: Admin, proxy: Proxy) -> None:
 async def test_hostgroup_in_use_cannot_disappear(admin: Admin, proxy: Proxy) -> None:
     await q(admin, "DELETE FROM mysql_servers WHERE hostgroup_id = 1")
     err = await error(admin, "LOAD MYSQL SERVERS TO RUNTIME")
-    assert "rule_id=110" in err.message or "rule_id=120" in err.message  # the split sends reads to hostgroup 1
+    assert "rule_id=115" in err.message or "rule_id=120" in err.message  # the split sends reads to hostgroup 1
     await q(admin, "DELETE FROM mysql_servers WHERE hostgroup_id = 0")
     err = await error(admin, "LOAD MYSQL SERVERS TO RUNTIME")
     assert "mysql_users row (username='app')" in err.message and "default_hostgroup" in err.message
@@ -359,7 +359,7 @@ async def test_stats_tables_from_snapshots(admin: Admin, proxy: Proxy) -> None:
     assert await q(admin, "SELECT count(*) FROM stats_mysql_query_digest") == [(0,)]
     assert await q(admin, "SELECT Total_cnt, cnt_500us FROM stats_mysql_commands_counters WHERE Command = 'SELECT'"
                    ) == [(1, 1)]
-    assert await q(admin, "SELECT rule_id, hits FROM stats_mysql_query_rules") == [(100, 0), (110, 0), (120, 0)]
+    assert await q(admin, "SELECT rule_id, hits FROM stats_mysql_query_rules") == [(100, 0), (110, 0), (115, 0), (120, 0)]
     pool = await q(admin, "SELECT hostgroup, srv_port, status, ConnUsed FROM stats_mysql_connection_pool "
                           "ORDER BY srv_port")
     assert pool == [(0, 3306, "ONLINE", 0), (1, 3307, "ONLINE", 0), (1, 3308, "ONLINE", 0)]
@@ -407,4 +407,4 @@ async def test_metrics_exposition_from_the_same_snapshots(admin: Admin, proxy: P
     assert abs(hist[("myrouter_command_duration_seconds_sum", None)] - 20.00065) < 1e-9
     status = {s.labels["server"]: s.labels["status"] for s in families["myrouter_server_status"].samples}
     assert status == {"127.0.0.1:3306": "ONLINE", "127.0.0.1:3307": "ONLINE", "127.0.0.1:3308": "ONLINE"}
-    assert {s.labels["rule_id"] for s in families["myrouter_query_rule_hits"].samples} == {"100", "110", "120"}
+    assert {s.labels["rule_id"] for s in families["myrouter_query_rule_hits"].samples} == {"100", "110", "115", "120"}

@@ -343,9 +343,10 @@ SET_STATEMENTS = [
 
 TRANSACTIONS = [
     case("START TRANSACTION", "transaction", (), {"implicit_commit"}),
-    case("START TRANSACTION READ ONLY", "transaction", (), {"implicit_commit", "start_transaction_read_only"}),
+    case("START TRANSACTION READ ONLY", "transaction", (),
+         {"implicit_commit", "start_transaction_read_only", "read_only_transaction"}),
     case("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY", "transaction", (),
-         {"implicit_commit", "start_transaction_read_only"}),
+         {"implicit_commit", "start_transaction_read_only", "read_only_transaction"}),
     case("START TRANSACTION READ WRITE", "transaction", (), {"implicit_commit"}),
     case("BEGIN WORK", "transaction", (), {"implicit_commit"}),
     case("COMMIT WORK", "transaction"),

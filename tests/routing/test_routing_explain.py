@@ -32,7 +32,7 @@ def test_explain_a_plain_read() -> None:
 def test_explain_does_not_count_hits() -> None:
     rules = load_rules(SHIPPED, {0, 1})
     explain("SELECT 1", username="app", schemaname=None, rules=rules, default_hostgroup=0)
-    assert rules.hits() == {100: 0, 110: 0, 120: 0}
+    assert rules.hits() == {100: 0, 110: 0, 115: 0, 120: 0}
 
 
 def test_explain_default_hostgroup_and_flags() -> None:

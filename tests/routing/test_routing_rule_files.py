@@ -40,7 +40,7 @@ def route(rs: RuleSet, sql: str, *, username: str = "app", schemaname: str = "sh
 
 def test_shipped_rules_load_with_the_writer_and_reader_hostgroups() -> None:
     rs = load_rules(SHIPPED, {0, 1})
-    assert [r.rule_id for r in rs.active_rules] == [100, 110, 120]
+    assert [r.rule_id for r in rs.active_rules] == [100, 110, 115, 120]
     assert all(r.comment for r in rs.rules), "every shipped rule is commented"
 
 
@@ -77,6 +77,9 @@ def test_examples_are_all_inactive_and_valid() -> None:
         ("UPDATE t SET a = 1", 0, None),
         ("SET autocommit = 0", 0, None),
         ("BEGIN", 0, None),
+        ("START TRANSACTION READ ONLY", 1, 115),  # the whole transaction, on one reader
+        ("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY", 1, 115),
+        ("START TRANSACTION READ WRITE", 0, None),
         ("SHOW TABLES", 0, None),
         ("CALL p()", 0, None),
         ("garbage !!", 0, None),
