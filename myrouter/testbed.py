@@ -349,6 +349,12 @@ class Server:
         return self.datadir / "error.log"
 
     @property
+    def tmpdir(self) -> Path:
+        """mariadbd's own temporary directory (internal temporary tables): not the shared /tmp,
+        where another program's clean-up could delete a table under a running statement."""
+        return self.socket.parent / f"{self.name}.tmp"
+
+    @property
     def pid_file(self) -> Path:
         return self.datadir / "mariadbd.pid"
 
@@ -387,6 +393,7 @@ class Server:
             f"--port={self.port}",
             f"--socket={self.socket}",
             f"--pid-file={self.pid_file}",
+            f"--tmpdir={self.tmpdir}",
             f"--log-error={self.error_log}",
             f"--bind-address={self.host}",
             f"--server-id={self.server_id}",
@@ -553,6 +560,7 @@ class Server:
             self._log_offset = self.error_log.stat().st_size
         except FileNotFoundError:
             self._log_offset = 0
+        self.tmpdir.mkdir(exist_ok=True)
         command = self.command()
         log.debug("testbed: starting %s: %s", self.name, " ".join(command))
         self._console = open(self.datadir / "console.log", "ab")
@@ -722,8 +730,9 @@ def _remove_dirs(base_dir: Path, servers: list[Server], owns_base_dir: bool) -> 
             shutil.rmtree(base_dir, onerror=_log_rmtree_error)
         return
     for server in servers:  # a caller's directory: remove only what we made in it
-        if server.datadir.exists():
-            shutil.rmtree(server.datadir, onerror=_log_rmtree_error)
+        for path in (server.datadir, server.tmpdir):
+            if path.exists():
+                shutil.rmtree(path, onerror=_log_rmtree_error)
         server.socket.unlink(missing_ok=True)
 
 

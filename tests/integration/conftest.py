@@ -59,6 +59,12 @@ def render_config(cluster: Cluster, *, port: int, variables: dict | None = None,
     return "\n".join(lines) + "\n"
 
 
+def writer_only(cluster: Cluster, max_connections: int) -> list[dict]:
+    """``servers=`` for a proxy with the primary alone, capped at ``max_connections`` backend connections."""
+    return [{"hostgroup_id": 0, "hostname": "127.0.0.1", "port": cluster.primary.port,
+             "max_connections": max_connections}]
+
+
 def wait_for(what: str, predicate: Callable[[], bool], timeout: float = 15.0, step: float = 0.02) -> float:
     """Poll until ``predicate()``; returns when (time.monotonic()) it became true."""
     deadline = time.monotonic() + timeout

@@ -12,14 +12,7 @@ from __future__ import annotations
 import pymysql
 import pytest
 
-from myrouter.testbed import Cluster
-
-from conftest import wait_for
-
-
-def writer_only(cluster: Cluster, max_connections: int) -> list[dict]:
-    return [{"hostgroup_id": 0, "hostname": "127.0.0.1", "port": cluster.primary.port,
-             "max_connections": max_connections}]
+from conftest import wait_for, writer_only
 
 
 def run(conn, sql: str):

@@ -17,12 +17,9 @@ import pytest
 
 from myrouter.testbed import Cluster
 
+from conftest import writer_only
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def writer_only(cluster: Cluster, max_connections: int) -> list[dict]:
-    return [{"hostgroup_id": 0, "hostname": "127.0.0.1", "port": cluster.primary.port,
-             "max_connections": max_connections}]
 
 
 def one(conn, sql: str, args=None):

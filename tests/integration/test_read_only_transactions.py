@@ -39,10 +39,15 @@ def replica_ids(cluster) -> set[int]:
 
 @pytest.fixture
 def ro_table(cluster):
-    cluster.primary.query("CREATE TABLE IF NOT EXISTS test.ro_t (id INT PRIMARY KEY, v INT) ENGINE=InnoDB")
-    cluster.primary.query("REPLACE INTO test.ro_t VALUES (1, 1)")
-    cluster.wait_replication()
+    one_row_table(cluster, "ro_t")
     yield "ro_t"
+
+
+def one_row_table(cluster, name: str) -> None:
+    """test.<name> with the row (1, 1), on every server."""
+    cluster.primary.query(f"CREATE TABLE IF NOT EXISTS test.{name} (id INT PRIMARY KEY, v INT) ENGINE=InnoDB")
+    cluster.primary.query(f"REPLACE INTO test.{name} VALUES (1, 1)")
+    cluster.wait_replication()
 
 
 def bump(cluster, value: int) -> None:
@@ -187,9 +192,7 @@ def test_sqlalchemy_read_engine_with_session_read_only(proxy_factory, cluster, r
 
 def test_causal_reads_send_a_read_only_transaction_to_the_writer_when_readers_lag(proxy_factory, own_cluster):
     cluster = own_cluster
-    cluster.primary.query("CREATE TABLE IF NOT EXISTS test.ro_causal (id INT PRIMARY KEY, v INT)")
-    cluster.primary.query("REPLACE INTO test.ro_causal VALUES (1, 1)")
-    cluster.wait_replication()
+    one_row_table(cluster, "ro_causal")
     users = [{"username": "app", "password": "app", "default_hostgroup": 0, "default_schema": "test",
               "causal_reads": "session"}]
     rp = proxy_factory(cluster=cluster, rules_dir=RULES, users=users,
@@ -217,9 +220,7 @@ def test_causal_reads_send_a_read_only_transaction_to_the_writer_when_readers_la
 
 def test_a_reader_killed_between_transactions_costs_no_error(proxy_factory, own_cluster):
     cluster = own_cluster
-    cluster.primary.query("CREATE TABLE IF NOT EXISTS test.ro_kill (id INT PRIMARY KEY, v INT)")
-    cluster.primary.query("REPLACE INTO test.ro_kill VALUES (1, 1)")
-    cluster.wait_replication()
+    one_row_table(cluster, "ro_kill")
     rp = proxy_factory(cluster=cluster, rules_dir=RULES)
     c = rp.connect(autocommit=False)
     run(c, "SET SESSION TRANSACTION READ ONLY")
@@ -251,9 +252,7 @@ def _reader_port(rp) -> int:
 
 def test_a_reader_lost_before_the_first_result_is_replaced_after_it_is_an_error(proxy_factory, own_cluster):
     cluster = own_cluster
-    cluster.primary.query("CREATE TABLE IF NOT EXISTS test.ro_lost (id INT PRIMARY KEY, v INT)")
-    cluster.primary.query("REPLACE INTO test.ro_lost VALUES (1, 1)")
-    cluster.wait_replication()
+    one_row_table(cluster, "ro_lost")
     rp = proxy_factory(cluster=cluster, rules_dir=RULES)
     by_port = {r.port: r for r in cluster.replicas}
     c = rp.connect(autocommit=True)
