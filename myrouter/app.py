@@ -17,6 +17,7 @@ from .backend.pins import PinCounters
 from .backend.pool import Pools, PoolSettings
 from .backend.stmts import StmtRegistry
 from .config import Config, UserConfig
+from .net.handshakes import HandshakeSlots
 from .net.listen import accept_loop, close_listener, listen
 from .net import tls
 from .net.stream import ConnectionLost, PacketStream
@@ -34,6 +35,7 @@ from .stats.counters import Counters, ProxyStats
 from .stats.digests import CommandCounters, DigestStats
 from .stats.auditlog import AuditLog
 from .stats.audittrail import AuditTrail
+from .stats.logsafe import LogThrottle
 from .stats.querylog import QueryLog
 
 log = logging.getLogger("myrouter")
@@ -49,6 +51,8 @@ class Proxy:
         self.vars = config.mysql_variables
         self.counters = Counters()
         self.sessions: dict = {}
+        self.handshakes = HandshakeSlots()  # sessions not logged in yet (frontend.session._handshake)
+        self.log_throttle = LogThrottle()  # process-log lines that clients can repeat at will
         self.backends: set[BackendConnection] = set()
         self.sha2_cache: dict = {}
         self.rsa = RSAKeyPair()
@@ -114,6 +118,11 @@ class Proxy:
 
     def next_session_id(self) -> int:
         return next(self._ids)
+
+    def sessions_past_handshake(self) -> int:
+        """Client sessions that hold no handshake slot: logged in (or about to be, or closing
+        after their handshake); what ``max_connections`` bounds."""
+        return len(self.sessions) - self.handshakes.active
 
     def user(self, name: str) -> UserConfig | None:
         return self._users.get(name)
@@ -346,6 +355,7 @@ class Proxy:
         while True:
             limit = self.vars.wait_timeout / 1000
             await trio.sleep(min(1.0, limit))
+            self.log_throttle.flush()  # say how many repeated lines were left out
             now = time.monotonic()
             v = self.vars
             trx_idle = v.max_transaction_idle_time / 1000
