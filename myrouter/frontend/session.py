@@ -347,7 +347,11 @@ class ClientSession:
         except ConnectionLost as exc:
             log.debug("session %d: client connection lost: %s", self.id, exc)
         except MySQLError as exc:
-            log.info("session %d: closing after error %s", self.id, exc)
+            if self.state is SessionState.HANDSHAKE:  # any client can repeat this: rate-limited
+                self.app.log_throttle.log(log, logging.INFO, "handshakes refused", "session %d from %s: closing "
+                                          "after error %s", self.id, self.client_addr, exc)
+            else:
+                log.info("session %d: closing after error %s", self.id, exc)
             await self._try_send_err(exc, 1 if self.state is not SessionState.HANDSHAKE else 2)
         finally:
             self.state = SessionState.CLOSING
@@ -404,7 +408,8 @@ class ClientSession:
                     try:
                         await start_tls(self.client, tls_context, server_side=True)
                     except ConnectionLost as exc:
-                        log.info("session %d from %s: %s", self.id, self.client_addr, exc)
+                        app.log_throttle.log(log, logging.INFO, "TLS handshakes failed", "session %d from %s: %s",
+                                             self.id, self.client_addr, exc)
                         app.counters.client_connections_aborted += 1
                         return False
                     self.tls = True

@@ -116,6 +116,11 @@ class LogThrottle:
         logger.log(level, msg, *args, stacklevel=2)  # the caller's file and line
         return True
 
+    @property
+    def pending(self) -> bool:
+        """Some lines were suppressed and not reported yet."""
+        return any(k.suppressed for k in self._kinds.values())
+
     def flush(self) -> None:
         """Report the suppressed lines of every kind whose window has ended."""
         now = self.clock()

@@ -113,3 +113,16 @@ def test_parser_logs_stay_out_of_the_process_log(capsys):
 def test_access_denied_cuts_the_user_name_as_mysql_does():
     err = access_denied("u" * 1_000_000, "127.0.0.1", True)
     assert err.message == f"Access denied for user '{'u' * 48}'@'127.0.0.1' (using password: YES)"
+
+
+def test_throttle_pending_until_the_count_is_reported():
+    clock = _Clock()
+    throttle = LogThrottle(burst=1, window=1.0, clock=clock)
+    logger, out = _logger("test.logsafe.pending")
+    throttle.log(logger, logging.ERROR, "accept", "accept failed")
+    assert not throttle.pending
+    throttle.log(logger, logging.ERROR, "accept", "accept failed")
+    assert throttle.pending
+    clock.now += 1
+    throttle.flush()
+    assert not throttle.pending and out.lines[-1] == "1 more log lines like this were suppressed in 1 s: accept"
