@@ -78,6 +78,7 @@ class Proxy:
         self.audit = AuditTrail(self)  # the session's audit hooks
         # -- end structured logs --
         self.user_sessions: dict[str, int] = {}
+        self.logged_in_sessions = 0  # sessions counted in user_sessions: what max_connections bounds
         self.query_cache = QueryCache(int(self.vars.items().get("query_cache_size_MB", 256)) * 1024 * 1024)
         # per-statement accounting (stats_mysql_query_digest, stats_mysql_commands_counters)
         self.digest_stats = DigestStats()
@@ -118,11 +119,6 @@ class Proxy:
 
     def next_session_id(self) -> int:
         return next(self._ids)
-
-    def sessions_past_handshake(self) -> int:
-        """Client sessions that hold no handshake slot: logged in (or about to be, or closing
-        after their handshake); what ``max_connections`` bounds."""
-        return len(self.sessions) - self.handshakes.active
 
     def user(self, name: str) -> UserConfig | None:
         return self._users.get(name)
@@ -398,6 +394,7 @@ class Proxy:
             self.sessions.pop(session.id, None)
             if session.counted_user:
                 self.user_sessions[session.username] -= 1
+                self.logged_in_sessions -= 1
             if self.draining and not self.sessions:
                 self._all_closed.set()
 

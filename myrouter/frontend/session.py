@@ -366,7 +366,7 @@ class ClientSession:
         if app.draining:
             await self._try_send_err(E.server_shutdown(), 0)
             return False
-        if app.sessions_past_handshake() > v.max_connections:
+        if app.logged_in_sessions >= v.max_connections:  # connections still in the handshake are not counted
             app.log_throttle.log(log, logging.WARNING, "connections refused: max_connections reached",
                                  "session %d from %s refused: max_connections=%d reached", self.id,
                                  self.client_addr, v.max_connections)
@@ -465,7 +465,7 @@ class ClientSession:
             app.counters.access_denied += 1
             await self._try_send_err(error, seq)
             return False
-        if app.sessions_past_handshake() > v.max_connections:  # others logged in meanwhile
+        if app.logged_in_sessions >= v.max_connections:  # others logged in meanwhile
             app.log_throttle.log(log, logging.WARNING, "connections refused: max_connections reached",
                                  "session %d from %s refused after authentication: max_connections=%d reached",
                                  self.id, self.client_addr, v.max_connections)
@@ -483,6 +483,7 @@ class ClientSession:
             return False
         app.user_sessions[resp.username] = app.user_sessions.get(resp.username, 0) + 1
         self.counted_user = True
+        app.logged_in_sessions += 1
         self.username = resp.username
         self.secret = auth.secret
         self._apply_user(user)
