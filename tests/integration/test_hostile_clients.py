@@ -14,7 +14,7 @@ import time
 
 import pymysql
 import pytest
-from conftest import wait_for
+from conftest import admin_sql, wait_for
 from rawclient import CLIENT_CAPS, RawClient, error_of
 from test_logs import _serve, _stop, read_events, wait_events
 
@@ -154,6 +154,25 @@ def test_client_from_another_address_logs_in_while_one_address_keeps_flooding(pr
         for s in opened:
             s.close()
     wait_for("sessions to end", lambda: rp.stats().client_connections_connected == 0)
+
+
+def test_handshake_limits_change_at_runtime_through_the_admin(proxy_factory):
+    rp = proxy_factory()
+    with pytest.raises(pymysql.err.MySQLError) as refused:
+        admin_sql(rp, "UPDATE global_variables SET variable_value='0' "
+                      "WHERE variable_name='mysql-max_connections_in_handshake_per_host'",
+                  "LOAD MYSQL VARIABLES TO RUNTIME")
+    assert "max_connections_in_handshake_per_host" in str(refused.value)
+    admin_sql(rp, "UPDATE global_variables SET variable_value='3' "
+                  "WHERE variable_name='mysql-max_connections_in_handshake_per_host'",
+              "LOAD MYSQL VARIABLES TO RUNTIME")
+    flood = _half_open(rp.port, 10)
+    try:
+        wait_for("the flood to be cut to 3", lambda: rp.stats().client_connections_created == 10
+                 and rp.stats().client_connections_connected == _handshaking(rp) == 3)
+    finally:
+        for s in flood:
+            s.close()
 
 
 def test_handshake_timeout_closes_a_silent_connection(proxy_factory):

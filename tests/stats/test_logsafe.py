@@ -126,3 +126,16 @@ def test_throttle_pending_until_the_count_is_reported():
     clock.now += 1
     throttle.flush()
     assert not throttle.pending and out.lines[-1] == "1 more log lines like this were suppressed in 1 s: accept"
+
+
+def test_json_process_log_caps_the_message_and_string_extras():
+    import json
+
+    from myrouter.stats.jsonlog import JsonFormatter
+
+    record = _record("access denied for user %r", "u" * 1_000_000 + "\n" + FORGED)
+    record.username = "v" * 1_000_000  # an extra= field
+    line = JsonFormatter().format(record)
+    assert "\n" not in line and len(line) < 20_000
+    out = json.loads(line)
+    assert out["message"].endswith("more characters]") and out["username"].endswith("more characters]")
