@@ -256,7 +256,8 @@ class MySQLVariables:
     # "host:port[;host:port...]", IPv6 as "[::1]:6033". DIFFERS: ProxySQL
     # listens on 0.0.0.0:6033 by default; myrouter on loopback only.
     interfaces: str = "127.0.0.1:6033"
-    # Maximum client connections. DIFFERS: ProxySQL's default is 10000.
+    # Maximum logged-in client sessions (connections still in the handshake have
+    # their own bounds, below). DIFFERS: ProxySQL's default is 10000.
     max_connections: int = 2048
     # Version the proxy advertises. DIFFERS: "auto" (myrouter's own value)
     # copies the first reachable backend's greeting; ProxySQL's default "8.0.11".
