@@ -25,8 +25,12 @@ _handler: logging.Handler | None = None  # the process log's stderr handler, onc
 
 
 def _setup_logging(level: str, log_format: str = "text") -> logging.Handler:
-    """The process log on stderr: ``text`` lines, or ``json`` objects (one per line)."""
+    """The process log on stderr: ``text`` lines, or ``json`` objects (one per line); either way
+    one record per line whatever a client sent, and nothing from sqlglot's logger."""
     global _handler
+    from .stats.logsafe import quiet_parser_logs
+
+    quiet_parser_logs()
     root = logging.getLogger()
     if _handler is not None:
         root.removeHandler(_handler)
@@ -42,7 +46,9 @@ def _formatter(log_format: str) -> logging.Formatter:
         from .stats.jsonlog import JsonFormatter
 
         return JsonFormatter()
-    return logging.Formatter(TEXT_FORMAT)
+    from .stats.logsafe import SafeTextFormatter
+
+    return SafeTextFormatter(TEXT_FORMAT)
 
 
 def _load_for_serve(args):

@@ -17,6 +17,7 @@ from .backend.pins import PinCounters
 from .backend.pool import Pools, PoolSettings
 from .backend.stmts import StmtRegistry
 from .config import Config, UserConfig
+from .net.handshakes import HandshakeSlots
 from .net.listen import accept_loop, close_listener, listen
 from .net import tls
 from .net.stream import ConnectionLost, PacketStream
@@ -34,6 +35,7 @@ from .stats.counters import Counters, ProxyStats
 from .stats.digests import CommandCounters, DigestStats
 from .stats.auditlog import AuditLog
 from .stats.audittrail import AuditTrail
+from .stats.logsafe import LogThrottle
 from .stats.querylog import QueryLog
 
 log = logging.getLogger("myrouter")
@@ -49,6 +51,8 @@ class Proxy:
         self.vars = config.mysql_variables
         self.counters = Counters()
         self.sessions: dict = {}
+        self.handshakes = HandshakeSlots()  # sessions not logged in yet (frontend.session._handshake)
+        self.log_throttle = LogThrottle()  # process-log lines that clients can repeat at will
         self.backends: set[BackendConnection] = set()
         self.sha2_cache: dict = {}
         self.rsa = RSAKeyPair()
@@ -74,6 +78,7 @@ class Proxy:
         self.audit = AuditTrail(self)  # the session's audit hooks
         # -- end structured logs --
         self.user_sessions: dict[str, int] = {}
+        self.logged_in_sessions = 0  # sessions counted in user_sessions: what max_connections bounds
         self.query_cache = QueryCache(int(self.vars.items().get("query_cache_size_MB", 256)) * 1024 * 1024)
         # per-statement accounting (stats_mysql_query_digest, stats_mysql_commands_counters)
         self.digest_stats = DigestStats()
@@ -346,6 +351,7 @@ class Proxy:
         while True:
             limit = self.vars.wait_timeout / 1000
             await trio.sleep(min(1.0, limit))
+            self.log_throttle.flush()  # say how many repeated lines were left out
             now = time.monotonic()
             v = self.vars
             trx_idle = v.max_transaction_idle_time / 1000
@@ -388,6 +394,7 @@ class Proxy:
             self.sessions.pop(session.id, None)
             if session.counted_user:
                 self.user_sessions[session.username] -= 1
+                self.logged_in_sessions -= 1
             if self.draining and not self.sessions:
                 self._all_closed.set()
 

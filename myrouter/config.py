@@ -256,7 +256,8 @@ class MySQLVariables:
     # "host:port[;host:port...]", IPv6 as "[::1]:6033". DIFFERS: ProxySQL
     # listens on 0.0.0.0:6033 by default; myrouter on loopback only.
     interfaces: str = "127.0.0.1:6033"
-    # Maximum client connections. DIFFERS: ProxySQL's default is 10000.
+    # Maximum logged-in client sessions (connections still in the handshake have
+    # their own bounds, below). DIFFERS: ProxySQL's default is 10000.
     max_connections: int = 2048
     # Version the proxy advertises. DIFFERS: "auto" (myrouter's own value)
     # copies the first reachable backend's greeting; ProxySQL's default "8.0.11".
@@ -265,6 +266,12 @@ class MySQLVariables:
     max_allowed_packet: int = 64 * 1024 * 1024
     # A client must finish the handshake within this.
     connect_timeout_client: int = 10000
+    # myrouter's own: connections still in the handshake (not logged in; not counted in
+    # max_connections) at most, in total and from one client address. A new connection
+    # ends the oldest handshake of its own address when that address is at its share,
+    # and, when all are taken, the oldest of the address holding the most (ERR 1040).
+    max_connections_in_handshake: int = 512
+    max_connections_in_handshake_per_host: int = 128
     # Idle client sessions are closed after this.
     wait_timeout: int = 8 * 3600 * 1000
     # myrouter's own: the most time allowed between the first and the last byte
@@ -498,6 +505,8 @@ _MYSQL_RANGES: dict[str, tuple[int, int]] = {
     "max_connections": (1, 1_000_000),
     "max_allowed_packet": (8192, 1024 * 1024 * 1024),
     "connect_timeout_client": (500, 3600 * 1000),
+    "max_connections_in_handshake": (1, 1_000_000),
+    "max_connections_in_handshake_per_host": (1, 1_000_000),
     "wait_timeout": (0, 20 * _DAY_MS),
     "client_packet_timeout": (100, 3600 * 1000),
     "shutdown_timeout": (0, 3600 * 1000),

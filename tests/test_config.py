@@ -629,6 +629,9 @@ def test_error_unknown_key_in_user_row(tmp_path: Path) -> None:
         ("connect_timeout_client = 100", "connect_timeout_client", ("500..3600000",)),
         ("client_packet_timeout = 0", "client_packet_timeout", ("out of range",)),
         ("shutdown_timeout = -1", "shutdown_timeout", ("out of range",)),
+        ("max_connections_in_handshake = 0", "max_connections_in_handshake", ("out of range", "1..1000000")),
+        ("max_connections_in_handshake_per_host = \"10\"", "max_connections_in_handshake_per_host",
+         ("expected an integer",)),
         ("poll_timeout = [1, 2]", "poll_timeout", ("single value",)),
     ],
 )

@@ -51,6 +51,7 @@ from ..protocol.response import ResponseKind, ResponseTracker, response_kind
 from ..routing.classifier import Classification, StatementFlag as _F, StatementKind
 from ..routing.digest import digest, format_digest
 from ..stats.digests import affected_rows
+from ..stats.logsafe import clip
 from ..stats.querylog import now_us
 from ..routing.rules import RouteDecision, RuleContext
 
@@ -77,6 +78,11 @@ _SESSION_PLANS = 64
 _wait_readable = trio.lowlevel.wait_readable
 _MAYBE_KILL = frozenset((b"k", b"K", b" ", b"\t", b"\n", b"\r"))  # a cheap first test before the regex
 _KILL_RE = re.compile(rb"\s*kill\s+(?:(query|connection)\s+)?(\d+)\s*;?\s*\Z", re.I)
+# The largest packet a client may send before it has logged in. A HandshakeResponse41 is a
+# few hundred bytes plus its connection attributes, which MySQL caps at 64 KiB; the rest
+# (user, auth data, schema, plugin names) fits in 4 KiB. A header announcing more is refused
+# at once (ERR 1153), before any of its payload is buffered.
+MAX_HANDSHAKE_PACKET = 65535 + 4096
 
 # Commands that never reach a backend through the proxy.
 _REFUSED_COMMANDS = frozenset(
@@ -339,6 +345,8 @@ class ClientSession:
         self.info: bytes = b""
         self.command_started = 0.0
         self.connected_at = time.time()
+        self._handshake_scope: trio.CancelScope | None = None  # cancelled to end the handshake early
+        self.handshake_evicted = False  # ended to make room for newer handshakes
 
     def __repr__(self) -> str:
         return f"<ClientSession {self.id} {self.username!r}@{self.client_addr} {self.state.value}>"
@@ -354,7 +362,11 @@ class ClientSession:
         except ConnectionLost as exc:
             log.debug("session %d: client connection lost: %s", self.id, exc)
         except MySQLError as exc:
-            log.info("session %d: closing after error %s", self.id, exc)
+            if self.state is SessionState.HANDSHAKE:  # any client can repeat this: rate-limited
+                self.app.log_throttle.log(log, logging.INFO, "handshakes refused", "session %d from %s: closing "
+                                          "after error %s", self.id, self.client_addr, exc)
+            else:
+                log.info("session %d: closing after error %s", self.id, exc)
             await self._try_send_err(exc, 1 if self.state is not SessionState.HANDSHAKE else 2)
         finally:
             self.state = SessionState.CLOSING
@@ -369,9 +381,10 @@ class ClientSession:
         if app.draining:
             await self._try_send_err(E.server_shutdown(), 0)
             return False
-        if len(app.sessions) > v.max_connections:
-            log.warning("session %d from %s refused: max_connections=%d reached", self.id, self.client_addr,
-                        v.max_connections)
+        if app.logged_in_sessions >= v.max_connections:  # connections still in the handshake are not counted
+            app.log_throttle.log(log, logging.WARNING, "connections refused: max_connections reached",
+                                 "session %d from %s refused: max_connections=%d reached", self.id,
+                                 self.client_addr, v.max_connections)
             await self._try_send_err(E.too_many_connections(), 0)
             return False
         server_caps = SERVER_CAPABILITIES
@@ -390,8 +403,14 @@ class ClientSession:
             auth_plugin=v.default_authentication_plugin,
         )
         timeout = v.connect_timeout_client / 1000
+        for other in app.handshakes.admit(self, self.client_host, limit=v.max_connections_in_handshake,
+                                          per_source=v.max_connections_in_handshake_per_host):
+            other.end_handshake()
+        decoder = self.client.decoder
+        max_payload = decoder.max_payload
+        decoder.max_payload = min(MAX_HANDSHAKE_PACKET, max_payload or MAX_HANDSHAKE_PACKET)
         try:
-            with trio.fail_after(timeout):
+            with trio.fail_after(timeout) as self._handshake_scope:
                 await self.client.send_packet(greeting.encode(), 0)
                 self.client.decoder.expect_seq = 1
                 pkt = await self.client.read_packet()
@@ -404,7 +423,8 @@ class ClientSession:
                     try:
                         await start_tls(self.client, tls_context, server_side=True)
                     except ConnectionLost as exc:
-                        log.info("session %d from %s: %s", self.id, self.client_addr, exc)
+                        app.log_throttle.log(log, logging.INFO, "TLS handshakes failed", "session %d from %s: %s",
+                                             self.id, self.client_addr, exc)
                         app.counters.client_connections_aborted += 1
                         return False
                     self.tls = True
@@ -421,16 +441,27 @@ class ClientSession:
                 step, seq = await self._auth_exchange(auth, step, (pkt.seq + 1) & 0xFF, check_seq=True)
                 error = step.error or self._tls_refusal(resp.username)
         except trio.TooSlowError:
-            log.info("session %d from %s: handshake timed out after %.1fs", self.id, self.client_addr, timeout)
             app.counters.client_connections_aborted += 1
+            if self.handshake_evicted:
+                app.log_throttle.log(log, logging.INFO, "handshakes ended for newer connections",
+                                     "session %d from %s: handshake ended to make room for newer connections "
+                                     "(max_connections_in_handshake=%d, per host %d)", self.id, self.client_addr,
+                                     v.max_connections_in_handshake, v.max_connections_in_handshake_per_host)
+                await self._try_send_err(E.too_many_connections(), 2)
+                return False
+            app.log_throttle.log(log, logging.INFO, "handshakes timed out",
+                                 "session %d from %s: handshake timed out after %.1fs", self.id, self.client_addr,
+                                 timeout)
             await self._try_send_err(E.MySQLError(E.ER_HANDSHAKE_ERROR, "Bad handshake: timeout", "08S01"), 2)
             return False
         except SequenceError:
             app.counters.client_connections_aborted += 1
             await self._try_send_err(E.packets_out_of_order(), 2)
             return False
-        except PacketTooLarge:
+        except PacketTooLarge as exc:
             app.counters.client_connections_aborted += 1
+            app.log_throttle.log(log, logging.INFO, "oversized handshake packets",
+                                 "session %d from %s: handshake packet refused: %s", self.id, self.client_addr, exc)
             await self._try_send_err(E.packet_too_large(), 2)
             return False
         except MalformedPacket:
@@ -439,11 +470,21 @@ class ClientSession:
             return False
         finally:
             self.client.decoder.expect_seq = None
+            decoder.max_payload = max_payload
+            self._handshake_scope = None
+            app.handshakes.release(self, self.client_host)
         app.audit.login(self, resp.username, resp.database, error)  # structured logs (audit)
         if error is not None:
-            log.info("session %d: access denied for user %r from %s", self.id, resp.username, self.client_addr)
+            app.log_throttle.log(log, logging.INFO, "logins denied", "session %d: access denied for user %r from %s",
+                                 self.id, clip(resp.username), self.client_addr)
             app.counters.access_denied += 1
             await self._try_send_err(error, seq)
+            return False
+        if app.logged_in_sessions >= v.max_connections:  # others logged in meanwhile
+            app.log_throttle.log(log, logging.WARNING, "connections refused: max_connections reached",
+                                 "session %d from %s refused after authentication: max_connections=%d reached",
+                                 self.id, self.client_addr, v.max_connections)
+            await self._try_send_err(E.too_many_connections(), seq)
             return False
         user = app.user(resp.username)
         assert user is not None and auth.secret is not None
@@ -457,6 +498,7 @@ class ClientSession:
             return False
         app.user_sessions[resp.username] = app.user_sessions.get(resp.username, 0) + 1
         self.counted_user = True
+        app.logged_in_sessions += 1
         self.username = resp.username
         self.secret = auth.secret
         self._apply_user(user)
@@ -469,6 +511,13 @@ class ClientSession:
         app.audit.connected(self)  # structured logs (audit)
         log.info("session %d: user %r connected from %s", self.id, self.username, self.client_addr)
         return True
+
+    def end_handshake(self) -> None:
+        """End this session's handshake now to make room for newer ones (``Proxy.handshakes``):
+        it gets ERR 1040 and is closed."""
+        self.handshake_evicted = True
+        if self._handshake_scope is not None:
+            self._handshake_scope.cancel()
 
     def _new_auth(self) -> ServerAuth:
         app = self.app
@@ -2018,7 +2067,7 @@ class ClientSession:
         error = step.error or self._tls_refusal(req.username)
         app.audit.change_user(self, req.username, req.database, error)  # structured logs (audit)
         if error is not None:
-            log.info("session %d: COM_CHANGE_USER to %r denied", self.id, req.username)
+            log.info("session %d: COM_CHANGE_USER to %r denied", self.id, clip(req.username))
             app.counters.access_denied += 1
             await self._send_err(error, seq)
             raise CloseSession

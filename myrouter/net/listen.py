@@ -9,6 +9,8 @@ from typing import Any
 
 import trio
 
+from ..stats.logsafe import LogThrottle
+
 log = logging.getLogger(__name__)
 
 
@@ -37,7 +39,9 @@ def close_listener(sock: socket.socket) -> None:
 async def accept_loop(lsock: socket.socket, nursery: trio.Nursery,
                       handler: Callable[[socket.socket, Any], Awaitable[None]], what: str) -> None:
     """Accept connections forever, starting ``handler(conn, addr)`` in ``nursery`` for each.
-    A failing accept() (out of file descriptors, say) is logged and retried after 100 ms."""
+    A failing accept() (out of file descriptors, say) is retried after 100 ms and logged at most
+    10 times in 10 s (then how many failures were not logged, once accept() works again)."""
+    throttle = LogThrottle()
     while True:
         try:
             conn, addr = lsock.accept()
@@ -45,7 +49,10 @@ async def accept_loop(lsock: socket.socket, nursery: trio.Nursery,
             await trio.lowlevel.wait_readable(lsock)
             continue
         except OSError as exc:
-            log.error("%s: accept() failed: %s; retrying in 100 ms", what, exc)
+            throttle.log(log, logging.ERROR, f"{what}: accept() failures",
+                         "%s: accept() failed: %s; retrying in 100 ms", what, exc)
             await trio.sleep(0.1)
             continue
+        if throttle.pending:
+            throttle.flush()
         nursery.start_soon(handler, conn, addr)

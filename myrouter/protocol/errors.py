@@ -69,10 +69,12 @@ PROXYSQL_ER_HOSTGROUP_TIMEOUT = 9001
 
 
 def access_denied(user: str, host: str, using_password: bool) -> MySQLError:
+    """ERR 1045; the user name cut to 48 characters and the host to 64, as MySQL's message
+    (``'%-.48s'@'%-.64s'``) does: a client never gets an unbounded name echoed back."""
     yes = "YES" if using_password else "NO"
     return MySQLError(
         ER_ACCESS_DENIED_ERROR,
-        f"Access denied for user '{user}'@'{host}' (using password: {yes})",
+        f"Access denied for user '{user[:48]}'@'{host[:64]}' (using password: {yes})",
         "28000",
     )
 

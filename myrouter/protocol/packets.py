@@ -98,12 +98,13 @@ class PacketDecoder:
         n = len(data)
         if n >= 4 and self._pos == len(self._buf):
             length = data[0] | data[1] << 8 | data[2] << 16
+            seq = data[3]
+            if self.expect_seq is not None and seq != self.expect_seq:
+                raise SequenceError(f"expected sequence id {self.expect_seq}, got {seq}")
+            if self.max_payload is not None and length > self.max_payload:
+                # refused from the header alone: nothing of this packet is buffered
+                raise PacketTooLarge(f"payload of {length} bytes exceeds the limit of {self.max_payload}")
             if n == 4 + length and length < MAX_PACKET_PAYLOAD:
-                seq = data[3]
-                if self.expect_seq is not None and seq != self.expect_seq:
-                    raise SequenceError(f"expected sequence id {self.expect_seq}, got {seq}")
-                if self.max_payload is not None and length > self.max_payload:
-                    raise PacketTooLarge(f"payload of {length} bytes exceeds the limit of {self.max_payload}")
                 return _tuple_new(Packet, (seq, data[4:] if type(data) is bytes else bytes(data[4:]), seq))
         self.feed(data)
         return self.next_packet()

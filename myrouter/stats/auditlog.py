@@ -39,6 +39,10 @@ Errors go to the same file as the connection events on purpose: a failed
 login is both, a session's events and errors share ``thread_id`` and come in
 order, and one file with one rotation is one thing to ship.
 
+Every string field is cut at ``FIELD_LIMIT`` characters (``...[N more characters]``): user
+names, schema names and error texts come from clients. JSON escapes control characters, so a
+field never starts a line of its own.
+
 Stdlib only: the caller passes plain values.
 """
 
@@ -48,6 +52,7 @@ import time
 from typing import Any
 
 from .jsonlog import JsonLinesWriter, local_time
+from .logsafe import clip
 
 __all__ = [
     "AuditLog",
@@ -67,6 +72,10 @@ __all__ = [
     "error_fields",
     "close_fields",
 ]
+
+# Every string field of an event is cut to this many characters: user and schema names,
+# reasons and error messages come from clients (a 1 MB user name is still one short line).
+FIELD_LIMIT = 1024
 
 CONNECT_OK = "MySQL_Client_Connect_OK"
 CONNECT_ERR = "MySQL_Client_Connect_ERR"
@@ -123,5 +132,8 @@ class AuditLog(JsonLinesWriter):
         if extra_info is not None:
             record["extra_info"] = extra_info
         record.update(fields)
+        for key, value in record.items():
+            if isinstance(value, str) and len(value) > FIELD_LIMIT:
+                record[key] = clip(value, FIELD_LIMIT)
         self.write(record)
         return record

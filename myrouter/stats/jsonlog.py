@@ -35,6 +35,8 @@ import re
 import time
 from typing import Any
 
+from .logsafe import MESSAGE_LIMIT, clip
+
 __all__ = ["JsonLinesWriter", "JsonFormatter", "encode_line", "local_time", "now_us"]
 
 log = logging.getLogger("myrouter.logs")
@@ -177,11 +179,13 @@ class JsonFormatter(logging.Formatter):
             "ts": ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z",
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": clip(record.getMessage(), MESSAGE_LIMIT),  # JSON escapes the control characters
         }
         for key, value in record.__dict__.items():
             if key in _RECORD_ATTRS or key.startswith("_"):
                 continue
+            if isinstance(value, str):
+                value = clip(value, MESSAGE_LIMIT)
             out["extra_" + key if key in _CORE else key] = value
         if record.exc_info:
             out["exc_info"] = self.formatException(record.exc_info)

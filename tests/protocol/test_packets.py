@@ -323,3 +323,13 @@ def test_receive_checks_sequence_id_and_size_like_next_packet():
     # a memoryview or bytearray comes back as bytes
     p = PacketDecoder().receive(memoryview(frame(b"\x03abc", 0)))
     assert type(p.payload) is bytes and p.payload == b"\x03abc"
+
+
+def test_receive_refuses_an_oversized_header_without_buffering_the_chunk_it_came_in():
+    # a client's first 256 KiB of a 16 MiB packet arrive in one read: refused from the header,
+    # and none of it kept
+    d = PacketDecoder(max_payload=65535 + 4096)
+    chunk = b"\xff\xff\xff\x01" + b"x" * (256 * 1024 - 4)
+    with pytest.raises(PacketTooLarge):
+        d.receive(chunk)
+    assert d.buffered == 0
