@@ -46,6 +46,7 @@ from .commands import (
 )
 from .rows import config_tables, rule_rows, runtime_server_rows, variable_defaults
 from .schema import COLUMNS, CONFIG_TABLES, MONITOR_TABLES, STATS_TABLES, create_statements
+from .sqlpolicy import MAX_VALUE_BYTES, refusal
 from .sqltext import UnknownVariable, substitute_variables, translate
 
 if TYPE_CHECKING:
@@ -110,8 +111,6 @@ _DYNAMIC_TABLES = sorted([f"runtime_{n}" for n in CONFIG_TABLES] + list(STATS_TA
 _DYNAMIC_RE = re.compile(r"\b(" + "|".join(_DYNAMIC_TABLES) + r")\b", re.I)
 _DISK_RE = re.compile(r"\bdisk\s*\.", re.I)
 _REFUSED_SQL = re.compile(r"\s*(VACUUM|ATTACH|DETACH)\b", re.I)
-_ALLOWED_PRAGMAS = frozenset(("table_info", "table_xinfo", "index_list", "index_info", "index_xinfo",
-                              "database_list", "foreign_key_list", "table_list", "collation_list", "function_list"))
 _WRITE_ACTIONS = {
     sqlite3.SQLITE_INSERT: "INSERT",
     sqlite3.SQLITE_UPDATE: "UPDATE",
@@ -166,6 +165,7 @@ class Admin:
         for stmt in create_statements():
             self.db.execute(stmt)
         self._register_functions()
+        self.db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
         self.db.set_authorizer(self._authorize)
         self.db.set_progress_handler(self._progress, 20000)
         self.layers = Layers(self)
@@ -277,17 +277,12 @@ class Admin:
 
     def _authorize(self, action: int, arg1: str | None, arg2: str | None, dbname: str | None,
                    source: str | None) -> int:
+        reason = refusal(action, arg1, arg2, internal=self._internal)  # the allow-list, for every statement
+        if reason is not None:
+            return self._deny(MySQLError(ER_SPECIFIC_ACCESS_DENIED_ERROR, reason, "42000"))
         if self._internal:
             return sqlite3.SQLITE_OK
         sess = self._session
-        if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
-            return self._deny(MySQLError(ER_SPECIFIC_ACCESS_DENIED_ERROR,
-                                         "ATTACH/DETACH are not allowed in the admin interface", "42000"))
-        if action == sqlite3.SQLITE_PRAGMA:
-            if (arg1 or "").lower() in _ALLOWED_PRAGMAS:  # read-only pragmas
-                return sqlite3.SQLITE_OK
-            return self._deny(MySQLError(ER_SPECIFIC_ACCESS_DENIED_ERROR,
-                                         f"PRAGMA {arg1} is not allowed in the admin interface", "42000"))
         if action in _WRITE_ACTIONS:
             table = arg1 or ""
             if table.startswith("sqlite_"):
