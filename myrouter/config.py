@@ -369,6 +369,10 @@ class MySQLVariables:
     query_digests_lowercase: bool = False
     query_digests_max_digest_length: int = 2048
     query_digests_max_query_length: int = 65000
+    # myrouter's own (ProxySQL's table is unbounded): stats_mysql_query_digest keeps at
+    # most this many entries; a new one beyond it evicts the least recently seen
+    # (counted: stats_mysql_global Query_Digest_Evictions).
+    query_digests_max_digests: int = 100000
     # -- monitor ------------------------------------------------------------
     monitor_enabled: bool = True
     monitor_username: str = "monitor"
@@ -517,6 +521,7 @@ _MYSQL_RANGES: dict[str, tuple[int, int]] = {
     "shun_recovery_time_sec": (0, 3600 * 24 * 365),
     "query_digests_max_digest_length": (16, 1024 * 1024),
     "query_digests_max_query_length": (16, 1024 * 1024),
+    "query_digests_max_digests": (1, 100_000_000),
     "monitor_connect_interval": (100, 7 * _DAY_MS),
     "monitor_connect_timeout": (100, 600 * 1000),
     "monitor_ping_interval": (100, 7 * _DAY_MS),

@@ -8,22 +8,27 @@ run on the tables; ``runtime_*`` and ``stats_*`` tables are refilled from the
 running proxy just before a statement that names them, ``disk.*`` from the
 TOML files. MySQL syntax SQLite refuses is translated with sqlglot and retried.
 
-Statements run on the proxy's event loop (SQLite is fast on these small
-tables); a statement running longer than :data:`STATEMENT_TIME_LIMIT` is
-interrupted so an expensive JOIN cannot stall the proxy.
+SQL statements run in a worker thread, one at a time, so client traffic goes
+on while an operator's statement runs (what a statement reads of the running
+proxy is taken on the event loop first); a statement running longer than
+:data:`STATEMENT_TIME_LIMIT` is interrupted (a SQLite progress handler).
+What SQLite may do at all is an allow-list (:mod:`myrouter.admin.sqlpolicy`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import trio
 
 from myrouter.net.listen import close_listener
 from myrouter.protocol.auth import Credential
@@ -57,7 +62,7 @@ log = logging.getLogger("myrouter.admin")
 
 __all__ = ["Admin", "AdminSession", "ResultSet", "OkResult", "STATEMENT_TIME_LIMIT"]
 
-#: seconds an admin statement may run on the event loop before it is interrupted
+#: seconds an admin SQL statement may run before it is interrupted
 STATEMENT_TIME_LIMIT = 2.0
 VERSION_COMMENT = "(myrouter Admin Module)"
 
@@ -156,6 +161,7 @@ class Admin:
         self._internal = False
         self._deadline = float("inf")  # set while an operator's statement runs (see _run)
         self._deny_reason: MySQLError | None = None
+        self._busy = trio.Lock()  # one statement at a time owns the database (see execute)
         # no statement cache: the authorizer runs when a statement is prepared, and a cached copy of an
         # internal statement (DELETE FROM stats.x) would let an operator skip it
         self.db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False, cached_statements=0)
@@ -164,11 +170,13 @@ class Admin:
         self.db.execute("ATTACH DATABASE ':memory:' AS monitor")
         for stmt in create_statements():
             self.db.execute(stmt)
+        self._schemas = tuple(row[1] for row in self.db.execute("PRAGMA database_list").fetchall())
         self._register_functions()
         self.db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
         self.db.set_authorizer(self._authorize)
         self.db.set_progress_handler(self._progress, 20000)
         self.layers = Layers(self)
+        self.apply_variables()
         from .metrics import registry_for
 
         self.metrics_registry = registry_for(self)
@@ -178,6 +186,10 @@ class Admin:
             for name, rows in tables.items():
                 self.replace_rows(f"main.{name}", rows)
                 self.replace_rows(f"disk.{name}", rows)
+
+    def apply_variables(self) -> None:
+        """The running variables that parts of the proxy owned by the admin's stats follow."""
+        self.app.digest_stats.max_digests = self.app.vars.query_digests_max_digests
 
     # ------------------------------------------------------------------ accounts
 
@@ -350,19 +362,28 @@ class Admin:
         await self.execute(sess, "LOAD ALL TO RUNTIME")
 
     async def execute(self, sess: AdminSession, statement: str) -> Result:
-        """Run one statement (already split) for ``sess``. Raises MySQLError."""
+        """Run one statement (already split) for ``sess``. Raises MySQLError.
+
+        One statement at a time (``_busy``): the SQLite connection, the authorizer's state
+        and the tables being refilled belong to it until it ends."""
         try:
             cmd = parse_command(statement)
         except CommandError as exc:
             raise MySQLError(ER_PARSE_ERROR, str(exc), "42000") from None
-        if cmd is not None:
-            try:
-                return await self._command(sess, cmd)
-            except sqlite3.Error as exc:
-                raise self._error(exc) from None
-        return self.execute_sql(sess, statement)
+        async with self._busy:
+            if cmd is not None:
+                try:
+                    return await self._command(sess, cmd)
+                except sqlite3.Error as exc:
+                    raise self._error(exc) from None
+            return await self.execute_sql(sess, statement)
 
-    def execute_sql(self, sess: AdminSession, statement: str) -> Result:
+    async def execute_sql(self, sess: AdminSession, statement: str) -> Result:
+        """SQL on the tables, in a worker thread: the proxy's clients are served meanwhile.
+
+        What the statement reads of the running proxy (runtime_/stats_/monitor tables) is
+        taken here, on the event loop, where that state lives; the tables are filled with it
+        and the statement runs in the thread (at most STATEMENT_TIME_LIMIT)."""
         if _REFUSED_SQL.match(statement):
             raise MySQLError(ER_SPECIFIC_ACCESS_DENIED_ERROR,
                              f"{statement.split()[0].upper()} is not allowed in the admin interface", "42000")
@@ -370,7 +391,15 @@ class Admin:
             sql = substitute_variables(statement, lambda name: self.session_variable(sess, name))
         except UnknownVariable as exc:
             raise MySQLError(ER_UNKNOWN_SYSTEM_VARIABLE, f"Unknown system variable '{exc.args[0]}'", "HY000") from None
-        self.refresh_for(sql)
+        fills = self.dynamic_fills(sql)
+        return await trio.to_thread.run_sync(self._fill_and_run, sess, sql, fills)
+
+    def _fill_and_run(self, sess: AdminSession, sql: str, fills: list[tuple[str, Any]]) -> Result:
+        """(worker thread) Fill the dynamic tables ``sql`` reads, then run it."""
+        if fills:
+            with self.internal():
+                for table, rows in fills:
+                    self.replace_rows(table, rows() if callable(rows) else rows)
         try:
             return self._run(sess, sql)
         except sqlite3.OperationalError as first:
@@ -411,7 +440,7 @@ class Admin:
         if "interrupted" in text:
             return MySQLError(ER_QUERY_INTERRUPTED,
                               f"Query execution was interrupted: admin statements may run {STATEMENT_TIME_LIMIT:g} s "
-                              "at most (they run on the proxy's event loop)", "70100")
+                              "at most", "70100")
         if isinstance(exc, sqlite3.IntegrityError):
             if text.startswith("UNIQUE constraint failed"):
                 return MySQLError(ER_DUP_ENTRY, f"Duplicate entry: {text}", "23000")
@@ -433,19 +462,19 @@ class Admin:
 
     # ------------------------------------------------------------------ dynamic tables
 
-    def refresh_for(self, sql: str) -> None:
-        """Refill the runtime_/stats_ tables ``sql`` names, and disk.* if it names the disk schema."""
+    def dynamic_fills(self, sql: str) -> list[tuple[str, Any]]:
+        """The runtime_/stats_/monitor tables ``sql`` names, each with its rows (or a function making
+        them from data taken now); disk.* is refreshed here if ``sql`` names the disk schema."""
         names = {m.lower() for m in _DYNAMIC_RE.findall(sql)}
         if _DISK_RE.search(sql):
             self.layers.refresh_disk()
-        if names:
-            with self.internal():
-                for name in sorted(names):  # ..._digest before ..._digest_reset
-                    schema = "main." if name.startswith("runtime_") else "monitor." if name in MONITOR_TABLES \
-                        else "stats."
-                    self.replace_rows(schema + name, self.dynamic_rows(name))
+        fills: list[tuple[str, Any]] = []
+        for name in sorted(names):  # ..._digest before ..._digest_reset
+            schema = "main." if name.startswith("runtime_") else "monitor." if name in MONITOR_TABLES else "stats."
+            fills.append((schema + name, self.dynamic_rows(name)))
+        return fills
 
-    def dynamic_rows(self, name: str) -> list[Sequence[Any]]:
+    def dynamic_rows(self, name: str) -> list[Sequence[Any]] | Callable[[], list[Sequence[Any]]]:
         app = self.app
         if name == "runtime_mysql_servers":
             return runtime_server_rows(app.hostgroups, app.config.mysql_servers)
@@ -453,10 +482,10 @@ class Admin:
             if name == "runtime_mysql_query_rules":
                 return rule_rows(app.rules)
             return config_tables(app.config)[name[len("runtime_"):]]
-        if name == "stats_mysql_query_digest":
-            return S.digest_rows(app.digest_stats.snapshot())
+        if name == "stats_mysql_query_digest":  # formatted in the worker thread: 100,000 rows take a while
+            return functools.partial(S.digest_rows, app.digest_stats.snapshot())
         if name == "stats_mysql_query_digest_reset":
-            return S.digest_rows(app.digest_stats.reset())
+            return functools.partial(S.digest_rows, app.digest_stats.reset())
         if name == "stats_mysql_query_rules":
             return S.query_rule_rows(app)
         if name == "stats_mysql_connection_pool":
@@ -573,7 +602,15 @@ class Admin:
         raise MySQLError(ER_UNKNOWN_ERROR, f"unhandled admin command {cmd!r}", "HY000")
 
     def schemas(self) -> list[str]:
-        return [row[1] for row in self.db.execute("PRAGMA database_list").fetchall()]
+        """The admin's schemas (fixed once created: ATTACH is refused), without touching the database,
+        which a statement may be using in its worker thread."""
+        return list(self._schemas)
+
+    async def table_columns(self, schema: str, table: str) -> list[str]:
+        """Column names of ``schema.table`` (COM_FIELD_LIST); [] if there is no such table."""
+        async with self._busy:
+            rows = self.db.execute(f'PRAGMA "{schema}".table_info("{table.replace(chr(34), "")}")').fetchall()
+        return [r[1] for r in rows]
 
     def use(self, sess: AdminSession, schema: str) -> Result:
         if schema not in self.schemas():

@@ -61,6 +61,8 @@ ADMIN_CAPABILITIES = (
 HANDSHAKE_TIMEOUT = 10.0
 MAX_PACKET = 64 * 1024 * 1024
 SWEEP_INTERVAL = 1.0
+#: a result set with more rows is encoded in a worker thread (50,000 rows take a third of a second)
+ENCODE_IN_THREAD_ROWS = 1000
 
 MYSQL_TYPE_DOUBLE = 5
 MYSQL_TYPE_LONGLONG = 8
@@ -345,20 +347,23 @@ class _AdminClient:
                                                self.caps), seq))
                 break
             status = Status.AUTOCOMMIT | (Status.MORE_RESULTS_EXISTS if more else 0)
-            data, seq = _encode_result(result, self.caps, int(status), seq)
+            if isinstance(result, ResultSet) and len(result.rows) > ENCODE_IN_THREAD_ROWS:
+                data, seq = await trio.to_thread.run_sync(_encode_result, result, self.caps, int(status), seq)
+            else:
+                data, seq = _encode_result(result, self.caps, int(status), seq)
             out.append(data)
         await self.stream.send_all(b"".join(out))
 
     async def _field_list(self, data: bytes) -> None:
         table = data.split(b"\0", 1)[0].decode("utf-8", "replace")
         sess = self.session
-        rows = self.admin.db.execute(f'PRAGMA "{sess.schema}".table_info("{table.replace(chr(34), "")}")').fetchall()
-        if not rows:
+        columns = await self.admin.table_columns(sess.schema, table)
+        if not columns:
             raise MySQLError(1146, f"Table '{table}' doesn't exist", "42S02")
         seq = 1
         out = []
-        for r in rows:
-            out.append(frame(column_definition(r[1], table=table, schema=sess.schema) + b"\xfb", seq))
+        for name in columns:
+            out.append(frame(column_definition(name, table=table, schema=sess.schema) + b"\xfb", seq))
             seq += 1
         out.append(frame(encode_eof(Status.AUTOCOMMIT), seq))
         await self.stream.send_all(b"".join(out))
