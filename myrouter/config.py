@@ -437,6 +437,15 @@ class AdminVariables:
     # DIFFERS: ProxySQL's default is false.
     restapi_enabled: bool = True
     restapi_port: int = 6070
+    # myrouter's own (ProxySQL's mysql-client_host_error_counts, for the admin port): an
+    # address with this many failed admin logins, the last less than
+    # client_host_block_time_ms ago, gets ERR 1129 until then (0 = never blocked).
+    # See myrouter/admin/hostblock.py.
+    client_host_error_counts: int = 10
+    client_host_block_time_ms: int = 60000
+    # myrouter's own: offer TLS on the admin port (the client port's certificates, see
+    # datadir). DIFFERS: ProxySQL's admin port follows mysql-have_ssl.
+    have_ssl: bool = False
     compatibility: tuple[tuple[str, Any], ...] = tuple(ADMIN_COMPAT_VARIABLES.items())
 
     def listen_addresses(self) -> list[tuple[str, int]]:
@@ -540,7 +549,8 @@ _MYSQL_RANGES: dict[str, tuple[int, int]] = {
     "monitor_heartbeat_write_interval": (0, _DAY_MS),
 }
 # restapi_port 0: any free port (for tests), as for the listener lists.
-_ADMIN_RANGES: dict[str, tuple[int, int]] = {"restapi_port": (0, 65535)}
+_ADMIN_RANGES: dict[str, tuple[int, int]] = {"restapi_port": (0, 65535), "client_host_error_counts": (0, 1_000_000),
+                                             "client_host_block_time_ms": (1000, 7 * _DAY_MS)}
 _MYSQL_CHOICES: dict[str, tuple[str, ...]] = {"default_authentication_plugin": AUTH_PLUGINS}
 
 

@@ -51,6 +51,7 @@ from .commands import (
 )
 from .rows import config_tables, rule_rows, runtime_server_rows, variable_defaults
 from .schema import COLUMNS, CONFIG_TABLES, MONITOR_TABLES, STATS_TABLES, create_statements
+from .hostblock import HostErrors
 from .sqlpolicy import MAX_VALUE_BYTES, refusal
 from .sqltext import UnknownVariable, substitute_variables, translate
 
@@ -162,6 +163,7 @@ class Admin:
         self._deadline = float("inf")  # set while an operator's statement runs (see _run)
         self._deny_reason: MySQLError | None = None
         self._busy = trio.Lock()  # one statement at a time owns the database (see execute)
+        self.host_errors = HostErrors()  # failed admin logins per client address
         # no statement cache: the authorizer runs when a statement is prepared, and a cached copy of an
         # internal statement (DELETE FROM stats.x) would let an operator skip it
         self.db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False, cached_statements=0)
@@ -188,8 +190,22 @@ class Admin:
                 self.replace_rows(f"disk.{name}", rows)
 
     def apply_variables(self) -> None:
-        """The running variables that parts of the proxy owned by the admin's stats follow."""
+        """Apply the running variables the admin looks after: the digest cap, and (once serving)
+        the admin port's TLS."""
         self.app.digest_stats.max_digests = self.app.vars.query_digests_max_digests
+        if self.listen_addresses:
+            from ..net.tls import TLSSetupError
+
+            try:
+                self.ensure_tls()
+            except TLSSetupError as exc:
+                log.error("admin-have_ssl is on but TLS cannot be offered on the admin port: %s", exc)
+
+    def ensure_tls(self) -> None:
+        """With admin-have_ssl, the certificates (the client port's, from datadir) are loaded.
+        Raises ``TLSSetupError``."""
+        if self.app.config.admin_variables.have_ssl and self.app.tls_context is None:
+            self.app.load_tls()
 
     # ------------------------------------------------------------------ accounts
 
@@ -337,6 +353,8 @@ class Admin:
             table = arg1 or ""
             if dbname in ("stats", "temp") or table in ("sqlite_master", "sqlite_schema", "sqlite_temp_master"):
                 return sqlite3.SQLITE_OK
+            if dbname is None and not arg2 and table in STATS_TABLES:
+                return sqlite3.SQLITE_OK  # COUNT(*): SQLite names no schema (nor column) for it
             return self._deny(MySQLError(
                 ER_TABLEACCESS_DENIED_ERROR,
                 f"SELECT command denied to user '{sess.username}'@'{sess.client_host}' for table '{table}' "
@@ -549,8 +567,8 @@ class Admin:
             "query_cache_size": 0,
             "query_cache_type": "OFF",
             "performance_schema": 0,
-            "have_ssl": "DISABLED",
-            "have_openssl": "DISABLED",
+            "have_ssl": "YES" if self.app.config.admin_variables.have_ssl and self.app.tls_context else "DISABLED",
+            "have_openssl": "YES" if self.app.config.admin_variables.have_ssl and self.app.tls_context else "DISABLED",
             "default_storage_engine": "SQLite",
             "storage_engine": "SQLite",
             "warning_count": 0,
@@ -731,7 +749,8 @@ class Admin:
             except TLSSetupError as exc:
                 raise MySQLError(ER_UNKNOWN_ERROR, f"PROXYSQL RELOAD TLS: {exc}", "HY000") from exc
             return OkResult()
-        return OkResult()  # FLUSH MYSQL CLIENT HOSTS: myrouter keeps no client host cache
+        # FLUSH MYSQL CLIENT HOSTS: the admin port's failed logins per address (hostblock.py)
+        return OkResult(affected_rows=self.host_errors.flush())
 
     async def _kill(self, cmd: Kill) -> Result:
         target = self.app.sessions.get(cmd.session_id)
@@ -747,6 +766,7 @@ class Admin:
         from .server import bind_admin
 
         self.close()
+        self.ensure_tls()  # bad certificate files stop the start here, as for mysql-have_ssl
         self._sockets = bind_admin(self)
 
     async def serve(self, *, task_status) -> None:

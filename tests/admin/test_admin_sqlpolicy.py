@@ -99,3 +99,12 @@ def test_registered_functions_are_allowed_and_unknown_ones_are_not() -> None:
     assert refusal(sqlite3.SQLITE_TRANSACTION, "BEGIN", None) is not None
     assert refusal(sqlite3.SQLITE_TRANSACTION, "BEGIN", None, internal=True) is None
     assert refusal(sqlite3.SQLITE_CREATE_VTABLE, "v", "fts3", internal=True) is not None
+
+
+async def test_stats_account_counts_stats_rows_but_not_others(admin: Admin) -> None:
+    from test_admin_engine import STATS
+
+    # SQLite names no schema for COUNT(*): the stats tables are still the stats account's
+    assert (await q(admin, "SELECT COUNT(*) > 10 FROM stats_mysql_global", STATS)) == [(1,)]
+    assert (await error(admin, "SELECT COUNT(*) FROM mysql_servers", STATS)).code == 1142
+    assert (await error(admin, "SELECT COUNT(*) FROM main.mysql_users", STATS)).code == 1142

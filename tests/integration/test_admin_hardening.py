@@ -175,3 +175,106 @@ def test_digest_cap_evicts_and_counts(proxy_factory):
         assert "query_digests_max_digests" in info.value.args[1]
     conn.close()
     assert rp.proxy.digest_stats.max_digests == 1
+
+
+# -- 3. failed admin logins per address ------------------------------------------------------
+
+
+def login_from(rp: RunningProxy, source: str, password: str = "admin") -> None:
+    """An admin login from ``source`` (a loopback address of this host), closed at once."""
+    conn = admin_connect(rp, password=password, bind_address=source)
+    conn.close()
+
+
+def login_error_from(rp: RunningProxy, source: str, password: str = "admin") -> pymysql.MySQLError:
+    with pytest.raises(pymysql.MySQLError) as info:
+        login_from(rp, source, password)
+    return info.value
+
+
+def test_failed_admin_logins_block_their_address(proxy):
+    admin_sql(proxy, "SET admin-client_host_error_counts = 3", "LOAD ADMIN VARIABLES TO RUNTIME")
+    attacker = "127.0.0.2"  # another loopback address: the operator's own 127.0.0.1 stays usable
+    for _ in range(2):
+        assert login_error_from(proxy, attacker, "guess").args[0] == 1045
+    login_from(proxy, attacker)  # a success clears the count (as ProxySQL)
+    for _ in range(3):
+        assert login_error_from(proxy, attacker, "guess").args[0] == 1045
+    # blocked now: refused before the password is even asked for, the right one too
+    err = login_error_from(proxy, attacker)
+    assert err.args[0] == 1129 and "blocked" in err.args[1] and "127.0.0.2" in err.args[1], err
+    assert login_error_from(proxy, attacker, "guess").args[0] == 1129
+    status = dict(admin_sql(proxy, "SELECT Variable_Name, Variable_Value FROM stats_mysql_global"))  # 127.0.0.1
+    assert int(status["Admin_client_host_blocked_connections"]) == 2
+    # ProxySQL's command to forget client host errors unblocks it
+    assert admin_sql(proxy, "PROXYSQL FLUSH MYSQL CLIENT HOSTS") == []
+    login_from(proxy, attacker)
+
+
+def test_a_blocked_address_is_let_in_again_after_the_block_time(proxy):
+    admin_sql(proxy, "SET admin-client_host_error_counts = 1", "SET admin-client_host_block_time_ms = 1000",
+              "LOAD ADMIN VARIABLES TO RUNTIME")
+    assert login_error_from(proxy, "127.0.0.3", "guess").args[0] == 1045
+    assert login_error_from(proxy, "127.0.0.3").args[0] == 1129
+
+    def lets_in() -> bool:
+        try:
+            login_from(proxy, "127.0.0.3")
+            return True
+        except pymysql.MySQLError as exc:
+            assert exc.args[0] == 1129, exc
+            return False
+
+    from conftest import wait_for
+
+    wait_for("the block to end", lets_in, timeout=15, step=0.2)
+    # refused variable values name the variable
+    conn = admin_connect(proxy)
+    with conn.cursor() as cur:
+        cur.execute("SET admin-client_host_block_time_ms = 5")
+        with pytest.raises(pymysql.MySQLError) as info:
+            cur.execute("LOAD ADMIN VARIABLES TO RUNTIME")
+        assert "client_host_block_time_ms" in info.value.args[1]
+    conn.close()
+
+
+# -- 4. TLS on the admin port ----------------------------------------------------------------
+
+
+def test_admin_port_offers_tls_with_the_datadir_certificates(proxy_factory, tmp_path):
+    import ssl
+    import subprocess
+
+    datadir = tmp_path / "data"
+    datadir.mkdir()
+    rp = proxy_factory(datadir=datadir)
+    assert admin_sql(rp, "SELECT @@have_ssl") == [("DISABLED",)]
+    admin_sql(rp, "SET admin-have_ssl = 'true'", "LOAD ADMIN VARIABLES TO RUNTIME")
+    ca = datadir / "myrouter-ca.pem"
+    assert ca.exists()
+    # PyMySQL verifying the certificate (CA and host name) of the admin port
+    conn = admin_connect(rp, ssl={"ca": str(ca), "check_hostname": True})
+    try:
+        assert isinstance(conn._sock, ssl.SSLSocket) and conn._sock.version() in ("TLSv1.2", "TLSv1.3")
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM mysql_servers")
+            assert cur.fetchone()[0] == 3
+            cur.execute("SELECT @@have_ssl")
+            assert cur.fetchone()[0] == "YES"
+    finally:
+        conn.close()
+    stats = admin_connect(rp, user="stats", password="stats", ssl={"ca": str(ca)})
+    with stats.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM stats_mysql_global")
+        assert cur.fetchone()[0] > 10
+    stats.close()
+    # the mariadb CLI, verifying the server certificate
+    port = rp.proxy.admin.listen_addresses[0][1]
+    r = subprocess.run(["mariadb", "-h127.0.0.1", f"-P{port}", "-uadmin", "-padmin", f"--ssl-ca={ca}",
+                        "--ssl-verify-server-cert", "-e", "\\s"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "Cipher in use" in r.stdout, r.stdout
+    # the client port is unchanged: mysql-have_ssl is still off
+    client = rp.connect()
+    assert not isinstance(client._sock, ssl.SSLSocket)
+    client.close()
