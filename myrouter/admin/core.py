@@ -65,6 +65,8 @@ __all__ = ["Admin", "AdminSession", "ResultSet", "OkResult", "STATEMENT_TIME_LIM
 
 #: seconds an admin SQL statement may run before it is interrupted
 STATEMENT_TIME_LIMIT = 2.0
+#: bytes (values, roughly) of the largest result set an admin statement may return
+RESULT_MAX_BYTES = 64 * 1024 * 1024
 VERSION_COMMENT = "(myrouter Admin Module)"
 
 ER_UNKNOWN_ERROR = 1105
@@ -82,6 +84,7 @@ ER_UNKNOWN_SYSTEM_VARIABLE = 1193
 ER_QUERY_INTERRUPTED = 1317
 ER_EMPTY_QUERY = 1065
 ER_NO_SUCH_THREAD = 1094
+ER_TOO_BIG_SELECT = 1104
 
 
 @dataclass
@@ -445,7 +448,7 @@ class Admin:
                 insert_id = cur.lastrowid if sql.lstrip()[:6].upper() in ("INSERT", "REPLAC") else 0
                 return OkResult(affected_rows=max(cur.rowcount, 0), last_insert_id=insert_id or 0)
             columns = [d[0] for d in cur.description]
-            return ResultSet(columns, cur.fetchall())
+            return ResultSet(columns, _fetch_bounded(cur))
         finally:
             self._session = None
             self._deadline = float("inf")
@@ -783,6 +786,22 @@ class Admin:
         for s in self._sockets:
             close_listener(s)
         self._sockets = []
+
+
+def _fetch_bounded(cur: sqlite3.Cursor) -> list[Sequence[Any]]:
+    """The rows of ``cur``, refused (ERR 1104) past RESULT_MAX_BYTES: a recursive CTE makes
+    millions of rows within the time limit."""
+    rows: list[Sequence[Any]] = []
+    size = 0
+    while True:
+        chunk = cur.fetchmany(1000)
+        if not chunk:
+            return rows
+        size += sum(len(v) + 8 if isinstance(v, (str, bytes)) else 8 for row in chunk for v in row)
+        if size > RESULT_MAX_BYTES:
+            raise MySQLError(ER_TOO_BIG_SELECT, f"The result is larger than the admin interface returns "
+                             f"({RESULT_MAX_BYTES // (1024 * 1024)} MiB): add a WHERE or a LIMIT", "42000")
+        rows.extend(chunk)
 
 
 def _like(pattern: str | None, value: Any) -> bool:

@@ -88,6 +88,12 @@ async def test_values_are_bounded(admin: Admin) -> None:
     err = await error(admin, "SELECT length(randomblob(1000000000))")
     assert err.code == 1105 and "too big" in err.message
     assert await q(admin, "SELECT length(printf('%.*c', 100000000, 'x'))") == [(None,)]  # too big: NULL
+    # a result set is bounded too (a recursive CTE makes millions of rows within the time limit)
+    err = await error(admin, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000) "
+                             "SELECT x, zeroblob(1000) FROM c")
+    assert err.code == 1104 and "MiB" in err.message
+    assert len(await q(admin, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10000) "
+                              "SELECT x, zeroblob(1000) FROM c")) == 10000
 
 
 def test_registered_functions_are_allowed_and_unknown_ones_are_not() -> None:
