@@ -49,9 +49,9 @@ from .commands import (
     Use,
     parse_command,
 )
+from .hostblock import HostErrors
 from .rows import config_tables, rule_rows, runtime_server_rows, variable_defaults
 from .schema import COLUMNS, CONFIG_TABLES, MONITOR_TABLES, STATS_TABLES, create_statements
-from .hostblock import HostErrors
 from .sqlpolicy import MAX_VALUE_BYTES, refusal
 from .sqltext import UnknownVariable, substitute_variables, translate
 
