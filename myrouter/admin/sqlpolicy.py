@@ -75,6 +75,11 @@ ALLOWED_PRAGMAS = frozenset((
     "table_list", "collation_list", "function_list",
 ))
 
+#: SQLite's built-in (eponymous) virtual tables about its own internals: the database pages, the
+#: connection's prepared statements (the admin's own among them). json_each/json_tree are values,
+#: and the pragma_* ones are checked as their PRAGMA.
+REFUSED_TABLES = frozenset(("dbstat", "sqlite_stmt", "sqlite_dbpage"))
+
 _NAMES = {
     S.SQLITE_ATTACH: "ATTACH", S.SQLITE_DETACH: "DETACH", S.SQLITE_CREATE_VTABLE: "CREATE VIRTUAL TABLE",
     S.SQLITE_DROP_VTABLE: "DROP of a virtual table", S.SQLITE_TRANSACTION: "transaction control",
@@ -94,6 +99,8 @@ def refusal(action: int, arg1: str | None, arg2: str | None, *, internal: bool =
     if action == S.SQLITE_PRAGMA:
         name = (arg1 or "").lower()
         return None if name in ALLOWED_PRAGMAS else f"PRAGMA {arg1} is not allowed in the admin interface"
+    if action == S.SQLITE_READ and (arg1 or "").lower() in REFUSED_TABLES:
+        return f"the virtual table {arg1} is not allowed in the admin interface"
     if action in (INTERNAL_ACTIONS if internal else ALLOWED_ACTIONS):
         return None
     what = _NAMES.get(action, f"statement kind {action}")

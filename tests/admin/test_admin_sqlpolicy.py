@@ -53,6 +53,9 @@ async def test_fts3_tokenizer_sequence_is_refused_before_it_runs(admin: Admin) -
     "CREATE TRIGGER t AFTER INSERT ON mysql_servers BEGIN SELECT 1; END",
     "CREATE TEMP TRIGGER t AFTER INSERT ON main.mysql_servers BEGIN SELECT 1; END",
     "SELECT * FROM mysql_servers WHERE fts3_tokenizer('simple') IS NOT NULL",
+    "SELECT * FROM dbstat",
+    "SELECT sql FROM sqlite_stmt",
+    "SELECT * FROM pragma_compile_options",
 ])
 async def test_outside_the_allow_list_is_refused(admin: Admin, sql: str) -> None:
     err = await error(admin, sql)
@@ -78,6 +81,7 @@ async def test_what_operators_and_guis_use_still_works(admin: Admin) -> None:
     assert await q(admin, "SELECT name FROM pragma_table_info('mysql_servers') WHERE name = 'hostname'") == [
         ("hostname",)]
     assert len(await q(admin, "PRAGMA table_info(mysql_servers)")) > 5
+    assert await q(admin, "SELECT value FROM json_each('[7, 8]')") == [(7,), (8,)]
     await q(admin, "CREATE TABLE scratch (a INT)")
     await q(admin, "CREATE INDEX scratch_a ON scratch (a)")
     await q(admin, "INSERT INTO scratch VALUES (1)")
