@@ -67,6 +67,8 @@ __all__ = ["Admin", "AdminSession", "ResultSet", "OkResult", "STATEMENT_TIME_LIM
 STATEMENT_TIME_LIMIT = 2.0
 #: bytes (values, roughly) of the largest result set an admin statement may return
 RESULT_MAX_BYTES = 64 * 1024 * 1024
+#: digest entries copied per slice, the event loop free in between (see _digest_snapshot)
+DIGEST_SNAPSHOT_SLICE = 5000
 VERSION_COMMENT = "(myrouter Admin Module)"
 
 ER_UNKNOWN_ERROR = 1105
@@ -412,7 +414,7 @@ class Admin:
             sql = substitute_variables(statement, lambda name: self.session_variable(sess, name))
         except UnknownVariable as exc:
             raise MySQLError(ER_UNKNOWN_SYSTEM_VARIABLE, f"Unknown system variable '{exc.args[0]}'", "HY000") from None
-        fills = self.dynamic_fills(sql)
+        fills = await self.dynamic_fills(sql)
         return await trio.to_thread.run_sync(self._fill_and_run, sess, sql, fills)
 
     def _fill_and_run(self, sess: AdminSession, sql: str, fills: list[tuple[str, Any]]) -> Result:
@@ -483,7 +485,7 @@ class Admin:
 
     # ------------------------------------------------------------------ dynamic tables
 
-    def dynamic_fills(self, sql: str) -> list[tuple[str, Any]]:
+    async def dynamic_fills(self, sql: str) -> list[tuple[str, Any]]:
         """The runtime_/stats_/monitor tables ``sql`` names, each with its rows (or a function making
         them from data taken now); disk.* is refreshed here if ``sql`` names the disk schema."""
         names = {m.lower() for m in _DYNAMIC_RE.findall(sql)}
@@ -492,8 +494,24 @@ class Admin:
         fills: list[tuple[str, Any]] = []
         for name in sorted(names):  # ..._digest before ..._digest_reset
             schema = "main." if name.startswith("runtime_") else "monitor." if name in MONITOR_TABLES else "stats."
-            fills.append((schema + name, self.dynamic_rows(name)))
+            if name == "stats_mysql_query_digest":
+                rows: Any = functools.partial(S.digest_rows, await self._digest_snapshot())
+            else:
+                rows = self.dynamic_rows(name)
+            fills.append((schema + name, rows))
         return fills
+
+    async def _digest_snapshot(self) -> list:
+        """The digest table's rows, copied a slice at a time with the event loop free in between
+        (100,000 entries in one go stall clients for a noticeable time)."""
+        stats = self.app.digest_stats
+        keys = stats.keys()
+        rows = []
+        for start in range(0, len(keys), DIGEST_SNAPSHOT_SLICE):
+            if start:
+                await trio.sleep(0)
+            rows += stats.rows_for(keys[start:start + DIGEST_SNAPSHOT_SLICE])
+        return rows
 
     def dynamic_rows(self, name: str) -> list[Sequence[Any]] | Callable[[], list[Sequence[Any]]]:
         app = self.app
@@ -503,10 +521,11 @@ class Admin:
             if name == "runtime_mysql_query_rules":
                 return rule_rows(app.rules)
             return config_tables(app.config)[name[len("runtime_"):]]
-        if name == "stats_mysql_query_digest":  # formatted in the worker thread: 100,000 rows take a while
-            return functools.partial(S.digest_rows, app.digest_stats.snapshot())
-        if name == "stats_mysql_query_digest_reset":
-            return functools.partial(S.digest_rows, app.digest_stats.reset())
+        if name == "stats_mysql_query_digest":
+            return S.digest_rows(app.digest_stats.snapshot())
+        if name == "stats_mysql_query_digest_reset":  # made and formatted in the worker thread
+            taken = app.digest_stats.take()
+            return lambda: S.digest_rows(taken())
         if name == "stats_mysql_query_rules":
             return S.query_rule_rows(app)
         if name == "stats_mysql_connection_pool":

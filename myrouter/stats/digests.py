@@ -27,6 +27,7 @@ from __future__ import annotations
 import bisect
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 __all__ = [
@@ -143,17 +144,34 @@ class DigestStats:
 
     def snapshot(self) -> list[DigestRow]:
         """Every entry as a frozen row."""
-        return [
-            DigestRow(*key[:4], key[4], e.digest_text, e.count_star, e.first_seen, e.last_seen, e.sum_time,
-                      e.min_time, e.max_time, e.sum_rows_affected, e.sum_rows_sent)
-            for key, e in self._entries.items()
-        ]
+        return _rows(self._entries.items())
+
+    def keys(self) -> list[tuple]:
+        """The entries' keys now, for ``rows_for`` in slices (a large table, a little at a time)."""
+        return list(self._entries)
+
+    def rows_for(self, keys: list[tuple]) -> list[DigestRow]:
+        """Frozen rows of those of ``keys`` still present."""
+        entries = self._entries
+        return _rows((key, e) for key in keys if (e := entries.get(key)) is not None)
+
+    def take(self) -> Callable[[], list[DigestRow]]:
+        """Start again from empty; returns what makes the rows of the entries taken (anywhere,
+        any time: nothing touches them any more). ``stats_mysql_query_digest_reset``."""
+        taken, self._entries = self._entries, OrderedDict()
+        return lambda: _rows(taken.items())
 
     def reset(self) -> list[DigestRow]:
-        """Take the entries (as ``snapshot``) and start again from empty (``stats_mysql_query_digest_reset``)."""
-        rows = self.snapshot()
-        self._entries = OrderedDict()
-        return rows
+        """Take the entries (as ``snapshot``) and start again from empty."""
+        return self.take()()
+
+
+def _rows(items: Iterable[tuple[tuple, _Digest]]) -> list[DigestRow]:
+    return [
+        DigestRow(*key[:4], key[4], e.digest_text, e.count_star, e.first_seen, e.last_seen, e.sum_time,
+                  e.min_time, e.max_time, e.sum_rows_affected, e.sum_rows_sent)
+        for key, e in items
+    ]
 
 
 # ProxySQL's command names (MYSQL_COM_QUERY_* in its sources), in its order.

@@ -125,3 +125,16 @@ def test_digest_default_cap_is_the_variable_default() -> None:
     from myrouter.stats.digests import DEFAULT_MAX_DIGESTS
 
     assert DigestStats().max_digests == DEFAULT_MAX_DIGESTS == MySQLVariables().query_digests_max_digests
+
+
+def test_digest_rows_in_slices_and_take() -> None:
+    d = DigestStats(Clock())
+    for digest in range(5):
+        d.record(0, "test", "app", "127.0.0.1", digest, f"SELECT {digest}", 10, 0, 1)
+    keys = d.keys()
+    d.max_digests = 4  # evicts digest 0 between the slices
+    rows = d.rows_for(keys[:2]) + d.rows_for(keys[2:])
+    assert [r.digest for r in rows] == [1, 2, 3, 4]
+    make_rows = d.take()
+    d.record(0, "test", "app", "127.0.0.1", 9, "SELECT 9", 10, 0, 1)  # after the take: not in it
+    assert len(d) == 1 and [r.digest for r in make_rows()] == [1, 2, 3, 4]
