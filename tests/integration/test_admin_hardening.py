@@ -4,12 +4,14 @@ while one runs), the query digest cap, failed-login blocking per address, TLS on
 
 from __future__ import annotations
 
+import ssl
+import subprocess
 import threading
 import time
 
 import pymysql
 import pytest
-from conftest import RunningProxy, admin_connect, admin_sql
+from conftest import RunningProxy, admin_connect, admin_sql, wait_for
 from test_admin import sample, scrape
 
 SLOW_CTE = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
@@ -225,8 +227,6 @@ def test_a_blocked_address_is_let_in_again_after_the_block_time(proxy):
             assert exc.args[0] == 1129, exc
             return False
 
-    from conftest import wait_for
-
     wait_for("the block to end", lets_in, timeout=15, step=0.2)
     # refused variable values name the variable
     conn = admin_connect(proxy)
@@ -242,9 +242,6 @@ def test_a_blocked_address_is_let_in_again_after_the_block_time(proxy):
 
 
 def test_admin_port_offers_tls_with_the_datadir_certificates(proxy_factory, tmp_path):
-    import ssl
-    import subprocess
-
     datadir = tmp_path / "data"
     datadir.mkdir()
     rp = proxy_factory(datadir=datadir)
