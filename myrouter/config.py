@@ -386,6 +386,10 @@ class MySQLVariables:
     query_digests_lowercase: bool = False
     query_digests_max_digest_length: int = 2048
     query_digests_max_query_length: int = 65000
+    # myrouter's own (ProxySQL's table is unbounded): stats_mysql_query_digest keeps at
+    # most this many entries; a new one beyond it evicts the least recently seen
+    # (counted: stats_mysql_global Query_Digest_Evictions).
+    query_digests_max_digests: int = 100000
     # -- monitor ------------------------------------------------------------
     monitor_enabled: bool = True
     monitor_username: str = "monitor"
@@ -450,6 +454,15 @@ class AdminVariables:
     # DIFFERS: ProxySQL's default is false.
     restapi_enabled: bool = True
     restapi_port: int = 6070
+    # myrouter's own (ProxySQL's mysql-client_host_error_counts, for the admin port): an
+    # address with this many failed admin logins, the last less than
+    # client_host_block_time_ms ago, gets ERR 1129 until then (0 = never blocked).
+    # See myrouter/admin/hostblock.py.
+    client_host_error_counts: int = 10
+    client_host_block_time_ms: int = 60000
+    # myrouter's own: offer TLS on the admin port (the client port's certificates, see
+    # datadir). DIFFERS: ProxySQL's admin port follows mysql-have_ssl.
+    have_ssl: bool = False
     compatibility: tuple[tuple[str, Any], ...] = tuple(ADMIN_COMPAT_VARIABLES.items())
 
     def listen_addresses(self) -> list[tuple[str, int]]:
@@ -536,6 +549,7 @@ _MYSQL_RANGES: dict[str, tuple[int, int]] = {
     "shun_recovery_time_sec": (0, 3600 * 24 * 365),
     "query_digests_max_digest_length": (16, 1024 * 1024),
     "query_digests_max_query_length": (16, 1024 * 1024),
+    "query_digests_max_digests": (1, 100_000_000),
     "monitor_connect_interval": (100, 7 * _DAY_MS),
     "monitor_connect_timeout": (100, 600 * 1000),
     "monitor_ping_interval": (100, 7 * _DAY_MS),
@@ -554,7 +568,8 @@ _MYSQL_RANGES: dict[str, tuple[int, int]] = {
     "monitor_heartbeat_write_interval": (0, _DAY_MS),
 }
 # restapi_port 0: any free port (for tests), as for the listener lists.
-_ADMIN_RANGES: dict[str, tuple[int, int]] = {"restapi_port": (0, 65535)}
+_ADMIN_RANGES: dict[str, tuple[int, int]] = {"restapi_port": (0, 65535), "client_host_error_counts": (0, 1_000_000),
+                                             "client_host_block_time_ms": (1000, 7 * _DAY_MS)}
 _MYSQL_CHOICES: dict[str, tuple[str, ...]] = {"default_authentication_plugin": AUTH_PLUGINS}
 
 

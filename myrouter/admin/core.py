@@ -8,22 +8,27 @@ run on the tables; ``runtime_*`` and ``stats_*`` tables are refilled from the
 running proxy just before a statement that names them, ``disk.*`` from the
 TOML files. MySQL syntax SQLite refuses is translated with sqlglot and retried.
 
-Statements run on the proxy's event loop (SQLite is fast on these small
-tables); a statement running longer than :data:`STATEMENT_TIME_LIMIT` is
-interrupted so an expensive JOIN cannot stall the proxy.
+SQL statements run in a worker thread, one at a time, so client traffic goes
+on while an operator's statement runs (what a statement reads of the running
+proxy is taken on the event loop first); a statement running longer than
+:data:`STATEMENT_TIME_LIMIT` is interrupted (a SQLite progress handler).
+What SQLite may do at all is an allow-list (:mod:`myrouter.admin.sqlpolicy`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import trio
 
 from myrouter.net.listen import close_listener
 from myrouter.protocol.auth import Credential
@@ -44,8 +49,10 @@ from .commands import (
     Use,
     parse_command,
 )
+from .hostblock import HostErrors
 from .rows import config_tables, rule_rows, runtime_server_rows, variable_defaults
 from .schema import COLUMNS, CONFIG_TABLES, MONITOR_TABLES, STATS_TABLES, create_statements
+from .sqlpolicy import MAX_VALUE_BYTES, refusal
 from .sqltext import UnknownVariable, substitute_variables, translate
 
 if TYPE_CHECKING:
@@ -56,8 +63,12 @@ log = logging.getLogger("myrouter.admin")
 
 __all__ = ["Admin", "AdminSession", "ResultSet", "OkResult", "STATEMENT_TIME_LIMIT"]
 
-#: seconds an admin statement may run on the event loop before it is interrupted
+#: seconds an admin SQL statement may run before it is interrupted
 STATEMENT_TIME_LIMIT = 2.0
+#: bytes (values, roughly) of the largest result set an admin statement may return
+RESULT_MAX_BYTES = 64 * 1024 * 1024
+#: digest entries copied per slice, the event loop free in between (see _digest_snapshot)
+DIGEST_SNAPSHOT_SLICE = 5000
 VERSION_COMMENT = "(myrouter Admin Module)"
 
 ER_UNKNOWN_ERROR = 1105
@@ -75,6 +86,7 @@ ER_UNKNOWN_SYSTEM_VARIABLE = 1193
 ER_QUERY_INTERRUPTED = 1317
 ER_EMPTY_QUERY = 1065
 ER_NO_SUCH_THREAD = 1094
+ER_TOO_BIG_SELECT = 1104
 
 
 @dataclass
@@ -110,8 +122,6 @@ _DYNAMIC_TABLES = sorted([f"runtime_{n}" for n in CONFIG_TABLES] + list(STATS_TA
 _DYNAMIC_RE = re.compile(r"\b(" + "|".join(_DYNAMIC_TABLES) + r")\b", re.I)
 _DISK_RE = re.compile(r"\bdisk\s*\.", re.I)
 _REFUSED_SQL = re.compile(r"\s*(VACUUM|ATTACH|DETACH)\b", re.I)
-_ALLOWED_PRAGMAS = frozenset(("table_info", "table_xinfo", "index_list", "index_info", "index_xinfo",
-                              "database_list", "foreign_key_list", "table_list", "collation_list", "function_list"))
 _WRITE_ACTIONS = {
     sqlite3.SQLITE_INSERT: "INSERT",
     sqlite3.SQLITE_UPDATE: "UPDATE",
@@ -157,6 +167,8 @@ class Admin:
         self._internal = False
         self._deadline = float("inf")  # set while an operator's statement runs (see _run)
         self._deny_reason: MySQLError | None = None
+        self._busy = trio.Lock()  # one statement at a time owns the database (see execute)
+        self.host_errors = HostErrors()  # failed admin logins per client address
         # no statement cache: the authorizer runs when a statement is prepared, and a cached copy of an
         # internal statement (DELETE FROM stats.x) would let an operator skip it
         self.db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False, cached_statements=0)
@@ -165,10 +177,13 @@ class Admin:
         self.db.execute("ATTACH DATABASE ':memory:' AS monitor")
         for stmt in create_statements():
             self.db.execute(stmt)
+        self._schemas = tuple(row[1] for row in self.db.execute("PRAGMA database_list").fetchall())
         self._register_functions()
+        self.db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
         self.db.set_authorizer(self._authorize)
         self.db.set_progress_handler(self._progress, 20000)
         self.layers = Layers(self)
+        self.apply_variables()
         from .metrics import registry_for
 
         self.metrics_registry = registry_for(self)
@@ -178,6 +193,24 @@ class Admin:
             for name, rows in tables.items():
                 self.replace_rows(f"main.{name}", rows)
                 self.replace_rows(f"disk.{name}", rows)
+
+    def apply_variables(self) -> None:
+        """Apply the running variables the admin looks after: the digest cap, and (once serving)
+        the admin port's TLS."""
+        self.app.digest_stats.max_digests = self.app.vars.query_digests_max_digests
+        if self.listen_addresses:
+            from ..net.tls import TLSSetupError
+
+            try:
+                self.ensure_tls()
+            except TLSSetupError as exc:
+                log.error("admin-have_ssl is on but TLS cannot be offered on the admin port: %s", exc)
+
+    def ensure_tls(self) -> None:
+        """With admin-have_ssl, the certificates (the client port's, from datadir) are loaded.
+        Raises ``TLSSetupError``."""
+        if self.app.config.admin_variables.have_ssl and self.app.tls_context is None:
+            self.app.load_tls()
 
     # ------------------------------------------------------------------ accounts
 
@@ -277,17 +310,12 @@ class Admin:
 
     def _authorize(self, action: int, arg1: str | None, arg2: str | None, dbname: str | None,
                    source: str | None) -> int:
+        reason = refusal(action, arg1, arg2, internal=self._internal)  # the allow-list, for every statement
+        if reason is not None:
+            return self._deny(MySQLError(ER_SPECIFIC_ACCESS_DENIED_ERROR, reason, "42000"))
         if self._internal:
             return sqlite3.SQLITE_OK
         sess = self._session
-        if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
-            return self._deny(MySQLError(ER_SPECIFIC_ACCESS_DENIED_ERROR,
-                                         "ATTACH/DETACH are not allowed in the admin interface", "42000"))
-        if action == sqlite3.SQLITE_PRAGMA:
-            if (arg1 or "").lower() in _ALLOWED_PRAGMAS:  # read-only pragmas
-                return sqlite3.SQLITE_OK
-            return self._deny(MySQLError(ER_SPECIFIC_ACCESS_DENIED_ERROR,
-                                         f"PRAGMA {arg1} is not allowed in the admin interface", "42000"))
         if action in _WRITE_ACTIONS:
             table = arg1 or ""
             if table.startswith("sqlite_"):
@@ -330,6 +358,8 @@ class Admin:
             table = arg1 or ""
             if dbname in ("stats", "temp") or table in ("sqlite_master", "sqlite_schema", "sqlite_temp_master"):
                 return sqlite3.SQLITE_OK
+            if dbname is None and not arg2 and table in STATS_TABLES:
+                return sqlite3.SQLITE_OK  # COUNT(*): SQLite names no schema (nor column) for it
             return self._deny(MySQLError(
                 ER_TABLEACCESS_DENIED_ERROR,
                 f"SELECT command denied to user '{sess.username}'@'{sess.client_host}' for table '{table}' "
@@ -355,19 +385,28 @@ class Admin:
         await self.execute(sess, "LOAD ALL TO RUNTIME")
 
     async def execute(self, sess: AdminSession, statement: str) -> Result:
-        """Run one statement (already split) for ``sess``. Raises MySQLError."""
+        """Run one statement (already split) for ``sess``. Raises MySQLError.
+
+        One statement at a time (``_busy``): the SQLite connection, the authorizer's state
+        and the tables being refilled belong to it until it ends."""
         try:
             cmd = parse_command(statement)
         except CommandError as exc:
             raise MySQLError(ER_PARSE_ERROR, str(exc), "42000") from None
-        if cmd is not None:
-            try:
-                return await self._command(sess, cmd)
-            except sqlite3.Error as exc:
-                raise self._error(exc) from None
-        return self.execute_sql(sess, statement)
+        async with self._busy:
+            if cmd is not None:
+                try:
+                    return await self._command(sess, cmd)
+                except sqlite3.Error as exc:
+                    raise self._error(exc) from None
+            return await self.execute_sql(sess, statement)
 
-    def execute_sql(self, sess: AdminSession, statement: str) -> Result:
+    async def execute_sql(self, sess: AdminSession, statement: str) -> Result:
+        """SQL on the tables, in a worker thread: the proxy's clients are served meanwhile.
+
+        What the statement reads of the running proxy (runtime_/stats_/monitor tables) is
+        taken here, on the event loop, where that state lives; the tables are filled with it
+        and the statement runs in the thread (at most STATEMENT_TIME_LIMIT)."""
         if _REFUSED_SQL.match(statement):
             raise MySQLError(ER_SPECIFIC_ACCESS_DENIED_ERROR,
                              f"{statement.split()[0].upper()} is not allowed in the admin interface", "42000")
@@ -375,7 +414,15 @@ class Admin:
             sql = substitute_variables(statement, lambda name: self.session_variable(sess, name))
         except UnknownVariable as exc:
             raise MySQLError(ER_UNKNOWN_SYSTEM_VARIABLE, f"Unknown system variable '{exc.args[0]}'", "HY000") from None
-        self.refresh_for(sql)
+        fills = await self.dynamic_fills(sql)
+        return await trio.to_thread.run_sync(self._fill_and_run, sess, sql, fills)
+
+    def _fill_and_run(self, sess: AdminSession, sql: str, fills: list[tuple[str, Any]]) -> Result:
+        """(worker thread) Fill the dynamic tables ``sql`` reads, then run it."""
+        if fills:
+            with self.internal():
+                for table, rows in fills:
+                    self.replace_rows(table, rows() if callable(rows) else rows)
         try:
             return self._run(sess, sql)
         except sqlite3.OperationalError as first:
@@ -403,7 +450,7 @@ class Admin:
                 insert_id = cur.lastrowid if sql.lstrip()[:6].upper() in ("INSERT", "REPLAC") else 0
                 return OkResult(affected_rows=max(cur.rowcount, 0), last_insert_id=insert_id or 0)
             columns = [d[0] for d in cur.description]
-            return ResultSet(columns, cur.fetchall())
+            return ResultSet(columns, _fetch_bounded(cur))
         finally:
             self._session = None
             self._deadline = float("inf")
@@ -416,7 +463,7 @@ class Admin:
         if "interrupted" in text:
             return MySQLError(ER_QUERY_INTERRUPTED,
                               f"Query execution was interrupted: admin statements may run {STATEMENT_TIME_LIMIT:g} s "
-                              "at most (they run on the proxy's event loop)", "70100")
+                              "at most", "70100")
         if isinstance(exc, sqlite3.IntegrityError):
             if text.startswith("UNIQUE constraint failed"):
                 return MySQLError(ER_DUP_ENTRY, f"Duplicate entry: {text}", "23000")
@@ -438,19 +485,35 @@ class Admin:
 
     # ------------------------------------------------------------------ dynamic tables
 
-    def refresh_for(self, sql: str) -> None:
-        """Refill the runtime_/stats_ tables ``sql`` names, and disk.* if it names the disk schema."""
+    async def dynamic_fills(self, sql: str) -> list[tuple[str, Any]]:
+        """The runtime_/stats_/monitor tables ``sql`` names, each with its rows (or a function making
+        them from data taken now); disk.* is refreshed here if ``sql`` names the disk schema."""
         names = {m.lower() for m in _DYNAMIC_RE.findall(sql)}
         if _DISK_RE.search(sql):
             self.layers.refresh_disk()
-        if names:
-            with self.internal():
-                for name in sorted(names):  # ..._digest before ..._digest_reset
-                    schema = "main." if name.startswith("runtime_") else "monitor." if name in MONITOR_TABLES \
-                        else "stats."
-                    self.replace_rows(schema + name, self.dynamic_rows(name))
+        fills: list[tuple[str, Any]] = []
+        for name in sorted(names):  # ..._digest before ..._digest_reset
+            schema = "main." if name.startswith("runtime_") else "monitor." if name in MONITOR_TABLES else "stats."
+            if name == "stats_mysql_query_digest":
+                rows: Any = functools.partial(S.digest_rows, await self._digest_snapshot())
+            else:
+                rows = self.dynamic_rows(name)
+            fills.append((schema + name, rows))
+        return fills
 
-    def dynamic_rows(self, name: str) -> list[Sequence[Any]]:
+    async def _digest_snapshot(self) -> list:
+        """The digest table's rows, copied a slice at a time with the event loop free in between
+        (100,000 entries in one go stall clients for a noticeable time)."""
+        stats = self.app.digest_stats
+        keys = stats.keys()
+        rows = []
+        for start in range(0, len(keys), DIGEST_SNAPSHOT_SLICE):
+            if start:
+                await trio.sleep(0)
+            rows += stats.rows_for(keys[start:start + DIGEST_SNAPSHOT_SLICE])
+        return rows
+
+    def dynamic_rows(self, name: str) -> list[Sequence[Any]] | Callable[[], list[Sequence[Any]]]:
         app = self.app
         if name == "runtime_mysql_servers":
             return runtime_server_rows(app.hostgroups, app.config.mysql_servers)
@@ -460,8 +523,9 @@ class Admin:
             return config_tables(app.config)[name[len("runtime_"):]]
         if name == "stats_mysql_query_digest":
             return S.digest_rows(app.digest_stats.snapshot())
-        if name == "stats_mysql_query_digest_reset":
-            return S.digest_rows(app.digest_stats.reset())
+        if name == "stats_mysql_query_digest_reset":  # made and formatted in the worker thread
+            taken = app.digest_stats.take()
+            return lambda: S.digest_rows(taken())
         if name == "stats_mysql_query_rules":
             return S.query_rule_rows(app)
         if name == "stats_mysql_connection_pool":
@@ -525,8 +589,8 @@ class Admin:
             "query_cache_size": 0,
             "query_cache_type": "OFF",
             "performance_schema": 0,
-            "have_ssl": "DISABLED",
-            "have_openssl": "DISABLED",
+            "have_ssl": "YES" if self.app.config.admin_variables.have_ssl and self.app.tls_context else "DISABLED",
+            "have_openssl": "YES" if self.app.config.admin_variables.have_ssl and self.app.tls_context else "DISABLED",
             "default_storage_engine": "SQLite",
             "storage_engine": "SQLite",
             "warning_count": 0,
@@ -578,7 +642,15 @@ class Admin:
         raise MySQLError(ER_UNKNOWN_ERROR, f"unhandled admin command {cmd!r}", "HY000")
 
     def schemas(self) -> list[str]:
-        return [row[1] for row in self.db.execute("PRAGMA database_list").fetchall()]
+        """The admin's schemas (fixed once created: ATTACH is refused), without touching the database,
+        which a statement may be using in its worker thread."""
+        return list(self._schemas)
+
+    async def table_columns(self, schema: str, table: str) -> list[str]:
+        """Column names of ``schema.table`` (COM_FIELD_LIST); [] if there is no such table."""
+        async with self._busy:
+            rows = self.db.execute(f'PRAGMA "{schema}".table_info("{table.replace(chr(34), "")}")').fetchall()
+        return [r[1] for r in rows]
 
     def use(self, sess: AdminSession, schema: str) -> Result:
         if schema not in self.schemas():
@@ -699,7 +771,8 @@ class Admin:
             except TLSSetupError as exc:
                 raise MySQLError(ER_UNKNOWN_ERROR, f"PROXYSQL RELOAD TLS: {exc}", "HY000") from exc
             return OkResult()
-        return OkResult()  # FLUSH MYSQL CLIENT HOSTS: myrouter keeps no client host cache
+        # FLUSH MYSQL CLIENT HOSTS: the admin port's failed logins per address (hostblock.py)
+        return OkResult(affected_rows=self.host_errors.flush())
 
     async def _kill(self, cmd: Kill) -> Result:
         target = self.app.sessions.get(cmd.session_id)
@@ -715,6 +788,7 @@ class Admin:
         from .server import bind_admin
 
         self.close()
+        self.ensure_tls()  # bad certificate files stop the start here, as for mysql-have_ssl
         self._sockets = bind_admin(self)
 
     async def serve(self, *, task_status) -> None:
@@ -731,6 +805,22 @@ class Admin:
         for s in self._sockets:
             close_listener(s)
         self._sockets = []
+
+
+def _fetch_bounded(cur: sqlite3.Cursor) -> list[Sequence[Any]]:
+    """The rows of ``cur``, refused (ERR 1104) past RESULT_MAX_BYTES: a recursive CTE makes
+    millions of rows within the time limit."""
+    rows: list[Sequence[Any]] = []
+    size = 0
+    while True:
+        chunk = cur.fetchmany(1000)
+        if not chunk:
+            return rows
+        size += sum(len(v) + 8 if isinstance(v, (str, bytes)) else 8 for row in chunk for v in row)
+        if size > RESULT_MAX_BYTES:
+            raise MySQLError(ER_TOO_BIG_SELECT, f"The result is larger than the admin interface returns "
+                             f"({RESULT_MAX_BYTES // (1024 * 1024)} MiB): add a WHERE or a LIMIT", "42000")
+        rows.extend(chunk)
 
 
 def _like(pattern: str | None, value: Any) -> bool:

@@ -161,6 +161,7 @@ class Layers:
         config, rules = self._validate(cmd, old, app.rules, "running")
         retired = app.apply_runtime(config, rules)  # MySQLError before any change if it cannot apply
         admin = self.admin
+        admin.apply_variables()
         admin.retired = [s for s in admin.retired + retired if s.connections > 0]
         soft, hard = offline_servers(app, admin.retired)
         release_connections(app, soft, hard)

@@ -97,6 +97,8 @@ class ProxyCollector(Collector):
         yield gauge("query_cache_bytes", "Bytes held by the query cache.", qc.bytes)
         yield gauge("query_cache_entries", "Entries in the query cache.", len(qc))
         yield gauge("query_digest_entries", "Entries in the query digest statistics.", len(app.digest_stats))
+        yield counter("query_digest_evictions", "Query digest entries evicted past mysql-query_digests_max_digests.",
+                      app.digest_stats.evicted)
 
         status = dict(S.global_status(app, admin.started))
         yield gauge("active_transactions", "Client sessions with an open transaction.", status["Active_Transactions"])

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from myrouter.config import is_loopback_host
+from myrouter.config import AdminVariables, is_loopback_host
 from myrouter.net.listen import accept_loop, close_listener, listen
-from myrouter.net.stream import ConnectionLost, PacketStream
+from myrouter.net.stream import ConnectionLost, PacketStream, start_tls
 from myrouter.protocol import errors as E
 from myrouter.protocol.auth import ServerAuth, new_scramble
 from myrouter.protocol.codec import lenenc_int
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("myrouter.admin")
 
-__all__ = ["bind_admin", "serve_admin", "ADMIN_CAPABILITIES"]
+__all__ = ["bind_admin", "serve_admin", "exposure_warnings", "ADMIN_CAPABILITIES"]
 
 C = Capability
 ADMIN_CAPABILITIES = (
@@ -61,12 +61,15 @@ ADMIN_CAPABILITIES = (
 HANDSHAKE_TIMEOUT = 10.0
 MAX_PACKET = 64 * 1024 * 1024
 SWEEP_INTERVAL = 1.0
+#: a result set with more rows is encoded in a worker thread (50,000 rows take a third of a second)
+ENCODE_IN_THREAD_ROWS = 1000
 
 MYSQL_TYPE_DOUBLE = 5
 MYSQL_TYPE_LONGLONG = 8
 MYSQL_TYPE_VAR_STRING = 253
 NUM_FLAG = 32768
 BINARY_CHARSET = 63
+ER_HOST_IS_BLOCKED = 1129
 _ids = itertools.count(1)
 
 
@@ -95,7 +98,30 @@ def bind_admin(admin: Admin) -> list[socket.socket]:
              ", ".join(f"{h}:{p}" for h, p in admin.listen_addresses),
              f"; Prometheus metrics on http://{admin.metrics_address[0]}:{admin.metrics_address[1]}/metrics"
              if admin.metrics_address else "")
+    for warning in exposure_warnings(av, av.listen_addresses()):
+        log.warning("%s", warning)
     return sockets
+
+
+def exposure_warnings(av: AdminVariables, addresses: list[tuple[str, int]]) -> list[str]:
+    """What is unsafe about an admin interface on ``addresses`` beyond loopback: the default
+    accounts (admin:admin is refused by the config loader; stats:stats is allowed) and no TLS."""
+    exposed = [f"{h}:{p}" for h, p in addresses if not is_loopback_host(h)]
+    if not exposed:
+        return []
+    where = ", ".join(exposed)
+    out = []
+    defaults = [f"{u}:{p}" for u, p in av.admin_accounts() + av.stats_accounts()
+                if (u, p) in (("admin", "admin"), ("stats", "stats"))]
+    if defaults:
+        out.append(f"SECURITY WARNING: the admin interface listens beyond loopback ({where}) and accepts the "
+                   f"default account(s) {' and '.join(defaults)}: anyone who can reach it can log in (the stats "
+                   "schema shows statements, users and client addresses); set admin-admin_credentials and "
+                   "admin-stats_credentials")
+    if not av.have_ssl:
+        out.append(f"SECURITY WARNING: the admin interface listens beyond loopback ({where}) without TLS: admin "
+                   "statements and results travel in clear text; set admin-have_ssl = true")
+    return out
 
 
 async def serve_admin(admin: Admin, sockets: list[socket.socket], *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -149,6 +175,8 @@ class _AdminClient:
         self.host = addr[0] if addr else "?"
         self.addr = f"{addr[0]}:{addr[1]}" if addr else "?"
         self.caps = 0
+        self.tls = False  # the connection switched to TLS (admin-have_ssl)
+        self.authenticated = False  # the password was right (failed logins count per address otherwise)
         self.session: AdminSession | None = None
         # audit log (myrouter/stats/auditlog.py): Admin_Connect_OK/ERR, Admin_Quit, Admin_Close
         self.logged_in = False
@@ -220,11 +248,47 @@ class _AdminClient:
     # ------------------------------------------------------------ handshake
 
     async def _handshake(self) -> bool:
+        if await self._refuse_blocked_host():
+            return False
+        ok = await self._login()
+        if self.authenticated:  # (a wrong default schema is no failed login)
+            self.admin.host_errors.succeeded(self.host)
+        else:
+            self._count_failed_login()
+        return ok
+
+    async def _refuse_blocked_host(self) -> bool:
+        """ERR 1129 instead of the greeting for an address blocked after failed logins (hostblock.py)."""
+        av = self.app.config.admin_variables
+        errors = self.admin.host_errors
+        left = errors.blocked_for(self.host, av.client_host_error_counts, av.client_host_block_time_ms / 1000)
+        if not left:
+            return False
+        errors.refused += 1
+        reason = (f"Host '{self.host}' is blocked because of {av.client_host_error_counts} failed admin logins; "
+                  f"retry in {left:.0f} s or run 'PROXYSQL FLUSH MYSQL CLIENT HOSTS'")
+        log.info("admin session %d from %s refused: address blocked after failed logins", self.id, self.addr)
+        self.tried = ("", reason)
+        await self._try_err(MySQLError(ER_HOST_IS_BLOCKED, reason, "HY000"), 0)
+        return True
+
+    def _count_failed_login(self) -> None:
+        av = self.app.config.admin_variables
+        if av.client_host_error_counts <= 0:
+            return
+        count = self.admin.host_errors.failed(self.host, av.client_host_block_time_ms / 1000)
+        if count == av.client_host_error_counts:
+            log.warning("admin: %d failed logins from %s: the address is refused (ERR 1129) for %d ms, or until "
+                        "PROXYSQL FLUSH MYSQL CLIENT HOSTS", count, self.host, av.client_host_block_time_ms)
+
+    async def _login(self) -> bool:
         admin = self.admin
         scramble = new_scramble()
+        tls_context = self.app.tls_context if self.app.config.admin_variables.have_ssl else None
+        server_caps = ADMIN_CAPABILITIES | (C.SSL if tls_context is not None else 0)
         greeting = HandshakeV10(
             server_version=self.app.server_version, connection_id=self.id, auth_data=scramble,
-            capabilities=ADMIN_CAPABILITIES, charset=DEFAULT_CHARSET, status=Status.AUTOCOMMIT,
+            capabilities=server_caps, charset=DEFAULT_CHARSET, status=Status.AUTOCOMMIT,
             auth_plugin="mysql_native_password",
         )
         try:
@@ -234,14 +298,25 @@ class _AdminClient:
                 pkt = await self.stream.read_packet()
                 payload = pkt.payload
                 if len(payload) == SSL_REQUEST_LENGTH and int.from_bytes(payload[:4], "little") & C.SSL:
-                    await self._try_err(MySQLError(E.ER_HANDSHAKE_ERROR, "Bad handshake: SSL is not enabled on the "
-                                                   "admin interface", "08S01"), 2)
-                    return False
+                    if tls_context is None:
+                        await self._try_err(MySQLError(E.ER_HANDSHAKE_ERROR, "Bad handshake: SSL is not enabled on "
+                                                       "the admin interface (admin-have_ssl)", "08S01"), 2)
+                        return False
+                    # SSLRequest: TLS from here on; the full HandshakeResponse41 follows, encrypted
+                    try:
+                        await start_tls(self.stream, tls_context, server_side=True)
+                    except ConnectionLost as exc:
+                        log.info("admin session %d from %s: %s", self.id, self.addr, exc)
+                        return False
+                    self.tls = True
+                    self.stream.decoder.expect_seq = (pkt.seq + 1) & 0xFF
+                    pkt = await self.stream.read_packet()
+                    payload = pkt.payload
                 resp = HandshakeResponse41.parse(payload)
-                self.caps = resp.capabilities & ADMIN_CAPABILITIES
+                self.caps = resp.capabilities & server_caps
                 auth = ServerAuth(
                     scramble=scramble, lookup=admin.lookup_credential, default_plugin="mysql_native_password",
-                    rsa=self.app.rsa, sha2_cache=admin._sha2_cache, client_host=self.host,
+                    rsa=self.app.rsa, sha2_cache=admin._sha2_cache, client_host=self.host, secure_transport=self.tls,
                     cleartext_ok=is_loopback_host(self.host.split("%")[0]),
                 )
                 step = auth.start(resp.username, resp.auth_response, resp.auth_plugin)
@@ -270,6 +345,7 @@ class _AdminClient:
             log.warning("admin: access denied for user %r from %s", resp.username, self.addr)
             await self._try_err(step.error, seq)
             return False
+        self.authenticated = True
         self.session = AdminSession(self.id, resp.username, self.host, admin.is_read_only(resp.username))
         if resp.database:
             try:
@@ -345,20 +421,23 @@ class _AdminClient:
                                                self.caps), seq))
                 break
             status = Status.AUTOCOMMIT | (Status.MORE_RESULTS_EXISTS if more else 0)
-            data, seq = _encode_result(result, self.caps, int(status), seq)
+            if isinstance(result, ResultSet) and len(result.rows) > ENCODE_IN_THREAD_ROWS:
+                data, seq = await trio.to_thread.run_sync(_encode_result, result, self.caps, int(status), seq)
+            else:
+                data, seq = _encode_result(result, self.caps, int(status), seq)
             out.append(data)
         await self.stream.send_all(b"".join(out))
 
     async def _field_list(self, data: bytes) -> None:
         table = data.split(b"\0", 1)[0].decode("utf-8", "replace")
         sess = self.session
-        rows = self.admin.db.execute(f'PRAGMA "{sess.schema}".table_info("{table.replace(chr(34), "")}")').fetchall()
-        if not rows:
+        columns = await self.admin.table_columns(sess.schema, table)
+        if not columns:
             raise MySQLError(1146, f"Table '{table}' doesn't exist", "42S02")
         seq = 1
         out = []
-        for r in rows:
-            out.append(frame(column_definition(r[1], table=table, schema=sess.schema) + b"\xfb", seq))
+        for name in columns:
+            out.append(frame(column_definition(name, table=table, schema=sess.schema) + b"\xfb", seq))
             seq += 1
         out.append(frame(encode_eof(Status.AUTOCOMMIT), seq))
         await self.stream.send_all(b"".join(out))

@@ -172,6 +172,8 @@ def global_status(app: Proxy, started: float) -> list[tuple[str, Any]]:
         ("Query_Cache_Entries", len(qc)),
         ("Query_Cache_Purged", qc.evictions),
         ("Query_Digest_Entries", len(app.digest_stats)),
+        ("Query_Digest_Evictions", app.digest_stats.evicted),
+        ("Admin_client_host_blocked_connections", app.admin.host_errors.refused),
     ]
     rows += [
         ("Server_Connections_free", st.backend_connections_idle),

@@ -10,6 +10,8 @@ exposition asks.
 and last seen (unix seconds), total/min/max time (microseconds), and rows
 affected and sent. ProxySQL records hostgroup -1 for statements that never
 reached a backend (query cache hits, rules answering with OK_msg/error_msg).
+The table holds at most ``max_digests`` entries (``mysql-query_digests_max_digests``):
+a new entry beyond it evicts the least recently seen one, counted in ``evicted``.
 
 ``CommandCounters`` feeds ``stats_mysql_commands_counters``: per command
 (ProxySQL's names: SELECT, INSERT, START_TRANSACTION, ...) the count, total
@@ -24,10 +26,13 @@ from __future__ import annotations
 
 import bisect
 import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 __all__ = [
     "DigestStats",
+    "DEFAULT_MAX_DIGESTS",
     "DigestRow",
     "CommandCounters",
     "CommandRow",
@@ -73,27 +78,60 @@ class _Digest:
         self.sum_rows_sent = rows_sent
 
 
+#: ``mysql-query_digests_max_digests``'s default
+DEFAULT_MAX_DIGESTS = 100_000
+
+
 class DigestStats:
-    """Statement statistics per digest, for ``stats_mysql_query_digest``."""
+    """Statement statistics per digest, for ``stats_mysql_query_digest``.
 
-    __slots__ = ("_entries", "_clock")
+    At most ``max_digests`` entries, least recently seen first out; ``evicted`` counts the
+    entries dropped that way since the start (``stats_mysql_global`` Query_Digest_Evictions).
+    """
 
-    def __init__(self, clock=time.time) -> None:
-        self._entries: dict[tuple, _Digest] = {}
+    __slots__ = ("_entries", "_clock", "_max_digests", "evicted")
+
+    def __init__(self, clock=time.time, max_digests: int = DEFAULT_MAX_DIGESTS) -> None:
+        # in order of last use: a hit moves its entry to the end, eviction takes the front
+        self._entries: OrderedDict[tuple, _Digest] = OrderedDict()
         self._clock = clock
+        self._max_digests = max_digests
+        self.evicted = 0
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def max_digests(self) -> int:
+        return self._max_digests
+
+    @max_digests.setter
+    def max_digests(self, value: int) -> None:
+        """A lower cap evicts the entries above it at once."""
+        if value < 1:
+            raise ValueError("max_digests must be at least 1")
+        self._max_digests = value
+        self._evict_above(value)
+
+    def _evict_above(self, limit: int) -> None:
+        entries = self._entries
+        while len(entries) > limit:
+            entries.popitem(last=False)
+            self.evicted += 1
 
     def record(self, hostgroup: int, schemaname: str, username: str, client_address: str, digest: int,
                digest_text: str, duration_us: int, rows_affected: int, rows_sent: int) -> None:
         """Account one statement. ``duration_us``: from the command's start to the end of its response."""
         key = (hostgroup, schemaname, username, client_address, digest)
         now = int(self._clock())
-        e = self._entries.get(key)
+        entries = self._entries
+        e = entries.get(key)
         if e is None:
-            self._entries[key] = _Digest(digest_text, now, duration_us, rows_affected, rows_sent)
+            if len(entries) >= self._max_digests:
+                self._evict_above(self._max_digests - 1)
+            entries[key] = _Digest(digest_text, now, duration_us, rows_affected, rows_sent)
             return
+        entries.move_to_end(key)
         e.count_star += 1
         e.last_seen = now
         e.sum_time += duration_us
@@ -106,17 +144,34 @@ class DigestStats:
 
     def snapshot(self) -> list[DigestRow]:
         """Every entry as a frozen row."""
-        return [
-            DigestRow(*key[:4], key[4], e.digest_text, e.count_star, e.first_seen, e.last_seen, e.sum_time,
-                      e.min_time, e.max_time, e.sum_rows_affected, e.sum_rows_sent)
-            for key, e in self._entries.items()
-        ]
+        return _rows(self._entries.items())
+
+    def keys(self) -> list[tuple]:
+        """The entries' keys now, for ``rows_for`` in slices (a large table, a little at a time)."""
+        return list(self._entries)
+
+    def rows_for(self, keys: list[tuple]) -> list[DigestRow]:
+        """Frozen rows of those of ``keys`` still present."""
+        entries = self._entries
+        return _rows((key, e) for key in keys if (e := entries.get(key)) is not None)
+
+    def take(self) -> Callable[[], list[DigestRow]]:
+        """Start again from empty; returns what makes the rows of the entries taken (anywhere,
+        any time: nothing touches them any more). ``stats_mysql_query_digest_reset``."""
+        taken, self._entries = self._entries, OrderedDict()
+        return lambda: _rows(taken.items())
 
     def reset(self) -> list[DigestRow]:
-        """Take the entries (as ``snapshot``) and start again from empty (``stats_mysql_query_digest_reset``)."""
-        rows = self.snapshot()
-        self._entries = {}
-        return rows
+        """Take the entries (as ``snapshot``) and start again from empty."""
+        return self.take()()
+
+
+def _rows(items: Iterable[tuple[tuple, _Digest]]) -> list[DigestRow]:
+    return [
+        DigestRow(*key[:4], key[4], e.digest_text, e.count_star, e.first_seen, e.last_seen, e.sum_time,
+                  e.min_time, e.max_time, e.sum_rows_affected, e.sum_rows_sent)
+        for key, e in items
+    ]
 
 
 # ProxySQL's command names (MYSQL_COM_QUERY_* in its sources), in its order.

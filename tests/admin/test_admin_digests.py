@@ -97,3 +97,44 @@ def test_affected_rows_from_ok_payload() -> None:
     assert affected_rows(b"\x00\xfc\x10\x27\x00\x00\x02\x00\x00\x00") == 10000
     assert affected_rows(b"\xfe\x00\x00\x02\x00\x00\x00") == 0  # OK-style result-set terminator
     assert affected_rows(b"\x00\xfd\x01") == 0  # truncated: not trusted
+
+
+def test_digest_cap_evicts_the_least_recently_seen_and_counts() -> None:
+    d = DigestStats(Clock(), max_digests=3)
+
+    def run(digest: int) -> None:
+        d.record(0, "test", "app", "127.0.0.1", digest, f"SELECT {digest}", 10, 0, 1)
+
+    for digest in (1, 2, 3):
+        run(digest)
+    run(1)  # 1 is now the most recently seen: 2 is the least
+    run(4)
+    assert sorted(r.digest for r in d.snapshot()) == [1, 3, 4]
+    assert (len(d), d.evicted) == (3, 1)
+    run(5)
+    assert sorted(r.digest for r in d.snapshot()) == [1, 4, 5] and d.evicted == 2
+    assert {r.digest: r.count_star for r in d.snapshot()}[1] == 2  # the kept entry kept its counts
+    d.max_digests = 1  # lowered at runtime: down to the cap at once
+    assert [r.digest for r in d.snapshot()] == [5] and d.evicted == 4
+    d.reset()
+    assert len(d) == 0 and d.evicted == 4  # a counter: the reset table does not clear it
+
+
+def test_digest_default_cap_is_the_variable_default() -> None:
+    from myrouter.config import MySQLVariables
+    from myrouter.stats.digests import DEFAULT_MAX_DIGESTS
+
+    assert DigestStats().max_digests == DEFAULT_MAX_DIGESTS == MySQLVariables().query_digests_max_digests
+
+
+def test_digest_rows_in_slices_and_take() -> None:
+    d = DigestStats(Clock())
+    for digest in range(5):
+        d.record(0, "test", "app", "127.0.0.1", digest, f"SELECT {digest}", 10, 0, 1)
+    keys = d.keys()
+    d.max_digests = 4  # evicts digest 0 between the slices
+    rows = d.rows_for(keys[:2]) + d.rows_for(keys[2:])
+    assert [r.digest for r in rows] == [1, 2, 3, 4]
+    make_rows = d.take()
+    d.record(0, "test", "app", "127.0.0.1", 9, "SELECT 9", 10, 0, 1)  # after the take: not in it
+    assert len(d) == 1 and [r.digest for r in make_rows()] == [1, 2, 3, 4]
