@@ -342,17 +342,18 @@ class Proxy:
         return FALLBACK_SERVER_VERSION
 
     async def _reap_idle_sessions(self) -> None:
-        """End sessions idle for longer than wait_timeout (checked once a second, no per-statement timer)."""
+        """End sessions idle for longer than wait_timeout, the proxy's or the session's own if shorter
+        (checked once a second, no per-statement timer)."""
         while True:
-            limit = self.vars.wait_timeout / 1000
-            await trio.sleep(min(1.0, limit))
+            await trio.sleep(min(1.0, self.vars.wait_timeout / 1000))
             now = time.monotonic()
             v = self.vars
             trx_idle = v.max_transaction_idle_time / 1000
             trx_max = v.max_transaction_time / 1000
             for s in list(self.sessions.values()):
-                if s.state is SessionState.IDLE and now - s.idle_since > limit and s.cancel_if_idle():
-                    log.info("session %d: idle for more than wait_timeout=%dms; closing", s.id, v.wait_timeout)
+                if s.state is SessionState.IDLE and now - s.idle_since > s.wait_timeout_ms() / 1000 \
+                        and s.cancel_if_idle():
+                    log.info("session %d: idle for more than wait_timeout=%dms; closing", s.id, s.wait_timeout_ms())
                 elif s.trx_started and s.state is SessionState.IDLE and trx_idle and now - s.idle_since > trx_idle:
                     log.warning("session %d (user %r from %s): transaction idle for more than "
                                 "max_transaction_idle_time=%dms; ending the session (the transaction rolls back)",

@@ -1,0 +1,61 @@
+"""A client's own ``SET wait_timeout`` ends its session after that idle time, as the server would.
+
+MariaDB closes such a connection without a word (no error packet; MySQL 8.0.24+ sends ERR 4031
+first); so does the proxy. The proxy's ``mysql-wait_timeout`` stays the upper bound."""
+
+from __future__ import annotations
+
+import time
+
+import pymysql
+import pytest
+from conftest import wait_for
+
+LOST = (2006, 2013)  # server has gone away / lost connection during query
+
+
+def run(conn, sql: str):
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        return cur.fetchall()
+
+
+@pytest.mark.parametrize("statement", [
+    "SET wait_timeout = 1",
+    "SET SESSION wait_timeout = 1",
+    "SET @@wait_timeout = 1",
+    "SET @@session.wait_timeout = 1, @x = 5",
+])
+def test_a_session_is_closed_after_its_own_wait_timeout(proxy_factory, statement: str) -> None:
+    proxy = proxy_factory()
+    short, other = proxy.connect(), proxy.connect()
+    run(short, statement)
+    assert run(short, "SELECT @@wait_timeout") == ((1,),)  # the server agrees on the value
+    time.sleep(3)
+    with pytest.raises(pymysql.err.OperationalError) as exc:
+        run(short, "SELECT 1")
+    assert exc.value.args[0] in LOST
+    assert run(other, "SELECT 1") == ((1,),)  # a session without it stays
+    assert proxy.stats().client_connections_connected == 1
+    other.close()
+    short.close()
+
+
+def test_the_proxy_wait_timeout_stays_the_upper_bound(proxy_factory) -> None:
+    proxy = proxy_factory(variables={"wait_timeout": 1500})
+    conn = proxy.connect()
+    run(conn, "SET wait_timeout = 3600")
+    wait_for("the session to be closed", lambda: proxy.stats().client_connections_connected == 0, timeout=10)
+    with pytest.raises(pymysql.err.OperationalError):
+        run(conn, "SELECT 1")
+    conn.close()
+
+
+def test_set_wait_timeout_default_gives_the_servers_value_back(proxy_factory) -> None:
+    proxy = proxy_factory()
+    conn = proxy.connect()
+    run(conn, "SET wait_timeout = 1")
+    run(conn, "SET wait_timeout = DEFAULT")
+    time.sleep(2.5)
+    assert run(conn, "SELECT 1") == ((1,),)
+    conn.close()
