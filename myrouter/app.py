@@ -466,6 +466,19 @@ class Proxy:
                 if writer is not None:
                     writer.close()
             raise MySQLError(1105, exc.strerror or str(exc), "HY000") from exc
+        # TLS to servers: a new context from the mysql-ssl_p2s_* variables; one that cannot be built
+        # refuses the whole change (as a log file that cannot be opened)
+        p2s = ("ssl_p2s_ca", "ssl_p2s_capath", "ssl_p2s_crl", "ssl_p2s_crlpath", "ssl_p2s_cert", "ssl_p2s_key",
+               "ssl_p2s_cipher")
+        backend_tls = None
+        if any(getattr(new_vars, k) != getattr(self.vars, k) for k in p2s):
+            try:
+                backend_tls = _backend_tls(new_vars)
+            except tls.TLSSetupError as exc:
+                for writer in opened.values():
+                    if writer is not None:
+                        writer.close()
+                raise MySQLError(1105, str(exc), "HY000") from exc
         # -- from here on nothing can fail: swap ---------------------------------
         retired: list[Server] = []
         if (config.mysql_servers != old.mysql_servers
@@ -503,12 +516,8 @@ class Proxy:
             self.command_counters.slow_query_us = _long_query_us(new_vars)
             self.pools.settings = PoolSettings.from_vars(new_vars)
             self.stmt_registry.max_entries = new_vars.max_stmts_cache
-            p2s = ("ssl_p2s_ca", "ssl_p2s_cert", "ssl_p2s_key", "ssl_p2s_cipher")
-            if any(getattr(new_vars, k) != getattr(self.vars, k) for k in p2s):
-                try:
-                    self.backend_tls = _backend_tls(new_vars)  # for new backend connections
-                except tls.TLSSetupError as exc:
-                    log.error("backend TLS unchanged: %s", exc)
+            if backend_tls is not None:
+                self.backend_tls = backend_tls  # for new backend connections
             if new_vars.have_ssl and self.tls_context is None:
                 try:
                     self.load_tls()
@@ -584,6 +593,7 @@ def load_rules_for(config: Config):
 def _backend_tls(v) -> ssl.SSLContext:
     """The context for TLS to servers with use_ssl, from the mysql-ssl_p2s_* variables."""
     try:
-        return backend_tls_context(v.ssl_p2s_ca, v.ssl_p2s_cert, v.ssl_p2s_key, v.ssl_p2s_cipher)
+        return backend_tls_context(v.ssl_p2s_ca, v.ssl_p2s_cert, v.ssl_p2s_key, v.ssl_p2s_cipher,
+                                   capath=v.ssl_p2s_capath, crl=v.ssl_p2s_crl, crlpath=v.ssl_p2s_crlpath)
     except (OSError, ssl.SSLError, ValueError) as exc:
-        raise tls.TLSSetupError(f"mysql-ssl_p2s_ca/cert/key/cipher: {exc}") from exc
+        raise tls.TLSSetupError(f"mysql-ssl_p2s_*: {exc}") from exc

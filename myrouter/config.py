@@ -175,9 +175,6 @@ MYSQL_COMPAT_VARIABLES: dict[str, Any] = {
     "set_parser_algorithm": 2,
     "set_query_lock_on_hostgroup": 1,
     "show_processlist_extended": 0,
-    "ssl_p2s_capath": "",
-    "ssl_p2s_crl": "",
-    "ssl_p2s_crlpath": "",
     "stacksize": 1024 * 1024,
     "stats_time_backend_query": False,
     "stats_time_query_processor": False,
@@ -317,10 +314,16 @@ class MySQLVariables:
     # set, because most drivers (PyMySQL, Connector/Python, MySQL 8's libmysqlclient) switch
     # to TLS by themselves as soon as it is offered, which costs a handshake per connection.
     have_ssl: bool = False
-    # TLS to servers with mysql_servers.use_ssl = 1: a CA file verifies their certificate
-    # chain (empty: encrypted, not verified, as ProxySQL); cert/key: a client certificate;
-    # cipher: OpenSSL cipher list for TLS 1.2.
+    # TLS to servers with mysql_servers.use_ssl = 1: a CA file (ca) or a directory of hashed
+    # CA certificates (capath, as `openssl rehash` makes it) verifies their certificate chain
+    # (neither: encrypted, not verified, as ProxySQL); crl: a PEM file of certificate
+    # revocation lists, crlpath: a directory of hashed ones (<hash>.r0), both checked for the
+    # server's certificate and needing ca or capath; cert/key: a client certificate; cipher:
+    # OpenSSL cipher list for TLS 1.2.
     ssl_p2s_ca: str = ""
+    ssl_p2s_capath: str = ""
+    ssl_p2s_crl: str = ""
+    ssl_p2s_crlpath: str = ""
     ssl_p2s_cert: str = ""
     ssl_p2s_key: str = ""
     ssl_p2s_cipher: str = ""
