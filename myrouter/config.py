@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from myrouter.errors import ConfigError
+from myrouter.protocol.auth import is_ed25519_password, parse_ed25519_password
 from myrouter.tomlutil import TomlDoc, load_toml
 
 __all__ = [
@@ -600,6 +601,10 @@ class UserConfig:
     ``password`` is plain text or a mysql_native_password hash (``*`` followed
     by 40 hex digits, as ``SELECT authentication_string`` shows it); see
     :func:`is_native_hash`. A plain-text password cannot start with ``*``.
+    ``$ED$`` followed by MariaDB's 43-character ed25519 key (the
+    ``authentication_string`` of a user ``IDENTIFIED VIA ed25519``, ProxySQL's
+    format) lets clients log in with client_ed25519 only and gives the proxy no
+    password for the servers; a plain-text password cannot start with ``$ED$``.
     A row with ``frontend`` is used to authenticate clients; a row with
     ``backend`` holds the credentials used to connect to the servers (the
     usual row has both).
@@ -1330,6 +1335,12 @@ class _Loader:
             raise s.error(
                 "password starts with '*' but is not a mysql_native_password hash "
                 "('*' followed by 40 hex digits)",
+                "password",
+            )
+        if is_ed25519_password(user.password) and parse_ed25519_password(user.password) is None:
+            raise s.error(
+                "password starts with '$ED$' but is not an ed25519 public key "
+                "('$ED$' followed by the 43 base64 characters MariaDB stores)",
                 "password",
             )
         if user.attributes:
