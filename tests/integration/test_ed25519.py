@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pymysql
 import pytest
+from conftest import admin_sql, wait_for
 
 from myrouter.protocol.auth import ED25519_KEY_PREFIX, ed25519_key_text, ed25519_public_key
 from myrouter.testbed import Cluster
@@ -100,3 +101,15 @@ def test_ed25519_key_user_logs_in_with_client_ed25519_only(proxy_factory, ed_use
             pymysql_one(proxy, ED_USER, ED_PASSWORD, "SELECT 1")
     assert pymysql_one(proxy, "app", "app", "SELECT 1") == (1,)
     assert proxy.wait_idle().backend_connections_in_use == 0
+
+
+def test_the_monitor_logs_in_as_an_ed25519_user(proxy_factory, cluster: Cluster, ed_user: str) -> None:
+    proxy = proxy_factory(variables={"monitor_username": ED_USER, "monitor_password": ED_PASSWORD,
+                                     "monitor_connect_interval": 200, "monitor_ping_interval": 200})
+
+    def connected() -> bool:
+        rows = admin_sql(proxy, "SELECT connect_error FROM monitor.mysql_server_connect_log "
+                                f"WHERE port = {cluster.primary.port}")
+        return bool(rows) and all(e is None for (e,) in rows)
+
+    wait_for("a monitor connect check as the ed25519 user", connected)
