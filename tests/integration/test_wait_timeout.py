@@ -5,6 +5,7 @@ first); so does the proxy. The proxy's ``mysql-wait_timeout`` stays the upper bo
 
 from __future__ import annotations
 
+import json
 import time
 
 import pymysql
@@ -60,4 +61,21 @@ def test_set_wait_timeout_default_gives_the_servers_value_back(proxy_factory) ->
     run(conn, "SET wait_timeout = DEFAULT")
     time.sleep(2.5)
     assert run(conn, "SELECT 1") == ((1,),)
+    conn.close()
+
+
+def test_the_audit_log_names_the_sessions_own_limit(proxy_factory, tmp_path) -> None:
+    audit = tmp_path / "audit.log"
+    proxy = proxy_factory(variables={"auditlog_filename": str(audit)})
+    conn = proxy.connect()
+    run(conn, "SET wait_timeout = 1")
+
+    def closes() -> list[dict]:
+        if not audit.exists():
+            return []
+        events = [json.loads(line) for line in audit.read_text().splitlines() if line.strip()]
+        return [e for e in events if e["event"] == "MySQL_Client_Close"]
+
+    wait_for("the session's close in the audit log", lambda: bool(closes()), timeout=10)
+    assert closes()[-1]["extra_info"] == "idle for more than wait_timeout (1000 ms)"
     conn.close()
