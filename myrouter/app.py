@@ -347,18 +347,19 @@ class Proxy:
         return FALLBACK_SERVER_VERSION
 
     async def _reap_idle_sessions(self) -> None:
-        """End sessions idle for longer than wait_timeout (checked once a second, no per-statement timer)."""
+        """End sessions idle for longer than wait_timeout, the proxy's or the session's own if shorter
+        (checked once a second, no per-statement timer)."""
         while True:
-            limit = self.vars.wait_timeout / 1000
-            await trio.sleep(min(1.0, limit))
+            await trio.sleep(min(1.0, self.vars.wait_timeout / 1000))
             self.log_throttle.flush()  # say how many repeated lines were left out
             now = time.monotonic()
             v = self.vars
             trx_idle = v.max_transaction_idle_time / 1000
             trx_max = v.max_transaction_time / 1000
             for s in list(self.sessions.values()):
-                if s.state is SessionState.IDLE and now - s.idle_since > limit and s.cancel_if_idle():
-                    log.info("session %d: idle for more than wait_timeout=%dms; closing", s.id, v.wait_timeout)
+                if s.state is SessionState.IDLE and now - s.idle_since > s.wait_timeout_ms() / 1000 \
+                        and s.cancel_if_idle():
+                    log.info("session %d: idle for more than wait_timeout=%dms; closing", s.id, s.wait_timeout_ms())
                 elif s.trx_started and s.state is SessionState.IDLE and trx_idle and now - s.idle_since > trx_idle:
                     log.warning("session %d (user %r from %s): transaction idle for more than "
                                 "max_transaction_idle_time=%dms; ending the session (the transaction rolls back)",
@@ -472,6 +473,19 @@ class Proxy:
                 if writer is not None:
                     writer.close()
             raise MySQLError(1105, exc.strerror or str(exc), "HY000") from exc
+        # TLS to servers: a new context from the mysql-ssl_p2s_* variables; one that cannot be built
+        # refuses the whole change (as a log file that cannot be opened)
+        p2s = ("ssl_p2s_ca", "ssl_p2s_capath", "ssl_p2s_crl", "ssl_p2s_crlpath", "ssl_p2s_cert", "ssl_p2s_key",
+               "ssl_p2s_cipher")
+        backend_tls = None
+        if any(getattr(new_vars, k) != getattr(self.vars, k) for k in p2s):
+            try:
+                backend_tls = _backend_tls(new_vars)
+            except tls.TLSSetupError as exc:
+                for writer in opened.values():
+                    if writer is not None:
+                        writer.close()
+                raise MySQLError(1105, str(exc), "HY000") from exc
         # -- from here on nothing can fail: swap ---------------------------------
         retired: list[Server] = []
         if (config.mysql_servers != old.mysql_servers
@@ -509,12 +523,8 @@ class Proxy:
             self.command_counters.slow_query_us = _long_query_us(new_vars)
             self.pools.settings = PoolSettings.from_vars(new_vars)
             self.stmt_registry.max_entries = new_vars.max_stmts_cache
-            p2s = ("ssl_p2s_ca", "ssl_p2s_cert", "ssl_p2s_key", "ssl_p2s_cipher")
-            if any(getattr(new_vars, k) != getattr(self.vars, k) for k in p2s):
-                try:
-                    self.backend_tls = _backend_tls(new_vars)  # for new backend connections
-                except tls.TLSSetupError as exc:
-                    log.error("backend TLS unchanged: %s", exc)
+            if backend_tls is not None:
+                self.backend_tls = backend_tls  # for new backend connections
             if new_vars.have_ssl and self.tls_context is None:
                 try:
                     self.load_tls()
@@ -590,6 +600,7 @@ def load_rules_for(config: Config):
 def _backend_tls(v) -> ssl.SSLContext:
     """The context for TLS to servers with use_ssl, from the mysql-ssl_p2s_* variables."""
     try:
-        return backend_tls_context(v.ssl_p2s_ca, v.ssl_p2s_cert, v.ssl_p2s_key, v.ssl_p2s_cipher)
+        return backend_tls_context(v.ssl_p2s_ca, v.ssl_p2s_cert, v.ssl_p2s_key, v.ssl_p2s_cipher,
+                                   capath=v.ssl_p2s_capath, crl=v.ssl_p2s_crl, crlpath=v.ssl_p2s_crlpath)
     except (OSError, ssl.SSLError, ValueError) as exc:
-        raise tls.TLSSetupError(f"mysql-ssl_p2s_ca/cert/key/cipher: {exc}") from exc
+        raise tls.TLSSetupError(f"mysql-ssl_p2s_*: {exc}") from exc

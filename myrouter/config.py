@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from myrouter.errors import ConfigError
+from myrouter.protocol.auth import is_ed25519_password, parse_ed25519_password
 from myrouter.tomlutil import TomlDoc, load_toml
 
 __all__ = [
@@ -175,9 +176,6 @@ MYSQL_COMPAT_VARIABLES: dict[str, Any] = {
     "set_parser_algorithm": 2,
     "set_query_lock_on_hostgroup": 1,
     "show_processlist_extended": 0,
-    "ssl_p2s_capath": "",
-    "ssl_p2s_crl": "",
-    "ssl_p2s_crlpath": "",
     "stacksize": 1024 * 1024,
     "stats_time_backend_query": False,
     "stats_time_query_processor": False,
@@ -324,10 +322,16 @@ class MySQLVariables:
     # set, because most drivers (PyMySQL, Connector/Python, MySQL 8's libmysqlclient) switch
     # to TLS by themselves as soon as it is offered, which costs a handshake per connection.
     have_ssl: bool = False
-    # TLS to servers with mysql_servers.use_ssl = 1: a CA file verifies their certificate
-    # chain (empty: encrypted, not verified, as ProxySQL); cert/key: a client certificate;
-    # cipher: OpenSSL cipher list for TLS 1.2.
+    # TLS to servers with mysql_servers.use_ssl = 1: a CA file (ca) or a directory of hashed
+    # CA certificates (capath, as `openssl rehash` makes it) verifies their certificate chain
+    # (neither: encrypted, not verified, as ProxySQL); crl: a PEM file of certificate
+    # revocation lists, crlpath: a directory of hashed ones (<hash>.r0), both checked for the
+    # server's certificate and needing ca or capath; cert/key: a client certificate; cipher:
+    # OpenSSL cipher list for TLS 1.2.
     ssl_p2s_ca: str = ""
+    ssl_p2s_capath: str = ""
+    ssl_p2s_crl: str = ""
+    ssl_p2s_crlpath: str = ""
     ssl_p2s_cert: str = ""
     ssl_p2s_key: str = ""
     ssl_p2s_cipher: str = ""
@@ -631,6 +635,10 @@ class UserConfig:
     ``password`` is plain text or a mysql_native_password hash (``*`` followed
     by 40 hex digits, as ``SELECT authentication_string`` shows it); see
     :func:`is_native_hash`. A plain-text password cannot start with ``*``.
+    ``$ED$`` followed by MariaDB's 43-character ed25519 key (the
+    ``authentication_string`` of a user ``IDENTIFIED VIA ed25519``, ProxySQL's
+    format) lets clients log in with client_ed25519 only and gives the proxy no
+    password for the servers; a plain-text password cannot start with ``$ED$``.
     A row with ``frontend`` is used to authenticate clients; a row with
     ``backend`` holds the credentials used to connect to the servers (the
     usual row has both).
@@ -1361,6 +1369,12 @@ class _Loader:
             raise s.error(
                 "password starts with '*' but is not a mysql_native_password hash "
                 "('*' followed by 40 hex digits)",
+                "password",
+            )
+        if is_ed25519_password(user.password) and parse_ed25519_password(user.password) is None:
+            raise s.error(
+                "password starts with '$ED$' but is not an ed25519 public key "
+                "('$ED$' followed by the 43 base64 characters MariaDB stores)",
                 "password",
             )
         if user.attributes:

@@ -791,6 +791,19 @@ def test_error_bad_native_hash(tmp_path: Path, password: str) -> None:
     assert_error(err, path, line_of(text, "password = "), "mysql_users[0].password", "40 hex digits")
 
 
+@pytest.mark.parametrize("password", ["$ED$", "$ED$abc", "$ed$" + "A" * 44, "$ED$" + "!" * 43])
+def test_error_bad_ed25519_key(tmp_path: Path, password: str) -> None:
+    text = BASE.replace('password = "secret"', f'password = "{password}"')
+    err, path = config_error(tmp_path, text)
+    assert_error(err, path, line_of(text, "password = "), "mysql_users[0].password", "43 base64 characters")
+
+
+def test_ed25519_key_password_accepted(tmp_path: Path) -> None:
+    key = "$ED$ZIgUREUg5PVgQ6LskhXmO+eZLS0nC8be6HPjYWR4YJY"  # MariaDB's ed25519_password("secret")
+    cfg = load_config(write(tmp_path, BASE.replace('password = "secret"', f'password = "{key}"')))
+    assert cfg.mysql_users[0].password == key
+
+
 @pytest.mark.parametrize(
     ("snippet", "key", "words"),
     [

@@ -12,6 +12,7 @@ import collections
 import enum
 import itertools
 import logging
+import os
 import ssl
 import time
 from dataclasses import dataclass
@@ -325,19 +326,31 @@ async def _login(stream, server, username, secret, database, client_caps, charse
             seq = await stream.send_packet(payload, seq)
 
 
-def backend_tls_context(ca: str = "", cert: str = "", key: str = "", cipher: str = "") -> ssl.SSLContext:
+def backend_tls_context(ca: str = "", cert: str = "", key: str = "", cipher: str = "", *, capath: str = "",
+                        crl: str = "", crlpath: str = "") -> ssl.SSLContext:
     """The client-side TLS context for backends from ProxySQL's mysql-ssl_p2s_* variables: with a
-    CA the server's certificate chain is verified (not its name: servers are often addressed by
-    IP); cert/key present a client certificate; cipher restricts TLS 1.2 ciphers. Raises
-    ``OSError`` or ``ssl.SSLError`` for files that do not load."""
+    CA file or a directory of hashed CA certificates (capath) the server's certificate chain is
+    verified (not its name: servers are often addressed by IP); crl (a PEM file) and crlpath (a
+    directory of hashed CRLs) make a revoked server certificate fail verification; cert/key present
+    a client certificate; cipher restricts TLS 1.2 ciphers. Raises ``OSError``, ``ssl.SSLError`` or
+    ``ValueError`` for settings that cannot work (files that do not load, a CRL without a CA)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.check_hostname = False
-    if ca:
-        ctx.load_verify_locations(cafile=ca)
+    for name, directory in (("ssl_p2s_capath", capath), ("ssl_p2s_crlpath", crlpath)):
+        if directory and not os.path.isdir(directory):  # OpenSSL reads such directories lazily: check now
+            raise ValueError(f"{name}: {directory!r} is not a directory")
+    if (crl or crlpath) and not (ca or capath):
+        raise ValueError("ssl_p2s_crl/ssl_p2s_crlpath need ssl_p2s_ca or ssl_p2s_capath: without a CA the "
+                         "server's certificate is not verified, so revocation cannot be checked")
+    if ca or capath:
+        ctx.load_verify_locations(cafile=ca or None, capath=capath or None)
         ctx.verify_mode = ssl.CERT_REQUIRED
     else:
         ctx.verify_mode = ssl.CERT_NONE
+    if crl or crlpath:
+        ctx.load_verify_locations(cafile=crl or None, capath=crlpath or None)  # CRLs join the trust store
+        ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
     if cert:
         ctx.load_cert_chain(cert, key or None)
     if cipher:

@@ -644,6 +644,20 @@ class ClientSession:
         await self._try_send_err(E.read_timeout(), 1)
         return None
 
+    def wait_timeout_ms(self) -> int:
+        """How long this session may wait for its client's next command: mysql-wait_timeout, or the
+        client's own ``SET [SESSION] wait_timeout`` (seconds, as the server counts it) if shorter."""
+        limit = self.app.vars.wait_timeout
+        own = self.vars.get("wait_timeout")
+        if own is not None:
+            try:
+                seconds = float(own.strip("'\""))
+            except ValueError:
+                return limit  # not a number the server accepted: it refused the SET, nothing recorded
+            if seconds > 0:
+                limit = min(limit, int(seconds * 1000))
+        return limit
+
     def cancel_if_idle(self) -> bool:
         """End the session now if it waits for its client's next command (drain, idle reaper)."""
         if self.state is SessionState.IDLE and self.scope is not None:
@@ -1678,7 +1692,9 @@ class ClientSession:
                 return hold | P.SESSION_STATE  # a SET the proxy cannot read: keep its connection
             return hold
         be = self.backends.get(hg)
-        tracked = be is not None and be.tracks_variables
+        # MariaDB (10.11) reports no session-state change for the SET @@name = ... form (without
+        # SESSION): then the values are taken from the statement, as for a server without tracking.
+        tracked = be is not None and be.tracks_variables and bool(self.status & _STATE_CHANGED)
         changed = False
         for v in sv:
             scope = v.scope

@@ -1,4 +1,5 @@
-"""Authentication: the two supported plugins, on both sides of the proxy.
+"""Authentication: mysql_native_password, caching_sha2_password and MariaDB's
+client_ed25519, on both sides of the proxy.
 
 ``ServerAuth`` is the server side (a client logging in to myrouter); it checks
 the client against myrouter's own users. ``ClientAuth`` is the client side (myrouter
@@ -11,11 +12,17 @@ What the proxy knows of a password (``Credential``): always the
 the configuration gives it. A client's successful login may teach it more
 (``BackendSecret``): a native login reveals SHA1(pw) (enough to log in to a
 backend with mysql_native_password), a caching_sha2 full authentication
-reveals the plain text. Secrets are never logged: their ``repr`` hides them.
+reveals the plain text. An ed25519 login reveals nothing reusable (a signature of
+the proxy's nonce): the proxy logs in to backends with what the configuration gives.
+A password configured as ``$ED$`` + the base64 public key (MariaDB's stored form)
+lets clients log in with client_ed25519 only, and gives no backend credentials.
+Secrets are never logged: their ``repr`` hides them.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import hashlib
 import hmac
@@ -25,6 +32,7 @@ from dataclasses import dataclass, field
 from .constants import (
     AUTH_MORE_DATA_HEADER,
     CACHING_SHA2_PASSWORD,
+    CLIENT_ED25519,
     EOF_HEADER,
     ERR_HEADER,
     NATIVE_PASSWORD,
@@ -180,26 +188,129 @@ def rsa_encrypt_password(public_pem: bytes, password: bytes, nonce: bytes) -> by
     )
 
 
+# --- client_ed25519 (MariaDB's auth_ed25519) ---------------------------------
+#
+# MariaDB's scheme (plugin/auth_ed25519/ref10/sign.c): the secret is expanded from the password
+# itself, az = SHA512(password) of any length, where standard Ed25519 hashes a 32-byte seed; the
+# scalar is az[:32] clamped, the nonce SHA512(az[32:] + message). Signatures verify as standard
+# Ed25519 against the public key [scalar]B, stored by the server as 43 characters of base64.
+# cryptography derives keys from 32-byte seeds only, so libsodium's low-level operations are used
+# (PyNaCl; the same ones PyMySQL's client_ed25519 uses).
+
+ED25519_NONCE_LENGTH = 32
+ED25519_SIGNATURE_LENGTH = 64
+ED25519_KEY_PREFIX = "$ED$"  # mysql_users.password: "$ED$" + MariaDB's stored form (ProxySQL's format)
+
+
+def _ed25519_secret(password: bytes) -> tuple[bytes, bytes]:
+    """(scalar reduced mod L, nonce prefix) derived from the password as MariaDB does."""
+    from nacl.bindings import crypto_core_ed25519_scalar_reduce
+
+    az = hashlib.sha512(password).digest()
+    scalar = bytearray(az[:32])
+    scalar[0] &= 248
+    scalar[31] &= 63
+    scalar[31] |= 64
+    return crypto_core_ed25519_scalar_reduce(bytes(scalar) + bytes(32)), az[32:]
+
+
+def ed25519_public_key(password: bytes) -> bytes:
+    """The 32-byte public key of a password (base64 of it: MariaDB's ``ed25519_password()``)."""
+    from nacl.bindings import crypto_scalarmult_ed25519_base_noclamp
+
+    scalar, _ = _ed25519_secret(password)
+    return crypto_scalarmult_ed25519_base_noclamp(scalar)
+
+
+def ed25519_sign(password: bytes, message: bytes) -> bytes:
+    """client_ed25519's answer: the 64-byte signature of the server's nonce."""
+    from nacl.bindings import (
+        crypto_core_ed25519_scalar_add,
+        crypto_core_ed25519_scalar_mul,
+        crypto_core_ed25519_scalar_reduce,
+        crypto_scalarmult_ed25519_base_noclamp,
+    )
+
+    scalar, prefix = _ed25519_secret(password)
+    r = crypto_core_ed25519_scalar_reduce(hashlib.sha512(prefix + message).digest())
+    big_r = crypto_scalarmult_ed25519_base_noclamp(r)
+    big_a = crypto_scalarmult_ed25519_base_noclamp(scalar)
+    k = crypto_core_ed25519_scalar_reduce(hashlib.sha512(big_r + big_a + message).digest())
+    return big_r + crypto_core_ed25519_scalar_add(crypto_core_ed25519_scalar_mul(k, scalar), r)
+
+
+def ed25519_verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    from nacl.bindings import crypto_sign_open
+    from nacl.exceptions import CryptoError
+
+    if len(signature) != ED25519_SIGNATURE_LENGTH or len(public_key) != 32:
+        return False
+    try:
+        crypto_sign_open(signature + message, public_key)
+    except CryptoError:
+        return False
+    return True
+
+
+def ed25519_key_text(public_key: bytes) -> str:
+    """MariaDB's stored form: base64 without padding (43 characters)."""
+    return base64.b64encode(public_key).decode().rstrip("=")
+
+
+def parse_ed25519_password(text: str) -> bytes | None:
+    """The public key of a ``$ED$`` + base64 password (prefix in any case); None if malformed."""
+    if text[:4].upper() != ED25519_KEY_PREFIX:
+        return None
+    body = text[4:]
+    if len(body) != 43:
+        return None
+    try:
+        key = base64.b64decode(body + "=", validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return key if len(key) == 32 else None
+
+
+def is_ed25519_password(text: str) -> bool:
+    """The password has the ``$ED$`` prefix (reserved: a malformed one is an error, not plain text)."""
+    return text[:4].upper() == ED25519_KEY_PREFIX
+
+
 # --- what the proxy knows of a password ------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class Credential:
-    """A configured user's password: stage-2 hash always, plain text when configured."""
+    """A configured user's password: the stage-2 hash, and the plain text when configured; or,
+    for a ``$ED$`` password, only its ed25519 public key (``ed25519_only``)."""
 
     stage2: bytes = field(repr=False)
     plain: bytes | None = field(default=None, repr=False)
+    ed25519_key: bytes | None = field(default=None, repr=False)  # a $ED$ password's public key
 
     @classmethod
     def from_config(cls, password: str) -> Credential:
         if is_native_hash(password):
             return cls(bytes.fromhex(password[1:]))
+        if is_ed25519_password(password):
+            # a malformed key (refused by the config loader) matches no signature: access denied
+            return cls(b"", None, parse_ed25519_password(password) or b"")
         pw = password.encode()
         return cls(native_stage2(pw) if pw else b"", pw)
 
     @property
     def empty(self) -> bool:
-        return not self.stage2 and not self.plain
+        return not self.stage2 and not self.plain and self.ed25519_key is None
+
+    @property
+    def ed25519_only(self) -> bool:
+        return self.ed25519_key is not None
+
+    def ed25519_public_key(self) -> bytes | None:
+        """The key client_ed25519 signatures are checked against: stored, or derived from the plain text."""
+        if self.ed25519_key is not None:
+            return self.ed25519_key
+        return ed25519_public_key(self.plain) if self.plain is not None else None
 
     def matches_plain(self, password: bytes) -> bool:
         if self.plain is not None:
@@ -217,6 +328,11 @@ class BackendSecret:
     @property
     def empty_password(self) -> bool:
         return self.plain == b""
+
+    @property
+    def unknown(self) -> bool:
+        """Nothing to log in with (a client that logged in with a $ED$-only password)."""
+        return self.plain is None and self.stage1 is None
 
     def native_token(self, scramble: bytes) -> bytes:
         if self.plain is not None:
@@ -287,6 +403,7 @@ class ServerAuth:
         self.secret: BackendSecret | None = None
         self._cred: Credential | None = None
         self._used_password = False
+        self._nonce = b""  # client_ed25519's 32-byte nonce
 
     @property
     def done(self) -> bool:
@@ -309,6 +426,8 @@ class ServerAuth:
         self._cred = self._lookup(username)
         plugin = client_plugin or NATIVE_PASSWORD
         if self._cred is None:
+            if plugin == CLIENT_ED25519:
+                return self._switch_to_ed25519()  # as for a known user; denied at the end
             if plugin == CACHING_SHA2_PASSWORD and token:
                 # Ask for full authentication as for a known user, so the reply does not
                 # tell a prober which user names exist; it is denied at the end.
@@ -316,6 +435,9 @@ class ServerAuth:
                 self._state = _S.WAIT_FULL_AUTH
                 return Step(send=[bytes((AUTH_MORE_DATA_HEADER, SHA2_PERFORM_FULL_AUTHENTICATION))])
             return self._deny()
+        if self._cred.ed25519_only or (plugin == CLIENT_ED25519 and self._cred.ed25519_public_key() is not None):
+            # ed25519 is the only way to check a $ED$ password; a client that asks for it gets it
+            return self._switch_to_ed25519()
         if plugin not in SUPPORTED_AUTH_PLUGINS:
             # The client started with a plugin we do not serve: ask it to switch.
             self.plugin = self.default_plugin
@@ -324,11 +446,19 @@ class ServerAuth:
         self.plugin = plugin
         return self._verify(token)
 
+    def _switch_to_ed25519(self) -> Step:
+        self.plugin = CLIENT_ED25519
+        self._nonce = os.urandom(ED25519_NONCE_LENGTH)
+        self._state = _S.WAIT_SWITCH_RESPONSE
+        return Step(send=[auth_switch_request(CLIENT_ED25519, self._nonce, nul_ended=False)])
+
     def receive(self, payload: bytes) -> Step:
         """Handle a further packet from the client during authentication."""
         st = self._state
         if st is _S.WAIT_SWITCH_RESPONSE:
             self._used_password = bool(payload)
+            if self._cred is None:
+                return self._deny()  # an unknown user that was asked to switch to client_ed25519
             return self._verify(payload)
         if st is _S.WAIT_FULL_AUTH:
             if payload == bytes((SHA2_REQUEST_PUBLIC_KEY,)) and not self.secure_transport:
@@ -344,6 +474,13 @@ class ServerAuth:
     def _verify(self, token: bytes) -> Step:
         cred = self._cred
         assert cred is not None
+        if self.plugin == CLIENT_ED25519:
+            key = cred.ed25519_public_key()
+            if key is None or not ed25519_verify(key, token, self._nonce):
+                return self._deny()
+            plain = cred.plain
+            self.secret = BackendSecret(plain=plain, stage1=native_stage1(plain) if plain else None)
+            return self._success()
         if self.plugin == NATIVE_PASSWORD:
             if not token:
                 if cred.empty:
@@ -424,6 +561,14 @@ class ClientAuth:
         return plugin, self._token(plugin, scramble)
 
     def _token(self, plugin: str, scramble: bytes) -> bytes:
+        if self.secret.unknown:
+            raise MySQLError(
+                1251,
+                f"the proxy has no password to log in to the backend as '{self.username}': its "
+                "mysql_users password is an ed25519 public key ($ED$...), which only checks clients: "
+                "configure the plain-text password",
+                "08004",
+            )
         if plugin == NATIVE_PASSWORD:
             return self.secret.native_token(scramble)
         if self.secret.plain is None:
@@ -433,6 +578,10 @@ class ClientAuth:
                 "mysql_native_password hash of its password: configure the plain-text password",
                 "08004",
             )
+        if plugin == CLIENT_ED25519:
+            if len(scramble) != ED25519_NONCE_LENGTH:
+                raise MalformedPacket(f"client_ed25519 nonce of {len(scramble)} bytes (expected 32)")
+            return ed25519_sign(self.secret.plain, scramble)
         return sha2_token(self.secret.plain, scramble)
 
     def receive(self, payload: bytes) -> Step:
@@ -447,6 +596,11 @@ class ClientAuth:
             return Step(done=True, error=parse_err(payload))
         if head == EOF_HEADER:
             switch = AuthSwitch.parse(payload)
+            if switch.plugin == CLIENT_ED25519:
+                # the nonce is exactly 32 bytes, any of them NUL: taken as sent, not NUL-stripped
+                self.plugin = CLIENT_ED25519
+                nonce = payload[2 + len(CLIENT_ED25519):]
+                return Step(send=[self._token(CLIENT_ED25519, nonce)])
             if switch.plugin not in SUPPORTED_AUTH_PLUGINS:
                 raise MySQLError(
                     1251, f"backend asked for unsupported authentication plugin {switch.plugin!r}", "08004"

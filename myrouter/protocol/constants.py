@@ -129,6 +129,9 @@ SHA2_PERFORM_FULL_AUTHENTICATION = 0x04
 NATIVE_PASSWORD = "mysql_native_password"
 CACHING_SHA2_PASSWORD = "caching_sha2_password"
 SUPPORTED_AUTH_PLUGINS = (NATIVE_PASSWORD, CACHING_SHA2_PASSWORD)
+# MariaDB's ed25519 (server plugin auth_ed25519): always reached through an AuthSwitchRequest
+# carrying a 32-byte nonce, never offered in the greeting (whose scramble has 20 bytes)
+CLIENT_ED25519 = "client_ed25519"
 
 # utf8mb4_general_ci: the collation id the proxy announces in its greeting
 DEFAULT_CHARSET = 45

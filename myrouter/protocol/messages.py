@@ -221,9 +221,10 @@ class ChangeUser:
         return b"".join(out)
 
 
-def auth_switch_request(plugin: str, data: bytes) -> bytes:
-    """AuthSwitchRequest payload: 0xFE, plugin name NUL, plugin data (NUL-ended for the 20-byte scrambles)."""
-    return b"\xfe" + plugin.encode() + b"\0" + data + b"\0"
+def auth_switch_request(plugin: str, data: bytes, *, nul_ended: bool = True) -> bytes:
+    """AuthSwitchRequest payload: 0xFE, plugin name NUL, plugin data (NUL-ended for the 20-byte
+    scrambles; client_ed25519 wants exactly its 32-byte nonce: ``nul_ended=False``)."""
+    return b"\xfe" + plugin.encode() + b"\0" + data + (b"\0" if nul_ended else b"")
 
 
 @dataclass(frozen=True, slots=True)

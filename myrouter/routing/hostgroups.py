@@ -68,8 +68,9 @@ OFFLINE_HARD = "OFFLINE_HARD"
 
 #: connection errors that say nothing about the server's health (the client's
 #: credentials or schema): they do not count towards ``shun_on_failures``
-#: (ER_DBACCESS_DENIED_ERROR, ER_ACCESS_DENIED_ERROR, ER_BAD_DB_ERROR; as ProxySQL)
-CLIENT_SIDE_CONNECT_ERRORS = frozenset((1044, 1045, 1049))
+#: (ER_DBACCESS_DENIED_ERROR, ER_ACCESS_DENIED_ERROR, ER_BAD_DB_ERROR, as ProxySQL; and
+#: ER_NOT_SUPPORTED_AUTH_MODE: the proxy lacks the plain-text password the user's plugin needs)
+CLIENT_SIDE_CONNECT_ERRORS = frozenset((1044, 1045, 1049, 1251))
 
 
 @dataclass

@@ -162,7 +162,7 @@ class AuditTrail:
         elif session.killed:
             reason = "killed (KILL CONNECTION)"
         elif cancelled:
-            reason = f"idle for more than wait_timeout ({self.app.vars.wait_timeout} ms)"
+            reason = f"idle for more than wait_timeout ({session.wait_timeout_ms()} ms)"
         else:
             # the client sent nothing since the last ERR: the session ended on that error
             after = (f" after error {state.last_error}" if state.last_error is not None

@@ -82,7 +82,7 @@ def test_hashed_password_in_config(proxy_factory, cluster):
 def test_auth_switch_from_an_unsupported_plugin(proxy):
     raw = RawClient(proxy.port)
     raw.read_greeting()
-    resp = HandshakeResponse41(CLIENT_CAPS, 1 << 24, 45, "app", b"\x01" * 32, "test", "client_ed25519")
+    resp = HandshakeResponse41(CLIENT_CAPS, 1 << 24, 45, "app", b"\x01" * 32, "test", "dialog")  # PAM: not served
     raw.send(frame(resp.encode(), 1))
     pkt = raw.read_packet()
     switch = AuthSwitch.parse(pkt.payload)

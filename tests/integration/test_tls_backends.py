@@ -3,22 +3,95 @@ test bed of its own whose MariaDB servers have certificates (``start_cluster(tls
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pymysql
 import pytest
 from conftest import admin_sql, wait_for
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from myrouter.net import tls
 from myrouter.testbed import Cluster, ensure_packages, start_cluster
 
+NOW = datetime.datetime.now(datetime.UTC)
+PEM = serialization.Encoding.PEM
+
+
+class OwnCA:
+    """A CA whose key the test keeps, to sign the servers' certificate and revocation lists."""
+
+    def __init__(self) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "myrouter test CA")])
+        self.cert = (x509.CertificateBuilder().subject_name(self.name).issuer_name(self.name)
+                     .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
+                     .not_valid_before(NOW - datetime.timedelta(days=1))
+                     .not_valid_after(NOW + datetime.timedelta(days=30))
+                     .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+                     .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                                  content_commitment=False, key_encipherment=False,
+                                                  data_encipherment=False, key_agreement=False,
+                                                  encipher_only=False, decipher_only=False), critical=True)
+                     .sign(self.key, hashes.SHA256()))
+
+    def server_files(self, directory: Path) -> x509.Certificate:
+        """A server certificate for 127.0.0.1 in ``directory`` under the test bed's file names."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mariadb test bed")]))
+                .issuer_name(self.name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(NOW - datetime.timedelta(days=1)).not_valid_after(NOW + datetime.timedelta(days=30))
+                .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                               critical=False)
+                .sign(self.key, hashes.SHA256()))
+        directory.mkdir(parents=True)
+        (directory / tls.CA_FILE).write_bytes(self.cert.public_bytes(PEM))
+        (directory / tls.CERT_FILE).write_bytes(cert.public_bytes(PEM))
+        (directory / tls.KEY_FILE).write_bytes(key.private_bytes(PEM, serialization.PrivateFormat.PKCS8,
+                                                                 serialization.NoEncryption()))
+        self.server_cert = cert
+        return cert
+
+    def crl(self, *revoked: x509.Certificate) -> bytes:
+        builder = (x509.CertificateRevocationListBuilder().issuer_name(self.name)
+                   .last_update(NOW - datetime.timedelta(days=1)).next_update(NOW + datetime.timedelta(days=30)))
+        for cert in revoked:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(cert.serial_number)
+                .revocation_date(NOW - datetime.timedelta(hours=1)).build())
+        return builder.sign(self.key, hashes.SHA256()).public_bytes(PEM)
+
 
 @pytest.fixture(scope="module")
-def tls_cluster() -> Iterator[Cluster]:
+def test_ca() -> OwnCA:
+    return OwnCA()
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(test_ca: OwnCA, tmp_path_factory) -> Iterator[Cluster]:
+    """Servers with a certificate of ``test_ca`` (its ``server_cert``), which the tests can revoke."""
     ensure_packages()
-    with start_cluster(replicas=1, tls=True) as c:
+    base = tmp_path_factory.mktemp("tlsbed")
+    test_ca.server_files(base / "tls")  # start_cluster uses the files it finds there
+    with start_cluster(replicas=1, tls=True, base_dir=base) as c:
         yield c
+
+
+def hashed_dir(directory: Path, *files: tuple[str, bytes]) -> str:
+    """A directory of PEM files with OpenSSL's hashed names (``<hash>.0`` certs, ``<hash>.r0`` CRLs)."""
+    directory.mkdir()
+    for name, data in files:
+        (directory / name).write_bytes(data)
+    subprocess.run([shutil.which("openssl") or "openssl", "rehash", str(directory)], check=True)
+    return str(directory)
 
 
 def servers(cluster: Cluster, primary_ssl: int, replica_ssl: int = 0) -> list[dict]:
@@ -125,3 +198,64 @@ def test_unreadable_ssl_p2s_files_stop_the_start(proxy_factory, tls_cluster: Clu
         proxy_factory(cluster=tls_cluster, servers=servers(tls_cluster, 1), users=USERS,
                       variables={"ssl_p2s_ca": str(tmp_path / "missing-ca.pem")})
     assert "ssl_p2s" in str(info.value.__cause__)
+
+
+def test_ssl_p2s_capath_verifies_the_server(proxy_factory, tls_cluster: Cluster, test_ca: OwnCA,
+                                            tmp_path: Path) -> None:
+    capath = hashed_dir(tmp_path / "capath", ("ca.pem", test_ca.cert.public_bytes(PEM)))
+    rp = proxy_factory(cluster=tls_cluster, servers=servers(tls_cluster, 1), users=USERS,
+                       variables={"ssl_p2s_capath": capath})
+    assert tls_version(rp).startswith("TLSv1.")
+    other = tls.load_or_create(tmp_path / "other-ca")  # a directory of a CA that did not sign the servers'
+    rp = proxy_factory(cluster=tls_cluster, servers=servers(tls_cluster, 1), users=USERS,
+                       variables={"ssl_p2s_capath": hashed_dir(tmp_path / "other", ("ca.pem", other.ca)),
+                                  "connect_retries_on_failure": 0})
+    with pytest.raises(pymysql.MySQLError) as info:
+        tls_version(rp)
+    assert info.value.args[0] == 9001 and "certificate verify failed" in info.value.args[1], info.value
+
+
+@pytest.mark.parametrize("form", ["crl", "crlpath"])
+def test_ssl_p2s_crl_refuses_a_revoked_server_certificate(proxy_factory, tls_cluster: Cluster, test_ca: OwnCA,
+                                                          tmp_path: Path, form: str) -> None:
+    ca = str(tls_cluster.tls_dir / tls.CA_FILE)
+
+    def crl_setting(name: str, crl: bytes) -> str:
+        if form == "crl":
+            (tmp_path / name).write_bytes(crl)
+            return str(tmp_path / name)
+        return hashed_dir(tmp_path / name, ("crl.pem", crl))
+
+    # a CRL of the CA that does not list the servers' certificate: it is checked, and passes
+    good = crl_setting("good", test_ca.crl())
+    rp = proxy_factory(cluster=tls_cluster, servers=servers(tls_cluster, 1), users=USERS,
+                       variables={"ssl_p2s_ca": ca, f"ssl_p2s_{form}": good})
+    assert tls_version(rp).startswith("TLSv1.")
+    # the servers' certificate revoked: refused
+    revoked = crl_setting("revoked", test_ca.crl(test_ca.server_cert))
+    rp = proxy_factory(cluster=tls_cluster, servers=servers(tls_cluster, 1), users=USERS,
+                       variables={"ssl_p2s_ca": ca, f"ssl_p2s_{form}": revoked, "connect_retries_on_failure": 0})
+    with pytest.raises(pymysql.MySQLError) as info:
+        tls_version(rp)
+    assert info.value.args[0] == 9001 and "certificate revoked" in info.value.args[1], info.value
+
+
+def test_ssl_p2s_crl_changes_at_runtime_and_a_bad_one_is_refused(proxy_factory, tls_cluster: Cluster,
+                                                                 test_ca: OwnCA, tmp_path: Path) -> None:
+    ca = str(tls_cluster.tls_dir / tls.CA_FILE)
+    rp = proxy_factory(cluster=tls_cluster, servers=servers(tls_cluster, 1), users=USERS,
+                       variables={"ssl_p2s_ca": ca, "connect_retries_on_failure": 0})
+    revoked = tmp_path / "revoked.pem"
+    revoked.write_bytes(test_ca.crl(test_ca.server_cert))
+    admin_sql(rp, f"SET mysql-ssl_p2s_crl = '{revoked}'", "LOAD MYSQL VARIABLES TO RUNTIME")
+    with pytest.raises(pymysql.MySQLError) as info:  # no backend connection yet: the first one checks the CRL
+        tls_version(rp)
+    assert info.value.args[0] == 9001 and "certificate revoked" in info.value.args[1], info.value
+    # refused, the running setting unchanged: a CRL without any CA, a capath that is no directory
+    for sql in ("SET mysql-ssl_p2s_ca = ''", f"SET mysql-ssl_p2s_capath = '{tmp_path / 'missing'}'"):
+        with pytest.raises(pymysql.MySQLError) as info:
+            admin_sql(rp, sql, "LOAD MYSQL VARIABLES TO RUNTIME")
+        assert info.value.args[0] == 1105 and "ssl_p2s" in info.value.args[1], info.value
+        admin_sql(rp, "SAVE MYSQL VARIABLES TO MEMORY")  # runtime back to memory
+    assert admin_sql(rp, "SELECT variable_value FROM runtime_global_variables "
+                         "WHERE variable_name = 'mysql-ssl_p2s_ca'") == [(ca,)]

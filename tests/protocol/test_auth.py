@@ -15,6 +15,10 @@ from myrouter.protocol.auth import (
     RSAKeyPair,
     ServerAuth,
     Step,
+    ed25519_key_text,
+    ed25519_public_key,
+    ed25519_sign,
+    ed25519_verify,
     is_native_hash,
     native_hash_text,
     native_stage1,
@@ -23,13 +27,14 @@ from myrouter.protocol.auth import (
     native_token_from_stage1,
     native_verify,
     new_scramble,
+    parse_ed25519_password,
     rsa_encrypt_password,
     sha2_digest2,
     sha2_fast_verify,
     sha2_token,
     xor_with_nonce,
 )
-from myrouter.protocol.constants import CACHING_SHA2_PASSWORD, NATIVE_PASSWORD
+from myrouter.protocol.constants import CACHING_SHA2_PASSWORD, CLIENT_ED25519, NATIVE_PASSWORD
 from myrouter.protocol.errors import MalformedPacket, MySQLError
 from myrouter.protocol.messages import AuthSwitch, HandshakeV10, error_payload
 
@@ -176,8 +181,10 @@ def test_backend_secret_native_token():
 # --------------------------------------------------------------------------- ServerAuth
 
 
+ED_KEY = "$ED$" + ed25519_key_text(ed25519_public_key(b"ed-pw"))
 USERS = {
     "alice": Credential.from_config("alice-pw"),
+    "ed": Credential.from_config(ED_KEY),
     "hashed": Credential.from_config(native_hash_text(b"hashed-pw")),
     "nopw": Credential.from_config(""),
 }
@@ -346,7 +353,7 @@ def test_caching_sha2_undecryptable_blob_is_denied_not_raised(rsa, blob):
 @pytest.mark.parametrize("default", [NATIVE, SHA2])
 def test_auth_switch_when_the_client_starts_with_an_unsupported_plugin(rsa, default):
     s = server(default, rsa)
-    step = s.start("alice", b"\x11" * 64, "client_ed25519")
+    step = s.start("alice", b"\x11" * 64, "dialog")  # MariaDB PAM: not served
     assert not step.done and len(step.send) == 1
     sw = AuthSwitch.parse(step.send[0])
     assert sw == AuthSwitch(default, s.scramble)
@@ -421,8 +428,8 @@ def test_client_auth_refuses_a_switch_to_an_unsupported_plugin():
     c = ClientAuth(username="u", secret=BackendSecret(plain=b"pw"))
     c.first_response(NATIVE, scrambles(1)[0])
     with pytest.raises(MySQLError) as info:
-        c.receive(b"\xfeclient_ed25519\0" + b"n" * 32)
-    assert info.value.code == 1251 and "client_ed25519" in info.value.message
+        c.receive(b"\xfedialog\0" + b"\x04Password: ")
+    assert info.value.code == 1251 and "dialog" in info.value.message
 
 
 @pytest.mark.parametrize("bad", [b"", b"\x01\x03", b"\x7f", b"\x01\x09"])
@@ -540,3 +547,127 @@ def test_client_auth_empty_password_end_to_end(rsa):
         step, wire = exchange(s, c, "nopw", default)
         assert step.error is None and s.secret.empty_password
         assert wire[0] == b""
+
+
+# --------------------------------------------------------------------------- client_ed25519
+
+
+def test_ed25519_public_key_known_answer_from_mariadb():
+    # MariaDB's documentation: SELECT ed25519_password("secret")
+    assert ed25519_key_text(ed25519_public_key(b"secret")) == "ZIgUREUg5PVgQ6LskhXmO+eZLS0nC8be6HPjYWR4YJY"
+
+
+@pytest.mark.parametrize("password", [b""] + PASSWORDS)
+def test_ed25519_signature_against_pymysql(password):
+    for nonce in (bytes(32), b"\xff" * 32, bytes(range(32))):
+        sig = ed25519_sign(password, nonce)
+        assert sig == pyauth.ed25519_password(password, nonce)
+        assert ed25519_verify(ed25519_public_key(password), sig, nonce)
+        assert not ed25519_verify(ed25519_public_key(password + b"!"), sig, nonce)
+        assert not ed25519_verify(ed25519_public_key(password), sig[:63] + bytes((sig[63] ^ 1,)), nonce)
+        assert not ed25519_verify(ed25519_public_key(password), sig[:40], nonce)
+
+
+@pytest.mark.parametrize("text", ["$ED$", "$ED$" + "A" * 42, "$ED$" + "A" * 44, "$ED$" + "*" * 43,
+                                  "$ED$" + "A" * 42 + "-"])
+def test_malformed_ed25519_passwords_parse_to_none(text):
+    assert parse_ed25519_password(text) is None
+    assert Credential.from_config(text).ed25519_only  # never taken as a plain-text password
+
+
+def test_ed25519_password_prefix_in_any_case():
+    assert parse_ed25519_password("$ed$" + ED_KEY[4:]) == ed25519_public_key(b"ed-pw")
+
+
+def switch_nonce(step: Step) -> bytes:
+    """The nonce of an AuthSwitchRequest to client_ed25519: exactly 32 bytes, no NUL after it."""
+    payload = step.send[0]
+    assert payload.startswith(b"\xfe" + CLIENT_ED25519.encode() + b"\0") and not step.done
+    nonce = payload[2 + len(CLIENT_ED25519):]
+    assert len(nonce) == 32
+    return nonce
+
+
+@pytest.mark.parametrize("client_plugin", [NATIVE, SHA2, None])
+def test_ed25519_only_user_is_switched_to_client_ed25519(client_plugin):
+    s = server()
+    step = s.start("ed", b"\x01" * 20, client_plugin)
+    nonce = switch_nonce(step)
+    assert_ok(s.receive(ed25519_sign(b"ed-pw", nonce)), s)
+    assert s.plugin == CLIENT_ED25519
+    assert s.secret.unknown  # nothing to log in to a backend with
+
+
+def test_ed25519_only_user_wrong_password_or_garbage_is_denied():
+    for answer in (lambda n: ed25519_sign(b"wrong", n), lambda n: b"", lambda n: b"\x00" * 64,
+                   lambda n: ed25519_sign(b"ed-pw", n)[:63]):
+        s = server()
+        nonce = switch_nonce(s.start("ed", b"", NATIVE))
+        step = s.receive(answer(nonce))
+        assert_denied(step, "ed", bool(answer(nonce)))
+
+
+def test_ed25519_only_user_cannot_log_in_with_native():
+    s = server()
+    step = s.start("ed", pyauth.scramble_native_password(b"ed-pw", s.scramble), NATIVE)
+    nonce = switch_nonce(step)  # never accepted on the native token
+    assert_denied(s.receive(pyauth.scramble_native_password(b"ed-pw", nonce[:20])), "ed", True)
+
+
+def test_plain_text_user_gets_ed25519_when_the_client_asks_for_it():
+    s = server()
+    nonce = switch_nonce(s.start("alice", b"", CLIENT_ED25519))
+    assert_ok(s.receive(ed25519_sign(b"alice-pw", nonce)), s)
+    assert s.secret.plain == b"alice-pw" and s.secret.stage1 == native_stage1(b"alice-pw")
+
+
+def test_native_hash_user_cannot_use_ed25519_and_is_switched_to_native():
+    s = server()
+    step = s.start("hashed", b"", CLIENT_ED25519)
+    assert AuthSwitch.parse(step.send[0]).plugin == NATIVE
+    assert_ok(s.receive(pyauth.scramble_native_password(b"hashed-pw", s.scramble)), s)
+
+
+def test_unknown_user_asking_for_ed25519_is_switched_then_denied():
+    s = server()
+    nonce = switch_nonce(s.start("mallory", b"", CLIENT_ED25519))  # as for a known user
+    assert_denied(s.receive(ed25519_sign(b"pw", nonce)), "mallory", True)
+
+
+def test_nonces_differ_per_login():
+    assert len({switch_nonce(server().start("ed", b"", NATIVE)) for _ in range(20)}) == 20
+
+
+def ed25519_switch(nonce: bytes) -> bytes:
+    return b"\xfe" + CLIENT_ED25519.encode() + b"\0" + nonce
+
+
+@pytest.mark.parametrize("nonce", [bytes(range(1, 33)), bytes(range(31)) + b"\0"], ids=["plain", "nul-ended"])
+def test_client_answers_a_switch_to_client_ed25519(nonce):
+    c = ClientAuth(username="app", secret=BackendSecret(plain=b"app", stage1=native_stage1(b"app")))
+    c.first_response(NATIVE, scrambles(1)[0])
+    step = c.receive(ed25519_switch(nonce))
+    assert step.send == [pyauth.ed25519_password(b"app", nonce)] and not step.done
+    assert c.receive(OK_PACKET).done
+
+
+def test_client_without_plain_text_cannot_answer_ed25519():
+    c = ClientAuth(username="app", secret=BackendSecret(stage1=native_stage1(b"app")))
+    c.first_response(NATIVE, scrambles(1)[0])
+    with pytest.raises(MySQLError) as info:
+        c.receive(ed25519_switch(bytes(32)))
+    assert info.value.code == 1251 and "plain-text password" in info.value.message
+
+
+def test_client_with_an_ed25519_only_secret_refuses_before_sending_anything():
+    c = ClientAuth(username="ed", secret=BackendSecret())
+    with pytest.raises(MySQLError) as info:
+        c.first_response(NATIVE, scrambles(1)[0])
+    assert info.value.code == 1251 and "$ED$" in info.value.message
+
+
+def test_client_refuses_a_short_ed25519_nonce():
+    c = ClientAuth(username="app", secret=BackendSecret(plain=b"app"))
+    c.first_response(NATIVE, scrambles(1)[0])
+    with pytest.raises(MalformedPacket):
+        c.receive(ed25519_switch(bytes(20)))
