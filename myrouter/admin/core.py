@@ -178,6 +178,7 @@ class Admin:
             for name, rows in tables.items():
                 self.replace_rows(f"main.{name}", rows)
                 self.replace_rows(f"disk.{name}", rows)
+        self.layers.hash_runtime_passwords()
 
     # ------------------------------------------------------------------ accounts
 
