@@ -114,6 +114,18 @@ def mentions_kill(sql: str) -> bool:
     return _STARTS_WITH_KILL_RE.match(strip_comments(sql)) is not None
 
 
+_STRING = r"""'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*\""""
+_DYNAMIC_SQL_RE = re.compile(r"\b(?:PREPARE\s+\S+\s+FROM|EXECUTE\s+IMMEDIATE)\s*(" + _STRING + ")", re.I | re.S)
+
+
+def check_dynamic_kill(sql: str) -> None:
+    """MySQLError 1235 if ``sql`` prepares or runs a KILL from a literal (PREPARE s FROM 'KILL ..',
+    EXECUTE IMMEDIATE 'KILL ..'): the server would run it with its own thread ids."""
+    for m in _DYNAMIC_SQL_RE.finditer(sql):
+        if mentions_kill(_unquote(m.group(1))):
+            raise _refused("KILL in PREPARE or EXECUTE IMMEDIATE")
+
+
 def host_matches(pattern: str | None, host: str) -> bool:
     """A KILL USER host part (``%`` and ``_`` wildcards, case-insensitive) against a client host."""
     if pattern is None or pattern == "%":

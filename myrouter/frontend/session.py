@@ -119,6 +119,7 @@ _LAST_ROW_SENT = int(Status.LAST_ROW_SENT)
 _SQL_CALC_FOUND_ROWS = _F.SQL_CALC_FOUND_ROWS.value
 _FOUND_ROWS_FN = _F.FOUND_ROWS.value
 _TEXT_PREPARE = _F.TEXT_PREPARE.value
+_DYNAMIC_SQL = (_F.TEXT_PREPARE | _F.TEXT_EXECUTE).value  # PREPARE s FROM '...', EXECUTE IMMEDIATE '...'
 _DEALLOCATE = _F.DEALLOCATE.value
 _SAVEPOINT = _F.SAVEPOINT.value
 _HANDLER = _F.HANDLER.value
@@ -1175,6 +1176,8 @@ class ClientSession:
         if cls.bits & _KILL:
             await self._kill_statement(sql)  # every KILL form: carried out on proxy sessions, or refused
             return
+        if cls.bits & _DYNAMIC_SQL and _KILL_WORD.search(payload):
+            proxyids.check_dynamic_kill(sql)
         self.flag_in = decision.next_query_flagIN or 0
         if decision.error_msg is not None:
             await self._send_err(MySQLError(1148, decision.error_msg, "42000"))

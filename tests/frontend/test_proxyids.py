@@ -6,6 +6,7 @@ import pytest
 
 from myrouter.frontend.proxyids import (
     Kill,
+    check_dynamic_kill,
     ProcessRow,
     global_privileges,
     host_matches,
@@ -115,3 +116,15 @@ def test_global_privileges():
               "GRANT USAGE ON *.* TO `b`@`%`"]
     assert global_privileges(grants) == {"ALL PRIVILEGES", "PROCESS", "CONNECTION ADMIN", "USAGE"}
     assert global_privileges(grants[1:2]) == frozenset()
+
+
+@pytest.mark.parametrize("sql", ["PREPARE s FROM 'KILL 5'", "EXECUTE IMMEDIATE \"/* x */ kill user app\""])
+def test_kill_in_dynamic_sql_is_refused(sql):
+    with pytest.raises(MySQLError) as ei:
+        check_dynamic_kill(sql)
+    assert ei.value.code == 1235
+
+
+def test_other_dynamic_sql_passes():
+    check_dynamic_kill("PREPARE s FROM 'SELECT skill FROM t'")
+    check_dynamic_kill("EXECUTE IMMEDIATE CONCAT('KI', 'LL 5')")  # not visible in the text: documented

@@ -160,7 +160,8 @@ def test_kill_forms_the_old_parser_missed_never_reach_a_server(one_conn_proxy, c
     one(killer, f"KILL HARD {s2.thread_id()} -- trailing")
     one(killer, f"KILL SOFT QUERY {s3.thread_id()} /* t */")  # the query only: the session survives
     assert not alive(s1) and not alive(s2) and alive(s3)
-    for sql in ("KILL QUERY ID 7", "SELECT 1; KILL 5", "/*!KILL 5*/", "KILL nonsense"):
+    for sql in ("KILL QUERY ID 7", "SELECT 1; KILL 5", "/*!KILL 5*/", "KILL nonsense", "PREPARE k FROM 'KILL 5'",
+                "EXECUTE IMMEDIATE \"/* c */ KILL 5\""):
         assert error_code(killer, sql) == 1235, sql
     # KILL USER: every session of that user but the killer's own (KILL QUERY USER spares them all)
     with killer.cursor() as cur:
