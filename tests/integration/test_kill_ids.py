@@ -11,6 +11,7 @@ import pymysql
 import pytest
 
 from conftest import wait_for
+from rawclient import RawClient
 
 USERS = [
     {"username": "app", "password": "app", "default_hostgroup": 0, "default_schema": "test"},
@@ -127,6 +128,17 @@ def test_show_processlist_shows_proxy_session_ids(one_conn_proxy, cluster):
         assert [r[0] for r in cur.fetchall()] == [b.thread_id()]
         cur.execute("SELECT ID FROM information_schema.PROCESSLIST")
         assert cur.fetchall() == ((b.thread_id(),),)
+    # COM_PROCESS_INFO (the old SHOW PROCESSLIST command): the proxy's answer, 9 columns
+    raw = RawClient(one_conn_proxy.port)
+    assert raw.login()[:1] == b"\x00"
+    assert raw.command(b"\x0a") == b"\x09"
+    for _ in range(9 + 1):  # column definitions, EOF
+        raw.read_packet()
+    ids = []
+    while (row := raw.read_packet().payload)[:1] != b"\xfe":
+        ids.append(int(row[1:1 + row[0]]))  # the first column, a length-encoded string
+    assert ids == sorted([a.thread_id(), b.thread_id(), raw.greeting.connection_id])  # app sees every session
+    raw.close()
     # a form the proxy cannot answer correctly is refused, not answered with the server's threads
     assert error_code(a, "CREATE VIEW test.pl AS SELECT * FROM information_schema.PROCESSLIST") == 1235
     a.close()
