@@ -477,8 +477,9 @@ class ClientSession:
         if not self.schema:
             return None
         hg = self.default_hostgroup
+        scope = trio.move_on_after(self.app.vars.connect_timeout_client / 1000)
         try:
-            with trio.move_on_after(self.app.vars.connect_timeout_client / 1000):
+            with scope:
                 await self._borrow(hg)
         except MySQLError as exc:
             if exc.code == E.ER_BAD_DB_ERROR:
@@ -488,7 +489,12 @@ class ClientSession:
                                   f"database '{self.schema}'", "42000")
             log.info("session %d: schema %r not checked at login: %s", self.id, self.schema, exc)
         finally:
-            self._release_free()
+            if scope.cancelled_caught:  # a connection cut off mid-command is not given back to the pool
+                log.info("session %d: schema %r not checked at login: no connection in time", self.id, self.schema)
+                for be in list(self.backends.values()):
+                    self._drop_backend(be)
+            else:
+                self._release_free()
         return None
 
     def _new_auth(self) -> ServerAuth:

@@ -138,3 +138,22 @@ def test_change_user_to_a_missing_database_is_refused_with_1049(proxy_factory):
         conn.cmd_change_user(username="app", password="app", database="no_such_db_kill")
     assert ei.value.errno == 1049
     conn.close()
+
+
+def test_login_database_check_gives_way_to_a_full_pool(proxy_factory, cluster):
+    """The check waits connect_timeout_client at most for a connection; then the login goes on unchecked
+    (the statements say what is wrong, if anything) and nothing half-used goes back to the pool."""
+    servers = [{"hostgroup_id": 0, "hostname": "127.0.0.1", "port": cluster.primary.port, "max_connections": 1}]
+    rp = proxy_factory(servers=servers, variables={"connect_timeout_client": 1000,
+                                                   "connect_timeout_server_max": 30000})
+    holder = rp.connect()
+    holder.begin()
+    assert one(holder, "SELECT 1") == (1,)  # the transaction holds the only connection
+    # without the bound the login would wait connect_timeout_server_max (30 s) for the connection
+    conn = rp.connect(database="test", read_timeout=10)
+    holder.commit()
+    holder.close()
+    assert one(conn, "SELECT DATABASE()") == ("test",)
+    conn.close()
+    st = rp.wait_idle()
+    assert st.backend_connections_in_use == 0 and st.backend_connections_connected == st.backend_connections_idle
