@@ -221,3 +221,17 @@ def test_kill_query_by_a_privileged_user_stops_a_running_statement(one_conn_prox
     assert alive(victim)
     victim.close()
     boss.close()
+
+
+def test_fast_forward_sessions_kill_proxy_sessions_too(proxy_factory, cluster):
+    """fast_forward statements go to the server unread, except KILL: its ids are the proxy's."""
+    rp = proxy_factory(users=[{"username": "app", "password": "app", "default_hostgroup": 0, "fast_forward": True}])
+    victim, killer = rp.connect(), rp.connect()
+    before = com_kill_count(cluster)
+    one(killer, f"/* c */ KILL HARD {victim.thread_id()}")
+    assert not alive(victim) and alive(killer)
+    # the proxy's own KILL of the victim's backend connection (a fast_forward session holds one), no other
+    assert com_kill_count(cluster) == before + 1
+    assert error_code(killer, "KILL QUERY ID 3") == 1235
+    assert com_kill_count(cluster) == before + 1
+    killer.close()
