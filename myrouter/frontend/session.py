@@ -139,8 +139,8 @@ _STATEMENT_MODE_REFUSED = (_LOCK_TABLES | _GET_LOCK | _CREATE_TEMP | _UV_ASSIGN 
                            | _TEXT_PREPARE | _SAVEPOINT | _HANDLER | _XA)
 # Classification flags that take a statement off the plain path (_plain_query): what _route,
 # _after_query, the local answers or pool_mode=statement act on, and every SET.
-_NOT_PLAIN = (_LOCAL_ANSWERS | _SESSION_IDS | _AFTER_MASK | _UV_READ | _DIAGNOSTICS | _STATEMENT_MODE_REFUSED | _SET_GLOBAL
-              | _F.SET_AUTOCOMMIT.value | _F.SET_SESSION_VARIABLE.value | _F.SET_SQL_LOG_BIN.value)
+_NOT_PLAIN = (_LOCAL_ANSWERS | _AFTER_MASK | _UV_READ | _DIAGNOSTICS | _STATEMENT_MODE_REFUSED | _SET_GLOBAL
+              | _SESSION_IDS | _F.SET_AUTOCOMMIT.value | _F.SET_SESSION_VARIABLE.value | _F.SET_SQL_LOG_BIN.value)
 # Rule actions the general path of _com_query acts on (besides the hostgroup and retries): a
 # decision that sets none of them is plain.
 _ACTING = tuple(RouteDecision._fields.index(name) for name in (

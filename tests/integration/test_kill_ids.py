@@ -210,8 +210,9 @@ def test_kill_query_by_a_privileged_user_stops_a_running_statement(one_conn_prox
     t = threading.Thread(target=run)
     t.start()
     boss = one_conn_proxy.connect(user="kboss", password="kboss")
+    sessions = one_conn_proxy.proxy.sessions
     wait_for("the victim's statement to run", lambda: one_conn_proxy.call(
-        lambda: any(s.username == "kplain" and s.state.value == "busy" for s in one_conn_proxy.proxy.sessions.values())))
+        lambda: any(s.username == "kplain" and s.state.value == "busy" for s in sessions.values())))
     started = time.monotonic()
     # max_connections=1: kboss's own statement would wait behind the victim's, so the kill must not need it
     one(boss, f"KILL QUERY {victim.thread_id()}")
