@@ -14,6 +14,7 @@ import trio
 
 from .errors import ConfigError
 from .net.tls import TLSSetupError
+from .stats.querylog import MaskPasswords
 
 log = logging.getLogger("myrouter")
 
@@ -36,6 +37,7 @@ def _setup_logging(level: str, log_format: str = "text") -> logging.Handler:
         root.removeHandler(_handler)
     _handler = logging.StreamHandler(sys.stderr)
     _handler.setFormatter(_formatter(log_format))
+    _handler.addFilter(MaskPasswords())  # passwords never logged
     root.addHandler(_handler)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
     return _handler

@@ -219,7 +219,6 @@ ADMIN_COMPAT_VARIABLES: dict[str, Any] = {
     "coredump_generation_threshold": 10,
     "debug": False,
     "debug_output": 1,
-    "hash_passwords": True,
     "prometheus_memory_metrics_interval": 61,
     "read_only": False,
     "refresh_interval": 2000,
@@ -467,6 +466,9 @@ class AdminVariables:
     # myrouter's own: offer TLS on the admin port (the client port's certificates, see
     # datadir). DIFFERS: ProxySQL's admin port follows mysql-have_ssl.
     have_ssl: bool = False
+    # mysql_users passwords in plain text become mysql_native_password hashes (*+40 hex) in the
+    # runtime (runtime_mysql_users, SAVE MYSQL USERS FROM RUNTIME), as ProxySQL does
+    hash_passwords: bool = True
     compatibility: tuple[tuple[str, Any], ...] = tuple(ADMIN_COMPAT_VARIABLES.items())
 
     def listen_addresses(self) -> list[tuple[str, int]]:

@@ -193,6 +193,7 @@ class Admin:
             for name, rows in tables.items():
                 self.replace_rows(f"main.{name}", rows)
                 self.replace_rows(f"disk.{name}", rows)
+        self.layers.hash_runtime_passwords()
 
     def apply_variables(self) -> None:
         """Apply the running variables the admin looks after: the digest cap, and (once serving)

@@ -46,6 +46,7 @@ from .rows import (
     variables_from_rows,
 )
 from .runtime import offline_servers, release_connections
+from .users import runtime_users
 from .tomlwrite import ADMIN_RULES_FILE, TomlFile, append_rows, new_rules_file, sync_rows, sync_variables
 from .validate import AdminValidationError, Candidate, build_config, build_rules
 
@@ -159,6 +160,8 @@ class Layers:
         app = self.app
         old = app.config
         config, rules = self._validate(cmd, old, app.rules, "running")
+        if USERS in cmd.modules:
+            config = runtime_users(config)  # admin-hash_passwords
         retired = app.apply_runtime(config, rules)  # MySQLError before any change if it cannot apply
         admin = self.admin
         admin.apply_variables()
@@ -168,6 +171,14 @@ class Layers:
         notes = _restart_notes(old, config)
         log.info("admin: %s applied%s", cmd.text, ("; " + "; ".join(notes)) if notes else "")
         return "; ".join(notes)
+
+    def hash_runtime_passwords(self) -> None:
+        """At startup, as LOAD MYSQL USERS TO RUNTIME: the runtime holds hashed passwords (admin-hash_passwords),
+        memory and disk what the files say."""
+        app = self.app
+        config = runtime_users(app.config)
+        if config is not app.config:
+            app.apply_runtime(config)
 
     # ------------------------------------------------------------------ runtime -> memory
 

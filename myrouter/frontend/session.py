@@ -20,7 +20,7 @@ import trio
 
 from ..backend import pins as P
 from ..backend.gtid import parse_gtids
-from ..backend.connection import BackendConnection, BackendState
+from ..backend.connection import BackendConnection, BackendState, open_backend
 from ..backend.pool import KEY_CAPABILITIES, Login, PoolKey
 from ..backend.stmts import ClientStmt, StmtMeta, execute_for_backend
 from ..backend.connection import split_payloads
@@ -54,6 +54,7 @@ from ..stats.digests import affected_rows
 from ..stats.logsafe import clip
 from ..stats.querylog import now_us
 from ..routing.rules import RouteDecision, RuleContext
+from . import proxyids
 
 if TYPE_CHECKING:
     from ..app import Proxy
@@ -124,6 +125,7 @@ _LAST_ROW_SENT = int(Status.LAST_ROW_SENT)
 _SQL_CALC_FOUND_ROWS = _F.SQL_CALC_FOUND_ROWS.value
 _FOUND_ROWS_FN = _F.FOUND_ROWS.value
 _TEXT_PREPARE = _F.TEXT_PREPARE.value
+_DYNAMIC_SQL = (_F.TEXT_PREPARE | _F.TEXT_EXECUTE).value  # PREPARE s FROM '...', EXECUTE IMMEDIATE '...'
 _DEALLOCATE = _F.DEALLOCATE.value
 _SAVEPOINT = _F.SAVEPOINT.value
 _IMPLICIT_COMMIT = _F.IMPLICIT_COMMIT.value
@@ -131,7 +133,13 @@ _READ_ONLY_TRANSACTION = _F.READ_ONLY_TRANSACTION.value
 ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION = 1792
 _HANDLER = _F.HANDLER.value
 _XA = _F.XA.value
-_LOCAL_ANSWERS = (_F.LAST_INSERT_ID | _F.ROW_COUNT | _F.FOUND_ROWS).value
+_LOCAL_ANSWERS = (_F.LAST_INSERT_ID | _F.ROW_COUNT | _F.FOUND_ROWS | _F.CONNECTION_ID).value
+# Ids a client sees are the proxy's session ids (see proxyids): statements that show or use them.
+_CONNECTION_ID = _F.CONNECTION_ID.value
+_PROCESSLIST = _F.PROCESSLIST.value
+_KILL = _F.KILL.value
+_SESSION_IDS = _CONNECTION_ID | _PROCESSLIST | _KILL
+_KILL_WORD = re.compile(rb"kill", re.I)  # fast_forward sessions: a cheap test before proxyids.mentions_kill
 # Flags _after_query acts on; a statement with none of them (and not a SET/USE) skips it.
 _AFTER_MASK = (_LOCK_TABLES | _UNLOCK_TABLES | _GET_LOCK | _RELEASE_LOCK | _CREATE_TEMP | _DROP_TEMP | _UV_ASSIGN
                | _SQL_CALC_FOUND_ROWS | _FOUND_ROWS_FN | _TEXT_PREPARE | _DEALLOCATE | _SAVEPOINT | _HANDLER | _XA)
@@ -141,7 +149,7 @@ _STATEMENT_MODE_REFUSED = (_LOCK_TABLES | _GET_LOCK | _CREATE_TEMP | _UV_ASSIGN 
 # Classification flags that take a statement off the plain path (_plain_query): what _route,
 # _after_query, the local answers or pool_mode=statement act on, and every SET.
 _NOT_PLAIN = (_LOCAL_ANSWERS | _AFTER_MASK | _UV_READ | _DIAGNOSTICS | _STATEMENT_MODE_REFUSED | _SET_GLOBAL
-              | _F.SET_AUTOCOMMIT.value | _F.SET_SESSION_VARIABLE.value | _F.SET_SQL_LOG_BIN.value)
+              | _SESSION_IDS | _F.SET_AUTOCOMMIT.value | _F.SET_SESSION_VARIABLE.value | _F.SET_SQL_LOG_BIN.value)
 # Rule actions the general path of _com_query acts on (besides the hostgroup and retries): a
 # decision that sets none of them is plain.
 _ACTING = tuple(RouteDecision._fields.index(name) for name in (
@@ -179,7 +187,8 @@ _CHAIN_RE = re.compile(r"\bAND\s+(NO\s+)?CHAIN\b", re.I)
 # SELECT LAST_INSERT_ID() / ROW_COUNT() / FOUND_ROWS() answered by the proxy when the
 # connection that ran the previous statement is no longer the session's.
 _LOCAL_FN_RE = re.compile(
-    r"\s*SELECT\s+(LAST_INSERT_ID\s*\(\s*\)|@@IDENTITY|@@LAST_INSERT_ID|ROW_COUNT\s*\(\s*\)|FOUND_ROWS\s*\(\s*\))"
+    r"\s*SELECT\s+(LAST_INSERT_ID\s*\(\s*\)|@@IDENTITY|@@LAST_INSERT_ID|ROW_COUNT\s*\(\s*\)|FOUND_ROWS\s*\(\s*\)"
+    r"|CONNECTION_ID\s*\(\s*\))"
     r"(?:\s+(?:AS\s+)?(`[^`]+`|'[^']*'|\"[^\"]*\"|\w+))?\s*;?\s*\Z", re.I)
 
 # Session variables: a value the proxy can replay as written (else it needs session tracking).
@@ -340,6 +349,7 @@ class ClientSession:
         self.scope: trio.CancelScope | None = None
         self.idle_since = time.monotonic()
         self.killed = False
+        self.privileges: frozenset[str] | None = None  # the user's global privileges on the backend, once asked
         self.counted_user = False  # counted in app.user_sessions under self.username
         self.command: int | None = None
         self.info: bytes = b""
@@ -506,6 +516,10 @@ class ClientSession:
         self.attrs = resp.attrs
         self.schema = resp.database or user.default_schema or None
         self._new_login()
+        error = await self._schema_refusal()
+        if error is not None:
+            await self._try_send_err(error, seq)
+            return False
         await self.client.send_packet(OK(status=self.status).encode(self.capabilities), seq)
         self.state = SessionState.IDLE
         app.audit.connected(self)  # structured logs (audit)
@@ -518,6 +532,34 @@ class ClientSession:
         self.handshake_evicted = True
         if self._handshake_scope is not None:
             self._handshake_scope.cancel()
+
+    async def _schema_refusal(self) -> MySQLError | None:
+        """The error MariaDB gives at login for a schema that does not exist (1049) or that the user may
+        not use (1044), checked on a connection of the default hostgroup, which then goes back to the
+        pool in that schema (the session's first statement usually gets it again). A check that cannot
+        be made now (no server reachable in time) does not refuse the login: statements will say why."""
+        if not self.schema:
+            return None
+        hg = self.default_hostgroup
+        scope = trio.move_on_after(self.app.vars.connect_timeout_client / 1000)
+        try:
+            with scope:
+                await self._borrow(hg)
+        except MySQLError as exc:
+            if exc.code == E.ER_BAD_DB_ERROR:
+                return MySQLError(exc.code, f"Unknown database '{self.schema}'", "42000")
+            if exc.code == E.ER_DBACCESS_DENIED_ERROR:
+                return MySQLError(exc.code, f"Access denied for user '{self.username}'@'{self.client_host}' to "
+                                  f"database '{self.schema}'", "42000")
+            log.info("session %d: schema %r not checked at login: %s", self.id, self.schema, exc)
+        finally:
+            if scope.cancelled_caught:  # a connection cut off mid-command is not given back to the pool
+                log.info("session %d: schema %r not checked at login: no connection in time", self.id, self.schema)
+                for be in list(self.backends.values()):
+                    self._drop_backend(be)
+            else:
+                self._release_free()
+        return None
 
     def _new_auth(self) -> ServerAuth:
         app = self.app
@@ -1251,6 +1293,9 @@ class ClientSession:
                 return
         self.info = payload
         if self.fast_forward:
+            if _KILL_WORD.search(payload) and proxyids.mentions_kill(payload[1:].decode("utf-8", "surrogateescape")):
+                await self._kill_statement(payload[1:].decode("utf-8", "surrogateescape"))
+                return
             await self._forward(payload, ResponseKind.RESULT)
             return
         app = self.app
@@ -1270,6 +1315,11 @@ class ClientSession:
                 return
         else:
             cls, decision = self._plan(sql, dtext, dhash)
+        if cls.bits & _KILL:
+            await self._kill_statement(sql)  # every KILL form: carried out on proxy sessions, or refused
+            return
+        if cls.bits & _DYNAMIC_SQL and _KILL_WORD.search(payload):
+            proxyids.check_dynamic_kill(sql)
         self.flag_in = decision.next_query_flagIN or 0
         if decision.error_msg is not None:
             await self._send_err(MySQLError(1148, decision.error_msg, "42000"))
@@ -1283,6 +1333,11 @@ class ClientSession:
         flags = cls.bits
         if flags & _LOCAL_ANSWERS and await self._local_answer(sql, flags):
             return
+        if flags & (_PROCESSLIST | _CONNECTION_ID):
+            text = await self._session_ids_sql(sql, flags)
+            if text is None:
+                return  # answered
+            payload = b"\x03" + text.encode("utf-8", "surrogateescape")
         if self.statement_mode and (cls.kind is StatementKind.TRANSACTION or flags & _STATEMENT_MODE_REFUSED
                                     or (flags & _F.SET_AUTOCOMMIT.value and not self._autocommit_on(cls))):
             raise MySQLError(ER_NOT_SUPPORTED_YET, f"pool_mode=statement (user '{self.username}') does not support "
@@ -1311,7 +1366,7 @@ class ClientSession:
             if gtid:
                 hg = await self._causal_hostgroup(hg, gtid)
         cache_key = None
-        if decision.cache_ttl and cls.kind is StatementKind.READ:
+        if decision.cache_ttl and cls.kind is StatementKind.READ and not flags & _SESSION_IDS:
             cache_key = (self.username, self.schema, sql)
             cached = app.query_cache.get(cache_key)
             if cached is not None:
@@ -1796,7 +1851,9 @@ class ClientSession:
         if m is None:
             return False
         fn = m.group(1).upper().replace(" ", "")
-        if fn.startswith(("LAST_INSERT_ID", "@@")):
+        if fn.startswith("CONNECTION_ID"):
+            value = self.id  # the session's id, never a pooled backend's thread id (see proxyids)
+        elif fn.startswith(("LAST_INSERT_ID", "@@")):
             if self.last_insert_hg is not None and self.last_insert_hg in self.backends:
                 return False  # the connection that made the id is still ours: it knows best
             value = self.last_insert_id
@@ -1867,6 +1924,10 @@ class ClientSession:
         ))
         if decision.error_msg is not None:
             raise MySQLError(1148, decision.error_msg, "42000")
+        if cls.bits & _SESSION_IDS:
+            raise MySQLError(ER_NOT_SUPPORTED_YET, "KILL, CONNECTION_ID() and PROCESSLIST are answered by myrouter "
+                             "with its own session ids, in text statements only, not in prepared statements",
+                             "42000")
         key = (self.schema, sql, bool(self.capabilities & C.DEPRECATE_EOF))
         meta = app.stmt_registry.get(key)
         if meta is None:
@@ -2057,6 +2118,9 @@ class ClientSession:
         name = Command(payload[0]).name
         await self._send_err(MySQLError(E.ER_UNKNOWN_COM_ERROR, f"Command COM_{name} is not supported by myrouter", "08S01"))
 
+    async def _com_process_info(self, payload: bytes) -> None:
+        await self._send_processlist(full=False)  # COM_PROCESS_INFO: SHOW PROCESSLIST of the proxy's sessions
+
     async def _com_process_kill(self, payload: bytes) -> None:
         if len(payload) < 5:
             raise MalformedPacket("COM_PROCESS_KILL without a connection id")
@@ -2098,6 +2162,7 @@ class ClientSession:
         self.counted_user = True
         self.username = req.username
         self.secret = auth.secret
+        self.privileges = None
         self._apply_user(user)
         self.schema = req.database or user.default_schema or None
         if req.charset:
@@ -2105,13 +2170,17 @@ class ClientSession:
         if req.attrs:
             self.attrs = req.attrs
         self._new_login()
+        error = await self._schema_refusal()
+        if error is not None:  # as a failed login: the old user is gone already
+            await self._send_err(error, seq)
+            raise CloseSession
         await self._send_ok(seq)
 
     async def _kill(self, target_id: int, query_only: bool) -> None:
         target = self.app.sessions.get(target_id)
-        if target is None:
+        if target is None or target.state is SessionState.HANDSHAKE:
             raise MySQLError(E.ER_NO_SUCH_THREAD, f"Unknown thread id: {target_id}", "HY000")
-        if target.username != self.username:
+        if target.username != self.username and not await self._has_privilege(proxyids.MAY_KILL_OTHERS):
             raise MySQLError(E.ER_KILL_DENIED_ERROR, f"You are not owner of thread {target_id}", "HY000")
         if target is self:
             if query_only:
@@ -2122,6 +2191,111 @@ class ClientSession:
         await self.app.kill_session_work(target, query_only=query_only)
         await self._send_ok()
 
+    async def _kill_statement(self, sql: str) -> None:
+        """A KILL the fast test at the top of ``_com_query`` did not read (comments, HARD/SOFT, USER...)."""
+        k = proxyids.parse_kill(sql)  # MySQLError 1235 for the forms the proxy does not carry out
+        if k.thread_id is not None:
+            await self._kill(k.thread_id, k.query_only)
+            return
+        user = self.username if k.current_user else k.user
+        targets = [s for s in list(self.app.sessions.values())
+                   if s.username == user and s.state is not SessionState.HANDSHAKE
+                   and proxyids.host_matches(k.host, s.client_host)]
+        if targets and user != self.username and not await self._has_privilege(proxyids.MAY_KILL_OTHERS):
+            raise MySQLError(E.ER_KILL_DENIED_ERROR, f"Operation KILL USER failed for {user}@{k.host or '%'}", "HY000")
+        for target in targets:
+            if target is not self:
+                await self.app.kill_session_work(target, query_only=k.query_only)
+        if self in targets and not k.query_only:
+            await self._send_err(MySQLError(E.ER_QUERY_INTERRUPTED, "Query execution was interrupted", "70100"))
+            raise CloseSession
+        await self._send_ok(affected=len(targets))
+
+    async def _has_privilege(self, any_of: frozenset[str]) -> bool:
+        """Whether the user has one of ``any_of`` globally on the backend: SHOW GRANTS on a connection of
+        its default hostgroup, asked once per session (and again after COM_CHANGE_USER)."""
+        if self.privileges is None:
+            self.privileges = proxyids.global_privileges(await self._show_grants())
+        return bool(self.privileges & any_of)
+
+    async def _show_grants(self) -> list[str]:
+        """SHOW GRANTS as the session's user: on the connection it holds or an idle one of its default
+        hostgroup, else on a connection of its own (as KILL's), so that a full pool never blocks a KILL."""
+        app = self.app
+        hg = self.default_hostgroup
+        be = self.backends.get(hg)
+        if be is None:
+            be = app.pools.take_idle(app.hostgroups, hg, self.pool_key)
+            if be is not None:
+                self.backends[hg] = be  # given back after the command, as any borrowed connection
+        if be is not None:
+            try:
+                rows = await be.query_rows("SHOW GRANTS")
+            except (ConnectionLost, MalformedPacket) as exc:
+                raise self._lost_backend(be, exc) from exc
+            return [r[0] or "" for r in rows if r]
+        online = [s for s in app.hostgroups.by_hostgroup.get(hg, ()) if s.status == "ONLINE"]
+        if not online:
+            raise MySQLError(9001, f"cannot check the privileges of '{self.username}': hostgroup {hg} has no "
+                             "ONLINE server", "HY000")
+        timeout = app.vars.connect_timeout_server / 1000
+        conn = await open_backend(online[0].address, username=self.username, secret=self.secret, database=None,
+                                  client_capabilities=0, connect_timeout=timeout, tls=app.backend_tls)
+        try:
+            with trio.fail_after(timeout):
+                rows = await conn.query_rows("SHOW GRANTS")
+        except (ConnectionLost, MalformedPacket, trio.TooSlowError) as exc:
+            raise MySQLError(1158, f"cannot check the privileges of '{self.username}' on {online[0].address}: "
+                             f"{exc}", "08S01") from exc
+        finally:
+            await conn.aclose()
+        return [r[0] or "" for r in rows if r]
+
+    async def _visible_processes(self) -> list[proxyids.ProcessRow]:
+        """The proxy's sessions this one may see, as PROCESSLIST rows: its user's, or all with PROCESS."""
+        from ..admin.stats import _command_name  # one naming of commands for both processlists
+
+        sessions = [s for s in list(self.app.sessions.values()) if s.state is not SessionState.HANDSHAKE]
+        if any(s.username != self.username for s in sessions) \
+                and not await self._has_privilege(proxyids.MAY_SEE_OTHERS):
+            sessions = [s for s in sessions if s.username == self.username]
+        now = time.monotonic()
+        rows = []
+        for s in sessions:
+            busy = s.state is SessionState.BUSY and s.command is not None
+            info = s.info[1:].decode("utf-8", "replace") if busy and s.info and s.command == _COM_QUERY else None
+            rows.append(proxyids.ProcessRow(
+                s.id, s.username, s.client_addr, s.schema, _command_name(s),
+                int((now - (s.command_started if busy else s.idle_since)) * 1000), "executing" if busy else "", info))
+        return rows
+
+    async def _send_processlist(self, full: bool) -> None:
+        """SHOW [FULL] PROCESSLIST from the proxy's sessions, with MariaDB's columns."""
+        rows = proxyids.show_rows(await self._visible_processes(), full)
+        cols = [column_definition("Id", type_code=MYSQL_TYPE_LONGLONG, charset=63, length=21, flags=0x21),
+                *(column_definition(n, length=256) for n in ("User", "Host", "db", "Command")),
+                column_definition("Time", type_code=3, charset=63, length=7, flags=0x01),
+                column_definition("State", length=120),
+                column_definition("Info", length=100 if not full else 4096),
+                column_definition("Progress", type_code=246, charset=63, length=7, flags=0x01, decimals=3)]
+        await self.client.send_all(encode_result_set(cols, [text_row(r) for r in rows], self.capabilities,
+                                                     self.status & ~_STATE_CHANGED))
+
+    async def _session_ids_sql(self, sql: str, flags: int) -> str | None:
+        """``sql`` with CONNECTION_ID() and PROCESSLIST turned into the proxy's sessions (see proxyids);
+        None when answered here (SHOW PROCESSLIST alone)."""
+        if flags & _PROCESSLIST:
+            full = proxyids.show_processlist(sql)
+            if full is not None:
+                await self._send_processlist(full)
+                return None
+            if proxyids.reads_processlist(sql, self.schema):
+                table = proxyids.processlist_table(await self._visible_processes())
+                sql = proxyids.rewrite_processlist(sql, table, self.schema) or sql
+        if flags & _CONNECTION_ID:
+            sql = proxyids.rewrite_connection_id(sql, self.id) or sql
+        return sql
+
     _handlers = {
         Command.QUERY: _com_query,
         Command.INIT_DB: _com_init_db,
@@ -2130,7 +2304,7 @@ class ClientSession:
         Command.FIELD_LIST: _com_simple,
         Command.STATISTICS: _com_simple,
         Command.SET_OPTION: _com_set_option,
-        Command.PROCESS_INFO: _com_simple,
+        Command.PROCESS_INFO: _com_process_info,
         Command.STMT_PREPARE: _com_stmt_prepare,
         Command.STMT_EXECUTE: _com_stmt_execute,
         Command.STMT_FETCH: _com_stmt_fetch,

@@ -148,6 +148,9 @@ class StatementFlag(enum.Flag):
     #: or (set by the session) BEGIN / an autocommit-off session's first statement after
     #: SET [SESSION] TRANSACTION READ ONLY. Rules route the whole transaction by it (match_flags).
     READ_ONLY_TRANSACTION = 1 << 32
+    CONNECTION_ID = 1 << 33  # CONNECTION_ID(): the proxy answers with the session id
+    PROCESSLIST = 1 << 34  # SHOW PROCESSLIST, information_schema.PROCESSLIST: the proxy's sessions
+    KILL = 1 << 35  # KILL anywhere in the text: never sent to a backend (its ids are the proxy's)
 
     #: any function whose result or effect is bound to the backend connection
     SIDE_EFFECT = (1 << 1) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8)
@@ -355,13 +358,16 @@ _FUNC_FLAGS = {
     "LASTVAL": _F.SEQUENCE,
     "SETVAL": _F.SEQUENCE,
     "SLEEP": _F.SLEEP,
+    "CONNECTION_ID": _F.CONNECTION_ID,
 }
 _SCAN_RE = re.compile(
     r"(?<![\w$@.`])(" + "|".join(_FUNC_FLAGS) + r")\s*\("  # 1: functions
     r"|(?<![\w$@.`])(?:NEXT|PREVIOUS)\s+VALUE\s+FOR\b()"  # 2: MariaDB sequences
     r"|(?<![\w$])(SQL_CALC_FOUND_ROWS)(?![\w$])"  # 3
     r"|(?<![@\w$?'\"`])(@(?!@)(?:`(?:[^`]|``)*`|\?|[\w$.]+))(\s*:=)?"  # 4: @var, 5: :=
-    r"|(@@(?:session\.|local\.)?(?:warning_count|error_count))(?![\w$])",  # 6
+    r"|(@@(?:session\.|local\.)?(?:warning_count|error_count))(?![\w$])"  # 6
+    r"|(?<![\w$@])(`?PROCESSLIST`?)(?![\w$])"  # 7
+    r"|(?<![\w$@.`])(KILL)(?![\w$`])",  # 8
     re.IGNORECASE,
 )
 _INTO_VARS_RE = re.compile(
@@ -394,6 +400,10 @@ def _scan_flags(dtext: str, set_targets: int = 0) -> StatementFlag:
                 assigns += 1
         elif g == 6:
             flags |= _F.DIAGNOSTICS
+        elif g == 7:
+            flags |= _F.PROCESSLIST
+        elif g == 8:
+            flags |= _F.KILL
     into = _INTO_VARS_RE.search(dtext)
     if into:
         flags |= _F.SELECT_INTO | _F.USER_VARIABLE_ASSIGN

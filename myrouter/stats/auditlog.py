@@ -53,6 +53,7 @@ from typing import Any
 
 from .jsonlog import JsonLinesWriter, local_time
 from .logsafe import clip
+from .querylog import mask_passwords
 
 __all__ = [
     "AuditLog",
@@ -97,7 +98,7 @@ def error_fields(err: Any) -> dict[str, Any]:
     code = getattr(err, "code", None)
     if isinstance(code, int):
         return {"errno": code, "sqlstate": getattr(err, "sqlstate", "HY000"),
-                "error": getattr(err, "message", str(err))}
+                "error": mask_passwords(getattr(err, "message", str(err)))}
     return {"errno": 0, "sqlstate": "", "error": f"{type(err).__name__}: {err}" if str(err) else type(err).__name__}
 
 

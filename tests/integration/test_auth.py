@@ -11,6 +11,7 @@ import pytest
 from myrouter.protocol.auth import native_hash_text, native_token
 from myrouter.protocol.messages import AuthSwitch, HandshakeResponse41
 from myrouter.protocol.packets import frame
+from conftest import admin_sql
 from rawclient import CLIENT_CAPS, RawClient, error_of
 
 SHA2 = {"default_authentication_plugin": "caching_sha2_password"}
@@ -108,6 +109,9 @@ def test_backend_login_with_caching_sha2(proxy_factory, cluster, no_rules):
     inner = proxy_factory(variables=SHA2)
     outer = proxy_factory(servers=[{"hostgroup_id": 0, "hostname": "127.0.0.1", "port": inner.port}],
                           rules_dir=no_rules)
+    # the plain text is needed to log in with caching_sha2 for a native client: no hashing in the outer runtime
+    admin_sql(outer, "SET admin-hash_passwords = 'false'", "LOAD ADMIN VARIABLES TO RUNTIME",
+              "LOAD MYSQL USERS TO RUNTIME")
     for _ in range(2):
         conn = outer.connect()
         assert one(conn, "SELECT @@port") == (cluster.primary.port,)

@@ -65,7 +65,7 @@ def names(events: list[dict]) -> list[str]:
 
 
 def thread_id(conn) -> int:
-    """The proxy's session id: the connection id of its greeting (CONNECTION_ID() is the backend's)."""
+    """The proxy's session id: the connection id of its greeting (CONNECTION_ID() too)."""
     return conn.server_thread_id[0]
 
 

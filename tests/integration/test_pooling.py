@@ -303,9 +303,9 @@ def test_pool_mode_session_keeps_one_connection(proxy_factory, cluster):
     rp = proxy_factory(servers=writer_only(cluster, 3), users=users)
     a = rp.connect(autocommit=True)
     b = rp.connect(autocommit=True)
-    ta, tb = one(a, "SELECT CONNECTION_ID()"), one(b, "SELECT CONNECTION_ID()")
+    ta, tb = one(a, "SELECT @@pseudo_thread_id"), one(b, "SELECT @@pseudo_thread_id")
     assert ta != tb
-    assert one(a, "SELECT CONNECTION_ID()") == ta
+    assert one(a, "SELECT @@pseudo_thread_id") == ta
     assert pool(rp) == (2, 0)
     before = pins(rp)["pool_mode_session"]
     a.close()
@@ -345,7 +345,8 @@ def _counter(rp, name: str) -> int:
     return rp.call(lambda: getattr(rp.proxy.counters, name))
 
 
-STATE = "SELECT CONNECTION_ID(), @x, @@character_set_client, @@sql_mode, @@autocommit, @@in_transaction"
+# @@pseudo_thread_id: the backend connection's thread id (CONNECTION_ID() is the proxy's session id)
+STATE = "SELECT @@pseudo_thread_id, @x, @@character_set_client, @@sql_mode, @@autocommit, @@in_transaction"
 
 
 def test_pinned_connection_is_reset_and_reused_when_its_session_ends(proxy_factory, cluster, table):
@@ -398,7 +399,7 @@ def test_pinned_connection_whose_reset_fails_is_closed_not_pooled(proxy_factory,
     c = rp.connect(autocommit=True)
     with c.cursor() as cur:
         cur.execute("SET @x = 5")  # pins
-    tid = one(c, "SELECT CONNECTION_ID()")
+    tid = one(c, "SELECT @@pseudo_thread_id")
     cluster.primary.query(f"KILL {int(tid)}")  # the server ends that connection behind the proxy's back
     c.close()
     deadline = time.monotonic() + 10
@@ -409,20 +410,20 @@ def test_pinned_connection_whose_reset_fails_is_closed_not_pooled(proxy_factory,
     assert st.backend_connections_connected == 0 and st.backend_connections_in_use == 0  # closed, not leaked
     assert _counter(rp, "backend_resets") == 0
     d = rp.connect(autocommit=True)
-    assert one(d, "SELECT CONNECTION_ID()") != tid and one(d, "SELECT @x") is None
+    assert one(d, "SELECT @@pseudo_thread_id") != tid and one(d, "SELECT @x") is None
     d.close()
 
 
 def test_pinned_connection_is_closed_when_resets_are_off(proxy_factory, cluster):
     rp = proxy_factory(servers=writer_only(cluster, 1), variables={"connpoll_reset_queue_length": 0})
     c = rp.connect(autocommit=True)
-    first = one(c, "SELECT CONNECTION_ID()")
+    first = one(c, "SELECT @@pseudo_thread_id")
     with c.cursor() as cur:
         cur.execute("SET @x = 5")
     c.close()
     rp.wait_idle()
     d = rp.connect(autocommit=True)
-    assert one(d, "SELECT CONNECTION_ID()") != first
+    assert one(d, "SELECT @@pseudo_thread_id") != first
     assert one(d, "SELECT @x") is None
     d.close()
     assert _counter(rp, "backend_resets") == 0
@@ -662,8 +663,8 @@ def test_pool_maintenance_idle_timeout_min_idle_ping_and_max_age(proxy_factory, 
     aged = proxy_factory(servers=writer_only(cluster, 10), variables={
         "connection_max_age_ms": 1000, "pool_min_idle": 2})
     c = aged.connect(autocommit=True)
-    first = one(c, "SELECT CONNECTION_ID()")
+    first = one(c, "SELECT @@pseudo_thread_id")
     time.sleep(2.5)
     assert pool(aged)[1] >= 2  # kept warm
-    assert one(c, "SELECT CONNECTION_ID()") != first  # the old connection was retired after its max age
+    assert one(c, "SELECT @@pseudo_thread_id") != first  # the old connection was retired after its max age
     c.close()

@@ -279,7 +279,7 @@ LOAD_CALL_DO = [
 
 SHOW_EXPLAIN_ADMIN = [
     case("SHOW TABLES", "utility"),
-    case("SHOW FULL PROCESSLIST", "utility"),
+    case("SHOW FULL PROCESSLIST", "utility", flags=["processlist"]),
     case("SHOW CREATE TABLE `orders`", "utility", {"orders"}),
     case("SHOW INDEX FROM orders FROM shop", "utility", {"shop.orders"}),
     case("SHOW SLAVE STATUS", "utility"),
@@ -299,8 +299,11 @@ SHOW_EXPLAIN_ADMIN = [
     case("CHECK TABLE orders", "utility", {"orders"}, {"implicit_commit"}),
     case("CHECKSUM TABLE orders", "utility", {"orders"}),
     case("REPAIR TABLE orders", "utility", {"orders"}, {"implicit_commit"}),
-    case("KILL 42", "utility"),
-    case("KILL QUERY 42", "utility"),
+    case("KILL 42", "utility", flags=["kill"]),
+    case("/* c */ KILL HARD 42", "utility", flags=["kill"]),
+    case("SELECT 1; KILL USER app", "utility", flags=["multi_statement", "kill"]),
+    case("SELECT ID FROM information_schema.PROCESSLIST", "read", ["information_schema.processlist"], ["processlist"]),
+    case("KILL QUERY 42", "utility", flags=["kill"]),
     case("FLUSH TABLES WITH READ LOCK", "utility", (), {"lock_tables", "implicit_commit"}),
     case("FLUSH PRIVILEGES", "utility", (), {"implicit_commit"}),
     case("HANDLER orders OPEN", "utility", {"orders"}, {"handler"}),
@@ -438,7 +441,7 @@ PREPARED_AND_USE = [
 MISC_READS = [
     case("SELECT 1", "read"),
     case("SELECT 1 FROM DUAL", "read"),
-    case("SELECT NOW(), VERSION(), CONNECTION_ID()", "read"),
+    case("SELECT NOW(), VERSION(), CONNECTION_ID()", "read", flags=["connection_id"]),
     case("TABLE orders", "read", {"orders"}),
     case("VALUES ROW(1, 2), ROW(3, 4)", "read"),
     case("SELECT * FROM t PARTITION (p0)", "read", {"t"}),
