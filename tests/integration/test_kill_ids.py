@@ -33,7 +33,8 @@ def kill_users(cluster):
 
 @pytest.fixture
 def one_conn_proxy(proxy_factory, cluster, kill_users):
-    """One backend connection for hostgroup 0: every session shares it."""
+    """One backend connection for hostgroup 0: every session shares it (the tests connect with autocommit
+    on: an autocommit-off session keeps the connection from its first statement to its COMMIT)."""
     servers = [{"hostgroup_id": 0, "hostname": "127.0.0.1", "port": cluster.primary.port, "max_connections": 1}]
     return proxy_factory(servers=servers, users=USERS)
 
@@ -66,8 +67,8 @@ def alive(conn) -> bool:
 
 
 def test_connection_id_is_the_session_id_on_a_shared_backend_connection(one_conn_proxy):
-    a = one_conn_proxy.connect()
-    b = one_conn_proxy.connect()
+    a = one_conn_proxy.connect(autocommit=True)
+    b = one_conn_proxy.connect(autocommit=True)
     ida, idb = one(a, "SELECT CONNECTION_ID()")[0], one(b, "SELECT CONNECTION_ID()")[0]
     assert (ida, idb) == (a.thread_id(), b.thread_id()) and ida != idb
     assert one_conn_proxy.stats().backend_connections_connected == 1  # one backend thread behind both
@@ -83,7 +84,7 @@ def test_connection_id_is_the_session_id_on_a_shared_backend_connection(one_conn
 
 
 def test_kill_of_the_connection_id_ends_the_right_session(one_conn_proxy, cluster):
-    a, b, killer = (one_conn_proxy.connect() for _ in range(3))
+    a, b, killer = (one_conn_proxy.connect(autocommit=True) for _ in range(3))
     victim = one(b, "SELECT CONNECTION_ID()")[0]
     before = com_kill_count(cluster)
     one(killer, f"KILL {victim}")
@@ -95,8 +96,8 @@ def test_kill_of_the_connection_id_ends_the_right_session(one_conn_proxy, cluste
 
 
 def test_show_processlist_shows_proxy_session_ids(one_conn_proxy, cluster):
-    a = one_conn_proxy.connect()
-    b = one_conn_proxy.connect(user="kplain", password="kplain")
+    a = one_conn_proxy.connect(autocommit=True)
+    b = one_conn_proxy.connect(autocommit=True, user="kplain", password="kplain")
     for sql in ("SHOW PROCESSLIST", "/* x */ SHOW FULL PROCESSLIST"):
         with a.cursor() as cur:
             cur.execute(sql)
@@ -146,9 +147,9 @@ def test_show_processlist_shows_proxy_session_ids(one_conn_proxy, cluster):
 
 
 def test_kill_permissions_follow_the_backend_privileges(one_conn_proxy, cluster):
-    app1, app2 = one_conn_proxy.connect(), one_conn_proxy.connect()
-    plain = one_conn_proxy.connect(user="kplain", password="kplain")
-    boss = one_conn_proxy.connect(user="kboss", password="kboss")
+    app1, app2 = one_conn_proxy.connect(autocommit=True), one_conn_proxy.connect(autocommit=True)
+    plain = one_conn_proxy.connect(autocommit=True, user="kplain", password="kplain")
+    boss = one_conn_proxy.connect(autocommit=True, user="kboss", password="kboss")
     before = com_kill_count(cluster)
     # kplain has neither SUPER nor CONNECTION ADMIN: 1095, as MariaDB
     assert error_code(plain, f"KILL {app1.thread_id()}") == 1095
@@ -165,8 +166,8 @@ def test_kill_permissions_follow_the_backend_privileges(one_conn_proxy, cluster)
 
 
 def test_kill_forms_the_old_parser_missed_never_reach_a_server(one_conn_proxy, cluster):
-    s1, s2, s3, killer = (one_conn_proxy.connect() for _ in range(4))
-    plain = one_conn_proxy.connect(user="kplain", password="kplain")
+    s1, s2, s3, killer = (one_conn_proxy.connect(autocommit=True) for _ in range(4))
+    plain = one_conn_proxy.connect(autocommit=True, user="kplain", password="kplain")
     before = com_kill_count(cluster)
     one(killer, f"/* c */ KILL {s1.thread_id()}")
     one(killer, f"KILL HARD {s2.thread_id()} -- trailing")
@@ -198,7 +199,7 @@ def test_kill_forms_the_old_parser_missed_never_reach_a_server(one_conn_proxy, c
 
 
 def test_kill_query_by_a_privileged_user_stops_a_running_statement(one_conn_proxy, cluster):
-    victim = one_conn_proxy.connect(user="kplain", password="kplain")
+    victim = one_conn_proxy.connect(autocommit=True, user="kplain", password="kplain")
     result = {}
 
     def run():
@@ -209,7 +210,7 @@ def test_kill_query_by_a_privileged_user_stops_a_running_statement(one_conn_prox
 
     t = threading.Thread(target=run)
     t.start()
-    boss = one_conn_proxy.connect(user="kboss", password="kboss")
+    boss = one_conn_proxy.connect(autocommit=True, user="kboss", password="kboss")
     sessions = one_conn_proxy.proxy.sessions
     wait_for("the victim's statement to run", lambda: one_conn_proxy.call(
         lambda: any(s.username == "kplain" and s.state.value == "busy" for s in sessions.values())))
@@ -227,7 +228,7 @@ def test_kill_query_by_a_privileged_user_stops_a_running_statement(one_conn_prox
 def test_fast_forward_sessions_kill_proxy_sessions_too(proxy_factory, cluster):
     """fast_forward statements go to the server unread, except KILL: its ids are the proxy's."""
     rp = proxy_factory(users=[{"username": "app", "password": "app", "default_hostgroup": 0, "fast_forward": True}])
-    victim, killer = rp.connect(), rp.connect()
+    victim, killer = rp.connect(autocommit=True), rp.connect(autocommit=True)
     before = com_kill_count(cluster)
     one(killer, f"/* c */ KILL HARD {victim.thread_id()}")
     assert not alive(victim) and alive(killer)
