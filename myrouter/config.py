@@ -264,10 +264,10 @@ class MySQLVariables:
     # A client must finish the handshake within this.
     connect_timeout_client: int = 10000
     # myrouter's own: connections still in the handshake (not logged in; not counted in
-    # max_connections) at most, in total and from one client address. A new connection
-    # ends the oldest handshake of its own address when that address is at its share,
-    # and, when all are taken, the oldest of the address holding the most (ERR 1040).
-    max_connections_in_handshake: int = 512
+    # max_connections) at most in total; when all are taken, a new connection ends the oldest
+    # handshake of its own address if that address holds its per-host share, else the oldest
+    # of the address holding the most (ERR 1040). See myrouter/net/handshakes.py.
+    max_connections_in_handshake: int = 2048
     max_connections_in_handshake_per_host: int = 128
     # Idle client sessions are closed after this.
     wait_timeout: int = 8 * 3600 * 1000

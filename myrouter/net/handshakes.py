@@ -1,13 +1,14 @@
-"""Client connections still in the handshake: bounded in total and per source address.
+"""Client connections still in the handshake: bounded in total, shared fairly per source address.
 
 A connection that has not logged in costs the proxy a socket and a task but proves
 nothing, so handshakes have their own bound (``max_connections_in_handshake``), apart
-from the logged-in sessions that ``max_connections`` counts, and each source address
-its own share of it (``max_connections_in_handshake_per_host``). A new connection always
-gets a slot; to make room, the oldest handshake of its own source ends when that source
-holds its share already, and, when every slot is taken, the oldest handshake of the
-source holding the most. So a flood of half-open connections from one address pushes out
-only its own connections, and a client from anywhere else still logs in.
+from the logged-in sessions that ``max_connections`` counts. A new connection always
+gets a slot. While slots are free, nobody gives way (a burst of legitimate connections
+from one application host is not refused); once every slot is taken, room is made by
+ending the oldest handshake of the new connection's own source when that source holds
+its share already (``max_connections_in_handshake_per_host``), else of the source holding
+the most. So a flood of half-open connections from one address pushes out only its own
+connections, and a client from anywhere else still logs in.
 
 Sans-I/O: the caller ends the handshakes ``admit`` returns.
 """
@@ -39,10 +40,9 @@ class HandshakeSlots:
         """Give ``token`` (from ``source``) a slot; return the tokens whose handshakes must end
         to make room for it, oldest first (they hold no slot any more)."""
         evicted = []
-        while self.of_source(source) >= max(1, per_source):
-            evicted.append(self._pop_oldest(source))
         while self._active >= max(1, limit):
-            evicted.append(self._pop_oldest(self._most_represented()))
+            over_share = self.of_source(source) >= max(1, per_source)
+            evicted.append(self._pop_oldest(source if over_share else self._most_represented()))
         self._by_source.setdefault(source, {})[token] = next(self._numbers)
         self._active += 1
         return evicted

@@ -13,15 +13,24 @@ def test_slots_are_taken_and_released():
     assert slots.active == 1 and slots.of_source("10.0.0.1") == 0
 
 
-def test_a_source_at_its_share_gives_up_its_own_oldest_handshake():
+def test_nobody_gives_way_while_slots_are_free():
     slots = HandshakeSlots()
-    for i in range(3):
+    for i in range(50):  # a burst from one application host, beyond its share: all admitted
         assert slots.admit(f"a{i}", "A", limit=100, per_source=3) == []
-    assert slots.admit("a3", "A", limit=100, per_source=3) == ["a0"]
-    assert slots.admit("a4", "A", limit=100, per_source=3) == ["a1"]
-    assert slots.of_source("A") == 3 and slots.active == 3
+    assert slots.of_source("A") == 50 and slots.active == 50
+
+
+def test_a_source_at_its_share_gives_up_its_own_oldest_handshake_when_slots_run_out():
+    slots = HandshakeSlots()
+    slots.admit("b0", "B", limit=4, per_source=2)
+    for i in range(3):
+        assert slots.admit(f"a{i}", "A", limit=4, per_source=2) == []
+    assert slots.admit("a3", "A", limit=4, per_source=2) == ["a0"]
+    assert slots.admit("b1", "B", limit=4, per_source=2) == ["a1"]  # B is under its share: A gives way
+    assert slots.admit("b2", "B", limit=4, per_source=2) == ["b0"]  # B holds its share: its own oldest
+    assert slots.of_source("A") == 2 and slots.of_source("B") == 2 and slots.active == 4
     slots.release("a0", "A")  # the evicted handshake ends later: its slot is gone already
-    assert slots.active == 3
+    assert slots.active == 4
 
 
 def test_when_all_slots_are_taken_the_most_represented_source_gives_way():
@@ -44,8 +53,8 @@ def test_a_flood_from_one_source_never_evicts_another_source():
     evicted = []
     for i in range(1000):
         evicted += slots.admit(i, "A", limit=8, per_source=4)
-    assert "client" not in evicted and slots.of_source("B") == 1 and slots.of_source("A") == 4
-    assert len(evicted) == 1000 - 4
+    assert "client" not in evicted and slots.of_source("B") == 1 and slots.of_source("A") == 7
+    assert len(evicted) == 1000 - 7
 
 
 def test_limits_lowered_at_runtime_are_applied_by_the_next_admission():
