@@ -317,6 +317,9 @@ class MySQLVariables:
     # set, because most drivers (PyMySQL, Connector/Python, MySQL 8's libmysqlclient) switch
     # to TLS by themselves as soon as it is offered, which costs a handshake per connection.
     have_ssl: bool = False
+    # Offer the compressed protocol (CLIENT_COMPRESS, zlib) in the greeting; clients choose
+    # (`mariadb --compress`, Connector/Python and mysqlclient `compress=True`).
+    have_compress: bool = True
     # TLS to servers with mysql_servers.use_ssl = 1: a CA file verifies their certificate
     # chain (empty: encrypted, not verified, as ProxySQL); cert/key: a client certificate;
     # cipher: OpenSSL cipher list for TLS 1.2.
