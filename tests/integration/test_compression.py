@@ -4,21 +4,26 @@ servers whose mysql_servers row has compression > 0."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import MySQLdb
 import mysql.connector
+import pytest
 from conftest import admin_sql
-from rawclient import CLIENT_CAPS, RawClient
+from rawclient import CLIENT_CAPS, RawClient, error_of
 
 from myrouter.protocol.auth import native_token
-from myrouter.protocol.compression import compress_packet
+from myrouter.protocol.compression import CompressedChannel, compress_packet
 from myrouter.protocol.constants import Capability as C
 from myrouter.protocol.messages import HandshakeResponse41
 from myrouter.protocol.packets import frame
+from myrouter.testbed import Cluster, ensure_packages, start_cluster
 
 BLOB = bytes(range(256)) * (20 * 1024 * 1024 // 256)  # 20 MiB: a payload split over two packets
 
@@ -113,13 +118,17 @@ def test_mysqlclient_compress_to_a_compressed_server(proxy_factory, cluster, tmp
         cur.execute("SELECT seq, REPEAT('m', 60) FROM seq_1_to_100000")
         assert len(cur.fetchall()) == 100_000
         data = tmp_path / "rows.tsv"
-        data.write_text("".join(f"{i}\tname{i}\n" for i in range(200_000)))
+        data.write_text("".join(f"{i}\tname{i:034}\n" for i in range(200_000)))  # 9 MB: packet ids wrap
         cur.execute("DROP TABLE IF EXISTS test.comp_infile2")
-        cur.execute("CREATE TABLE test.comp_infile2 (id INT PRIMARY KEY, name VARCHAR(20))")
+        cur.execute("CREATE TABLE test.comp_infile2 (id INT PRIMARY KEY, name VARCHAR(40))")
         cur.execute(f"LOAD DATA LOCAL INFILE '{data}' INTO TABLE test.comp_infile2")
         cur.execute("SELECT COUNT(*), MAX(id) FROM test.comp_infile2")
         assert cur.fetchone() == (200_000, 199_999)
-        cur.execute("PREPARE s FROM 'SELECT ?+1'")  # text and binary protocol alike
+        conn.change_user("app", "app", "mysql")  # its auth exchange, compressed
+        cur = conn.cursor()
+        cur.execute("SELECT DATABASE(), REPEAT('u', 1000)")
+        assert cur.fetchone() == ("mysql", "u" * 1000)
+        cur.execute("PREPARE s FROM 'SELECT ?+1'")
         cur.execute("SET @a = 41")
         cur.execute("EXECUTE s USING @a")
         assert cur.fetchone() == (42,)
@@ -136,6 +145,9 @@ def test_plain_client_to_a_compressed_server_and_prepared_statements(proxy_facto
         cur = conn.cursor(prepared=True)
         cur.execute("SELECT ?, REPEAT(?, 1000)", (7, "p"))
         assert cur.fetchall() == [(7, "p" * 1000)]
+        # COM_STMT_SEND_LONG_DATA: several commands without a reply, sent to the server at once
+        cur.execute("SELECT LENGTH(?), MD5(?)", (io.BytesIO(b"L" * 300_000), 5))
+        assert cur.fetchall() == [(300_000, hashlib.md5(b"5").hexdigest())]
         cur = conn.cursor()
         assert backend_compression(cur) == "ON"
         cur.execute("SELECT LENGTH(%s)", (BLOB,))
@@ -160,13 +172,18 @@ def test_compression_turned_on_at_runtime_replaces_the_server_connections(proxy_
         conn.close()
 
 
-def test_have_compress_off_is_not_offered(proxy_factory) -> None:
-    rp = proxy_factory(variables={"have_compress": False})
+def greeting_offers_compression(rp) -> bool:
     raw = RawClient(rp.port)
     try:
-        assert not raw.read_greeting().capabilities & C.COMPRESS
+        return bool(raw.read_greeting().capabilities & C.COMPRESS)
     finally:
         raw.close()
+
+
+def test_have_compress_off_is_not_offered(proxy_factory) -> None:
+    assert greeting_offers_compression(proxy_factory())  # on by default, as in ProxySQL
+    rp = proxy_factory(variables={"have_compress": False})
+    assert not greeting_offers_compression(rp)
     conn = MySQLdb.connect(host="127.0.0.1", port=rp.port, user="app", password="app", database="test",
                            compress=True)  # asks, is not given: an ordinary connection
     try:
@@ -197,13 +214,23 @@ def test_bad_compressed_packets_close_that_session_only(proxy_factory) -> None:
     lying = compress_packet(frame(b"\x03SELECT 1" + b" " * 100, 0), 0)
     lying = lying[:4] + (5000).to_bytes(3, "little") + lying[7:]  # the uncompressed length lies
     huge = (100).to_bytes(3, "little") + b"\x00" + (0xFFFFFF).to_bytes(3, "little")  # claims 16 MiB
-    for bad in (len(garbage).to_bytes(3, "little") + b"\x00" + (500).to_bytes(3, "little") + garbage, lying, huge):
+    for bad in (len(garbage).to_bytes(3, "little") + b"\x00" + (500).to_bytes(3, "little") + garbage, lying):
         raw = compressed_raw_login(rp)
         try:
             raw.send(bad)
             assert raw.is_closed()
         finally:
             raw.close()
+    raw = compressed_raw_login(rp)
+    try:
+        raw.send(huge)  # refused on its header: ERR 1153 (compressed), then closed
+        wire = b""
+        while chunk := raw.sock.recv(65536):
+            wire += chunk
+        replies = CompressedChannel(client_side=True).decode(wire)
+        assert error_of(replies[4:]) == (1153, "08S01")
+    finally:
+        raw.close()
     cur = other.cursor()
     cur.execute("SELECT 'still here'")
     assert cur.fetchone() == ("still here",)
@@ -224,3 +251,56 @@ def test_raw_compressed_command_gets_a_compressed_reply(proxy_factory) -> None:
         assert 0 < clen < ulen  # deflated: the 5000 bytes shrink
     finally:
         raw.close()
+
+
+@pytest.fixture(scope="module")
+def tls_server() -> Iterator[Cluster]:
+    """A MariaDB server with a certificate, for this module only."""
+    ensure_packages()
+    with start_cluster(replicas=0, tls=True) as c:
+        yield c
+
+
+def test_compressed_inside_tls_both_ways(proxy_factory, tls_server: Cluster) -> None:
+    rp = proxy_factory(cluster=tls_server, variables={"have_ssl": True}, servers=[
+        {"hostgroup_id": 0, "hostname": "127.0.0.1", "port": tls_server.primary.port, "use_ssl": 1,
+         "compression": 1}])
+    conn = connector(rp, compress=True)  # Connector/Python takes TLS when offered
+    try:
+        kinds = rp.call(lambda: [type(s.client).__name__ for s in rp.proxy.sessions.values()])
+        assert kinds == ["CompressedTLSPacketStream"]
+        cur = conn.cursor()
+        cur.execute("SHOW SESSION STATUS WHERE Variable_name IN ('Compression', 'Ssl_version')")
+        status = dict(cur.fetchall())
+        assert status["Compression"] == "ON" and status["Ssl_version"].startswith("TLSv1.")
+        cur.execute("SELECT LENGTH(%s), REPEAT('t', 300000)", (BLOB,))
+        assert cur.fetchone() == (len(BLOB), "t" * 300000)
+    finally:
+        conn.close()
+    assert rp.wait_idle().tasks == 0
+
+
+def test_have_compress_switched_off_at_runtime(proxy_factory) -> None:
+    rp = proxy_factory()
+    admin_sql(rp, "UPDATE global_variables SET variable_value = 'false' WHERE variable_name = 'mysql-have_compress'",
+              "LOAD MYSQL VARIABLES TO RUNTIME")
+    assert not greeting_offers_compression(rp)
+
+
+def test_mysqlclient_compressed_local_infile_to_a_plain_server(proxy_factory, tmp_path: Path) -> None:
+    # the file's packets, as libmariadb numbers them when it compresses, go to an uncompressed server
+    rp = proxy_factory()
+    conn = MySQLdb.connect(host="127.0.0.1", port=rp.port, user="app", password="app", database="test",
+                           compress=True, local_infile=True, autocommit=True)
+    try:
+        cur = conn.cursor()
+        data = tmp_path / "rows.tsv"
+        data.write_text("".join(f"{i}\tname{i:034}\n" for i in range(200_000)))
+        cur.execute("DROP TABLE IF EXISTS test.comp_infile3")
+        cur.execute("CREATE TABLE test.comp_infile3 (id INT PRIMARY KEY, name VARCHAR(40))")
+        cur.execute(f"LOAD DATA LOCAL INFILE '{data}' INTO TABLE test.comp_infile3")
+        cur.execute("SELECT COUNT(*), MAX(id) FROM test.comp_infile3")
+        assert cur.fetchone() == (200_000, 199_999)
+        assert backend_compression(cur) == "OFF"
+    finally:
+        conn.close()
