@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import zlib
 
 import pytest
@@ -175,3 +176,36 @@ def test_continuation_ids_are_not_checked_under_compression() -> None:
     lenient.feed(data)
     pkt = lenient.next_packet()
     assert pkt is not None and pkt.payload == payload and (pkt.seq, pkt.last_seq) == (0, 7)
+
+
+def test_random_splits_round_trip_with_whole_packets_per_compressed_packet() -> None:
+    rng = random.Random(7)
+    for _ in range(50):
+        packets = [frame(bytes(rng.choice(b"ab ") for _ in range(rng.randrange(0, 3000))), i & 0xFF)
+                   for i in range(rng.randrange(1, 40))]
+        plain = b"".join(packets)
+        boundaries = {0}
+        pos = 0
+        for p in packets:
+            pos += len(p)
+            boundaries.add(pos)
+        sender = CompressedChannel(client_side=False)
+        receiver = CompressedChannel(client_side=True)
+        wire = bytearray()
+        pos = 0
+        while pos < len(plain):
+            step = rng.randrange(1, 5000)
+            wire += sender.encode(plain[pos : pos + step])
+            pos += step
+        assert sender.pending == 0
+        sent = 0
+        for _seq, _ulen, body in split_compressed(bytes(wire)):
+            sent += len(body)
+            assert sent in boundaries  # every compressed packet ends at a packet boundary
+        got = bytearray()
+        pos = 0
+        while pos < len(wire):
+            step = rng.randrange(1, 700)
+            got += receiver.decode(wire[pos : pos + step])
+            pos += step
+        assert got == plain
