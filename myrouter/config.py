@@ -321,6 +321,9 @@ class MySQLVariables:
     # set, because most drivers (PyMySQL, Connector/Python, MySQL 8's libmysqlclient) switch
     # to TLS by themselves as soon as it is offered, which costs a handshake per connection.
     have_ssl: bool = False
+    # Offer the compressed protocol (CLIENT_COMPRESS, zlib) in the greeting; clients choose
+    # (`mariadb --compress`, Connector/Python and mysqlclient `compress=True`).
+    have_compress: bool = True
     # TLS to servers with mysql_servers.use_ssl = 1: a CA file (ca) or a directory of hashed
     # CA certificates (capath, as `openssl rehash` makes it) verifies their certificate chain
     # (neither: encrypted, not verified, as ProxySQL); crl: a PEM file of certificate

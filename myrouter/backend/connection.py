@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import trio
 
-from ..net.stream import ConnectionLost, PacketStream, is_unix_address, open_stream, start_tls
+from ..net.stream import ConnectionLost, PacketStream, is_unix_address, open_stream, start_compression, start_tls
 from ..protocol.auth import BackendSecret, ClientAuth
 from ..protocol.codec import Reader
 from ..protocol.constants import DEFAULT_CHARSET, Capability, Command
@@ -32,8 +32,9 @@ log = logging.getLogger("myrouter.backend")
 
 C = Capability
 
-# What the proxy may ask of a backend. SSL, compression, query attributes and
-# optional metadata change packet layouts the proxy does not translate.
+# What the proxy may ask of a backend. Query attributes and optional metadata change packet
+# layouts the proxy does not translate. SSL and COMPRESS are the server row's choice (use_ssl,
+# compression), never the client's: the stream under the packets handles them.
 BACKEND_CAPABILITIES = (
     C.LONG_PASSWORD | C.FOUND_ROWS | C.LONG_FLAG | C.CONNECT_WITH_DB | C.NO_SCHEMA | C.ODBC | C.LOCAL_FILES
     | C.IGNORE_SPACE | C.PROTOCOL_41 | C.INTERACTIVE | C.IGNORE_SIGPIPE | C.TRANSACTIONS | C.SECURE_CONNECTION
@@ -64,6 +65,7 @@ class ServerAddress:
     host: str
     port: int
     use_ssl: bool = False  # mysql_servers.use_ssl: log in over TLS (open_backend's tls context)
+    compression: bool = False  # mysql_servers.compression > 0: the compressed protocol (zlib)
 
     def __str__(self) -> str:
         return self.host if is_unix_address(self.host, self.port) else f"{self.host}:{self.port}"
@@ -285,6 +287,12 @@ async def _login(stream, server, username, secret, database, client_caps, charse
         caps &= ~C.CONNECT_ATTRS
     if tls is not None:
         caps |= C.SSL
+    if server.compression:
+        if greeting.capabilities & C.COMPRESS:
+            caps |= C.COMPRESS
+        else:
+            log.warning("backend %s in hostgroup %d does not offer compression (mysql_servers.compression > 0): "
+                        "connected uncompressed", server, server.hostgroup)
     auth = ClientAuth(username=username, secret=secret, secure_transport=tls is not None)
     plugin, token = auth.first_response(greeting.auth_plugin, greeting.auth_data)
     attrs = dict(attrs)
@@ -320,6 +328,8 @@ async def _login(stream, server, username, secret, database, client_caps, charse
             raise step.error
         if step.done:
             status = ok_status(pkt.payload)
+            if caps & C.COMPRESS:
+                start_compression(stream, client_side=True)
             return BackendConnection(stream, server, username, greeting, caps, status)
         seq = (pkt.seq + 1) & 0xFF
         for payload in step.send:

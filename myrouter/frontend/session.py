@@ -25,7 +25,7 @@ from ..backend.pool import KEY_CAPABILITIES, Login, PoolKey
 from ..backend.stmts import ClientStmt, StmtMeta, execute_for_backend
 from ..backend.connection import split_payloads
 from ..config import MySQLVariables
-from ..net.stream import ConnectionLost, PacketStream, start_tls
+from ..net.stream import ConnectionLost, PacketStream, start_compression, start_tls
 from ..protocol import errors as E
 from ..protocol.auth import BackendSecret, ServerAuth, new_scramble
 from ..protocol.constants import DEFAULT_CHARSET, Capability, Command, SessionTrack, Status
@@ -63,8 +63,9 @@ log = logging.getLogger("myrouter.session")
 
 C = Capability
 
-# What the proxy offers clients. Not offered: SSL, compression, query
-# attributes and optional result-set metadata (they change packet layouts).
+# What the proxy offers clients. Not offered: query attributes and optional result-set
+# metadata (they change packet layouts). SSL and COMPRESS (zlib) are added when have_ssl /
+# have_compress allow; zstd (MySQL 8's ZSTD_COMPRESSION_ALGORITHM) is not offered.
 SERVER_CAPABILITIES = (
     C.LONG_PASSWORD | C.FOUND_ROWS | C.LONG_FLAG | C.CONNECT_WITH_DB | C.NO_SCHEMA | C.ODBC | C.LOCAL_FILES
     | C.IGNORE_SPACE | C.PROTOCOL_41 | C.INTERACTIVE | C.IGNORE_SIGPIPE | C.TRANSACTIONS | C.SECURE_CONNECTION
@@ -403,6 +404,8 @@ class ClientSession:
         tls_context = app.tls_context if v.have_ssl else None
         if tls_context is not None:
             server_caps |= C.SSL
+        if v.have_compress:
+            server_caps |= C.COMPRESS
         greeting = HandshakeV10(
             server_version=app.server_version,
             connection_id=self.id,
@@ -521,6 +524,8 @@ class ClientSession:
             await self._try_send_err(error, seq)
             return False
         await self.client.send_packet(OK(status=self.status).encode(self.capabilities), seq)
+        if self.capabilities & C.COMPRESS:
+            start_compression(self.client, client_side=False)  # from the packet after that OK
         self.state = SessionState.IDLE
         app.audit.connected(self)  # structured logs (audit)
         log.info("session %d: user %r connected from %s", self.id, self.username, self.client_addr)

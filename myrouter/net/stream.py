@@ -19,6 +19,8 @@ import ssl
 
 import trio
 
+from ..protocol.compression import CompressedChannel
+from ..protocol.errors import MalformedPacket
 from ..protocol.packets import Packet, PacketDecoder, frame
 
 RECV_SIZE = 256 * 1024
@@ -39,7 +41,7 @@ class PacketStream:
     decoder are handed out by ``recv_some`` first, so both may be mixed.
     """
 
-    __slots__ = ("sock", "decoder", "peer", "closed", "_budget", "bytes_in", "bytes_out", "tls")
+    __slots__ = ("sock", "decoder", "peer", "closed", "_budget", "bytes_in", "bytes_out", "tls", "comp", "_unsent")
 
     def __init__(self, sock: socket.socket, *, max_payload: int | None = None) -> None:
         sock.setblocking(False)
@@ -58,6 +60,9 @@ class PacketStream:
         self.bytes_in = 0
         self.bytes_out = 0
         self.tls: _TLS | None = None  # set by start_tls, which also makes this a TLSPacketStream
+        # set by start_compression, which also makes this a CompressedPacketStream
+        self.comp: CompressedChannel | None = None
+        self._unsent: bytes | memoryview = b""  # compressed bytes the socket has not taken yet
 
     def __repr__(self) -> str:
         return f"<PacketStream peer={self.peer} closed={self.closed}>"
@@ -335,6 +340,83 @@ async def start_tls(stream: PacketStream, context: ssl.SSLContext, *, server_sid
         if raw is not None:
             tls.incoming.write(raw)
     await stream.send_all(b"")
+    return stream
+
+
+class _Compressed:
+    """What a compressed stream adds to a plain or TLS one (CLIENT_COMPRESS, after the
+    handshake): the packet stream the rest of the proxy reads and writes is the same; under
+    it, reads inflate and writes deflate through the connection's ``CompressedChannel``.
+
+    Reads inflate every compressed packet that is complete before they report "nothing more
+    now", so only part of a compressed packet ever waits here, for more bytes from the
+    socket: the plain streams' wait-on-the-socket logic stays right. Bytes that do not
+    inflate lose the connection (``ConnectionLost``), as any transport failure does."""
+
+    __slots__ = ()
+
+    def _read_now(self) -> bytes | None:
+        comp = self.comp
+        while True:
+            data = super()._read_now()
+            if data is None:
+                return None
+            try:
+                plain = comp.decode(data)
+            except MalformedPacket as exc:
+                raise ConnectionLost(f"bad compressed packet: {exc}") from exc
+            if plain:
+                return plain
+
+    def send_nowait(self, data: bytes | bytearray | memoryview) -> memoryview | None:
+        """Compress and send what the socket takes now: None if it took everything, else an
+        empty view (the caller's ``send_all`` of it sends the rest, kept here)."""
+        wire = self.comp.encode(data)
+        if self._unsent:
+            wire = bytes(self._unsent) + wire
+        if not wire:  # the start of a packet whose end is still to come: kept in the channel
+            return None
+        rest = super().send_nowait(wire)
+        if rest is None:
+            self._unsent = b""
+            return None
+        self._unsent = rest
+        return memoryview(b"")
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        wire = self.comp.encode(data) if data else b""
+        if self._unsent:
+            wire = bytes(self._unsent) + wire
+            self._unsent = b""
+        await super().send_all(wire)
+
+
+class CompressedPacketStream(_Compressed, PacketStream):
+    """A plain PacketStream after ``start_compression``."""
+
+    __slots__ = ()
+
+
+class CompressedTLSPacketStream(_Compressed, TLSPacketStream):
+    """A TLSPacketStream after ``start_compression``: compressed, then encrypted."""
+
+    __slots__ = ()
+
+
+def start_compression(stream: PacketStream, *, client_side: bool) -> PacketStream:
+    """Switch ``stream`` (the same object) to the compressed protocol, right after the
+    handshake's final OK. ``client_side``: the proxy is the client (a backend connection).
+    A packet's size limit stays the decoder's (max_allowed_packet for clients)."""
+    comp = CompressedChannel(client_side=client_side, max_payload=stream.decoder.max_payload)
+    early = stream.decoder.take_buffered() if stream.decoder.buffered else b""
+    stream.comp = comp
+    stream.decoder.check_continuation = False
+    stream.__class__ = CompressedTLSPacketStream if isinstance(stream, TLSPacketStream) else CompressedPacketStream
+    if early:  # the peer's first compressed bytes came with the end of the handshake
+        try:
+            stream.decoder.feed(comp.decode(early))
+        except MalformedPacket as exc:
+            raise ConnectionLost(f"bad compressed packet: {exc}") from exc
     return stream
 
 

@@ -64,15 +64,19 @@ class PacketDecoder:
     ``expect_seq`` is set, the first packet must carry that id too
     (``SequenceError`` otherwise). A payload larger than ``max_payload`` raises
     ``PacketTooLarge`` as soon as its headers say so, before it is buffered.
+    ``check_continuation = False`` accepts any sequence ids on continuation packets: under
+    the compressed protocol, servers do not check them and libmariadb does not keep them
+    consecutive.
     """
 
-    __slots__ = ("_buf", "_pos", "max_payload", "expect_seq")
+    __slots__ = ("_buf", "_pos", "max_payload", "expect_seq", "check_continuation")
 
     def __init__(self, max_payload: int | None = None) -> None:
         self._buf = bytearray()
         self._pos = 0
         self.max_payload = max_payload
         self.expect_seq: int | None = None
+        self.check_continuation = True
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         if self._pos and self._pos >= len(self._buf) // 2:
@@ -137,7 +141,7 @@ class PacketDecoder:
                 return None
             plen = buf[p] | buf[p + 1] << 8 | buf[p + 2] << 16
             pseq = buf[p + 3]
-            if pseq != expect:
+            if pseq != expect and self.check_continuation:
                 raise SequenceError(f"continuation packet has sequence id {pseq}, expected {expect}")
             total += plen
             self._check_size(total)
@@ -146,7 +150,7 @@ class PacketDecoder:
             p += 4 + plen
             if plen < MAX_PACKET_PAYLOAD:
                 break
-            expect = (expect + 1) & 0xFF
+            expect = (pseq + 1) & 0xFF
         parts = []
         q = pos
         while q < p:
@@ -154,7 +158,7 @@ class PacketDecoder:
             parts.append(buf[q + 4 : q + 4 + plen])
             q += 4 + plen
         self._pos = p
-        return Packet(seq, b"".join(parts), expect)
+        return Packet(seq, b"".join(parts), pseq)
 
     def _check_size(self, total: int) -> None:
         if self.max_payload is not None and total > self.max_payload:

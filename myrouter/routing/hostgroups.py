@@ -106,6 +106,7 @@ class Server:
     max_replication_lag: int = 0
     comment: str = ""
     use_ssl: bool = False
+    compression: bool = False  # mysql_servers.compression > 0
     address: ServerAddress = field(init=False)
     connections: int = 0  # backend connections open now
     connections_created: int = 0
@@ -132,13 +133,13 @@ class Server:
     _recent_errors: list[float] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
-        self.address = ServerAddress(self.hostgroup, self.host, self.port, self.use_ssl)
+        self.address = ServerAddress(self.hostgroup, self.host, self.port, self.use_ssl, self.compression)
         self.admin_status = self.status
 
     @classmethod
     def from_config(cls, s: ServerConfig, policy: HostgroupPolicy | None = None) -> Server:
         srv = cls(s.hostgroup_id, s.hostname, s.port, s.weight, s.status, s.max_connections,
-                  s.max_replication_lag, s.comment, s.use_ssl)
+                  s.max_replication_lag, s.comment, s.use_ssl, s.compression > 0)
         if policy is not None:
             srv.policy = policy
         return srv
@@ -248,7 +249,7 @@ class Server:
         """A new entry for the same host:port in ``hostgroup``: same settings, health and
         measurements, no connections or counters (used when the monitor moves a server)."""
         srv = Server(hostgroup, self.host, self.port, self.weight, self.admin_status, self.max_connections,
-                     self.max_replication_lag, self.comment, self.use_ssl)
+                     self.max_replication_lag, self.comment, self.use_ssl, self.compression)
         srv.policy = self.policy
         srv.shun_health = self.shun_health
         srv.read_only = self.read_only
@@ -453,7 +454,7 @@ class Hostgroups:
         for hg, group in new.by_hostgroup.items():
             for i, fresh in enumerate(group):
                 live = self.find(hg, fresh.host, fresh.port)
-                if live is not None and live.use_ssl != fresh.use_ssl:
+                if live is not None and (live.use_ssl, live.compression) != (fresh.use_ssl, fresh.compression):
                     live = None  # connections of the other kind are not reused: the old entry retires
                 if live is None:
                     # a new entry of a host:port already monitored: same health
