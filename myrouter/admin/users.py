@@ -12,7 +12,8 @@ against the hash; fast authentication follows from its cache), and log in to bac
 mysql_native_password (a native client's login reveals SHA1(pw); a caching_sha2 client's the
 plain text). A backend account that requires caching_sha2_password (MySQL 8) needs the plain
 text, which a session of a mysql_native_password client then lacks: such a login fails with
-ERR 1251 saying so; set ``admin-hash_passwords = false`` for such accounts.
+ERR 1251 saying so; so does a backend account IDENTIFIED VIA ed25519 (MariaDB). Set
+``admin-hash_passwords = false`` for such accounts.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from __future__ import annotations
 import dataclasses
 
 from ..config import Config, UserConfig
-from ..protocol.auth import is_native_hash, native_hash_text
+from ..protocol.auth import is_ed25519_password, is_native_hash, native_hash_text
 
 
 def hashed_user(user: UserConfig) -> UserConfig:
-    """``user`` with a plain-text password replaced by its mysql_native_password hash."""
-    if not user.password or is_native_hash(user.password):
+    """``user`` with a plain-text password replaced by its mysql_native_password hash (a hash, or a
+    ``$ED$`` ed25519 key, is kept as it is)."""
+    if not user.password or is_native_hash(user.password) or is_ed25519_password(user.password):
         return user
     return dataclasses.replace(user, password=native_hash_text(user.password.encode()))
 

@@ -575,7 +575,8 @@ class ClientAuth:
             raise MySQLError(
                 1251,
                 f"backend requires {plugin} for user '{self.username}' but the proxy knows only a "
-                "mysql_native_password hash of its password: configure the plain-text password",
+                "mysql_native_password hash of its password: configure the plain-text password "
+                "(and admin-hash_passwords = false, which otherwise hashes it in the runtime)",
                 "08004",
             )
         if plugin == CLIENT_ED25519:

@@ -58,6 +58,11 @@ def test_the_proxy_derives_the_key_mariadb_stores(ed_user: str) -> None:
 
 def test_plain_text_user_logs_in_to_an_ed25519_backend(proxy_factory, ed_user: str) -> None:
     proxy = proxy_factory(users=[{"username": ED_USER, "password": ED_PASSWORD, "default_schema": "test"}])
+    # hashed in the runtime (admin-hash_passwords, the default), the password cannot answer the server
+    r = cli(proxy, ED_USER, ED_PASSWORD)
+    assert "ERROR 1251" in r.stderr and "admin-hash_passwords" in r.stderr, r.stderr
+    admin_sql(proxy, "SET admin-hash_passwords = 'false'", "LOAD ADMIN VARIABLES TO RUNTIME",
+              "LOAD MYSQL USERS TO RUNTIME")
     # the client logs in with mysql_native_password; the proxy answers the server's switch to client_ed25519
     r = cli(proxy, ED_USER, ED_PASSWORD)
     assert r.returncode == 0, r.stderr
