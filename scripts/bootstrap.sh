@@ -11,9 +11,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # mariadb-server/-client: the local test bed (myrouter.testbed); sysbench: benchmarks;
 # libmariadb-dev, pkg-config, gcc, python3-dev: to build mysqlclient (a test dependency);
-# python3-venv: .venv; docker-compose: compose/; make: the Makefile.
+# python3-venv: .venv; docker-compose: compose/; make: the Makefile;
+# etcd-server/-client: the etcd test bed of the [cluster] tests (myrouter.testbed_etcd).
 PACKAGES=(mariadb-server mariadb-client sysbench libmariadb-dev pkg-config gcc python3-dev
-          python3-venv docker-compose make)
+          python3-venv docker-compose make etcd-server etcd-client)
 VENV=.venv
 STAMP="$VENV/.installed-stamp"
 
