@@ -22,6 +22,7 @@ import atexit
 import json
 import logging
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -135,8 +136,12 @@ class EtcdMember:
             time.sleep(0.1)
 
     def healthy(self) -> bool:
-        if self.tls_dir is not None:
-            return self.running  # /health needs a client certificate; the clients retry anyway
+        if self.tls_dir is not None:  # /health needs a client certificate: a TCP connect tells it listens
+            try:
+                socket.create_connection((HOST, self.client_port), timeout=1).close()
+                return True
+            except OSError:
+                return False
         try:
             with urllib.request.urlopen(f"{self.endpoint}/health", timeout=1) as resp:
                 return json.loads(resp.read()).get("health") == "true"

@@ -146,6 +146,9 @@ class EtcdClient:
         answer = await self.post("lease/keepalive", {"ID": str(lease)})
         return int(answer.get("result", {}).get("TTL", 0))
 
+    async def lease_revoke(self, lease: int) -> None:
+        await self.post("lease/revoke", {"ID": str(lease)})
+
     # ------------------------------------------------------------------ watch
 
     async def watch(self, prefix: bytes, end: bytes, start_revision: int) -> AsyncIterator[dict[str, Any]]:
@@ -194,7 +197,10 @@ def _json(resp: httpx.Response) -> dict[str, Any]:
 
 
 def _message(resp: httpx.Response, body: dict[str, Any]) -> str:
-    text = body.get("message") or body.get("error") or resp.text[:200]
+    text = str(body.get("message") or body.get("error") or resp.text[:200]).strip()
+    if "CommonName of client" in text:
+        text += (" (with etcd authentication on, etcd's JSON gateway refuses client certificates that have a "
+                 "CommonName: use etcd_cert without CN, etcd_username says who the client is)")
     return f"{text} (HTTP {resp.status_code})"
 
 

@@ -83,6 +83,7 @@ class ClusterNode:
         self.nodes: list[NodeInfo] = []  # every instance's heartbeat, from the last read
         self._lock = trio.Lock()
         self._client: EtcdClient | None = None
+        self._lease = 0  # the heartbeat's lease (0: none yet)
 
     # ------------------------------------------------------------------ public
 
@@ -114,6 +115,7 @@ class ClusterNode:
                 nursery.start_soon(self._heartbeat)
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(1):
+                await self._leave()
                 await self._client.aclose()
 
     async def load_to_runtime(self, cmd: LoadSave, layers: Layers) -> str:
@@ -284,24 +286,32 @@ class ClusterNode:
                 await trio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
+    async def _leave(self) -> None:
+        """At shutdown: revoke the heartbeat's lease, so the node leaves stats_cluster_nodes at once."""
+        if self._lease and self._client is not None:
+            try:
+                await self._client.lease_revoke(self._lease)
+            except EtcdError as exc:
+                log.info("%s: could not remove the heartbeat at shutdown (%s); it expires within %d s",
+                         self.where, exc, LEASE_TTL)
+
     async def _heartbeat(self) -> None:
         assert self._client is not None
         client = self._client
-        lease = 0
         while True:
             try:
-                if lease and await client.lease_keepalive(lease) == 0:
-                    lease = 0
-                if not lease:
-                    lease = await client.lease_grant(LEASE_TTL)
+                if self._lease and await client.lease_keepalive(self._lease) == 0:
+                    self._lease = 0
+                if not self._lease:
+                    self._lease = await client.lease_grant(LEASE_TTL)
                 now = time.time()
-                await client.put(self.keys.node_key(self.instance), encode_node(self._own_node(now)), lease)
+                await client.put(self.keys.node_key(self.instance), encode_node(self._own_node(now)), self._lease)
                 _, kvs = await client.range_prefix(self.keys.root, prefix_end(self.keys.root))
                 self._read_root(kvs)
             except EtcdError as exc:
                 log.debug("%s: heartbeat failed: %s", self.where, exc)
                 if not isinstance(exc, EtcdUnavailable):
-                    lease = 0
+                    self._lease = 0
             await trio.sleep(HEARTBEAT_INTERVAL)
 
     def _read_root(self, kvs: list[KV]) -> None:

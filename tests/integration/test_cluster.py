@@ -236,7 +236,10 @@ def test_restarted_instance_picks_up_changes_made_while_it_was_down(instances, c
     caplog.set_level(logging.INFO, logger="myrouter.cluster")
     a, b = instances.start(1), instances.start(2)
     primary_id = cluster.primary.query("SELECT @@server_id AS id")[0]["id"]
+    wait_for("b listed", lambda: ("node2",) in admin_sql(a, "SELECT instance FROM stats_cluster_nodes"), timeout=10)
     instances.stop(b)
+    # its heartbeat's lease is revoked at shutdown: it leaves the table without waiting for the TTL
+    wait_for("b gone", lambda: admin_sql(a, "SELECT instance FROM stats_cluster_nodes") == [("node1",)], timeout=5)
     admin_sql(a, RULE.format(id=40), "LOAD MYSQL QUERY RULES TO RUNTIME")
     b = instances.start(2)  # the same file, without the rule
     assert rules_revision(b) == rules_revision(a)
@@ -285,3 +288,92 @@ def _rule_row(rule_id: int, hostgroup: int) -> list:
     row.update(rule_id=rule_id, active=1, match_digest="^SELECT", destination_hostgroup=hostgroup, apply=1,
                flagIN=0, negate_match_pattern=0, re_modifiers="CASELESS", attributes="")
     return list(row.values())
+
+
+# ---------------------------------------------------------------------------- TLS and etcd users
+
+
+def make_tls_files(directory: Path) -> None:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate (no CommonName)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test etcd CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+          .not_valid_after(now + datetime.timedelta(days=2))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+
+    def issue(name: str, usage, san: list, subject: list) -> None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (x509.CertificateBuilder().subject_name(x509.Name(subject))
+                   .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=2))
+                   .add_extension(x509.ExtendedKeyUsage(usage), critical=False))
+        if san:
+            builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        (directory / f"{name}.pem").write_bytes(builder.sign(ca_key, hashes.SHA256()).public_bytes(pem))
+        (directory / f"{name}-key.pem").write_bytes(key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "ca.pem").write_bytes(ca.public_bytes(pem))
+    # serverAuth and clientAuth: etcd's gateway dials the member's own gRPC port with this certificate
+    issue("server", [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH], [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+          [x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    # no CommonName: with etcd authentication on, etcd's JSON gateway refuses client certificates that have
+    # one (CVE-2018-16886, etcd PR #10366); the etcd user/password says who the client is
+    issue("client", [ExtendedKeyUsageOID.CLIENT_AUTH], [], [])
+
+
+def test_https_with_client_certificate_and_etcd_user(cluster, tmp_path, no_rules, caplog):
+    import subprocess
+
+    caplog.set_level(logging.INFO, logger="myrouter.cluster")
+    tls = tmp_path / "tls"
+    make_tls_files(tls)
+    with start_etcd(1, tls_dir=tls) as etcd:
+        ctl = ["etcdctl", f"--endpoints={etcd.endpoints[0]}", f"--cacert={tls / 'ca.pem'}",
+               f"--cert={tls / 'client.pem'}", f"--key={tls / 'client-key.pem'}"]
+        for args in (["user", "add", "root:rootpw"], ["user", "grant-role", "root", "root"],
+                     ["user", "add", "myrouter:s3cret"], ["role", "add", "myrouter"],
+                     ["role", "grant-permission", "myrouter", "--prefix=true", "readwrite", "/myrouter/tls/"],
+                     ["user", "grant-role", "myrouter", "myrouter"], ["auth", "enable"]):
+            subprocess.run(ctl + args, check=True, capture_output=True, timeout=30)
+
+        def node(index: int, password: str) -> RunningProxy:
+            text = render_config(cluster, port=free_ports(1)[0], rules_dir=no_rules)
+            text += (f'\n[cluster]\netcd_endpoints = ["{etcd.endpoints[0]}"]\nname = "tls"\ninstance = "tls{index}"\n'
+                     f'etcd_ca = "{tls / "ca.pem"}"\netcd_cert = "{tls / "client.pem"}"\n'
+                     f'etcd_key = "{tls / "client-key.pem"}"\netcd_username = "myrouter"\n'
+                     f'etcd_password = "{password}"\n')
+            path = tmp_path / f"tls{index}.toml"
+            path.write_text(text)
+            return RunningProxy(path).start()
+
+        a = node(1, "s3cret")
+        b = node(2, "wrong")
+        try:
+            assert revisions(a)["mysql_users"][1] == "in sync"
+            admin_sql(a, RULE.format(id=60), "LOAD MYSQL QUERY RULES TO RUNTIME")
+            # the key is in etcd, readable with the etcd user's credentials
+            out = subprocess.run(ctl + ["--user=myrouter:s3cret", "get", "/myrouter/tls/config/mysql_query_rules",
+                                        "--print-value-only"], check=True, capture_output=True, timeout=30).stdout
+            assert json.loads(out)["instance"] == "tls1"
+            # a wrong etcd password: that instance serves with its file and refuses LOAD, saying why
+            with pytest.raises(pymysql.err.OperationalError) as err:
+                admin_sql(b, RULE.format(id=61), "LOAD MYSQL QUERY RULES TO RUNTIME")
+            assert "authentication" in err.value.args[1] and "s3cret" not in err.value.args[1]
+            assert "wrong" not in caplog.text and "s3cret" not in caplog.text  # passwords never logged
+        finally:
+            a.stop()
+            b.stop()
