@@ -253,10 +253,12 @@ class ClusterNode:
     async def _follow(self, revision: int | None) -> None:
         assert self._client is not None
         delay = 0.1
+        failures = 0
         while True:
             try:
                 if revision is None:
                     revision = await self._sync()
+                failures = 0
                 async for result in self._client.watch(self.keys.config_prefix, prefix_end(self.keys.config_prefix),
                                                        revision + 1):
                     self._set_connected(True)
@@ -277,12 +279,17 @@ class ClusterNode:
                                 self._apply_changes(rev, changes)
                     revision = max(revision, int(result.get("header", {}).get("revision", 0)))
             except EtcdError as exc:
+                revision = None  # read everything again on reconnect: catch up what was missed
+                failures += 1
+                if failures == 1 and self.connected:
+                    # the member we watched on went away: the other endpoints are tried at once
+                    log.info("%s: %s; reconnecting", self.where, exc)
+                    continue
                 if self.connected:
                     log.warning("%s: lost etcd (%s): serving with the configuration it has (%s); "
                                 "LOAD ... TO RUNTIME is refused until etcd is back", self.where, exc,
                                 _revisions(self.book))
                 self._set_connected(False)
-                revision = None  # read everything again on reconnect: catch up what was missed
                 await trio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 

@@ -11,6 +11,7 @@ import base64
 import json
 import logging
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,10 +130,23 @@ def test_first_instance_seeds_with_hashed_passwords_and_the_next_takes_the_clust
     with pytest.raises(pymysql.err.OperationalError) as err:
         b.connect("other", "x")
     assert err.value.args[0] == 1045
-    nodes = admin_sql(a, "SELECT instance, status FROM stats_cluster_nodes ORDER BY instance")
     wait_for("both nodes listed", lambda: [r[0] for r in admin_sql(
         a, "SELECT instance FROM stats_cluster_nodes ORDER BY instance")] == ["node1", "node2"], timeout=10)
-    assert nodes  # the table answers on every instance
+    rev = revs["mysql_users"][0]
+    for rp in (a, b):
+        rows = admin_sql(rp, "SELECT instance, address, last_heartbeat, mysql_servers_revision, mysql_users_revision, "
+                             "mysql_query_rules_revision, mysql_variables_revision, status FROM stats_cluster_nodes "
+                             "ORDER BY instance")
+        assert [(r[0], r[1], *r[3:]) for r in rows] == [
+            ("node1", f"127.0.0.1:{a.port}", rev, rev, rev, rev, "in sync"),
+            ("node2", f"127.0.0.1:{b.port}", rev, rev, rev, rev, "in sync")], rows
+        assert all(abs(r[2] - time.time()) < 30 for r in rows)
+    host, port = a.proxy.admin.metrics_address
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as resp:
+        metrics = resp.read().decode()
+    assert f'myrouter_cluster_applied_revision{{module="mysql_users"}} {float(rev)}' in metrics
+    assert "myrouter_cluster_connected 1.0" in metrics
+    assert "myrouter_cluster_seconds_since_sync " in metrics
 
 
 def test_rule_loaded_on_one_instance_routes_on_all_three(instances, cluster, caplog):
@@ -140,6 +154,13 @@ def test_rule_loaded_on_one_instance_routes_on_all_three(instances, cluster, cap
     a, b, c = (instances.start(i) for i in (1, 2, 3))
     primary_id = cluster.primary.query("SELECT @@server_id AS id")[0]["id"]
     assert {server_id(rp) for rp in (a, b, c)} == {primary_id}
+    seeded = rules_revision(a)
+    # an invalid change is refused locally and never reaches etcd
+    with pytest.raises(pymysql.err.OperationalError) as err:
+        admin_sql(a, RULE.format(id=9).replace(", 1, 1)", ", 99, 1)"), "LOAD MYSQL QUERY RULES TO RUNTIME")
+    assert "rule_id=9" in err.value.args[1] and "nothing changed" in err.value.args[1]
+    assert rules_revision(a) == seeded
+    admin_sql(a, "DELETE FROM mysql_query_rules")
     admin_sql(a, RULE.format(id=10), "LOAD MYSQL QUERY RULES TO RUNTIME")
     revision = rules_revision(a)
     for rp in (b, c):
@@ -208,6 +229,9 @@ def test_etcd_down_keeps_serving_refuses_load_and_catches_up(instances, etcd, cl
         with pytest.raises(pymysql.err.OperationalError) as err:
             admin_sql(a, RULE.format(id=20), "LOAD MYSQL QUERY RULES TO RUNTIME")
         assert "etcd is unreachable" in err.value.args[1]
+        host, port = a.proxy.admin.metrics_address
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as resp:
+            assert "myrouter_cluster_connected 0.0" in resp.read().decode()
         assert admin_sql(a, "SELECT COUNT(*) FROM runtime_mysql_query_rules") == [(0,)]  # nothing applied
         assert rules_revision(a) == before
     finally:
@@ -219,7 +243,8 @@ def test_etcd_down_keeps_serving_refuses_load_and_catches_up(instances, etcd, cl
     assert server_id(b) != primary_id
 
 
-def test_one_etcd_member_killed_nothing_noticed(instances, etcd, cluster):
+def test_one_etcd_member_killed_nothing_noticed(instances, etcd, cluster, caplog):
+    caplog.set_level(logging.INFO, logger="myrouter.cluster")
     a, b = instances.start(1), instances.start(2)
     primary_id = cluster.primary.query("SELECT @@server_id AS id")[0]["id"]
     etcd.members[0].kill()  # the first endpoint: the one the instances talk to
@@ -228,6 +253,9 @@ def test_one_etcd_member_killed_nothing_noticed(instances, etcd, cluster):
         admin_sql(a, RULE.format(id=30), "LOAD MYSQL QUERY RULES TO RUNTIME")
         wait_for("the change reaches b", lambda: rules_revision(b) == rules_revision(a), timeout=5)
         assert server_id(b) != primary_id
+        assert "lost etcd" not in caplog.text
+        for rp in (a, b):
+            assert {status for _, status in revisions(rp).values()} == {"in sync"}
     finally:
         etcd.members[0].start()
 
