@@ -100,13 +100,13 @@ class ClusterNode:
                                   key=s.etcd_key, username=s.etcd_username, password=s.etcd_password)
         try:
             revision = None
-            with trio.move_on_after(STARTUP_WAIT):
+            with trio.move_on_after(STARTUP_WAIT) as waited:
                 try:
                     revision = await self._sync(starting=True)
                 except EtcdError as exc:
                     log.warning("%s: etcd not reachable at start (%s): serving with the file's "
                                 "configuration until it is", self.where, exc)
-            if revision is None and not self.connected:
+            if waited.cancelled_caught:
                 log.warning("%s: no answer from etcd within %.0f s: serving with the file's configuration; "
                             "LOAD ... TO RUNTIME is refused until etcd answers", self.where, STARTUP_WAIT)
             task_status.started()
@@ -224,9 +224,8 @@ class ClusterNode:
                     self.book.deleted(m, revision)
             missing = [m for m in MODULES if m not in current]
             if missing:
-                seeded = await self._seed(missing)
-                if seeded:
-                    revision = max(revision, seeded)
+                await self._seed(missing)
+        # the watch starts after the revision read, not after the seed: what others wrote in between comes too
         return revision
 
     async def _seed(self, modules: list[str]) -> int:

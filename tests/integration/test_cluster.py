@@ -217,7 +217,8 @@ def test_two_concurrent_loads_exactly_one_wins(instances):
         assert admin_sql(rp, "SELECT rule_id FROM runtime_mysql_query_rules ORDER BY rule_id") == rules
 
 
-def test_etcd_down_keeps_serving_refuses_load_and_catches_up(instances, etcd, cluster):
+def test_etcd_down_keeps_serving_refuses_load_and_catches_up(instances, etcd, cluster, caplog):
+    caplog.set_level(logging.INFO, logger="myrouter.cluster")
     a, b = instances.start(1), instances.start(2)
     primary_id = cluster.primary.query("SELECT @@server_id AS id")[0]["id"]
     before = rules_revision(a)
@@ -234,13 +235,17 @@ def test_etcd_down_keeps_serving_refuses_load_and_catches_up(instances, etcd, cl
             assert "myrouter_cluster_connected 0.0" in resp.read().decode()
         assert admin_sql(a, "SELECT COUNT(*) FROM runtime_mysql_query_rules") == [(0,)]  # nothing applied
         assert rules_revision(a) == before
+        c = instances.start(3)  # starts without etcd: serves with its file
+        assert server_id(c) == primary_id and rules_revision(c) == 0
+        assert "(node3): etcd not reachable at start" in caplog.text
     finally:
         etcd.start_all()
     wait_for("a reconnects", lambda: admin_sql(
         a, "SELECT status FROM stats_cluster_nodes WHERE instance='node1'") == [("in sync",)], timeout=15)
     admin_sql(a, "LOAD MYSQL QUERY RULES TO RUNTIME")  # the rule still in memory
-    wait_for("the change reaches b", lambda: rules_revision(b) == rules_revision(a), timeout=5)
-    assert server_id(b) != primary_id
+    for rp in (b, c):
+        wait_for("the change reaches b and c", lambda rp=rp: rules_revision(rp) == rules_revision(a), timeout=5)
+        assert server_id(rp) != primary_id
 
 
 def test_one_etcd_member_killed_nothing_noticed(instances, etcd, cluster, caplog):
