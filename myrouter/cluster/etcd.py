@@ -24,7 +24,7 @@ import httpx
 
 log = logging.getLogger("myrouter.cluster")
 
-__all__ = ["EtcdClient", "EtcdError", "EtcdUnavailable", "KV", "b64", "unb64"]
+__all__ = ["EtcdClient", "EtcdError", "EtcdUnavailable", "KV", "b64", "header_revision", "unb64"]
 
 
 class EtcdError(Exception):
@@ -49,10 +49,13 @@ class KV:
     __slots__ = ("key", "value", "mod_revision", "lease")
 
     def __init__(self, raw: dict[str, Any]) -> None:
-        self.key = unb64(raw.get("key"))
-        self.value = unb64(raw.get("value"))
-        self.mod_revision = int(raw.get("mod_revision", 0))
-        self.lease = int(raw.get("lease", 0))
+        try:
+            self.key = unb64(raw.get("key"))
+            self.value = unb64(raw.get("value"))
+            self.mod_revision = int(raw.get("mod_revision", 0))
+            self.lease = int(raw.get("lease", 0))
+        except (ValueError, TypeError, AttributeError):
+            raise EtcdError(f"unexpected key-value from etcd: {raw!r:.200}") from None
 
 
 class EtcdClient:
@@ -113,8 +116,10 @@ class EtcdClient:
                         continue
                     if _is_unavailable(message):
                         raise httpx.TransportError(message)
+                    if resp.status_code == 200 and not answer:
+                        raise httpx.DecodingError(f"not a JSON answer: {resp.text[:100]!r}")
                     raise EtcdError(message)
-            except httpx.TransportError as exc:  # refused, reset, timed out, no leader: the next one
+            except httpx.HTTPError as exc:  # refused, reset, timed out, no leader: the next one
                 errors.append(f"{endpoint}: {exc or type(exc).__name__}")
         raise EtcdUnavailable("no etcd endpoint answered (" + "; ".join(errors) + ")")
 
@@ -123,7 +128,7 @@ class EtcdClient:
     async def range_prefix(self, prefix: bytes, end: bytes) -> tuple[int, list[KV]]:
         """(store revision, key-values) of every key in [prefix, end)."""
         answer = await self.post("kv/range", {"key": b64(prefix), "range_end": b64(end)})
-        return int(answer["header"]["revision"]), [KV(kv) for kv in answer.get("kvs", [])]
+        return header_revision(answer), [KV(kv) for kv in answer.get("kvs", [])]
 
     async def txn(self, compare: list[dict], success: list[dict], failure: list[dict]) -> dict[str, Any]:
         return await self.post("kv/txn", {"compare": compare, "success": success, "failure": failure})
@@ -133,13 +138,16 @@ class EtcdClient:
         if lease:
             body["lease"] = str(lease)
         answer = await self.post("kv/put", body)
-        return int(answer["header"]["revision"])
+        return header_revision(answer)
 
     # ------------------------------------------------------------------ leases
 
     async def lease_grant(self, ttl: int) -> int:
         answer = await self.post("lease/grant", {"TTL": ttl})
-        return int(answer["ID"])
+        try:
+            return int(answer["ID"])
+        except (KeyError, TypeError, ValueError):
+            raise EtcdError(f"unexpected answer to lease/grant: {answer!r:.200}") from None
 
     async def lease_keepalive(self, lease: int) -> int:
         """Refresh a lease; its remaining TTL (0: the lease is gone)."""
@@ -171,7 +179,10 @@ class EtcdClient:
                     async for line in resp.aiter_lines():
                         if not line.strip():
                             continue
-                        message = json.loads(line)
+                        try:
+                            message = json.loads(line)
+                        except ValueError:
+                            raise EtcdUnavailable(f"watch on {endpoint}: not JSON: {line[:100]!r}") from None
                         if "error" in message:
                             text = str(message["error"].get("message", message["error"]))
                             if self._username and _is_token_error(text):
@@ -183,9 +194,17 @@ class EtcdClient:
                                             f" (compact_revision {result.get('compact_revision', 0)})")
                         yield result
                 raise EtcdUnavailable(f"watch stream of {endpoint} ended")
-            except httpx.TransportError as exc:
+            except httpx.HTTPError as exc:
                 errors.append(f"{endpoint}: {exc or type(exc).__name__}")
         raise EtcdUnavailable("no etcd endpoint answered the watch (" + "; ".join(errors) + ")")
+
+
+def header_revision(answer: dict[str, Any]) -> int:
+    """The store revision in an answer's header; EtcdError if it has none."""
+    try:
+        return int(answer["header"]["revision"])
+    except (KeyError, TypeError, ValueError):
+        raise EtcdError(f"unexpected answer from etcd (no header revision): {answer!r:.200}") from None
 
 
 def _json(resp: httpx.Response) -> dict[str, Any]:

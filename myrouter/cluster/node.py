@@ -37,7 +37,7 @@ from myrouter.config import ClusterConfig
 from myrouter.protocol.errors import MySQLError
 
 from .candidate import build_from_modules, module_tables
-from .etcd import KV, EtcdClient, EtcdError, EtcdUnavailable, b64
+from .etcd import KV, EtcdClient, EtcdError, EtcdUnavailable, b64, header_revision
 from .model import (
     MODULE_OF_COMMAND,
     MODULES,
@@ -183,21 +183,22 @@ class ClusterNode:
         failure = [{"request_range": {"key": b64(self.keys.config_key(m))}} for m in tables]
         try:
             answer = await self._client.txn(compare, success, failure)
+            if answer.get("succeeded"):
+                return header_revision(answer)
+            current = {m: KV(kvs[0]) if kvs else None for m, response in zip(tables, answer.get("responses", []))
+                       for kvs in [response.get("response_range", {}).get("kvs", [])]}
         except EtcdUnavailable as exc:
             raise MySQLError(ER_UNKNOWN_ERROR, f"{what} refused, nothing changed: etcd is unreachable, so the "
                                                f"change cannot be shared with the cluster ({exc})", "HY000") from None
         except EtcdError as exc:
             raise MySQLError(ER_UNKNOWN_ERROR, f"{what} refused, nothing changed: etcd refused the write: {exc}",
                              "HY000") from None
-        if answer.get("succeeded"):
-            return int(answer["header"]["revision"])
         newer = []
-        for m, response in zip(tables, answer.get("responses", [])):
-            kvs = response.get("response_range", {}).get("kvs", [])
-            current = int(kvs[0].get("mod_revision", 0)) if kvs else 0
-            if current != expected[m]:
-                writer = _writer(kvs[0]) if kvs else ""
-                newer.append(f"{m} is at revision {current}" + (f" (written by {writer})" if writer else "")
+        for m, kv in current.items():
+            revision = kv.mod_revision if kv is not None else 0
+            if revision != expected[m]:
+                writer = module_writer(kv.value) if kv is not None else ""
+                newer.append(f"{m} is at revision {revision}" + (f" (written by {writer})" if writer else "")
                              + f", this instance last saw {expected[m]}")
         raise MySQLError(ER_UNKNOWN_ERROR, f"{what} refused, nothing changed: another instance changed the "
                                            f"cluster's configuration meanwhile: {'; '.join(newer)}. It is applied "
@@ -242,7 +243,7 @@ class ClusterNode:
             log.info("%s: another instance seeded the cluster first; its configuration follows",
                      self.where)
             return 0
-        revision = int(answer["header"]["revision"])
+        revision = header_revision(answer)
         # what runs here: the seeded rows (users' passwords as hashes), the same as other instances will run
         self._apply({m: (revision, encode_module(m, t, self.instance)) for m, t in tables.items()}, quiet=True)
         log.info("%s: seeded from this instance's runtime as revision %d: %s", self.where, revision,
@@ -276,7 +277,7 @@ class ClusterNode:
                         async with self._lock:
                             for rev, changes in group_events(events):
                                 self._apply_changes(rev, changes)
-                    revision = max(revision, int(result.get("header", {}).get("revision", 0)))
+                    revision = max(revision, header_revision(result))
             except EtcdError as exc:
                 revision = None  # read everything again on reconnect: catch up what was missed
                 failures += 1
@@ -415,10 +416,6 @@ class ClusterNode:
         if connected and not self.connected and self.last_sync is not None:
             log.info("%s: etcd reachable again", self.where)
         self.connected = connected
-
-
-def _writer(raw_kv: dict[str, Any]) -> str:
-    return module_writer(KV(raw_kv).value)
 
 
 def _revisions(book: Book) -> str:
