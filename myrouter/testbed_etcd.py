@@ -21,7 +21,9 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -184,6 +186,15 @@ class EtcdMember:
         finally:
             if proc.poll() is not None:
                 self._forget()
+
+    def pause(self) -> None:
+        """SIGSTOP our etcd process: it keeps its connections open but answers nothing (a partition)."""
+        if self.running:
+            os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.running:
+            os.kill(self.process.pid, signal.SIGCONT)
 
     def _forget(self) -> None:
         _RUNNING.pop(id(self), None)

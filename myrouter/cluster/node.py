@@ -28,6 +28,7 @@ import dataclasses
 import logging
 import socket
 import time
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -84,6 +85,8 @@ class ClusterNode:
         self._lock = trio.Lock()
         self._client: EtcdClient | None = None
         self._lease = 0  # the heartbeat's lease (0: none yet)
+        self._watch_scope: trio.CancelScope | None = None  # the running watch, cancelled if it falls behind
+        self._behind = 0  # heartbeats in a row that found etcd ahead of this instance
 
     # ------------------------------------------------------------------ public
 
@@ -258,26 +261,16 @@ class ClusterNode:
             try:
                 if revision is None:
                     revision = await self._sync()
-                failures = 0
-                async for result in self._client.watch(self.keys.config_prefix, prefix_end(self.keys.config_prefix),
-                                                       revision + 1):
-                    self._set_connected(True)
-                    delay = 0.1
-                    events = []
-                    for ev in result.get("events", []):
-                        kv = KV(ev.get("kv", {}))
-                        module = self.keys.module_of(kv.key)
-                        if module is None:
-                            log.warning("%s: ignoring key %r under the config prefix (not a module)",
-                                        self.where, kv.key.decode("utf-8", "replace"))
-                            continue
-                        events.append((kv.mod_revision, module, ev.get("type") == "DELETE", kv.value))
-                        revision = max(revision, kv.mod_revision)
-                    if events:
-                        async with self._lock:
-                            for rev, changes in group_events(events):
-                                self._apply_changes(rev, changes)
-                    revision = max(revision, header_revision(result))
+                failures, delay = 0, 0.1
+                watch = self._client.watch(self.keys.config_prefix, prefix_end(self.keys.config_prefix), revision + 1)
+                with trio.CancelScope() as self._watch_scope:
+                    async with aclosing(watch) as results:
+                        async for result in results:
+                            async with self._lock:  # never between a LOAD's validation and its apply
+                                revision = self._on_watch_result(result, revision)
+                # cancelled by the heartbeat: etcd has revisions the watch did not bring (a silent stream)
+                log.info("%s: the watch fell behind etcd; reading the configuration again", self.where)
+                revision = None
             except EtcdError as exc:
                 revision = None  # read everything again on reconnect: catch up what was missed
                 failures += 1
@@ -292,6 +285,23 @@ class ClusterNode:
                 self._set_connected(False)
                 await trio.sleep(delay)
                 delay = min(delay * 2, 1.0)
+
+    def _on_watch_result(self, result: dict[str, Any], revision: int) -> int:
+        """Apply one watch answer's events (grouped by revision); the newest revision known."""
+        self._set_connected(True)
+        events = []
+        for ev in result.get("events", []):
+            kv = KV(ev.get("kv", {}))
+            module = self.keys.module_of(kv.key)
+            if module is None:
+                log.warning("%s: ignoring key %r under the config prefix (not a module)",
+                            self.where, kv.key.decode("utf-8", "replace"))
+                continue
+            events.append((kv.mod_revision, module, ev.get("type") == "DELETE", kv.value))
+            revision = max(revision, kv.mod_revision)
+        for rev, changes in group_events(events):
+            self._apply_changes(rev, changes)
+        return max(revision, header_revision(result))
 
     async def _leave(self) -> None:
         """At shutdown: revoke the heartbeat's lease, so the node leaves stats_cluster_nodes at once."""
@@ -333,6 +343,12 @@ class ClusterNode:
         self.nodes = sorted(nodes, key=lambda n: n.instance)
         if self.book.processed(current):
             self.last_sync = time.monotonic()
+            self._behind = 0
+            return
+        self._behind += 1
+        if self._behind >= 3 and self._watch_scope is not None:  # not a change in flight: a stalled watch
+            self._behind = 0
+            self._watch_scope.cancel()
 
     # ------------------------------------------------------------------ applying revisions
 

@@ -265,6 +265,20 @@ def test_one_etcd_member_killed_nothing_noticed(instances, etcd, cluster, caplog
         etcd.members[0].start()
 
 
+def test_a_silent_etcd_member_is_noticed_and_the_change_still_arrives(instances, etcd, cluster, caplog):
+    caplog.set_level(logging.INFO, logger="myrouter.cluster")
+    a, b = instances.start(1), instances.start(2)
+    primary_id = cluster.primary.query("SELECT @@server_id AS id")[0]["id"]
+    etcd.members[0].pause()  # b's watch stays open on it and brings nothing
+    try:
+        admin_sql(a, RULE.format(id=35), "LOAD MYSQL QUERY RULES TO RUNTIME")  # a times out on it, uses another
+        wait_for("the change reaches b", lambda: rules_revision(b) == rules_revision(a), timeout=20)
+        assert server_id(b) != primary_id
+        assert "(node2): the watch fell behind etcd" in caplog.text
+    finally:
+        etcd.members[0].resume()
+
+
 def test_restarted_instance_picks_up_changes_made_while_it_was_down(instances, cluster, caplog):
     caplog.set_level(logging.INFO, logger="myrouter.cluster")
     a, b = instances.start(1), instances.start(2)
