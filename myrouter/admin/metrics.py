@@ -35,6 +35,8 @@ from myrouter.stats.digests import LATENCY_BUCKETS_US
 from . import stats as S
 
 if TYPE_CHECKING:
+    from myrouter.cluster.node import ClusterNode
+
     from .core import Admin
 
 log = logging.getLogger("myrouter.admin")
@@ -191,7 +193,7 @@ class ProxyCollector(Collector):
             yield from _cluster_metrics(app.cluster)
 
 
-def _cluster_metrics(cluster: Any) -> Iterator[Any]:
+def _cluster_metrics(cluster: ClusterNode) -> Iterator[Any]:
     """[cluster]: the revision each module runs, etcd reachability, time since the last confirmed sync."""
     revision = GaugeMetricFamily("myrouter_cluster_applied_revision",
                                  "etcd revision of the configuration module running on this instance (0: never synced).",
