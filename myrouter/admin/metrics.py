@@ -196,7 +196,7 @@ class ProxyCollector(Collector):
 def _cluster_metrics(cluster: ClusterNode) -> Iterator[Any]:
     """[cluster]: the revision each module runs, etcd reachability, time since the last confirmed sync."""
     revision = GaugeMetricFamily("myrouter_cluster_applied_revision",
-                                 "etcd revision of the configuration module running on this instance (0: never synced).",
+                                 "etcd revision of the configuration module running here (0: never synced).",
                                  labels=["module"])
     for module, st in cluster.book.modules.items():
         revision.add_metric([module], st.applied)

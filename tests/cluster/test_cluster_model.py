@@ -144,7 +144,8 @@ def test_build_from_modules_refuses_a_rule_to_a_missing_hostgroup(config) -> Non
     rule.update(rule_id=5, active=1, match_digest="^SELECT", destination_hostgroup=99, apply=1, flagIN=0,
                 negate_match_pattern=0, re_modifiers="CASELESS", attributes="")
     with pytest.raises(AdminValidationError, match="rule_id=5.*99"):
-        build_from_modules(config, no_rules(config), {"mysql_query_rules": {"mysql_query_rules": [tuple(rule.values())]}})
+        rows = {"mysql_query_rules": [tuple(rule.values())]}
+        build_from_modules(config, no_rules(config), {"mysql_query_rules": rows})
 
 
 def test_book_tracks_seen_applied_and_refused() -> None:

@@ -86,7 +86,8 @@ def server_id(rp: RunningProxy) -> int:
 
 
 def revisions(rp: RunningProxy) -> dict[str, tuple[int, str]]:
-    return {m: (rev, status) for m, rev, status in admin_sql(rp, "SELECT module, revision, status FROM runtime_cluster")}
+    rows = admin_sql(rp, "SELECT module, revision, status FROM runtime_cluster")
+    return {m: (rev, status) for m, rev, status in rows}
 
 
 def etcd_post(etcd: EtcdCluster, path: str, body: dict) -> dict:
@@ -375,7 +376,8 @@ def make_tls_files(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "ca.pem").write_bytes(ca.public_bytes(pem))
     # serverAuth and clientAuth: etcd's gateway dials the member's own gRPC port with this certificate
-    issue("server", [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH], [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+    issue("server", [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+          [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
           [x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     # no CommonName: with etcd authentication on, etcd's JSON gateway refuses client certificates that have
     # one (CVE-2018-16886, etcd PR #10366); the etcd user/password says who the client is
@@ -424,3 +426,28 @@ def test_https_with_client_certificate_and_etcd_user(cluster, tmp_path, no_rules
         finally:
             a.stop()
             b.stop()
+
+
+def test_user_loaded_with_a_clear_password_logs_in_everywhere_stored_as_a_hash(instances, etcd, cluster):
+    cluster.primary.query("CREATE USER IF NOT EXISTS 'cl_user'@'%' IDENTIFIED BY 'cl_pw'")
+    cluster.primary.query("GRANT SELECT ON test.* TO 'cl_user'@'%'")
+    cluster.wait_replication()
+    try:
+        a, b = instances.start(1), instances.start(2)
+        admin_sql(a, "INSERT INTO mysql_users (username, password, default_hostgroup) VALUES ('cl_user', 'cl_pw', 0)",
+                  "LOAD MYSQL USERS TO RUNTIME")
+        users = etcd_get(etcd, f"/myrouter/{instances.name}/config/mysql_users")
+        stored = {row[0]: row[1] for row in users["tables"]["mysql_users"]["rows"]}
+        assert stored["cl_user"].startswith("*") and len(stored["cl_user"]) == 41 and "cl_pw" not in json.dumps(users)
+        wait_for("b has the user", lambda: revisions(b)["mysql_users"][0] == revisions(a)["mysql_users"][0], timeout=5)
+        for rp in (a, b):
+            conn = rp.connect("cl_user", "cl_pw", autocommit=True)
+            with conn.cursor() as cur:
+                cur.execute("SELECT CURRENT_USER()")
+                assert cur.fetchone()[0] == "cl_user@%"
+            conn.close()
+            with pytest.raises(pymysql.err.OperationalError) as err:
+                rp.connect("cl_user", "wrong")
+            assert err.value.args[0] == 1045
+    finally:
+        cluster.primary.query("DROP USER IF EXISTS 'cl_user'@'%'")
