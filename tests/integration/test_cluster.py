@@ -451,3 +451,19 @@ def test_user_loaded_with_a_clear_password_logs_in_everywhere_stored_as_a_hash(i
             assert err.value.args[0] == 1045
     finally:
         cluster.primary.query("DROP USER IF EXISTS 'cl_user'@'%'")
+
+
+def test_variables_and_servers_follow_but_each_instance_keeps_its_own_interfaces(instances, cluster):
+    a, b = instances.start(1), instances.start(2)
+    admin_sql(a, "UPDATE global_variables SET variable_value='1234' WHERE variable_name='mysql-max_connections'",
+              "UPDATE mysql_servers SET weight=7 WHERE hostgroup_id=1",
+              "LOAD MYSQL VARIABLES TO RUNTIME", "LOAD MYSQL SERVERS TO RUNTIME")
+    wait_for("b follows", lambda: revisions(b)["mysql_servers"][0] == revisions(a)["mysql_servers"][0]
+             and revisions(b)["mysql_variables"][0] == revisions(a)["mysql_variables"][0], timeout=5)
+    for rp in (a, b):
+        assert admin_sql(rp, "SELECT variable_value FROM runtime_global_variables "
+                             "WHERE variable_name='mysql-max_connections'") == [("1234",)]
+        assert {w for (w,) in admin_sql(rp, "SELECT weight FROM runtime_mysql_servers WHERE hostgroup_id=1")} == {7}
+        assert admin_sql(rp, "SELECT variable_value FROM runtime_global_variables "
+                             "WHERE variable_name='mysql-interfaces'") == [(f"127.0.0.1:{rp.port}",)]
+        assert rp.proxy.vars.max_connections == 1234
