@@ -34,12 +34,14 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from myrouter.admin.validate import AdminValidationError
-from myrouter.config import ClusterConfig
+from myrouter.config import ClusterConfig, Config
 from myrouter.protocol.errors import MySQLError
+from myrouter.routing.rules import RuleSet
 
-from .candidate import build_from_modules, module_tables
+from .candidate import ModuleTables, build_from_modules, module_tables
 from .etcd import KV, EtcdClient, EtcdError, EtcdUnavailable, b64, header_revision
 from .model import (
+    LOCAL_MYSQL_VARIABLES,
     MODULE_OF_COMMAND,
     MODULES,
     Book,
@@ -402,16 +404,17 @@ class ClusterNode:
         admin = self.app.admin
         with admin.internal():
             for m, tables in decoded.items():
-                if m == "mysql_variables":
+                if m == "mysql_variables":  # the shared mysql-* rows; this instance's own ones stay
+                    local = sorted(LOCAL_MYSQL_VARIABLES)
                     admin.db.execute("DELETE FROM main.global_variables WHERE variable_name LIKE 'mysql-%' "
-                                     "AND variable_name NOT IN ('mysql-interfaces')")
+                                     f"AND variable_name NOT IN ({', '.join('?' * len(local))})", local)
                     admin.db.executemany("INSERT OR REPLACE INTO main.global_variables VALUES (?, ?)",
                                          tables["global_variables"])
                     continue
                 for table, rows in tables.items():
                     admin.replace_rows(f"main.{table}", rows)
 
-    def _build(self, base, base_rules, tables, what: str):
+    def _build(self, base: Config, base_rules: RuleSet, tables: ModuleTables, what: str) -> tuple[Config, RuleSet]:
         try:
             return build_from_modules(base, base_rules, tables)
         except AdminValidationError as exc:

@@ -467,3 +467,7 @@ def test_variables_and_servers_follow_but_each_instance_keeps_its_own_interfaces
         assert admin_sql(rp, "SELECT variable_value FROM runtime_global_variables "
                              "WHERE variable_name='mysql-interfaces'") == [(f"127.0.0.1:{rp.port}",)]
         assert rp.proxy.vars.max_connections == 1234
+    # b's memory layer shows the cluster's variables, and its own interfaces
+    assert admin_sql(b, "SELECT variable_name, variable_value FROM global_variables WHERE variable_name IN "
+                        "('mysql-max_connections', 'mysql-interfaces') ORDER BY 1") == [
+        ("mysql-interfaces", f"127.0.0.1:{b.port}"), ("mysql-max_connections", "1234")]
