@@ -16,6 +16,7 @@ from .backend.gtid import parse_gtids
 from .backend.pins import PinCounters
 from .backend.pool import Pools, PoolSettings
 from .backend.stmts import StmtRegistry
+from .cluster.node import ClusterNode
 from .config import Config, UserConfig
 from .net.handshakes import HandshakeSlots
 from .net.listen import accept_loop, close_listener, listen
@@ -100,6 +101,8 @@ class Proxy:
         # -- monitor (issue 6): health/read_only/lag checks, shunning, writer/reader discovery
         self.monitor = Monitor(self)
         self.admin = Admin(self)  # admin interface (6032) and /metrics, served by run()
+        # [cluster]: configuration shared with other instances through etcd (myrouter/cluster/)
+        self.cluster = ClusterNode(self, config.cluster) if config.cluster is not None else None
 
     def _load_users(self, config: Config) -> None:
         users = {}
@@ -311,6 +314,8 @@ class Proxy:
                 await services.start(self.admin.serve)
                 await services.start(self.pools.run)
                 await services.start(self.monitor.run)  # monitor (issue 6)
+                if self.cluster is not None:  # takes the cluster's configuration before clients come
+                    await services.start(self.cluster.run)
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
                     with trio.CancelScope() as accept_scope:

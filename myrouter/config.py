@@ -51,6 +51,7 @@ __all__ = [
     "ServerConfig",
     "UserConfig",
     "ReplicationHostgroupConfig",
+    "ClusterConfig",
     "load_config",
     "parse_interfaces",
     "parse_credentials",
@@ -686,6 +687,21 @@ class ReplicationHostgroupConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """``[cluster]``: several myrouter instances sharing their configuration through etcd
+    (myrouter/cluster/). ``instance`` empty: host name + client port, chosen at start."""
+
+    etcd_endpoints: tuple[str, ...]
+    name: str
+    instance: str = ""
+    etcd_ca: str = ""  # CA file for https:// endpoints (empty: the system's CAs)
+    etcd_cert: str = ""  # client certificate file for https:// endpoints (with etcd_key)
+    etcd_key: str = ""
+    etcd_username: str = ""  # etcd's own authentication (with etcd_password)
+    etcd_password: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration file, validated. Immutable; safe to hand to a worker."""
 
@@ -706,6 +722,8 @@ class Config:
     # (myrouter-ca.pem, myrouter-cert.pem, myrouter-key.pem; generated when missing).
     # None: a certificate generated in memory at startup.
     datadir: Path | None = None
+    # [cluster]: configuration shared with other instances through etcd; None without it
+    cluster: ClusterConfig | None = None
 
     def hostgroups(self) -> frozenset[int]:
         """Hostgroups that exist: those of servers and of replication hostgroups."""
@@ -1012,6 +1030,7 @@ class _Loader:
         "mysql_users",
         "mysql_replication_hostgroups",
         "mysql_query_rules",
+        "cluster",
     )
 
     def __init__(self, doc: TomlDoc) -> None:
@@ -1039,6 +1058,7 @@ class _Loader:
         rules = tuple(
             (doc.path, i, row) for i, row in enumerate(self._rows(top, "mysql_query_rules"))
         )
+        cluster = self._cluster(top) if "cluster" in top else None
         if self.ignored:
             log.warning(
                 "%s: accepted for ProxySQL compatibility and ignored by myrouter: %s",
@@ -1056,6 +1076,7 @@ class _Loader:
             query_rules_raw=rules,
             log_format=log_format,
             datadir=datadir,
+            cluster=cluster,
         )
 
     # -- structure ----------------------------------------------------------
@@ -1248,6 +1269,59 @@ class _Loader:
                         f"port {port_b} is also used by {table_a}.{key_a}", table_b, None, key_b
                     )
 
+    def _cluster(self, top: dict[str, Any]) -> ClusterConfig:
+        """``[cluster]``: etcd endpoints (http:// or https:// URLs), a key prefix, TLS and etcd credentials."""
+        section = _Section(self.doc, "cluster", None, self._table(top, "cluster"))
+        raw = section.take("etcd_endpoints")
+        if raw is _MISSING:
+            raise section.error("required key 'etcd_endpoints' is missing (a list like [\"http://127.0.0.1:2379\"])")
+        key = section.written("etcd_endpoints")
+        if not isinstance(raw, list) or not raw or not all(isinstance(e, str) for e in raw):
+            raise section.error("expected a non-empty array of URLs like \"http://127.0.0.1:2379\"", key)
+        endpoints = []
+        for url in raw:
+            m = _ETCD_URL_RE.fullmatch(url.strip())
+            if m is None:
+                raise section.error(f"{url!r} is not an etcd URL like \"http://127.0.0.1:2379\" "
+                                    "or \"https://etcd1:2379\"", key)
+            endpoints.append(url.strip().rstrip("/"))
+        schemes = {e.split(":", 1)[0] for e in endpoints}
+        if len(schemes) > 1:
+            raise section.error("all endpoints must use the same scheme (http:// or https://)", key)
+        name = section.string("name", nonempty=True)
+        if not _CLUSTER_NAME_RE.fullmatch(name):
+            raise section.error(f"invalid name {name!r}: letters, digits, '_', '-' and '.' only "
+                                "(it is a key prefix in etcd)", section.written("name"))
+        instance = section.string("instance", "")
+        if instance and not _CLUSTER_NAME_RE.fullmatch(instance.replace(":", "_")):
+            raise section.error(f"invalid instance {instance!r}: letters, digits, '_', '-', '.' and ':' only",
+                                section.written("instance"))
+        files = {}
+        for k in ("etcd_ca", "etcd_cert", "etcd_key"):
+            text = section.string(k, "")
+            if text:
+                path = Path(text).expanduser()
+                if not path.is_absolute():
+                    path = self.doc.path.resolve().parent / path
+                if not path.is_file():
+                    raise section.error(f"file {str(path)!r} does not exist", section.written(k))
+                if "https" not in schemes:
+                    raise section.error("only used with https:// endpoints", section.written(k))
+                text = str(path)
+            files[k] = text
+        if bool(files["etcd_cert"]) != bool(files["etcd_key"]):
+            missing = "etcd_key" if files["etcd_cert"] else "etcd_cert"
+            raise section.error(f"etcd_cert and etcd_key go together: {missing} is missing",
+                                section.written("etcd_cert" if files["etcd_cert"] else "etcd_key"))
+        username = section.string("etcd_username", "")
+        password = section.string("etcd_password", "")
+        if password and not username:
+            raise section.error("etcd_password without etcd_username", section.written("etcd_password"))
+        section.reject_unused(["etcd_endpoints", "name", "instance", "etcd_ca", "etcd_cert", "etcd_key",
+                               "etcd_username", "etcd_password"])
+        return ClusterConfig(tuple(endpoints), name, instance, files["etcd_ca"], files["etcd_cert"],
+                             files["etcd_key"], username, password)
+
     # -- rows -----------------------------------------------------------------
 
     def _server(self, i: int, raw: dict[str, Any]) -> ServerConfig:
@@ -1432,6 +1506,10 @@ class _Loader:
                     f"replication hostgroup (known hostgroups: {known})",
                     "mysql_users", i, "default_hostgroup",
                 )
+
+
+_ETCD_URL_RE = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}/?")
+_CLUSTER_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 def _is_table_like(value: Any) -> bool:

@@ -12,9 +12,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # mariadb-server/-client: the local test bed (myrouter.testbed); sysbench: benchmarks;
 # libmariadb-dev, pkg-config, gcc, python3-dev: to build mysqlclient (a test dependency);
 # python3-venv: .venv; docker-compose: compose/; make: the Makefile; openssl: hashed
-# certificate directories in the TLS tests (openssl rehash).
+# certificate directories in the TLS tests (openssl rehash); etcd-server/-client: the etcd
+# test bed of the [cluster] tests (myrouter.testbed_etcd).
 PACKAGES=(mariadb-server mariadb-client sysbench libmariadb-dev pkg-config gcc python3-dev
-          python3-venv docker-compose make openssl)
+          python3-venv docker-compose make openssl etcd-server etcd-client)
 VENV=.venv
 STAMP="$VENV/.installed-stamp"
 

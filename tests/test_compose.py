@@ -152,3 +152,39 @@ def test_dockerfile_runs_the_mounted_config() -> None:
     dockerfile = (COMPOSE_DIR / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim$", dockerfile, re.M)
     assert f'"{CONFIG_IN_CONTAINER}"' in dockerfile
+
+
+# ---------------------------------------------------------------------------
+# (c) the [cluster] overlay: etcd and two myrouter instances sharing it
+# ---------------------------------------------------------------------------
+
+CLUSTER_FILE = COMPOSE_DIR / "docker-compose.cluster.yml"
+CLUSTER_TOML = COMPOSE_DIR / "myrouter-cluster.toml"
+
+
+def test_cluster_overlay_runs_two_instances_on_one_etcd() -> None:
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.skip("the docker-compose binary is not installed (Debian package docker-compose)")
+    proc = subprocess.run([binary, "-f", str(COMPOSE_FILE), "-f", str(CLUSTER_FILE), "config"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"docker-compose config failed:\n{proc.stderr}"
+    services = yaml.safe_load(proc.stdout)["services"]
+    assert set(services) == SERVICES | {"etcd", "myrouter2"}
+    for name in ("myrouter", "myrouter2"):
+        svc = services[name]
+        mounts = {v.split(":")[1]: v.split(":")[0] for v in svc["volumes"]}
+        assert Path(mounts[CONFIG_IN_CONTAINER]).resolve() == CLUSTER_TOML
+        assert svc["depends_on"]["etcd"]["condition"] == "service_healthy"
+        assert {p.split(":")[0] for p in svc["ports"]} == {"127.0.0.1"}
+    ports = [p for name in ("myrouter", "myrouter2") for p in services[name]["ports"]]
+    assert len({p.rsplit(":", 2)[-2] for p in ports}) == len(ports), "host ports must differ"
+
+
+def test_cluster_toml_is_myrouter_toml_plus_cluster() -> None:
+    base, shared = load_config(MYROUTER_TOML), load_config(CLUSTER_TOML)
+    assert shared.cluster is not None and base.cluster is None
+    assert shared.cluster.etcd_endpoints == ("http://etcd:2379",)
+    assert "etcd" in yaml.safe_load(CLUSTER_FILE.read_text())["services"]
+    for field in ("mysql_variables", "admin_variables", "mysql_servers", "mysql_users", "mysql_replication_hostgroups"):
+        assert getattr(shared, field) == getattr(base, field), field

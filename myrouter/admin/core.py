@@ -51,7 +51,7 @@ from .commands import (
 )
 from .hostblock import HostErrors
 from .rows import config_tables, rule_rows, runtime_server_rows, variable_defaults
-from .schema import COLUMNS, CONFIG_TABLES, MONITOR_TABLES, STATS_TABLES, create_statements
+from .schema import COLUMNS, CONFIG_TABLES, MONITOR_TABLES, RUNTIME_ONLY_TABLES, STATS_TABLES, create_statements
 from .sqlpolicy import MAX_VALUE_BYTES, refusal
 from .sqltext import UnknownVariable, substitute_variables, translate
 
@@ -117,8 +117,8 @@ class OkResult:
 
 Result = ResultSet | OkResult
 
-_DYNAMIC_TABLES = sorted([f"runtime_{n}" for n in CONFIG_TABLES] + list(STATS_TABLES) + list(MONITOR_TABLES),
-                         key=len, reverse=True)
+_DYNAMIC_TABLES = sorted([f"runtime_{n}" for n in CONFIG_TABLES] + list(STATS_TABLES) + list(MONITOR_TABLES)
+                         + list(RUNTIME_ONLY_TABLES), key=len, reverse=True)
 _DYNAMIC_RE = re.compile(r"\b(" + "|".join(_DYNAMIC_TABLES) + r")\b", re.I)
 _DISK_RE = re.compile(r"\bdisk\s*\.", re.I)
 _REFUSED_SQL = re.compile(r"\s*(VACUUM|ATTACH|DETACH)\b", re.I)
@@ -147,7 +147,8 @@ _DDL_ACTIONS = {
     sqlite3.SQLITE_DROP_TEMP_VIEW: "DROP VIEW",
 }
 _MANAGED = frozenset(list(CONFIG_TABLES) + [f"runtime_{n}" for n in CONFIG_TABLES] + list(STATS_TABLES)
-                     + list(MONITOR_TABLES) + ["sqlite_sequence", "sqlite_master", "sqlite_schema"])
+                     + list(MONITOR_TABLES) + list(RUNTIME_ONLY_TABLES)
+                     + ["sqlite_sequence", "sqlite_master", "sqlite_schema"])
 
 
 class Admin:
@@ -516,6 +517,10 @@ class Admin:
 
     def dynamic_rows(self, name: str) -> list[Sequence[Any]] | Callable[[], list[Sequence[Any]]]:
         app = self.app
+        if name in ("runtime_cluster", "stats_cluster_nodes"):  # [cluster]: empty without it
+            if app.cluster is None:
+                return []
+            return app.cluster.runtime_rows() if name == "runtime_cluster" else app.cluster.node_rows()
         if name == "runtime_mysql_servers":
             return runtime_server_rows(app.hostgroups, app.config.mysql_servers)
         if name.startswith("runtime_"):

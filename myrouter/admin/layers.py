@@ -90,6 +90,9 @@ class Layers:
         """Carry out a LOAD/SAVE command; returns the OK packet's info text. Raises MySQLError."""
         direction = (cmd.source, cmd.target)
         if direction == ("memory", "runtime"):
+            cluster = self.app.cluster
+            if cluster is not None and cluster.shares(cmd.modules):
+                return await cluster.load_to_runtime(cmd, self)  # [cluster]: published through etcd first
             return self.memory_to_runtime(cmd)
         if direction == ("runtime", "memory"):
             return self.runtime_to_memory(cmd)
@@ -158,10 +161,14 @@ class Layers:
 
     def memory_to_runtime(self, cmd: LoadSave) -> str:
         app = self.app
+        config, rules = self._validate(cmd, app.config, app.rules, "running")
+        return self.apply_validated(cmd.text, config, rules)
+
+    def apply_validated(self, what: str, config: Config, rules: RuleSet | None) -> str:
+        """Make a validated configuration the running one (a LOAD, or a revision from the cluster)."""
+        app = self.app
         old = app.config
-        config, rules = self._validate(cmd, old, app.rules, "running")
-        if USERS in cmd.modules:
-            config = runtime_users(config)  # admin-hash_passwords
+        config = runtime_users(config)  # admin-hash_passwords (a LOAD, or a revision from the cluster)
         retired = app.apply_runtime(config, rules)  # MySQLError before any change if it cannot apply
         admin = self.admin
         admin.apply_variables()
@@ -169,7 +176,7 @@ class Layers:
         soft, hard = offline_servers(app, admin.retired)
         release_connections(app, soft, hard)
         notes = _restart_notes(old, config)
-        log.info("admin: %s applied%s", cmd.text, ("; " + "; ".join(notes)) if notes else "")
+        log.info("admin: %s applied%s", what, ("; " + "; ".join(notes)) if notes else "")
         return "; ".join(notes)
 
     def hash_runtime_passwords(self) -> None:

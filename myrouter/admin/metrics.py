@@ -35,6 +35,8 @@ from myrouter.stats.digests import LATENCY_BUCKETS_US
 from . import stats as S
 
 if TYPE_CHECKING:
+    from myrouter.cluster.node import ClusterNode
+
     from .core import Admin
 
 log = logging.getLogger("myrouter.admin")
@@ -189,6 +191,25 @@ class ProxyCollector(Collector):
                 cumulative.append((bound, total))
             hist.add_metric([row.command], cumulative, sum_value=row.total_time_us / 1e6)
         yield hist
+        if app.cluster is not None:
+            yield from _cluster_metrics(app.cluster)
+
+
+def _cluster_metrics(cluster: ClusterNode) -> Iterator[Any]:
+    """[cluster]: the revision each module runs, etcd reachability, time since the last confirmed sync."""
+    revision = GaugeMetricFamily("myrouter_cluster_applied_revision",
+                                 "etcd revision of the configuration module running here (0: never synced).",
+                                 labels=["module"])
+    for module, st in cluster.book.modules.items():
+        revision.add_metric([module], st.applied)
+    yield revision
+    yield GaugeMetricFamily("myrouter_cluster_connected", "1 while etcd answers this instance.",
+                            value=1 if cluster.connected else 0)
+    since = cluster.seconds_since_sync()
+    if since is not None:
+        yield GaugeMetricFamily("myrouter_cluster_seconds_since_sync",
+                                "Seconds since this instance last confirmed it runs the revisions etcd holds.",
+                                value=since)
 
 
 def registry_for(admin: Admin) -> CollectorRegistry:

@@ -29,6 +29,7 @@ __all__ = [
     "RUNTIME_TABLES",
     "STATS_TABLES",
     "MONITOR_TABLES",
+    "RUNTIME_ONLY_TABLES",
     "COLUMNS",
     "create_statements",
     "RULE_COLUMNS",
@@ -149,6 +150,20 @@ STATS_TABLES: dict[str, str] = {
     "stats_mysql_users": (
         "(username VARCHAR PRIMARY KEY , frontend_connections INT NOT NULL , frontend_max_connections INT NOT NULL)"
     ),
+    # [cluster] (myrouter/cluster/): every instance's last heartbeat in etcd
+    "stats_cluster_nodes": (
+        "(instance VARCHAR PRIMARY KEY , address VARCHAR , last_heartbeat INT , mysql_servers_revision INT , "
+        "mysql_users_revision INT , mysql_query_rules_revision INT , mysql_variables_revision INT , status VARCHAR)"
+    ),
+}
+
+#: ``runtime_`` tables of ``main`` with no memory/disk twin, refilled from the proxy when read
+RUNTIME_ONLY_TABLES: dict[str, str] = {
+    # [cluster]: the revision of each module running here, who wrote it, the newest one in etcd
+    "runtime_cluster": (
+        "(module VARCHAR PRIMARY KEY , revision INT , written_by VARCHAR , applied_at INT , etcd_revision INT , "
+        "status VARCHAR)"
+    ),
 }
 
 
@@ -190,6 +205,8 @@ for _name, _definition in STATS_TABLES.items():
     COLUMNS[_name] = _columns(_definition)
 for _name, _definition in MONITOR_TABLES.items():
     COLUMNS[_name] = _columns(_definition)
+for _name, _definition in RUNTIME_ONLY_TABLES.items():
+    COLUMNS[_name] = _columns(_definition)
 assert COLUMNS["mysql_query_rules"] == RULE_COLUMNS, "mysql_query_rules columns must match the rule engine's"
 
 
@@ -204,4 +221,6 @@ def create_statements() -> list[str]:
         out.append(f"CREATE TABLE stats.{name} {definition}")
     for name, definition in MONITOR_TABLES.items():
         out.append(f"CREATE TABLE monitor.{name} {definition}")
+    for name, definition in RUNTIME_ONLY_TABLES.items():
+        out.append(f"CREATE TABLE main.{name} {definition}")
     return out

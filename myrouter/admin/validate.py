@@ -103,7 +103,8 @@ def build_config(base: Config, rows: Candidate) -> Config:
     except ConfigError as exc:
         raise AdminValidationError(_describe(exc, tables)) from None
     return dataclasses.replace(config, path=base.path, rules_dir=base.rules_dir,
-                               query_rules_raw=base.query_rules_raw, log_format=base.log_format, datadir=base.datadir)
+                               query_rules_raw=base.query_rules_raw, log_format=base.log_format,
+                               datadir=base.datadir, cluster=base.cluster)
 
 
 def build_rules(rule_rows: Iterable[Sequence[Any]], known_hostgroups: Iterable[int]) -> RuleSet:

@@ -1,0 +1,1 @@
+"""[cluster]: several myrouter instances sharing their configuration through etcd (see model.py)."""
