@@ -130,6 +130,10 @@ def cmd_serve(args) -> int:
         for exc in group.exceptions:
             print(f"myrouter: TLS: {exc}", file=sys.stderr)
         status = 2
+    except* ConfigError as group:  # found when the proxy starts: query rules, cross-checks
+        for exc in group.exceptions:
+            print(f"myrouter: configuration error: {exc}", file=sys.stderr)
+        status = 2
     return status
 
 
@@ -224,7 +228,7 @@ def cmd_explain(args) -> int:
     try:
         rules = load_rules_for(config)
     except ConfigError as exc:
-        print(f"myrouter: rule error: {exc}", file=sys.stderr)
+        print(f"myrouter: configuration error: {exc}", file=sys.stderr)
         return 2
     username = args.user
     if username is None and config.mysql_users:

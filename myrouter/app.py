@@ -27,7 +27,7 @@ from .protocol.response import ResponseKind
 from .routing.cache import QueryCache
 from .routing.classifier import Classifier
 from .routing.hostgroups import Hostgroups, Server
-from .routing.rules import RuleSet, load_rules, rules_from_rows
+from .routing.rules import RuleSet, load_rules
 from .frontend.session import SessionState
 from .monitor import Monitor
 from .stats.counters import Counters, ProxyStats
@@ -567,17 +567,10 @@ def _long_query_us(v) -> int:
 
 
 def load_rules_for(config: Config):
-    """The query rules of a config: ``[[mysql_query_rules]]`` of the config file, then ``rules_dir/*.toml``."""
-    known = set(config.hostgroups())
-    rules_dir = config.rules_dir
-    if config.query_rules_raw:
-        rows = [dict(raw) for _, _, raw in config.query_rules_raw]
-        if rules_dir.is_dir():
-            rows += [r.to_row() for r in load_rules(rules_dir, known).rules()]
-        return rules_from_rows(rows, str(config.path), known)
-    if rules_dir.is_dir():
-        return load_rules(rules_dir, known)
-    return rules_from_rows([], str(config.path), known)
+    """The query rules of a config: ``[[mysql_query_rules]]`` of the config file, then ``rules_dir/*.toml``.
+    Raises ConfigError naming the file, line and column of a bad rule."""
+    return load_rules(config.rules_dir if config.rules_dir.is_dir() else None, set(config.hostgroups()),
+                      config_file=config.path if config.query_rules_raw else None)
 
 
 def _backend_tls(v) -> ssl.SSLContext:
