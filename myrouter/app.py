@@ -17,6 +17,7 @@ from .backend.pins import PinCounters
 from .backend.pool import Pools, PoolSettings
 from .backend.stmts import StmtRegistry
 from .config import Config, UserConfig
+from .net.keepalive import apply_keepalive
 from .net.listen import accept_loop, close_listener, listen
 from .net import tls
 from .net.stream import ConnectionLost, PacketStream
@@ -26,6 +27,7 @@ from .protocol.messages import parse_err
 from .protocol.response import ResponseKind
 from .routing.cache import QueryCache
 from .routing.classifier import Classifier
+from .routing.digest import Digester
 from .routing.hostgroups import Hostgroups, Server
 from .routing.rules import RuleSet, load_rules
 from .frontend.session import SessionState
@@ -78,6 +80,8 @@ class Proxy:
         # per-statement accounting (stats_mysql_query_digest, stats_mysql_commands_counters)
         self.digest_stats = DigestStats()
         self.command_counters = CommandCounters(_long_query_us(self.vars))
+        self.digester = Digester.from_vars(self.vars)  # mysql-query_digests_* limits
+        self._apply_stats_switches(self.vars)
         # backend connection pools, shared by all sessions; why sessions keep their connections
         self.pools = Pools(self, PoolSettings.from_vars(self.vars))
         self.pin_counters = PinCounters()
@@ -109,6 +113,12 @@ class Proxy:
                 del self.sha2_cache[name]  # password changed or user gone: no more fast auth
         self._users = users
         self._credentials = creds
+
+    def _apply_stats_switches(self, v) -> None:
+        """mysql-query_digests and mysql-commands_stats: whether statements are counted per digest
+        and per command."""
+        self.digest_stats.enabled = v.query_digests
+        self.command_counters.enabled = v.commands_stats
 
     # -- lookups used by sessions -------------------------------------------
 
@@ -369,6 +379,10 @@ class Proxy:
     async def _handle_client(self, conn: socket.socket, addr) -> None:
         from .frontend.session import ClientSession
 
+        try:
+            apply_keepalive(conn, self.vars.use_tcp_keepalive, self.vars.tcp_keepalive_time)
+        except OSError as exc:  # the client is already gone: the session finds out when it reads
+            log.debug("client %s: cannot set TCP keepalive: %s", addr, exc)
         stream = PacketStream(conn, max_payload=self.vars.max_allowed_packet)
         session = ClientSession(self, stream, addr)
         self.sessions[session.id] = session
@@ -500,6 +514,8 @@ class Proxy:
                 self.server_version = new_vars.server_version
             self.query_cache.max_bytes = int(new_vars.items().get("query_cache_size_MB", 256)) * 1024 * 1024
             self.command_counters.slow_query_us = _long_query_us(new_vars)
+            self.digester = Digester.from_vars(new_vars)
+            self._apply_stats_switches(new_vars)
             self.pools.settings = PoolSettings.from_vars(new_vars)
             self.stmt_registry.max_entries = new_vars.max_stmts_cache
             p2s = ("ssl_p2s_ca", "ssl_p2s_cert", "ssl_p2s_key", "ssl_p2s_cipher")

@@ -539,6 +539,33 @@ _ADMIN_RANGES: dict[str, tuple[int, int]] = {"restapi_port": (0, 65535)}
 _MYSQL_CHOICES: dict[str, tuple[str, ...]] = {"default_authentication_plugin": AUTH_PLUGINS}
 
 
+_MYSQL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(MySQLVariables)}
+
+
+def _unsupported_values(v: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(variable, why)`` for each value of ``[mysql_variables]`` that myrouter accepts only at its
+    default: it would otherwise be read by nothing."""
+    out = []
+    if v["connection_delay_multiplex_ms"] != 0:
+        out.append(("connection_delay_multiplex_ms",
+                    "a connection goes back to the pool as soon as nothing pins it; only 0 is accepted"))
+    if v["keep_multiplexing_variables"] != _MYSQL_DEFAULTS["keep_multiplexing_variables"]:
+        out.append(("keep_multiplexing_variables",
+                    "SELECT @@variable never disables multiplexing (session variables are restored on "
+                    "every connection), so there is no list to keep; only the default is accepted"))
+    if not v["client_session_track_gtid"]:
+        out.append(("client_session_track_gtid",
+                    "clients that ask for session tracking get the servers' session-state data, GTIDs "
+                    "included (MariaDB's last_gtid), as the servers send it; only true is accepted"))
+    if not v["enable_server_deprecate_eof"] and v["enable_client_deprecate_eof"]:
+        out.append(("enable_server_deprecate_eof",
+                    "result sets are forwarded without converting EOF packets, so servers use the EOF "
+                    "style of each client; set enable_client_deprecate_eof = false as well"))
+    if v["eventslog_format"] != 2:
+        out.append(("eventslog_format", "the query log is written as JSON lines (2); only 2 is accepted"))
+    return out
+
+
 def _variables_items(obj: MySQLVariables | AdminVariables) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in dataclasses.fields(obj):
@@ -1149,6 +1176,7 @@ class _Loader:
             if filename and (filename.endswith("/") or Path(filename).is_dir()):
                 raise section.error(f"{filename!r} is a directory: give the name of the log file",
                                     section.written(name))
+        self._refuse_unsupported(section, values)
         if values["connect_timeout_server"] > values["connect_timeout_server_max"]:
             raise section.error(
                 "connect_timeout_server must not exceed connect_timeout_server_max "
@@ -1156,6 +1184,14 @@ class _Loader:
                 section.written("connect_timeout_server"),
             )
         return MySQLVariables(**values)
+
+    @staticmethod
+    def _refuse_unsupported(section: _Section, values: dict[str, Any]) -> None:
+        """ProxySQL variables whose other values myrouter cannot honour: refused, never ignored."""
+        for name, why in _unsupported_values(values):
+            value = values[name]
+            shown = ("true" if value else "false") if isinstance(value, bool) else repr(value)
+            raise section.error(f"{shown} is not supported by myrouter: {why}", section.written(name))
 
     def _admin_variables(self, raw: dict[str, Any]) -> AdminVariables:
         section, values = self._variables(

@@ -49,7 +49,7 @@ from ..protocol.codec import Reader
 from ..protocol.packets import frame
 from ..protocol.response import ResponseKind, ResponseTracker, response_kind
 from ..routing.classifier import Classification, StatementFlag as _F, StatementKind
-from ..routing.digest import digest, format_digest
+from ..routing.digest import format_digest
 from ..stats.digests import affected_rows
 from ..stats.querylog import now_us
 from ..routing.rules import RouteDecision, RuleContext
@@ -1119,10 +1119,10 @@ class ClientSession:
             return
         app = self.app
         sql = payload[1:].decode("utf-8", "surrogateescape")
-        dtext, dhash = digest(sql)
+        dtext, dhash = app.digester(sql)
         rules = app.rules
         plan = self._plans.get(dhash)
-        if plan is not None and plan.rules is rules and plan.flag_in == self.flag_in and plan.schema == self.schema:
+        if plan is not None and not app.digester.capped(sql) and plan.rules is rules and plan.flag_in == self.flag_in and plan.schema == self.schema:
             cls = plan.cls
             decision = plan.decision
             rules.count_hits(plan.positions)
@@ -1197,12 +1197,13 @@ class ClientSession:
         same digest when they hold for them (same rules, flag and schema; see ``_com_query``)."""
         app = self.app
         rules = app.rules
-        cls = app.classifier.classify(sql, dhash)
+        capped = app.digester.capped(sql)  # the digest stands for a prefix only: nothing is remembered by it
+        cls = app.classifier.classify(sql, dhash, remember=not capped)
         decision, positions = rules.evaluate_for_session(RuleContext(
             self.username, self.schema, self.client_host, self.proxy_host, self.proxy_port, self.flag_in,
             dhash, dtext, sql, cls,
         ))
-        if positions is not None and app.classifier.reusable(cls):
+        if positions is not None and app.classifier.reusable(cls) and not capped:
             plans = self._plans
             if len(plans) >= _SESSION_PLANS:
                 plans.clear()
@@ -1581,8 +1582,8 @@ class ClientSession:
         app = self.app
         sql = payload[1:]
         text = sql.decode("utf-8", "surrogateescape")
-        dtext, dhash = digest(text)
-        cls = app.classifier.classify(text, dhash)
+        dtext, dhash = app.digester(text)
+        cls = app.classifier.classify(text, dhash, remember=not app.digester.capped(text))
         decision = app.rules.evaluate(RuleContext(
             self.username, self.schema, self.client_host, self.proxy_host, self.proxy_port, 0,
             dhash, dtext, text, cls,

@@ -707,9 +707,9 @@ class RuleSet:
         self._by_flag = {f: tuple(cs) for f, cs in by_flag.items()}
         self._positions = {f: [c.position for c in cs] for f, cs in by_flag.items()}
         self._hits = [0] * len(active)
-        # digest hash -> bitmask (by rule position) of the rules whose
-        # digest-level filters pass for that digest
-        self._masks: OrderedDict[int, int] = OrderedDict()
+        # digest hash -> (its classification, bitmask by rule position of the rules whose
+        # digest-level filters pass for that digest)
+        self._masks: OrderedDict[int, tuple[Classification, int]] = OrderedDict()
         self._mask_capacity = max(1, digest_cache_size)
         # (flag_in, digest mask) -> (decision, positions of the rules that matched), for walks
         # that only met rules without session-level filters or rewrites: such a walk depends
@@ -757,22 +757,26 @@ class RuleSet:
         """Bitmask of the rules whose digest-level filters pass for this statement.
 
         Cached per digest hash when the context has the digest hash, text and
-        classification (all three are functions of the digest).
+        classification, for that very classification object: the classifier hands out one
+        object per digest, except for a statement whose digest stands for a prefix only
+        (``query_digests_max_query_length``), which is classified afresh, so a statement that
+        shares a capped digest with another is never judged by the other's classification.
         """
         h = ctx.digest_hash
-        cacheable = h is not None and ctx.digest_text is not None and ctx.classification is not None
+        cls = ctx.classification
+        cacheable = h is not None and ctx.digest_text is not None and cls is not None
         if cacheable:
             masks = self._masks
-            mask = masks.get(h)  # type: ignore[arg-type]
-            if mask is not None:
+            entry = masks.get(h)  # type: ignore[arg-type]
+            if entry is not None and entry[0] is cls:
                 masks.move_to_end(h)  # type: ignore[arg-type]
-                return mask
+                return entry[1]
         mask = 0
         for c in self._active:
             if c.dmatch is None or c.dmatch(ctx):
                 mask |= 1 << c.position
         if cacheable:
-            masks[h] = mask  # type: ignore[index]
+            masks[h] = (cls, mask)  # type: ignore[index]
             if len(masks) > self._mask_capacity:
                 masks.popitem(last=False)
         return mask
