@@ -223,6 +223,7 @@ check_type = "read_only"
 def cmd_explain(args) -> int:
     config = _load(args.config)
     from .app import load_rules_for
+    from .routing.digest import Digester
     from .routing.explain import explain, format_explain
 
     try:
@@ -235,7 +236,8 @@ def cmd_explain(args) -> int:
         username = config.mysql_users[0].username
     user = config.user(username) if username else None
     result = explain(args.sql, username=username, schemaname=args.schema or (user.default_schema if user else ""),
-                     rules=rules, default_hostgroup=user.default_hostgroup if user else 0)
+                     rules=rules, default_hostgroup=user.default_hostgroup if user else 0,
+                     digester=Digester.from_vars(config.mysql_variables))
     print(format_explain(result))
     return 0
 

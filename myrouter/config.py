@@ -279,15 +279,18 @@ class MySQLVariables:
     # other than 1 is logged). DIFFERS: ProxySQL's default is 4.
     threads: int = 1
     default_schema: str = "information_schema"
+    # Only the default is accepted (see _unsupported_values): SELECT @@x never pins here.
     keep_multiplexing_variables: str = "tx_isolation,transaction_isolation,version"
     enable_client_deprecate_eof: bool = True
     enable_load_data_local_infile: bool = False
-    client_session_track_gtid: bool = True
+    client_session_track_gtid: bool = True  # false is refused (see _unsupported_values)
     # -- backend side -----------------------------------------------------
     # Backend connect timeout. DIFFERS: ProxySQL's default is 1000 (its sample
     # proxysql.cnf uses 3000).
     connect_timeout_server: int = 3000
     connect_timeout_server_max: int = 10000
+    # A server connect failing with 9001 is tried again this many times, connect_retries_delay
+    # ms apart, within connect_timeout_server_max.
     connect_retries_on_failure: int = 10
     connect_retries_delay: int = 1
     query_retries_on_failure: int = 1
@@ -302,7 +305,7 @@ class MySQLVariables:
     # DIFFERS: the smallest size is 4096 (ProxySQL's: 1 MiB).
     eventslog_filename: str = ""
     eventslog_filesize: int = 100 * 1024 * 1024
-    eventslog_format: int = 2
+    eventslog_format: int = 2  # only 2 (JSON) is accepted
     eventslog_default_log: bool = False
     # -- audit log: one JSON line per connection event (MySQL_Client_Connect_OK,
     # _ERR, _Quit, _Close, admin logins ...) and per error the proxy sends a client
@@ -310,6 +313,7 @@ class MySQLVariables:
     # off. Named, rotated and sized as the query log.
     auditlog_filename: str = ""
     auditlog_filesize: int = 100 * 1024 * 1024
+    # false only together with enable_client_deprecate_eof = false (EOF packets are not converted)
     enable_server_deprecate_eof: bool = True
     multiplexing: bool = True
     # TLS on the client port: the greeting offers it, clients choose (mysql_users.use_ssl
@@ -324,7 +328,7 @@ class MySQLVariables:
     ssl_p2s_cert: str = ""
     ssl_p2s_key: str = ""
     ssl_p2s_cipher: str = ""
-    connection_delay_multiplex_ms: int = 0
+    connection_delay_multiplex_ms: int = 0  # only 0 is accepted (see _unsupported_values)
     auto_increment_delay_multiplex: int = 5
     free_connections_pct: int = 10
     # A connection that carries its session's own state when the session ends
@@ -359,11 +363,14 @@ class MySQLVariables:
     enforce_autocommit_on_reads: bool = False
     autocommit_false_is_transaction: bool = False
     autocommit_false_not_reusable: bool = False
+    # SO_KEEPALIVE (and TCP_KEEPIDLE when tcp_keepalive_time > 0) on client and server sockets
     use_tcp_keepalive: bool = True
     tcp_keepalive_time: int = 120  # seconds
     shun_on_failures: int = 5
     shun_recovery_time_sec: int = 10
     # -- statistics ---------------------------------------------------------
+    # stats_mysql_commands_counters / stats_mysql_query_digest on or off; the digest limits
+    # (myrouter.routing.digest.Digester) apply to statistics, the query log and match_digest.
     commands_stats: bool = True
     query_digests: bool = True
     query_digests_lowercase: bool = False

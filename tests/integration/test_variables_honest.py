@@ -98,7 +98,10 @@ def test_query_digests_off_records_no_digest_and_on_again_at_runtime(proxy_facto
 def test_query_digests_lowercase_folds_case(proxy_factory) -> None:
     rp = proxy_factory(variables={"query_digests_lowercase": True})
     _run(rp, "SELECT 1 FROM DUAL", "select 2 from dual", "Select 3 From Dual")
-    assert [r[2:] for r in _digest_rows(rp)] == [("select ? from dual", 3)]
+    rows = _digest_rows(rp)
+    assert [r[2:] for r in rows] == [("select ? from dual", 3)]
+    explained = dict(admin_sql(rp, "EXPLAIN ROUTING 'SELECT 4 FROM DUAL'"))  # the digest the sessions use
+    assert (explained["digest"], explained["digest_text"]) == (rows[0][1], "select ? from dual")
 
 
 def test_query_digests_lowercase_off_keeps_case(proxy_factory) -> None:
