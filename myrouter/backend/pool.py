@@ -361,11 +361,10 @@ class Pools:
         """Open and log in one connection, trying again ``connect_retries`` times, ``connect_retries_delay``
         apart, when the server cannot be reached (ERR 9001: refused, reset, timed out), as ProxySQL's
         mysql-connect_retries_on_failure; all attempts end by ``connect_timeout_server_max``. An error
-        of the server itself (wrong password, unknown schema) is not retried, nor a server that the
-        failures shunned. Every failed attempt counts (``ConnPool`` errors, shun_on_failures, audit log);
-        the last one is raised."""
+        of the server itself (wrong password, unknown schema) is not retried, nor a server shunned
+        meanwhile. The earlier failures are logged; the last one is raised, and counted by the caller
+        as one failed connect (ConnERR, shun_on_failures, audit log)."""
         s = self.settings
-        app = self.app
         deadline = time.monotonic() + s.wait_timeout
         attempt = 0
         while True:
@@ -380,20 +379,16 @@ class Pools:
                     attrs=login.attrs,
                     connect_timeout=s.connect_timeout,
                     max_packet=s.max_packet,
-                    tls=app.backend_tls,
+                    tls=self.app.backend_tls,
                     tcp_keepalive=s.tcp_keepalive,
                     tcp_keepalive_time=s.tcp_keepalive_time,
                 )
             except MySQLError as exc:
                 if (exc.code != PROXYSQL_ER_HOSTGROUP_TIMEOUT or attempt >= s.connect_retries
-                        or time.monotonic() + s.connect_retries_delay >= deadline):
+                        or time.monotonic() + s.connect_retries_delay >= deadline
+                        or server.status != ONLINE):  # shunned (by these failures, say): not now
                     raise
                 attempt += 1
-                self.pool(server).conn_err += 1
-                server.note_connect_error(exc.code)
-                app.backend_connect_failed(server, exc)
-                if server.status != ONLINE:
-                    raise  # shunned by these failures: no use trying it again now
                 log.info("connect to %s failed (%s); retry %d of %d in %d ms", server.address, exc.message,
                          attempt, s.connect_retries, int(s.connect_retries_delay * 1000))
                 await trio.sleep(s.connect_retries_delay)

@@ -261,10 +261,13 @@ def test_backend_connect_without_retries_fails_at_once(proxy_factory, flaky) -> 
 
 def test_backend_connect_gives_up_after_the_retries(proxy_factory, flaky) -> None:
     server = flaky(failures=10)
-    rp = _flaky_proxy(proxy_factory, server, connect_retries_on_failure=2, connect_retries_delay=10)
+    rp = _flaky_proxy(proxy_factory, server, connect_retries_on_failure=2, connect_retries_delay=10,
+                      shun_on_failures=2)
     with pytest.raises(pymysql.err.OperationalError) as info:
         _run(rp, "SELECT 1")  # the driver's first statement needs a server connection
     assert info.value.args[0] == 9001
+    # a connect and its retries are one failure: shun_on_failures=2 does not shun the server yet
+    assert admin_sql(rp, "SELECT status FROM runtime_mysql_servers") == [("ONLINE",)]
     assert len(server.accepted) == 3  # the first attempt and two retries
 
 
