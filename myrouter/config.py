@@ -328,7 +328,9 @@ class MySQLVariables:
     ssl_p2s_cert: str = ""
     ssl_p2s_key: str = ""
     ssl_p2s_cipher: str = ""
-    connection_delay_multiplex_ms: int = 0  # only 0 is accepted (see _unsupported_values)
+    # A connection nothing pins stays with its session this long after a statement (the session's
+    # next statement within that time reuses it), then goes back to the pool.
+    connection_delay_multiplex_ms: int = 0
     auto_increment_delay_multiplex: int = 5
     free_connections_pct: int = 10
     # A connection that carries its session's own state when the session ends
@@ -553,9 +555,6 @@ def _unsupported_values(v: dict[str, Any]) -> list[tuple[str, str]]:
     """``(variable, why)`` for each value of ``[mysql_variables]`` that myrouter accepts only at its
     default: it would otherwise be read by nothing."""
     out = []
-    if v["connection_delay_multiplex_ms"] != 0:
-        out.append(("connection_delay_multiplex_ms",
-                    "a connection goes back to the pool as soon as nothing pins it; only 0 is accepted"))
     if v["keep_multiplexing_variables"] != _MYSQL_DEFAULTS["keep_multiplexing_variables"]:
         out.append(("keep_multiplexing_variables",
                     "SELECT @@variable never disables multiplexing (session variables are restored on "

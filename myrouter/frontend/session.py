@@ -50,6 +50,7 @@ from ..protocol.packets import frame
 from ..protocol.response import ResponseKind, ResponseTracker, response_kind
 from ..routing.classifier import Classification, StatementFlag as _F, StatementKind
 from ..routing.digest import format_digest
+from ..routing.hostgroups import ONLINE
 from ..stats.digests import affected_rows
 from ..stats.querylog import now_us
 from ..routing.rules import RouteDecision, RuleContext
@@ -200,6 +201,13 @@ def _sql_literal(value: str, no_backslash_escapes: bool = False) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _keep_after_statement(be: BackendConnection) -> bool:
+    """Whether connection_delay_multiplex_ms may keep ``be`` with its session: not when its server
+    is draining (OFFLINE_SOFT, SHUNNED...) or it is to be retired."""
+    srv = be.server_ref
+    return srv is not None and srv.status == ONLINE and not be.retire and not be.broken
+
+
 def _strip_session_state(chunk: bytes, ok: bytes | None) -> bytes:
     """``chunk`` with its final OK packet (payload ``ok``) rewritten without session-state data,
     for a client without CLIENT_SESSION_TRACK. Unchanged if the OK is not wholly in ``chunk``."""
@@ -311,6 +319,7 @@ class ClientSession:
         self.last_hg: int | None = None
         self.flag_in = 0
         self._plans: dict[int, _Plan] = {}  # digest hash -> what _plan decided
+        self.release_at = 0.0  # connection_delay_multiplex_ms: trio time when kept connections go back (0: none)
         try:
             sockname = stream.sock.getsockname()
             self.proxy_host, self.proxy_port = sockname[0], sockname[1]
@@ -510,7 +519,14 @@ class ClientSession:
                 if pkt is None:
                     self.state = SessionState.IDLE
                     self.idle_since = monotonic()
-                    await _wait_readable(client.sock)
+                    if self.release_at:  # connection_delay_multiplex_ms: kept connections go back then
+                        with trio.move_on_at(self.release_at) as delay_scope:
+                            await _wait_readable(client.sock)
+                        if delay_scope.cancelled_caught:
+                            self.release_delayed()
+                            await _wait_readable(client.sock)
+                    else:
+                        await _wait_readable(client.sock)
                     pkt = client.packet_nowait()
             except trio.ClosedResourceError as exc:
                 raise ConnectionLost("client socket closed while waiting") from exc
@@ -752,14 +768,18 @@ class ClientSession:
     def _release_free(self) -> None:
         """After a command: give back every held connection nothing pins; count the pins that started."""
         backends = self.backends
+        delay = self.app.vars.connection_delay_multiplex_ms
+        if delay:  # kept for that long after the statement (see release_delayed)
+            self.release_at = trio.current_time() + delay / 1000
         if len(backends) == 1 and not self.hold and not self.mode_pins:
             # the common case: one connection, nothing pinned so far
             for be in backends.values():
                 if be.status & _IN_TRANS or be.state is BackendState.CLOSED:
                     break
-                backends.clear()
                 be.pins = 0
-                self.app.pools.release(be)
+                if not (delay and _keep_after_statement(be)):
+                    backends.clear()
+                    self.app.pools.release(be)
                 return
         for hg in list(backends):
             be = backends[hg]
@@ -786,9 +806,21 @@ class ClientSession:
                 be.pins = pins
                 be.state = BackendState.PINNED
                 continue
-            del backends[hg]
             be.pins = 0
-            self.app.pools.release(be)
+            if not (delay and _keep_after_statement(be)):
+                del backends[hg]
+                self.app.pools.release(be)
+
+    def release_delayed(self) -> None:
+        """``connection_delay_multiplex_ms`` after the last statement: the connections the session kept
+        only for that delay (nothing pins them) go back to the pool."""
+        self.release_at = 0.0
+        for hg, be in list(self.backends.items()):
+            if be.pins:  # pinned since (_release_free set the pins after the last statement)
+                continue
+            del self.backends[hg]
+            if be.state is not BackendState.CLOSED:
+                self.app.pools.release(be)
 
     def _drop_backend(self, be: BackendConnection, *, quit: bool = False) -> None:
         """Stop using ``be`` and close it: its state is lost (or unwanted) with it."""

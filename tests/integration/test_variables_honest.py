@@ -3,7 +3,7 @@ values myrouter cannot honour are refused, in the TOML file and through the admi
 
 use_tcp_keepalive / tcp_keepalive_time, query_digests (+ _lowercase, _max_query_length,
 _max_digest_length), commands_stats, connect_retries_on_failure / connect_retries_delay,
-and the refusals: connection_delay_multiplex_ms, keep_multiplexing_variables,
+connection_delay_multiplex_ms, and the refusals: keep_multiplexing_variables,
 client_session_track_gtid, enable_server_deprecate_eof, eventslog_format.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from conftest import REPO, RunningProxy, admin_sql
+from conftest import REPO, RunningProxy, admin_sql, wait_for
 from myrouter.config import load_config
 from myrouter.errors import ConfigError
 from myrouter.routing.digest import digest
@@ -271,10 +271,83 @@ def test_backend_connect_gives_up_after_the_retries(proxy_factory, flaky) -> Non
     assert len(server.accepted) == 3  # the first attempt and two retries
 
 
+# --------------------------------------------------------------- connection_delay_multiplex_ms
+
+
+def _backend_id(conn) -> int:
+    with conn.cursor() as cur:
+        cur.execute("SELECT CONNECTION_ID()")
+        return cur.fetchone()[0]
+
+
+def _in_use(rp: RunningProxy) -> int:
+    return rp.stats().backend_connections_in_use
+
+
+def test_connection_delay_multiplex_keeps_the_connection_then_gives_it_back(proxy_factory) -> None:
+    rp = proxy_factory(variables={"connection_delay_multiplex_ms": 1500})
+    a = rp.connect(autocommit=True)
+    b = rp.connect(autocommit=True)
+    first = _backend_id(a)
+    assert _in_use(rp) == 1  # kept by a after its statement, though nothing pins it
+    other = _backend_id(b)
+    assert other != first  # so b cannot have it
+    assert _backend_id(a) == first  # a's next statement within the delay runs on it again
+    wait_for("the delayed connections to go back to the pool", lambda: _in_use(rp) == 0, timeout=10)
+    st = rp.stats()
+    assert (st.backend_connections_idle, st.client_connections_connected) == (2, 2)  # idle, clients still on
+    assert {_backend_id(a), _backend_id(b)} == {first, other}  # borrowed from the pool again
+    a.close()
+    b.close()
+    rp.wait_idle()
+
+
+def test_without_connection_delay_multiplex_the_connection_goes_back_at_once(proxy_factory) -> None:
+    rp = proxy_factory()
+    a = rp.connect(autocommit=True)
+    b = rp.connect(autocommit=True)
+    first = _backend_id(a)
+    assert _in_use(rp) == 0
+    assert _backend_id(b) == first  # the pool's warmest idle connection: the one a just used
+    a.close()
+    b.close()
+
+
+def test_connection_delay_multiplex_with_a_pin_and_at_session_end(proxy_factory) -> None:
+    rp = proxy_factory(variables={"connection_delay_multiplex_ms": 60000})
+    a = rp.connect(autocommit=True)
+    with a.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute("SELECT 1")
+        cur.execute("COMMIT")  # the transaction pin ends; the delay keeps the connection
+    assert _in_use(rp) == 1
+    a.close()  # the session ends long before the delay: the connection goes back
+    st = rp.wait_idle()
+    assert st.backend_connections_in_use == 0 and st.backend_connections_connected >= 1
+
+
+def test_connection_delay_multiplex_lets_go_of_a_server_taken_offline(proxy_factory, cluster) -> None:
+    """An idle session that keeps a connection only for the delay is not ended when that server goes
+    OFFLINE_HARD: the connection goes back (and is closed) and the session carries on elsewhere."""
+    ports = [cluster.primary.port, cluster.replicas[0].port]
+    rp = proxy_factory(servers=[{"hostgroup_id": 0, "hostname": "127.0.0.1", "port": port} for port in ports],
+                       variables={"connection_delay_multiplex_ms": 60000, "monitor_enabled": False})
+    a = rp.connect(autocommit=True)
+    with a.cursor() as cur:
+        cur.execute("SELECT @@port")
+        port = cur.fetchone()[0]
+    assert _in_use(rp) == 1
+    admin_sql(rp, f"UPDATE mysql_servers SET status = 'OFFLINE_HARD' WHERE port = {port}",
+              "LOAD MYSQL SERVERS TO RUNTIME")
+    with a.cursor() as cur:
+        cur.execute("SELECT @@port")
+        assert cur.fetchone()[0] == next(p for p in ports if p != port)
+    a.close()
+
+
 # ---------------------------------------------------------------------------------- refusals
 
 REFUSED = {
-    "connection_delay_multiplex_ms": (100, "connection_delay_multiplex_ms", "only 0 is accepted"),
     "keep_multiplexing_variables": ('"tx_isolation,version,sql_mode"', "keep_multiplexing_variables",
                                     "SELECT @@variable never disables multiplexing"),
     "client_session_track_gtid": ("false", "client_session_track_gtid", "only true is accepted"),
