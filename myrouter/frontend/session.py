@@ -1154,7 +1154,8 @@ class ClientSession:
         dtext, dhash = app.digester(sql)
         rules = app.rules
         plan = self._plans.get(dhash)
-        if plan is not None and not app.digester.capped(sql) and plan.rules is rules and plan.flag_in == self.flag_in and plan.schema == self.schema:
+        if plan is not None and plan.rules is rules and plan.flag_in == self.flag_in and plan.schema == self.schema \
+                and not app.digester.capped(sql):
             cls = plan.cls
             decision = plan.decision
             rules.count_hits(plan.positions)

@@ -382,6 +382,33 @@ def test_unsupported_value_is_refused_by_load_mysql_variables_to_runtime(proxy, 
     assert shown and shown[0][0] != text  # the runtime keeps its value
 
 
+def test_client_session_track_gtid_clients_that_track_get_the_write_gtid(proxy) -> None:
+    """client_session_track_gtid = true (the only value accepted): a client that asks for session
+    tracking finds the GTID of its write (MariaDB's last_gtid) in the OK packet."""
+    from rawclient import CLIENT_CAPS, RawClient
+
+    from myrouter.protocol.auth import native_token
+    from myrouter.protocol.constants import Capability as C, SessionTrack
+    from myrouter.protocol.messages import OK, HandshakeResponse41, parse_session_state
+    from myrouter.protocol.packets import frame
+
+    caps = CLIENT_CAPS | C.SESSION_TRACK
+    client = RawClient(proxy.port)
+    try:
+        greeting = client.read_greeting()
+        client.send(frame(HandshakeResponse41(caps, 1 << 24, 45, "app", native_token(b"app", greeting.auth_data),
+                                              "test", "mysql_native_password").encode(), 1))
+        assert client.read_packet().payload[:1] == b"\x00"
+        assert client.command(b"\x03CREATE TABLE IF NOT EXISTS test.gtid_track (id INT)")[:1] == b"\x00"
+        ok = client.command(b"\x03INSERT INTO test.gtid_track VALUES (1)")
+        state = parse_session_state(OK.parse(ok, int(caps)).session_state)
+        gtids = [value[1] for kind, value in state
+                 if kind == SessionTrack.SYSTEM_VARIABLES and value[0] == "last_gtid"]
+        assert gtids and gtids[0].count("-") == 2, state  # domain-server-sequence
+    finally:
+        client.close()
+
+
 def test_server_deprecate_eof_off_with_client_deprecate_eof_off(proxy_factory) -> None:
     """The one combination that honours enable_server_deprecate_eof = false: no connection to a
     server asks for DEPRECATE_EOF, and result sets end with EOF packets end to end."""
