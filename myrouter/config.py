@@ -283,7 +283,9 @@ class MySQLVariables:
     keep_multiplexing_variables: str = "tx_isolation,transaction_isolation,version"
     enable_client_deprecate_eof: bool = True
     enable_load_data_local_infile: bool = False
-    client_session_track_gtid: bool = True  # false is refused (see _unsupported_values)
+    # Clients that ask for session tracking get the GTID of their writes (MariaDB's last_gtid,
+    # SESSION_TRACK_GTIDS) in OK packets; false removes it from them.
+    client_session_track_gtid: bool = True
     # -- backend side -----------------------------------------------------
     # Backend connect timeout. DIFFERS: ProxySQL's default is 1000 (its sample
     # proxysql.cnf uses 3000).
@@ -559,10 +561,6 @@ def _unsupported_values(v: dict[str, Any]) -> list[tuple[str, str]]:
         out.append(("keep_multiplexing_variables",
                     "SELECT @@variable never disables multiplexing (session variables are restored on "
                     "every connection), so there is no list to keep; only the default is accepted"))
-    if not v["client_session_track_gtid"]:
-        out.append(("client_session_track_gtid",
-                    "clients that ask for session tracking get the servers' session-state data, GTIDs "
-                    "included (MariaDB's last_gtid), as the servers send it; only true is accepted"))
     if not v["enable_server_deprecate_eof"] and v["enable_client_deprecate_eof"]:
         out.append(("enable_server_deprecate_eof",
                     "result sets are forwarded without converting EOF packets, so servers use the EOF "

@@ -208,9 +208,11 @@ def _keep_after_statement(be: BackendConnection) -> bool:
     return srv is not None and srv.status == ONLINE and not be.retire and not be.broken
 
 
-def _strip_session_state(chunk: bytes, ok: bytes | None) -> bytes:
+def _strip_session_state(chunk: bytes, ok: bytes | None, keep=None) -> bytes:
     """``chunk`` with its final OK packet (payload ``ok``) rewritten without session-state data,
-    for a client without CLIENT_SESSION_TRACK. Unchanged if the OK is not wholly in ``chunk``."""
+    for a client without CLIENT_SESSION_TRACK; with ``keep``, only without the entries ``keep``
+    refuses (``_not_gtid``: mysql-client_session_track_gtid=false). Unchanged if the OK is not
+    wholly in ``chunk``."""
     if ok is None:
         return chunk
     start = len(chunk) - 4 - len(ok)
@@ -218,10 +220,37 @@ def _strip_session_state(chunk: bytes, ok: bytes | None) -> bytes:
         return chunk
     try:
         parsed = OK.parse(ok, _TRACKING_CAPS)
+        state = b"" if keep is None else _filter_session_state(parsed.session_state, keep)
     except MalformedPacket:
         return chunk
-    stripped = dataclasses.replace(parsed, status=parsed.status & ~_STATE_CHANGED, session_state=b"")
-    return chunk[:start] + frame(stripped.encode(_PROTOCOL_41, header=ok[0]), chunk[start + 3])
+    if state == parsed.session_state:
+        return chunk
+    status = parsed.status if state else parsed.status & ~_STATE_CHANGED
+    stripped = dataclasses.replace(parsed, status=status, session_state=state)
+    caps = _PROTOCOL_41 if keep is None else _TRACKING_CAPS
+    return chunk[:start] + frame(stripped.encode(caps, header=ok[0]), chunk[start + 3])
+
+
+def _filter_session_state(state: bytes, keep) -> bytes:
+    """Session-state data with only the entries (type, body) that ``keep(type, body)`` accepts."""
+    kept = []
+    r = Reader(state)
+    while not r.at_end():
+        begin = r.pos
+        kind = r.u8()
+        body = r.lenenc_bytes()
+        if keep(kind, body):
+            kept.append(state[begin:r.pos])
+    return b"".join(kept)
+
+
+def _not_gtid(kind: int, body: bytes) -> bool:
+    """False for a GTID entry: SESSION_TRACK_GTIDS, or MariaDB's last_gtid system variable."""
+    if kind == SessionTrack.GTIDS:
+        return False
+    if kind == SessionTrack.SYSTEM_VARIABLES:
+        return Reader(body).lenenc_bytes().lower() != b"last_gtid"
+    return True
 
 
 def _ok_insert_id(ok: bytes) -> int:
@@ -982,6 +1011,7 @@ class ClientSession:
         # The proxy reads session tracking from every backend; a client that did not ask for it
         # gets its final OK packet without it.
         strip_state = not self.capabilities & _SESSION_TRACK
+        strip_gtids = not strip_state and not self.app.vars.client_session_track_gtid
         client = self.client
         sent = False
         deadline = trio.current_time() + timeout_ms / 1000 if timeout_ms else None
@@ -1033,6 +1063,8 @@ class ClientSession:
             chunk = data if n == len(data) else data[:n]
             if strip_state and tracker.done and tracker.status & _STATE_CHANGED:
                 chunk = _strip_session_state(chunk, tracker.last_ok)
+            elif strip_gtids and tracker.done and tracker.status & _STATE_CHANGED:
+                chunk = _strip_session_state(chunk, tracker.last_ok, keep=_not_gtid)
             rest = client.send_nowait(chunk)
             if rest is not None:
                 await client.send_all(rest)

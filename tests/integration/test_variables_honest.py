@@ -3,8 +3,8 @@ values myrouter cannot honour are refused, in the TOML file and through the admi
 
 use_tcp_keepalive / tcp_keepalive_time, query_digests (+ _lowercase, _max_query_length,
 _max_digest_length), commands_stats, connect_retries_on_failure / connect_retries_delay,
-connection_delay_multiplex_ms, and the refusals: keep_multiplexing_variables,
-client_session_track_gtid, enable_server_deprecate_eof, eventslog_format.
+connection_delay_multiplex_ms, client_session_track_gtid, and the refusals:
+keep_multiplexing_variables, enable_server_deprecate_eof, eventslog_format.
 """
 
 from __future__ import annotations
@@ -350,7 +350,6 @@ def test_connection_delay_multiplex_lets_go_of_a_server_taken_offline(proxy_fact
 REFUSED = {
     "keep_multiplexing_variables": ('"tx_isolation,version,sql_mode"', "keep_multiplexing_variables",
                                     "SELECT @@variable never disables multiplexing"),
-    "client_session_track_gtid": ("false", "client_session_track_gtid", "only true is accepted"),
     "enable_server_deprecate_eof": ("false", "enable_server_deprecate_eof",
                                     "set enable_client_deprecate_eof = false as well"),
     "eventslog_format": (1, "eventslog_format", "only 2 is accepted"),
@@ -382,31 +381,66 @@ def test_unsupported_value_is_refused_by_load_mysql_variables_to_runtime(proxy, 
     assert shown and shown[0][0] != text  # the runtime keeps its value
 
 
-def test_client_session_track_gtid_clients_that_track_get_the_write_gtid(proxy) -> None:
-    """client_session_track_gtid = true (the only value accepted): a client that asks for session
-    tracking finds the GTID of its write (MariaDB's last_gtid) in the OK packet."""
+def _tracked_state(port: int, *statements: bytes) -> list[list[tuple[int, object]]]:
+    """Log in as a client that asks for session tracking; the session-state entries of the OK
+    packet of each statement."""
     from rawclient import CLIENT_CAPS, RawClient
 
     from myrouter.protocol.auth import native_token
-    from myrouter.protocol.constants import Capability as C, SessionTrack
+    from myrouter.protocol.constants import Capability as C
     from myrouter.protocol.messages import OK, HandshakeResponse41, parse_session_state
     from myrouter.protocol.packets import frame
 
     caps = CLIENT_CAPS | C.SESSION_TRACK
-    client = RawClient(proxy.port)
+    client = RawClient(port)
     try:
         greeting = client.read_greeting()
         client.send(frame(HandshakeResponse41(caps, 1 << 24, 45, "app", native_token(b"app", greeting.auth_data),
                                               "test", "mysql_native_password").encode(), 1))
         assert client.read_packet().payload[:1] == b"\x00"
-        assert client.command(b"\x03CREATE TABLE IF NOT EXISTS test.gtid_track (id INT)")[:1] == b"\x00"
-        ok = client.command(b"\x03INSERT INTO test.gtid_track VALUES (1)")
-        state = parse_session_state(OK.parse(ok, int(caps)).session_state)
-        gtids = [value[1] for kind, value in state
-                 if kind == SessionTrack.SYSTEM_VARIABLES and value[0] == "last_gtid"]
-        assert gtids and gtids[0].count("-") == 2, state  # domain-server-sequence
+        out = []
+        for sql in statements:
+            ok = client.command(b"\x03" + sql)
+            assert ok[:1] == b"\x00", ok
+            out.append(parse_session_state(OK.parse(ok, int(caps)).session_state))
+        return out
     finally:
         client.close()
+
+
+def _last_gtids(state: list[tuple[int, object]]) -> list[str]:
+    from myrouter.protocol.constants import SessionTrack
+
+    return [value[1] for kind, value in state if kind == SessionTrack.SYSTEM_VARIABLES and value[0] == "last_gtid"]
+
+
+def _variables(state: list[tuple[int, object]]) -> dict:
+    from myrouter.protocol.constants import SessionTrack
+
+    return dict(value for kind, value in state if kind == SessionTrack.SYSTEM_VARIABLES)
+
+
+WRITE = (b"CREATE TABLE IF NOT EXISTS test.gtid_track (id INT)", b"INSERT INTO test.gtid_track VALUES (1)",
+         b"SET SESSION sql_mode = 'ANSI_QUOTES'")
+
+
+def test_client_session_track_gtid_on_sends_the_write_gtid(proxy) -> None:
+    """A client that asks for session tracking finds the GTID of its write (MariaDB's last_gtid)
+    in the OK packet."""
+    _, insert, set_mode = _tracked_state(proxy.port, *WRITE)
+    gtids = _last_gtids(insert)
+    assert gtids and gtids[0].count("-") == 2, insert  # domain-server-sequence
+    assert _variables(set_mode).get("sql_mode") == "ANSI_QUOTES"
+
+
+def test_client_session_track_gtid_off_keeps_gtids_from_clients(proxy_factory) -> None:
+    """Off: the GTID is taken out of the OK packets (other tracked state still reaches the client),
+    while the proxy itself still knows the session's last write (causal reads need it)."""
+    rp = proxy_factory(variables={"client_session_track_gtid": False})
+    _, insert, set_mode = _tracked_state(rp.port, *WRITE)
+    assert _last_gtids(insert) == [], insert
+    assert _variables(set_mode).get("sql_mode") == "ANSI_QUOTES"
+    assert rp.call(lambda: rp.proxy.global_gtid())  # the proxy noted the write's GTID for itself
 
 
 def test_server_deprecate_eof_off_with_client_deprecate_eof_off(proxy_factory) -> None:
