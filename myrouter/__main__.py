@@ -127,8 +127,9 @@ def cmd_serve(args) -> int:
             print(f"myrouter: {exc}", file=sys.stderr)
         status = 1
     except* TLSSetupError as group:  # unusable certificate files in datadir
+        table, key = ("", "datadir") if config.datadir is not None else ("mysql_variables", "have_ssl")
         for exc in group.exceptions:
-            print(f"myrouter: TLS: {exc}", file=sys.stderr)
+            print(f"myrouter: configuration error: {config.error_at(f'TLS: {exc}', table, key)}", file=sys.stderr)
         status = 2
     except* ConfigError as group:  # found when the proxy starts: query rules, cross-checks
         for exc in group.exceptions:

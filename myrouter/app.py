@@ -55,7 +55,10 @@ class Proxy:
         self.sha2_cache: dict = {}
         self.rsa = RSAKeyPair()
         self.tls_context: ssl.SSLContext | None = None  # the client port's TLS (load_tls, at start)
-        self.backend_tls = _backend_tls(self.vars)  # for servers with use_ssl (mysql-ssl_p2s_*)
+        try:
+            self.backend_tls = _backend_tls(self.vars)  # for servers with use_ssl (mysql-ssl_p2s_*)
+        except tls.TLSSetupError as exc:
+            raise config.error_at(str(exc), "mysql_variables", _p2s_culprit(self.vars)) from exc
         self.server_version = self.vars.server_version
         self.draining = False
         self.listen_addresses: list[tuple[str, int]] = []
@@ -587,6 +590,18 @@ def load_rules_for(config: Config):
     Raises ConfigError naming the file, line and column of a bad rule."""
     return load_rules(config.rules_dir if config.rules_dir.is_dir() else None, set(config.hostgroups()),
                       config_file=config.path if config.query_rules_raw else None)
+
+
+def _p2s_culprit(v) -> str:
+    """The mysql-ssl_p2s_* variable that keeps the backend TLS context from loading."""
+    for name, kwargs in (("ssl_p2s_ca", {"ca": v.ssl_p2s_ca}),
+                         ("ssl_p2s_cert", {"cert": v.ssl_p2s_cert}),
+                         ("ssl_p2s_key", {"cert": v.ssl_p2s_cert, "key": v.ssl_p2s_key})):
+        try:
+            backend_tls_context(**kwargs)
+        except (OSError, ssl.SSLError, ValueError):
+            return name
+    return "ssl_p2s_cipher"
 
 
 def _backend_tls(v) -> ssl.SSLContext:

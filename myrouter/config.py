@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from myrouter.errors import ConfigError
-from myrouter.tomlutil import TomlDoc, load_toml
+from myrouter.tomlutil import TomlDoc, key_path, load_toml
 
 __all__ = [
     "Config",
@@ -690,6 +690,14 @@ class Config:
     # (myrouter-ca.pem, myrouter-cert.pem, myrouter-key.pem; generated when missing).
     # None: a certificate generated in memory at startup.
     datadir: Path | None = None
+
+    def error_at(self, message: str, table: str, key: str) -> ConfigError:
+        """A ConfigError naming this configuration's file, the line of ``table.key`` there and the key,
+        for a value found unusable only when the proxy starts (a file it names does not load, say)."""
+        try:
+            return load_toml(self.path).error(message, table, None, key)
+        except ConfigError:  # the file changed or went away since: no line
+            return ConfigError(message, file=str(self.path), key=key_path(table, None, key))
 
     def hostgroups(self) -> frozenset[int]:
         """Hostgroups that exist: those of servers and of replication hostgroups."""

@@ -1043,6 +1043,12 @@ CLI_CASES = {
         "\n[[mysql_replication_hostgroups]]\nwriter_hostgroup = 0\nreader_hostgroup = 0\n", {}, "myrouter.toml",
         "reader_hostgroup = 0", "mysql_replication_hostgroups[0].reader_hostgroup", ("must differ",),
     ),
+    "ssl_p2s_ca file that does not load": (
+        "", {}, "myrouter.toml", "ssl_p2s_ca", "mysql_variables.ssl_p2s_ca", ("No such file",),
+    ),
+    "datadir where the TLS files cannot be made": (
+        "", {}, "myrouter.toml", "datadir", "datadir", ("TLS",),
+    ),
     "replication hostgroup that is a writer and a reader": (
         "\n[[mysql_replication_hostgroups]]\nwriter_hostgroup = 0\nreader_hostgroup = 1\n"
         "\n[[mysql_replication_hostgroups]]\nwriter_hostgroup = 1\nreader_hostgroup = 2\n", {}, "myrouter.toml",
@@ -1059,6 +1065,12 @@ def test_cli_config_error_is_one_line_naming_file_line_key(tmp_path: Path, case:
         text = text.replace("monitor_enabled = false\n", "monitor_enabled = false\nmax_conections = 10\n")
     if case == "variable of the wrong type":
         text = text.replace("monitor_enabled = false\n", 'monitor_enabled = false\nmax_connections = "10"\n')
+    if case == "ssl_p2s_ca file that does not load":
+        text = text.replace("monitor_enabled = false\n",
+                            f'monitor_enabled = false\nssl_p2s_ca = "{tmp_path}/missing-ca.pem"\n')
+    if case == "datadir where the TLS files cannot be made":  # /proc takes no new directory, even as root
+        text = 'datadir = "/proc/myrouter-test-datadir"\n\n' + text.replace(
+            "monitor_enabled = false\n", "monitor_enabled = false\nhave_ssl = true\n")
     (tmp_path / "rules").mkdir()
     for name, body in rule_files.items():
         (tmp_path / "rules" / name).write_text(body)
