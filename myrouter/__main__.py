@@ -135,8 +135,13 @@ def cmd_serve(args) -> int:
             print(f"myrouter: {exc}", file=sys.stderr)
         status = 1
     except* TLSSetupError as group:  # unusable certificate files in datadir
+        table, key = ("", "datadir") if config.datadir is not None else ("mysql_variables", "have_ssl")
         for exc in group.exceptions:
-            print(f"myrouter: TLS: {exc}", file=sys.stderr)
+            print(f"myrouter: configuration error: {config.error_at(f'TLS: {exc}', table, key)}", file=sys.stderr)
+        status = 2
+    except* ConfigError as group:  # found when the proxy starts: query rules, cross-checks
+        for exc in group.exceptions:
+            print(f"myrouter: configuration error: {exc}", file=sys.stderr)
         status = 2
     return status
 
@@ -227,19 +232,21 @@ check_type = "read_only"
 def cmd_explain(args) -> int:
     config = _load(args.config)
     from .app import load_rules_for
+    from .routing.digest import Digester
     from .routing.explain import explain, format_explain
 
     try:
         rules = load_rules_for(config)
     except ConfigError as exc:
-        print(f"myrouter: rule error: {exc}", file=sys.stderr)
+        print(f"myrouter: configuration error: {exc}", file=sys.stderr)
         return 2
     username = args.user
     if username is None and config.mysql_users:
         username = config.mysql_users[0].username
     user = config.user(username) if username else None
     result = explain(args.sql, username=username, schemaname=args.schema or (user.default_schema if user else ""),
-                     rules=rules, default_hostgroup=user.default_hostgroup if user else 0)
+                     rules=rules, default_hostgroup=user.default_hostgroup if user else 0,
+                     digester=Digester.from_vars(config.mysql_variables))
     print(format_explain(result))
     return 0
 

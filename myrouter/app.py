@@ -19,6 +19,7 @@ from .backend.stmts import StmtRegistry
 from .cluster.node import ClusterNode
 from .config import Config, UserConfig
 from .net.handshakes import HandshakeSlots
+from .net.keepalive import apply_keepalive
 from .net.listen import accept_loop, close_listener, listen
 from .net import tls
 from .net.stream import ConnectionLost, PacketStream
@@ -28,8 +29,9 @@ from .protocol.messages import parse_err
 from .protocol.response import ResponseKind
 from .routing.cache import QueryCache
 from .routing.classifier import Classifier
+from .routing.digest import Digester
 from .routing.hostgroups import Hostgroups, Server
-from .routing.rules import RuleSet, load_rules, rules_from_rows
+from .routing.rules import RuleSet, load_rules
 from .frontend.session import SessionState
 from .monitor import Monitor
 from .stats.counters import Counters, ProxyStats
@@ -58,7 +60,10 @@ class Proxy:
         self.sha2_cache: dict = {}
         self.rsa = RSAKeyPair()
         self.tls_context: ssl.SSLContext | None = None  # the client port's TLS (load_tls, at start)
-        self.backend_tls = _backend_tls(self.vars)  # for servers with use_ssl (mysql-ssl_p2s_*)
+        try:
+            self.backend_tls = _backend_tls(self.vars)  # for servers with use_ssl (mysql-ssl_p2s_*)
+        except tls.TLSSetupError as exc:
+            raise config.error_at(str(exc), "mysql_variables", _p2s_culprit(self.vars)) from exc
         self.server_version = self.vars.server_version
         self.draining = False
         self.listen_addresses: list[tuple[str, int]] = []
@@ -84,6 +89,8 @@ class Proxy:
         # per-statement accounting (stats_mysql_query_digest, stats_mysql_commands_counters)
         self.digest_stats = DigestStats()
         self.command_counters = CommandCounters(_long_query_us(self.vars))
+        self.digester = Digester.from_vars(self.vars)  # mysql-query_digests_* limits
+        self._apply_stats_switches(self.vars)
         # backend connection pools, shared by all sessions; why sessions keep their connections
         self.pools = Pools(self, PoolSettings.from_vars(self.vars))
         self.pin_counters = PinCounters()
@@ -117,6 +124,12 @@ class Proxy:
                 del self.sha2_cache[name]  # password changed or user gone: no more fast auth
         self._users = users
         self._credentials = creds
+
+    def _apply_stats_switches(self, v) -> None:
+        """mysql-query_digests and mysql-commands_stats: whether statements are counted per digest
+        and per command."""
+        self.digest_stats.enabled = v.query_digests
+        self.command_counters.enabled = v.commands_stats
 
     # -- lookups used by sessions -------------------------------------------
 
@@ -381,6 +394,10 @@ class Proxy:
     async def _handle_client(self, conn: socket.socket, addr) -> None:
         from .frontend.session import ClientSession
 
+        try:
+            apply_keepalive(conn, self.vars.use_tcp_keepalive, self.vars.tcp_keepalive_time)
+        except OSError as exc:  # the client is already gone: the session finds out when it reads
+            log.debug("client %s: cannot set TCP keepalive: %s", addr, exc)
         stream = PacketStream(conn, max_payload=self.vars.max_allowed_packet)
         session = ClientSession(self, stream, addr)
         self.sessions[session.id] = session
@@ -526,6 +543,8 @@ class Proxy:
                 self.server_version = new_vars.server_version
             self.query_cache.max_bytes = int(new_vars.items().get("query_cache_size_MB", 256)) * 1024 * 1024
             self.command_counters.slow_query_us = _long_query_us(new_vars)
+            self.digester = Digester.from_vars(new_vars)
+            self._apply_stats_switches(new_vars)
             self.pools.settings = PoolSettings.from_vars(new_vars)
             self.stmt_registry.max_entries = new_vars.max_stmts_cache
             if backend_tls is not None:
@@ -589,17 +608,22 @@ def _long_query_us(v) -> int:
 
 
 def load_rules_for(config: Config):
-    """The query rules of a config: ``[[mysql_query_rules]]`` of the config file, then ``rules_dir/*.toml``."""
-    known = set(config.hostgroups())
-    rules_dir = config.rules_dir
-    if config.query_rules_raw:
-        rows = [dict(raw) for _, _, raw in config.query_rules_raw]
-        if rules_dir.is_dir():
-            rows += [r.to_row() for r in load_rules(rules_dir, known).rules()]
-        return rules_from_rows(rows, str(config.path), known)
-    if rules_dir.is_dir():
-        return load_rules(rules_dir, known)
-    return rules_from_rows([], str(config.path), known)
+    """The query rules of a config: ``[[mysql_query_rules]]`` of the config file, then ``rules_dir/*.toml``.
+    Raises ConfigError naming the file, line and column of a bad rule."""
+    return load_rules(config.rules_dir if config.rules_dir.is_dir() else None, set(config.hostgroups()),
+                      config_file=config.path if config.query_rules_raw else None)
+
+
+def _p2s_culprit(v) -> str:
+    """The mysql-ssl_p2s_* variable that keeps the backend TLS context from loading."""
+    for name, kwargs in (("ssl_p2s_ca", {"ca": v.ssl_p2s_ca}),
+                         ("ssl_p2s_cert", {"cert": v.ssl_p2s_cert}),
+                         ("ssl_p2s_key", {"cert": v.ssl_p2s_cert, "key": v.ssl_p2s_key})):
+        try:
+            backend_tls_context(**kwargs)
+        except (OSError, ssl.SSLError, ValueError):
+            return name
+    return "ssl_p2s_cipher"
 
 
 def _backend_tls(v) -> ssl.SSLContext:

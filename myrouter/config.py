@@ -42,7 +42,7 @@ from typing import Any
 
 from myrouter.errors import ConfigError
 from myrouter.protocol.auth import is_ed25519_password, parse_ed25519_password
-from myrouter.tomlutil import TomlDoc, load_toml
+from myrouter.tomlutil import TomlDoc, key_path, load_toml
 
 __all__ = [
     "Config",
@@ -284,15 +284,20 @@ class MySQLVariables:
     # other than 1 is logged). DIFFERS: ProxySQL's default is 4.
     threads: int = 1
     default_schema: str = "information_schema"
+    # Only the default is accepted (see _unsupported_values): SELECT @@x never pins here.
     keep_multiplexing_variables: str = "tx_isolation,transaction_isolation,version"
     enable_client_deprecate_eof: bool = True
     enable_load_data_local_infile: bool = False
+    # Clients that ask for session tracking get the GTID of their writes (MariaDB's last_gtid,
+    # SESSION_TRACK_GTIDS) in OK packets; false removes it from them.
     client_session_track_gtid: bool = True
     # -- backend side -----------------------------------------------------
     # Backend connect timeout. DIFFERS: ProxySQL's default is 1000 (its sample
     # proxysql.cnf uses 3000).
     connect_timeout_server: int = 3000
     connect_timeout_server_max: int = 10000
+    # A server connect failing with 9001 is tried again this many times, connect_retries_delay
+    # ms apart, within connect_timeout_server_max.
     connect_retries_on_failure: int = 10
     connect_retries_delay: int = 1
     query_retries_on_failure: int = 1
@@ -307,7 +312,7 @@ class MySQLVariables:
     # DIFFERS: the smallest size is 4096 (ProxySQL's: 1 MiB).
     eventslog_filename: str = ""
     eventslog_filesize: int = 100 * 1024 * 1024
-    eventslog_format: int = 2
+    eventslog_format: int = 2  # only 2 (JSON) is accepted
     eventslog_default_log: bool = False
     # -- audit log: one JSON line per connection event (MySQL_Client_Connect_OK,
     # _ERR, _Quit, _Close, admin logins ...) and per error the proxy sends a client
@@ -315,6 +320,7 @@ class MySQLVariables:
     # off. Named, rotated and sized as the query log.
     auditlog_filename: str = ""
     auditlog_filesize: int = 100 * 1024 * 1024
+    # false only together with enable_client_deprecate_eof = false (EOF packets are not converted)
     enable_server_deprecate_eof: bool = True
     multiplexing: bool = True
     # TLS on the client port: the greeting offers it, clients choose (mysql_users.use_ssl
@@ -338,6 +344,8 @@ class MySQLVariables:
     ssl_p2s_cert: str = ""
     ssl_p2s_key: str = ""
     ssl_p2s_cipher: str = ""
+    # A connection nothing pins stays with its session this long after a statement (the session's
+    # next statement within that time reuses it), then goes back to the pool.
     connection_delay_multiplex_ms: int = 0
     auto_increment_delay_multiplex: int = 5
     free_connections_pct: int = 10
@@ -383,11 +391,14 @@ class MySQLVariables:
     autocommit_false_is_transaction: bool = True
     # A connection an autocommit-off session used is closed when given back, never reused.
     autocommit_false_not_reusable: bool = False
+    # SO_KEEPALIVE (and TCP_KEEPIDLE when tcp_keepalive_time > 0) on client and server sockets
     use_tcp_keepalive: bool = True
     tcp_keepalive_time: int = 120  # seconds
     shun_on_failures: int = 5
     shun_recovery_time_sec: int = 10
     # -- statistics ---------------------------------------------------------
+    # stats_mysql_commands_counters / stats_mysql_query_digest on or off; the digest limits
+    # (myrouter.routing.digest.Digester) apply to statistics, the query log and match_digest.
     commands_stats: bool = True
     query_digests: bool = True
     query_digests_lowercase: bool = False
@@ -583,6 +594,31 @@ _ADMIN_RANGES: dict[str, tuple[int, int]] = {"restapi_port": (0, 65535), "client
 _MYSQL_CHOICES: dict[str, tuple[str, ...]] = {"default_authentication_plugin": AUTH_PLUGINS}
 
 
+_MYSQL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(MySQLVariables)}
+
+
+def _unsupported_values(v: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(variable, why)`` for each value of ``[mysql_variables]`` that myrouter accepts only at its
+    default: it would otherwise be read by nothing."""
+    out = []
+    if v["keep_multiplexing_variables"] != _MYSQL_DEFAULTS["keep_multiplexing_variables"]:
+        out.append(("keep_multiplexing_variables",
+                    "SELECT @@variable never disables multiplexing (session variables are restored on "
+                    "every connection), so there is no list to keep; only the default is accepted"))
+    if not v["enable_server_deprecate_eof"] and v["enable_client_deprecate_eof"]:
+        out.append(("enable_server_deprecate_eof",
+                    "result sets are forwarded without converting EOF packets, so servers use the EOF "
+                    "style of each client; set enable_client_deprecate_eof = false as well"))
+    if not v["enforce_autocommit_on_reads"]:
+        out.append(("enforce_autocommit_on_reads",
+                    "an autocommit-off session's reads always run inside its transaction (its snapshot "
+                    "and savepoints live there); to send reads to replicas, declare the transaction "
+                    "READ ONLY (README: read-only transactions on replicas); only true is accepted"))
+    if v["eventslog_format"] != 2:
+        out.append(("eventslog_format", "the query log is written as JSON lines (2); only 2 is accepted"))
+    return out
+
+
 def _variables_items(obj: MySQLVariables | AdminVariables) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in dataclasses.fields(obj):
@@ -724,6 +760,14 @@ class Config:
     datadir: Path | None = None
     # [cluster]: configuration shared with other instances through etcd; None without it
     cluster: ClusterConfig | None = None
+
+    def error_at(self, message: str, table: str, key: str) -> ConfigError:
+        """A ConfigError naming this configuration's file, the line of ``table.key`` there and the key,
+        for a value found unusable only when the proxy starts (a file it names does not load, say)."""
+        try:
+            return load_toml(self.path).error(message, table, None, key)
+        except ConfigError:  # the file changed or went away since: no line
+            return ConfigError(message, file=str(self.path), key=key_path(table, None, key))
 
     def hostgroups(self) -> frozenset[int]:
         """Hostgroups that exist: those of servers and of replication hostgroups."""
@@ -1217,6 +1261,7 @@ class _Loader:
             if filename and (filename.endswith("/") or Path(filename).is_dir()):
                 raise section.error(f"{filename!r} is a directory: give the name of the log file",
                                     section.written(name))
+        self._refuse_unsupported(section, values)
         if values["connect_timeout_server"] > values["connect_timeout_server_max"]:
             raise section.error(
                 "connect_timeout_server must not exceed connect_timeout_server_max "
@@ -1224,6 +1269,14 @@ class _Loader:
                 section.written("connect_timeout_server"),
             )
         return MySQLVariables(**values)
+
+    @staticmethod
+    def _refuse_unsupported(section: _Section, values: dict[str, Any]) -> None:
+        """ProxySQL variables whose other values myrouter cannot honour: refused, never ignored."""
+        for name, why in _unsupported_values(values):
+            value = values[name]
+            shown = ("true" if value else "false") if isinstance(value, bool) else repr(value)
+            raise section.error(f"{shown} is not supported by myrouter: {why}", section.written(name))
 
     def _admin_variables(self, raw: dict[str, Any]) -> AdminVariables:
         section, values = self._variables(

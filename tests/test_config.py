@@ -961,3 +961,236 @@ def test_config_pickles_for_worker_processes(tmp_path: Path) -> None:
 
     config = load_config(write(tmp_path, BASE + "\n[[mysql_query_rules]]\nrule_id = 1\n"))
     assert pickle.loads(pickle.dumps(config)) == config
+
+
+# ---------------------------------------------------------------------------
+# Every configuration error through the real command line: one line, exit 2
+# ---------------------------------------------------------------------------
+
+# A config the proxy could start from (no server needs to answer: every case fails first).
+CLI_BASE = """\
+[mysql_variables]
+interfaces = "127.0.0.1:0"
+server_version = "8.0.35"
+monitor_enabled = false
+
+[admin_variables]
+mysql_ifaces = "127.0.0.1:0"
+restapi_enabled = false
+
+[[mysql_servers]]
+hostgroup_id = 0
+hostname = "127.0.0.1"
+port = 9
+
+[[mysql_users]]
+username = "app"
+password = "app"
+default_hostgroup = 0
+"""
+
+
+def _myrouter() -> list[str]:
+    """The installed ``myrouter`` console script (as an operator runs it), else ``python -m myrouter``."""
+    import sys
+
+    script = Path(sys.executable).parent / "myrouter"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "myrouter"]
+
+
+def _run_serve(config: Path) -> "subprocess.CompletedProcess[str]":
+    import subprocess
+
+    return subprocess.run([*_myrouter(), "serve", "--config", str(config)], capture_output=True, text=True,
+                          timeout=60, cwd=config.parent)
+
+
+def _rule(rule_id: int, *lines: str) -> str:
+    return "\n[[mysql_query_rules]]\n" + f"rule_id = {rule_id}\nactive = 1\n" + "".join(f"{x}\n" for x in lines)
+
+
+# (config text added to CLI_BASE, {rules file name: text} in rules/, file that is wrong, needle on the
+# wrong line, key in the message, words in the message)
+CLI_CASES = {
+    "rule in rules_dir names no configured hostgroup": (
+        "", {"50-reads.toml": _rule(120, 'match_digest = "^SELECT"', "destination_hostgroup = 1")},
+        "rules/50-reads.toml", "destination_hostgroup", "mysql_query_rules[0].destination_hostgroup",
+        ("rule_id 120", "destination_hostgroup 1 is not a configured hostgroup"),
+    ),
+    "rule in the config file names no configured hostgroup": (
+        _rule(7, "mirror_hostgroup = 3"), {}, "myrouter.toml", "mirror_hostgroup",
+        "mysql_query_rules[0].mirror_hostgroup", ("rule_id 7", "mirror_hostgroup 3"),
+    ),
+    "bad regex in a rule": (
+        "", {"10-a.toml": _rule(3, 'match_pattern = "^SELECT (a"')}, "rules/10-a.toml", "match_pattern",
+        "mysql_query_rules[0].match_pattern", ("rule_id 3", "invalid regular expression"),
+    ),
+    "unknown column in a rule": (
+        _rule(4, "destination_hostgrop = 0"), {}, "myrouter.toml", "destination_hostgrop",
+        "mysql_query_rules[0].destination_hostgrop", ("unknown column",),
+    ),
+    "rule column of the wrong type": (
+        "", {"10-a.toml": _rule(5, 'apply = "yes"')}, "rules/10-a.toml", "apply",
+        "mysql_query_rules[0].apply", ("apply must be an integer",),
+    ),
+    "duplicate rule_id across the config file and rules_dir": (
+        _rule(9), {"10-a.toml": _rule(8) + _rule(9)}, "rules/10-a.toml", "rule_id = 9",
+        "mysql_query_rules[1].rule_id", ("rule_id 9 is defined twice", "myrouter.toml:"),
+    ),
+    "rules file with another table": (
+        "", {"10-a.toml": "[mysql_variables]\nmax_connections = 5\n"}, "rules/10-a.toml", "[mysql_variables]",
+        "mysql_variables", ("a rules file holds",),
+    ),
+    "rules file that is not TOML": (
+        "", {"10-a.toml": _rule(1, "match_digest = = 1")}, "rules/10-a.toml", "match_digest = = 1",
+        None, ("invalid TOML",),
+    ),
+    "unknown variable": (
+        "", {}, "myrouter.toml", "max_conections", "mysql_variables.max_conections", ("unknown key",),
+    ),
+    "variable of the wrong type": (
+        "", {}, "myrouter.toml", "max_connections", "mysql_variables.max_connections", ("expected an integer",),
+    ),
+    "user whose default_hostgroup has no server": (
+        '\n[[mysql_users]]\nusername = "rep"\npassword = "x"\ndefault_hostgroup = 5\n', {}, "myrouter.toml",
+        "default_hostgroup = 5", "mysql_users[1].default_hostgroup", ("default_hostgroup 5",),
+    ),
+    "replication hostgroup pair that is one hostgroup": (
+        "\n[[mysql_replication_hostgroups]]\nwriter_hostgroup = 0\nreader_hostgroup = 0\n", {}, "myrouter.toml",
+        "reader_hostgroup = 0", "mysql_replication_hostgroups[0].reader_hostgroup", ("must differ",),
+    ),
+    "ssl_p2s_ca file that does not load": (
+        "", {}, "myrouter.toml", "ssl_p2s_ca", "mysql_variables.ssl_p2s_ca", ("No such file",),
+    ),
+    "datadir where the TLS files cannot be made": (
+        "", {}, "myrouter.toml", "datadir", "datadir", ("TLS",),
+    ),
+    "replication hostgroup that is a writer and a reader": (
+        "\n[[mysql_replication_hostgroups]]\nwriter_hostgroup = 0\nreader_hostgroup = 1\n"
+        "\n[[mysql_replication_hostgroups]]\nwriter_hostgroup = 1\nreader_hostgroup = 2\n", {}, "myrouter.toml",
+        "writer_hostgroup = 1", "mysql_replication_hostgroups[1].writer_hostgroup", ("already the reader_hostgroup",),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CLI_CASES))
+def test_cli_config_error_is_one_line_naming_file_line_key(tmp_path: Path, case: str) -> None:
+    extra, rule_files, bad_file, needle, key, words = CLI_CASES[case]
+    text = CLI_BASE + extra
+    if case == "unknown variable":
+        text = text.replace("monitor_enabled = false\n", "monitor_enabled = false\nmax_conections = 10\n")
+    if case == "variable of the wrong type":
+        text = text.replace("monitor_enabled = false\n", 'monitor_enabled = false\nmax_connections = "10"\n')
+    if case == "ssl_p2s_ca file that does not load":
+        text = text.replace("monitor_enabled = false\n",
+                            f'monitor_enabled = false\nssl_p2s_ca = "{tmp_path}/missing-ca.pem"\n')
+    if case == "datadir where the TLS files cannot be made":  # /proc takes no new directory, even as root
+        text = 'datadir = "/proc/myrouter-test-datadir"\n\n' + text.replace(
+            "monitor_enabled = false\n", "monitor_enabled = false\nhave_ssl = true\n")
+    (tmp_path / "rules").mkdir()
+    for name, body in rule_files.items():
+        (tmp_path / "rules" / name).write_text(body)
+    config = tmp_path / "myrouter.toml"
+    config.write_text(text)
+    bad = tmp_path / bad_file
+    line = line_of(bad.read_text(), needle)
+    r = _run_serve(config)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    prefix = f"myrouter: configuration error: {bad}:{line}: " + (f"{key}: " if key else "")
+    assert lines[0].startswith(prefix), (prefix, lines[0])
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+
+
+def test_cli_explain_reports_a_bad_rule_the_same_way(tmp_path: Path) -> None:
+    import subprocess
+
+    config = tmp_path / "myrouter.toml"
+    config.write_text(CLI_BASE + _rule(120, "destination_hostgroup = 1"))
+    r = subprocess.run([*_myrouter(), "explain", "--config", str(config), "SELECT 1"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    line = line_of(config.read_text(), "destination_hostgroup = 1")
+    assert r.stderr.strip() == (
+        f"myrouter: configuration error: {config}:{line}: mysql_query_rules[0].destination_hostgroup: rule_id 120: "
+        "destination_hostgroup 1 is not a configured hostgroup (known: 0)"
+    )
+
+
+def test_rules_in_config_file_and_rules_dir_load_together(tmp_path: Path) -> None:
+    from myrouter.app import load_rules_for
+
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "10-a.toml").write_text(_rule(2, "destination_hostgroup = 0"))
+    config = load_config(write(tmp_path, CLI_BASE + _rule(1, 'match_digest = "^SELECT"')))
+    rules = load_rules_for(config)
+    assert [r.rule_id for r in rules.rules] == [1, 2]
+    assert rules.rule(1).where() == f"{config.path}:{line_of(config.path.read_text(), '[[mysql_query_rules]]')}"
+
+
+@pytest.mark.parametrize("where", ["rules_dir", "config file"])
+def test_sighup_with_a_bad_rule_logs_one_line_and_keeps_the_running_config(tmp_path: Path, where: str) -> None:
+    import signal
+    import socket
+    import subprocess
+    import threading
+    import time
+
+    import pymysql
+
+    from myrouter.testbed import free_ports
+
+    admin = free_ports(1)[0]
+    base = CLI_BASE.replace('mysql_ifaces = "127.0.0.1:0"', f'mysql_ifaces = "127.0.0.1:{admin}"')
+    (tmp_path / "rules").mkdir()
+    rules_file = tmp_path / "rules" / "50-reads.toml"
+    rules_file.write_text(_rule(120, "destination_hostgroup = 0"))
+    config = tmp_path / "myrouter.toml"
+    config.write_text(base)
+    proc = subprocess.Popen([*_myrouter(), "serve", "--config", str(config)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, "".join(lines)
+            try:
+                socket.create_connection(("127.0.0.1", admin), timeout=0.5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the admin port never opened"
+                time.sleep(0.1)
+        if where == "rules_dir":
+            rules_file.write_text(_rule(120, "destination_hostgroup = 1"))
+            bad, needle, key = rules_file, "destination_hostgroup = 1", "mysql_query_rules[0].destination_hostgroup"
+        else:
+            config.write_text(base + _rule(7, 'match_digest = "(unclosed"'))
+            bad, needle, key = config, "match_digest", "mysql_query_rules[0].match_digest"
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while not any("reload refused" in x for x in lines):
+            assert time.monotonic() < deadline and proc.poll() is None, "".join(lines)
+            time.sleep(0.05)
+        refused = [x for x in lines if "reload refused" in x]
+        assert len(refused) == 1
+        assert f"{bad}:{line_of(bad.read_text(), needle)}: {key}: " in refused[0], refused[0]
+        assert "Traceback" not in "".join(lines)
+        conn = pymysql.connect(host="127.0.0.1", port=admin, user="admin", password="admin", autocommit=True)
+        with conn.cursor() as cur:  # the running rules are the old ones
+            cur.execute("SELECT rule_id, destination_hostgroup FROM runtime_mysql_query_rules")
+            assert cur.fetchall() == ((120, 0),)
+        conn.close()
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()  # our own child, by its Popen handle
+            proc.wait()
+    reader.join(5)
+    assert "Traceback" not in "".join(lines)

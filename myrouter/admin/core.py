@@ -736,7 +736,7 @@ class Admin:
                              "configuration", "HY000")
         schema = cmd.schemaname if cmd.schemaname is not None else (user.default_schema if user else "") or None
         result = explain(cmd.sql, username=username, schemaname=schema, rules=app.rules, classifier=app.classifier,
-                         default_hostgroup=user.default_hostgroup if user else 0)
+                         default_hostgroup=user.default_hostgroup if user else 0, digester=app.digester)
         rows = [("user", username or ""), ("schema", schema or "")] + result.rows()
         return ResultSet(["field", "value"], rows)
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from myrouter.frontend.session import SessionState
+
 if TYPE_CHECKING:
     from myrouter.app import Proxy
     from myrouter.routing.hostgroups import Server
@@ -41,6 +43,8 @@ def release_connections(app: Proxy, soft: set[Server], hard: set[Server]) -> tup
         released += app.pools.close_idle(srv)
     if hard:
         for session in list(app.sessions.values()):
+            if session.release_at and session.state is SessionState.IDLE:
+                session.release_delayed()  # kept only for connection_delay_multiplex_ms: nothing binds them
             if any(be.server_ref in hard for be in session.backends.values()):
                 log.info("session %d: ended: it holds a connection to a server taken OFFLINE_HARD or removed",
                          session.id)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import trio
 
+from ..net.keepalive import apply_keepalive
 from ..net.stream import ConnectionLost, PacketStream, is_unix_address, open_stream, start_compression, start_tls
 from ..protocol.auth import BackendSecret, ClientAuth
 from ..protocol.codec import Reader
@@ -229,11 +230,14 @@ async def open_backend(
     connect_timeout: float = 3.0,
     max_packet: int = 64 * 1024 * 1024,
     tls: ssl.SSLContext | None = None,
+    tcp_keepalive: bool = True,
+    tcp_keepalive_time: int = 0,
 ) -> BackendConnection:
     """Connect and authenticate; raises ``MySQLError`` with a clear reply on failure.
 
     A server with ``use_ssl`` is logged in to over TLS with the ``tls`` context (the proxy
-    passes its ``backend_tls``; without one: encrypted, the certificate not checked)."""
+    passes its ``backend_tls``; without one: encrypted, the certificate not checked).
+    ``tcp_keepalive``/``tcp_keepalive_time``: see :func:`myrouter.net.keepalive.apply_keepalive`."""
     try:
         stream = await open_stream(server.host, server.port, timeout=connect_timeout)
     except ConnectionLost as exc:
@@ -247,6 +251,15 @@ async def open_backend(
             PROXYSQL_ER_HOSTGROUP_TIMEOUT,
             f"Max connect timeout reached while reaching hostgroup {server.hostgroup} "
             f"(backend {server}) after {int(connect_timeout * 1000)}ms",
+            "HY000",
+        ) from exc
+    try:
+        apply_keepalive(stream.sock, tcp_keepalive, tcp_keepalive_time)
+    except OSError as exc:  # the server reset the connection already
+        stream.close()
+        raise MySQLError(
+            PROXYSQL_ER_HOSTGROUP_TIMEOUT,
+            f"Lost connection to backend {server} in hostgroup {server.hostgroup}: {exc.strerror or exc}",
             "HY000",
         ) from exc
     try:

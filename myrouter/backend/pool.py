@@ -89,10 +89,18 @@ class PoolSettings:
     free_connections_pct: int  # idle connections above this % of max_connections are surplus
     track_variables: bool  # ask backends to report every session variable change
     reset_queue_length: int = 50  # connections being reset at once (connpoll_reset_queue_length); 0: close them
+    connect_retries: int = 0  # further attempts after a failed connect (connect_retries_on_failure)
+    connect_retries_delay: float = 0.0  # seconds between attempts (connect_retries_delay)
+    tcp_keepalive: bool = True  # SO_KEEPALIVE on server connections (use_tcp_keepalive)
+    tcp_keepalive_time: int = 0  # seconds idle before the first probe; 0: the kernel's (tcp_keepalive_time)
 
     @classmethod
     def from_vars(cls, v) -> PoolSettings:
         return cls(
+            connect_retries=v.connect_retries_on_failure,
+            connect_retries_delay=v.connect_retries_delay / 1000,
+            tcp_keepalive=v.use_tcp_keepalive,
+            tcp_keepalive_time=v.tcp_keepalive_time,
             connect_timeout=v.connect_timeout_server / 1000,
             wait_timeout=v.connect_timeout_server_max / 1000,
             max_packet=v.max_allowed_packet,
@@ -349,6 +357,42 @@ class Pools:
         self._discard(be, p, polite=True, notify=False)  # the slot is the caller's, not a waiter's
         return p.server
 
+    async def _connect(self, server: Server, key: PoolKey, login: Login, database: str | None) -> BackendConnection:
+        """Open and log in one connection, trying again ``connect_retries`` times, ``connect_retries_delay``
+        apart, when the server cannot be reached (ERR 9001: refused, reset, timed out), as ProxySQL's
+        mysql-connect_retries_on_failure; all attempts end by ``connect_timeout_server_max``. An error
+        of the server itself (wrong password, unknown schema) is not retried, nor a server shunned
+        meanwhile. The earlier failures are logged; the last one is raised, and counted by the caller
+        as one failed connect (ConnERR, shun_on_failures, audit log)."""
+        s = self.settings
+        deadline = time.monotonic() + s.wait_timeout
+        attempt = 0
+        while True:
+            try:
+                return await open_backend(
+                    server.address,
+                    username=key.username,
+                    secret=login.secret,
+                    database=database,
+                    client_capabilities=login.client_capabilities,
+                    charset=key.charset,
+                    attrs=login.attrs,
+                    connect_timeout=s.connect_timeout,
+                    max_packet=s.max_packet,
+                    tls=self.app.backend_tls,
+                    tcp_keepalive=s.tcp_keepalive,
+                    tcp_keepalive_time=s.tcp_keepalive_time,
+                )
+            except MySQLError as exc:
+                if (exc.code != PROXYSQL_ER_HOSTGROUP_TIMEOUT or attempt >= s.connect_retries
+                        or time.monotonic() + s.connect_retries_delay >= deadline
+                        or server.status != ONLINE):  # shunned (by these failures, say): not now
+                    raise
+                attempt += 1
+                log.info("connect to %s failed (%s); retry %d of %d in %d ms", server.address, exc.message,
+                         attempt, s.connect_retries, int(s.connect_retries_delay * 1000))
+                await trio.sleep(s.connect_retries_delay)
+
     async def _open(self, server: Server, key: PoolKey, login: Login, database: str | None, *,
                     reserved: bool = False) -> BackendConnection:
         p = self.pool(server)
@@ -357,18 +401,7 @@ class Pools:
         app = self.app
         try:
             s = self.settings
-            be = await open_backend(
-                server.address,
-                username=key.username,
-                secret=login.secret,
-                database=database,
-                client_capabilities=login.client_capabilities,
-                charset=key.charset,
-                attrs=login.attrs,
-                connect_timeout=s.connect_timeout,
-                max_packet=s.max_packet,
-                tls=self.app.backend_tls,
-            )
+            be = await self._connect(server, key, login, database)
             if s.track_variables and be.capabilities & C.SESSION_TRACK:
                 try:
                     with trio.fail_after(s.connect_timeout):

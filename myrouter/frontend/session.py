@@ -49,7 +49,8 @@ from ..protocol.codec import Reader
 from ..protocol.packets import frame
 from ..protocol.response import ResponseKind, ResponseTracker, response_kind
 from ..routing.classifier import Classification, StatementFlag as _F, StatementKind
-from ..routing.digest import digest, format_digest
+from ..routing.digest import format_digest
+from ..routing.hostgroups import ONLINE
 from ..stats.digests import affected_rows
 from ..stats.logsafe import clip
 from ..stats.querylog import now_us
@@ -223,9 +224,18 @@ def _sql_literal(value: str, no_backslash_escapes: bool = False) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _strip_session_state(chunk: bytes, ok: bytes | None) -> bytes:
+def _keep_after_statement(be: BackendConnection) -> bool:
+    """Whether connection_delay_multiplex_ms may keep ``be`` with its session: not when its server
+    is draining (OFFLINE_SOFT, SHUNNED...) or it is to be retired."""
+    srv = be.server_ref
+    return srv is not None and srv.status == ONLINE and not be.retire and not be.broken
+
+
+def _strip_session_state(chunk: bytes, ok: bytes | None, keep=None) -> bytes:
     """``chunk`` with its final OK packet (payload ``ok``) rewritten without session-state data,
-    for a client without CLIENT_SESSION_TRACK. Unchanged if the OK is not wholly in ``chunk``."""
+    for a client without CLIENT_SESSION_TRACK; with ``keep``, only without the entries ``keep``
+    refuses (``_not_gtid``: mysql-client_session_track_gtid=false). Unchanged if the OK is not
+    wholly in ``chunk``."""
     if ok is None:
         return chunk
     start = len(chunk) - 4 - len(ok)
@@ -233,10 +243,37 @@ def _strip_session_state(chunk: bytes, ok: bytes | None) -> bytes:
         return chunk
     try:
         parsed = OK.parse(ok, _TRACKING_CAPS)
+        state = b"" if keep is None else _filter_session_state(parsed.session_state, keep)
     except MalformedPacket:
         return chunk
-    stripped = dataclasses.replace(parsed, status=parsed.status & ~_STATE_CHANGED, session_state=b"")
-    return chunk[:start] + frame(stripped.encode(_PROTOCOL_41, header=ok[0]), chunk[start + 3])
+    if state == parsed.session_state:
+        return chunk
+    status = parsed.status if state else parsed.status & ~_STATE_CHANGED
+    stripped = dataclasses.replace(parsed, status=status, session_state=state)
+    caps = _PROTOCOL_41 if keep is None else _TRACKING_CAPS
+    return chunk[:start] + frame(stripped.encode(caps, header=ok[0]), chunk[start + 3])
+
+
+def _filter_session_state(state: bytes, keep) -> bytes:
+    """Session-state data with only the entries (type, body) that ``keep(type, body)`` accepts."""
+    kept = []
+    r = Reader(state)
+    while not r.at_end():
+        begin = r.pos
+        kind = r.u8()
+        body = r.lenenc_bytes()
+        if keep(kind, body):
+            kept.append(state[begin:r.pos])
+    return b"".join(kept)
+
+
+def _not_gtid(kind: int, body: bytes) -> bool:
+    """False for a GTID entry: SESSION_TRACK_GTIDS, or MariaDB's last_gtid system variable."""
+    if kind == SessionTrack.GTIDS:
+        return False
+    if kind == SessionTrack.SYSTEM_VARIABLES:
+        return Reader(body).lenenc_bytes().lower() != b"last_gtid"
+    return True
 
 
 def _ok_insert_id(ok: bytes) -> int:
@@ -342,6 +379,7 @@ class ClientSession:
         self.last_hg: int | None = None
         self.flag_in = 0
         self._plans: dict[int, _Plan] = {}  # digest hash -> what _plan decided
+        self.release_at = 0.0  # connection_delay_multiplex_ms: trio time when kept connections go back (0: none)
         try:
             sockname = stream.sock.getsockname()
             self.proxy_host, self.proxy_port = sockname[0], sockname[1]
@@ -621,7 +659,14 @@ class ClientSession:
                 if pkt is None:
                     self.state = SessionState.IDLE
                     self.idle_since = monotonic()
-                    await _wait_readable(client.sock)
+                    if self.release_at:  # connection_delay_multiplex_ms: kept connections go back then
+                        with trio.move_on_at(self.release_at) as delay_scope:
+                            await _wait_readable(client.sock)
+                        if delay_scope.cancelled_caught:
+                            self.release_delayed()
+                            await _wait_readable(client.sock)
+                    else:
+                        await _wait_readable(client.sock)
                     pkt = client.packet_nowait()
             except trio.ClosedResourceError as exc:
                 raise ConnectionLost("client socket closed while waiting") from exc
@@ -881,16 +926,20 @@ class ClientSession:
     def _release_free(self) -> None:
         """After a command: give back every held connection nothing pins; count the pins that started."""
         backends = self.backends
+        delay = self.app.vars.connection_delay_multiplex_ms
+        if delay:  # kept for that long after the statement (see release_delayed)
+            self.release_at = trio.current_time() + delay / 1000
         if len(backends) == 1 and not self.hold and not self.mode_pins:
             # the common case: one connection, nothing pinned so far
             for be in backends.values():
                 if be.in_trx or be.state is BackendState.CLOSED:
                     break
-                backends.clear()
                 be.pins = 0
-                if not self.status & _AUTOCOMMIT:
-                    self._autocommit_off_released(be)
-                self.app.pools.release(be)
+                if not (delay and _keep_after_statement(be)):
+                    backends.clear()
+                    if not self.status & _AUTOCOMMIT:
+                        self._autocommit_off_released(be)
+                    self.app.pools.release(be)
                 return
         for hg in list(backends):
             be = backends[hg]
@@ -917,11 +966,25 @@ class ClientSession:
                 be.pins = pins
                 be.state = BackendState.PINNED
                 continue
-            del backends[hg]
             be.pins = 0
-            if not self.status & _AUTOCOMMIT:
-                self._autocommit_off_released(be)
-            self.app.pools.release(be)
+            if not (delay and _keep_after_statement(be)):
+                del backends[hg]
+                if not self.status & _AUTOCOMMIT:
+                    self._autocommit_off_released(be)
+                self.app.pools.release(be)
+
+    def release_delayed(self) -> None:
+        """``connection_delay_multiplex_ms`` after the last statement: the connections the session kept
+        only for that delay (nothing pins them) go back to the pool."""
+        self.release_at = 0.0
+        for hg, be in list(self.backends.items()):
+            if be.pins:  # pinned since (_release_free set the pins after the last statement)
+                continue
+            del self.backends[hg]
+            if be.state is not BackendState.CLOSED:
+                if not self.status & _AUTOCOMMIT:
+                    self._autocommit_off_released(be)
+                self.app.pools.release(be)
 
     def _autocommit_off_released(self, be: BackendConnection) -> None:
         """autocommit_false_not_reusable: a connection an autocommit-off session used is closed when
@@ -1095,6 +1158,7 @@ class ClientSession:
         # The proxy reads session tracking from every backend; a client that did not ask for it
         # gets its final OK packet without it.
         strip_state = not self.capabilities & _SESSION_TRACK
+        strip_gtids = not strip_state and not self.app.vars.client_session_track_gtid
         client = self.client
         sent = False
         deadline = trio.current_time() + timeout_ms / 1000 if timeout_ms else None
@@ -1146,6 +1210,8 @@ class ClientSession:
             chunk = data if n == len(data) else data[:n]
             if strip_state and tracker.done and tracker.status & _STATE_CHANGED:
                 chunk = _strip_session_state(chunk, tracker.last_ok)
+            elif strip_gtids and tracker.done and tracker.status & _STATE_CHANGED:
+                chunk = _strip_session_state(chunk, tracker.last_ok, keep=_not_gtid)
             rest = client.send_nowait(chunk)
             if rest is not None:
                 await client.send_all(rest)
@@ -1305,10 +1371,11 @@ class ClientSession:
             return
         app = self.app
         sql = payload[1:].decode("utf-8", "surrogateescape")
-        dtext, dhash = digest(sql)
+        dtext, dhash = app.digester(sql)
         rules = app.rules
         plan = self._plans.get(dhash)
-        if plan is not None and plan.rules is rules and plan.flag_in == self.flag_in and plan.schema == self.schema:
+        if plan is not None and plan.rules is rules and plan.flag_in == self.flag_in and plan.schema == self.schema \
+                and not app.digester.capped(sql):
             cls = plan.cls
             decision = plan.decision
             rules.count_hits(plan.positions)
@@ -1533,12 +1600,13 @@ class ClientSession:
         same digest when they hold for them (same rules, flag and schema; see ``_com_query``)."""
         app = self.app
         rules = app.rules
-        cls = app.classifier.classify(sql, dhash)
+        capped = app.digester.capped(sql)  # the digest stands for a prefix only: nothing is remembered by it
+        cls = app.classifier.classify(sql, dhash, remember=not capped)
         decision, positions = rules.evaluate_for_session(RuleContext(
             self.username, self.schema, self.client_host, self.proxy_host, self.proxy_port, self.flag_in,
             dhash, dtext, sql, cls,
         ))
-        if positions is not None and app.classifier.reusable(cls):
+        if positions is not None and app.classifier.reusable(cls) and not capped:
             plans = self._plans
             if len(plans) >= _SESSION_PLANS:
                 plans.clear()
@@ -1921,8 +1989,8 @@ class ClientSession:
         app = self.app
         sql = payload[1:]
         text = sql.decode("utf-8", "surrogateescape")
-        dtext, dhash = digest(text)
-        cls = app.classifier.classify(text, dhash)
+        dtext, dhash = app.digester(text)
+        cls = app.classifier.classify(text, dhash, remember=not app.digester.capped(text))
         decision = app.rules.evaluate(RuleContext(
             self.username, self.schema, self.client_host, self.proxy_host, self.proxy_port, 0,
             dhash, dtext, text, cls,

@@ -1287,13 +1287,17 @@ class Classifier:
             f"misses={self._misses} evictions={self._evictions}>"
         )
 
-    def classify(self, sql: str, digest_hash: int | None = None) -> Classification:
+    def classify(self, sql: str, digest_hash: int | None = None, *, remember: bool = True) -> Classification:
         """Classify ``sql``; ``digest_hash`` is its digest hash if already known.
 
+        ``remember=False``: the digest does not stand for the whole statement (a digest capped
+        at ``query_digests_max_query_length``), so it is classified afresh and not remembered.
         Never raises: a statement nothing understands is a WRITE with
         ``is_unparsable`` set.
         """
-        if digest_hash is None:
+        if not remember:
+            digest_hash = -1  # not a 64-bit digest: never found, and not stored below
+        elif digest_hash is None:
             digest_hash = digest(sql)[1]
         cache = self._cache
         c = cache.get(digest_hash)
@@ -1317,6 +1321,8 @@ class Classifier:
             )
         if c.is_unparsable:
             self._unparsable += 1
+        if digest_hash < 0:
+            return c
         cache[digest_hash] = c
         if len(cache) > self._capacity:
             cache.popitem(last=False)

@@ -60,6 +60,7 @@ import re
 from hashlib import blake2b
 
 __all__ = [
+    "Digester",
     "digest",
     "digest_text",
     "digest_hash",
@@ -249,6 +250,57 @@ def digest(sql: str) -> tuple[str, int]:
     if h is None:
         h = _hash_and_remember(out)
     return out, h
+
+
+class Digester:
+    """:func:`digest` under ProxySQL's ``mysql-query_digests_*`` limits.
+
+    * ``max_query_length`` (``query_digests_max_query_length``): only the first that many
+      characters of a statement are digested (a multi-megabyte statement costs no more than
+      that); statements that agree up to there share a digest, as in ProxySQL. Such a
+      statement is :meth:`capped`: what the proxy remembers per digest (its classification,
+      a session's routing plan) does not hold for it, so callers do not cache it.
+    * ``lowercase`` (``query_digests_lowercase``): the digest text is lower case, so
+      ``SELECT`` and ``select`` share a digest.
+    * ``max_digest_length`` (``query_digests_max_digest_length``): the digest text kept
+      (statistics, query log, ``match_digest``) is cut to that many characters; the hash is
+      that of the whole text, so statements that differ after the cut keep their own digests.
+    """
+
+    __slots__ = ("lowercase", "max_query_length", "max_digest_length")
+
+    def __init__(self, *, lowercase: bool = False, max_query_length: int = 65000,
+                 max_digest_length: int = 2048) -> None:
+        self.lowercase = lowercase
+        self.max_query_length = max_query_length
+        self.max_digest_length = max_digest_length
+
+    @classmethod
+    def from_vars(cls, v) -> Digester:
+        """The digester ``mysql_variables`` ``v`` ask for."""
+        return cls(lowercase=v.query_digests_lowercase, max_query_length=v.query_digests_max_query_length,
+                   max_digest_length=v.query_digests_max_digest_length)
+
+    def capped(self, sql: str) -> bool:
+        """Whether only a prefix of ``sql`` is digested (it is longer than ``max_query_length``)."""
+        return len(sql) > self.max_query_length
+
+    def __call__(self, sql: str) -> tuple[str, int]:
+        """``(digest_text, digest_hash)`` of ``sql`` under these limits."""
+        if len(sql) > self.max_query_length:
+            sql = sql[: self.max_query_length]
+        text = _SCAN.sub(_repl, sql)
+        text = " ".join(text.split())
+        if text.endswith(";"):
+            text = text.rstrip("; ")
+        if self.lowercase:
+            text = text.lower()
+        h = _HASHES.get(text)
+        if h is None:
+            h = _hash_and_remember(text)
+        if len(text) > self.max_digest_length:
+            text = text[: self.max_digest_length]
+        return text, h
 
 
 def format_digest(value: int) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .classifier import Classification, Classifier
-from .digest import digest, format_digest
+from .digest import Digester, format_digest
 from .rules import QueryRule, RouteDecision, RuleContext, RuleSet
 
 __all__ = ["ExplainResult", "MatchedRule", "explain", "format_explain"]
@@ -113,11 +113,13 @@ def explain(
     proxy_addr: str | None = None,
     proxy_port: int | None = None,
     flag_in: int = 0,
+    digester: Digester | None = None,
 ) -> ExplainResult:
-    """Digest, classify and evaluate ``sql`` as a session would, without side effects
-    on the rule hit counters."""
-    text, h = digest(sql)
-    cls = (classifier or Classifier(cache_size=1)).classify(sql, h)
+    """Digest (with ``digester``: the proxy's mysql-query_digests_* limits), classify and
+    evaluate ``sql`` as a session would, without side effects on the rule hit counters."""
+    digester = digester or Digester()
+    text, h = digester(sql)
+    cls = (classifier or Classifier(cache_size=1)).classify(sql, h, remember=not digester.capped(sql))
     ctx = RuleContext(
         username=username,
         schemaname=schemaname,

@@ -65,7 +65,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple
 
 from myrouter.errors import ConfigError
-from myrouter.tomlutil import load_toml
+from myrouter.tomlutil import TomlDoc, load_toml
 
 from .classifier import Classification, StatementFlag, StatementKind
 from .digest import format_digest, parse_digest
@@ -708,9 +708,9 @@ class RuleSet:
         self._by_flag = {f: tuple(cs) for f, cs in by_flag.items()}
         self._positions = {f: [c.position for c in cs] for f, cs in by_flag.items()}
         self._hits = [0] * len(active)
-        # digest hash -> bitmask (by rule position) of the rules whose
-        # digest-level filters pass for that digest
-        self._masks: OrderedDict[int, int] = OrderedDict()
+        # digest hash -> (its classification, bitmask by rule position of the rules whose
+        # digest-level filters pass for that digest)
+        self._masks: OrderedDict[int, tuple[Classification, int]] = OrderedDict()
         self._mask_capacity = max(1, digest_cache_size)
         # (flag_in, digest mask) -> (decision, positions of the rules that matched), for walks
         # that only met rules without session-level filters or rewrites: such a walk depends
@@ -758,24 +758,28 @@ class RuleSet:
         """Bitmask of the rules whose digest-level filters pass for this statement.
 
         Cached per digest hash when the context has the digest hash, text and
-        classification (all three are functions of the digest).
+        classification, for that very classification object: the classifier hands out one
+        object per digest, except for a statement whose digest stands for a prefix only
+        (``query_digests_max_query_length``), which is classified afresh, so a statement that
+        shares a capped digest with another is never judged by the other's classification.
         """
         h = ctx.digest_hash
-        cacheable = h is not None and ctx.digest_text is not None and ctx.classification is not None
-        if cacheable and ctx.classification.bits & _READ_ONLY_TRANSACTION:
+        cls = ctx.classification
+        cacheable = h is not None and ctx.digest_text is not None and cls is not None
+        if cacheable and cls.bits & _READ_ONLY_TRANSACTION:
             h = (h, _READ_ONLY_TRANSACTION)  # the session marks a digest's statement as opening one
         if cacheable:
             masks = self._masks
-            mask = masks.get(h)  # type: ignore[arg-type]
-            if mask is not None:
+            entry = masks.get(h)  # type: ignore[arg-type]
+            if entry is not None and entry[0] is cls:
                 masks.move_to_end(h)  # type: ignore[arg-type]
-                return mask
+                return entry[1]
         mask = 0
         for c in self._active:
             if c.dmatch is None or c.dmatch(ctx):
                 mask |= 1 << c.position
         if cacheable:
-            masks[h] = mask  # type: ignore[index]
+            masks[h] = (cls, mask)  # type: ignore[index]
             if len(masks) > self._mask_capacity:
                 masks.popitem(last=False)
         return mask
@@ -912,27 +916,49 @@ def _rule_from_row(
     return rule
 
 
-def _check_hostgroups(rules: Iterable[QueryRule], known: set[int]) -> None:
-    for rule in rules:
-        if not rule.active:
-            continue  # inactive rules are not loaded into the runtime (as in ProxySQL)
-        for key in _HOSTGROUP_COLUMNS:
-            hg = getattr(rule, key)
-            if hg is not None and hg not in known:
-                raise ConfigError(
-                    f"rule_id {rule.rule_id}: {key} {hg} is not a configured hostgroup "
-                    f"(known: {', '.join(map(str, sorted(known))) or 'none'})",
-                    file=rule.source,
-                    line=rule.line,
-                    key=key,
-                )
+_ErrorFn = Callable[[str, "str | None"], ConfigError]
+
+
+def _check_hostgroups(rule: QueryRule, known: set[int], error: _ErrorFn) -> None:
+    if not rule.active:
+        return  # inactive rules are not loaded into the runtime (as in ProxySQL)
+    for key in _HOSTGROUP_COLUMNS:
+        hg = getattr(rule, key)
+        if hg is not None and hg not in known:
+            raise error(
+                f"rule_id {rule.rule_id}: {key} {hg} is not a configured hostgroup "
+                f"(known: {', '.join(map(str, sorted(known))) or 'none'})",
+                key,
+            )
+
+
+def _checked_ruleset(
+    entries: list[tuple[QueryRule, _ErrorFn]], known: set[int] | None, iterations: int
+) -> RuleSet:
+    """The RuleSet of validated rules, after the checks that look at all of them (duplicate
+    rule_id, unknown hostgroups), each reported at its rule's file, line and column."""
+    seen: dict[int, QueryRule] = {}
+    for rule, error in entries:
+        other = seen.get(rule.rule_id)
+        if other is not None:
+            raise error(f"rule_id {rule.rule_id} is defined twice: here and at {other.where()}", "rule_id")
+        seen[rule.rule_id] = rule
+        if known is not None:
+            _check_hostgroups(rule, known, error)
+    return RuleSet([rule for rule, _ in entries], iterations=iterations)
 
 
 def parse_rules_file(path: Path) -> list[QueryRule]:
     """Read one rules file: ``[[mysql_query_rules]]`` tables only."""
-    doc = load_toml(path)
+    return [rule for rule, _ in _rules_of_doc(load_toml(path), only_rules=True)]
+
+
+def _rules_of_doc(doc: TomlDoc, *, only_rules: bool) -> list[tuple[QueryRule, _ErrorFn]]:
+    """The ``[[mysql_query_rules]]`` of a TOML document, each with the builder of its errors.
+    ``only_rules``: the document is a rules file, where nothing else may be."""
     data = doc.data
-    for key in data:
+    path = doc.path
+    for key in data if only_rules else ():
         if key != TABLE:
             raise ConfigError(
                 f"unknown table or key {key!r} (a rules file holds [[{TABLE}]] tables)",
@@ -950,31 +976,37 @@ def parse_rules_file(path: Path) -> list[QueryRule]:
         def error(message: str, key: str | None, _i: int = index) -> ConfigError:
             return doc.error(message, TABLE, _i, key)
 
-        out.append(_rule_from_row(row, error, str(path), line))
+        out.append((_rule_from_row(row, error, str(path), line), error))
     return out
 
 
 def load_rules(
-    rules_dir: Path | str, known_hostgroups: set[int] | None = None, *, iterations: int = 0
+    rules_dir: Path | str | None,
+    known_hostgroups: set[int] | None = None,
+    *,
+    iterations: int = 0,
+    config_file: Path | str | None = None,
 ) -> RuleSet:
     """Load ``rules_dir/*.toml`` (in sorted file name order) into a RuleSet.
 
+    ``config_file``: the ``[[mysql_query_rules]]`` of the main configuration file come first
+    (its other tables are the config loader's); ``rules_dir`` None: no rules directory.
     Raises :class:`ConfigError` naming the file, line, column and rule_id for
     an invalid regex, unknown column, wrong type, unknown hostgroup (when
     ``known_hostgroups`` is given; checked for active rules only), duplicate
     rule_id (also across files) or invalid ``match_kind``/``match_flags``.
     """
-    rules_dir = Path(rules_dir)
-    if not rules_dir.is_dir():
-        raise ConfigError("rules directory does not exist or is not a directory", file=str(rules_dir))
-    rules: list[QueryRule] = []
-    for path in sorted(rules_dir.glob("*.toml"), key=lambda p: p.name):
-        if path.is_file():
-            rules.extend(parse_rules_file(path))
-    ruleset = RuleSet(rules, iterations=iterations)
-    if known_hostgroups is not None:
-        _check_hostgroups(ruleset.rules, known_hostgroups)
-    return ruleset
+    entries: list[tuple[QueryRule, _ErrorFn]] = []
+    if config_file is not None:
+        entries += _rules_of_doc(load_toml(config_file), only_rules=False)
+    if rules_dir is not None:
+        rules_dir = Path(rules_dir)
+        if not rules_dir.is_dir():
+            raise ConfigError("rules directory does not exist or is not a directory", file=str(rules_dir))
+        for path in sorted(rules_dir.glob("*.toml"), key=lambda p: p.name):
+            if path.is_file():
+                entries += _rules_of_doc(load_toml(path), only_rules=True)
+    return _checked_ruleset(entries, known_hostgroups, iterations)
 
 
 def rules_from_rows(
@@ -990,14 +1022,11 @@ def rules_from_rows(
     rule_id.  ``match_kind``/``match_tables``/``match_flags`` may be lists or
     comma-separated strings; ``digest`` an int or ``'0x...'`` text.
     """
-    rules = []
+    entries = []
     for index, row in enumerate(rows):
 
         def error(message: str, key: str | None, _i: int = index) -> ConfigError:
             return ConfigError(message, file=source, key=f"{TABLE}[{_i}].{key}" if key else f"{TABLE}[{_i}]")
 
-        rules.append(_rule_from_row(row, error, source, None))
-    ruleset = RuleSet(rules, iterations=iterations)
-    if known_hostgroups is not None:
-        _check_hostgroups(ruleset.rules, known_hostgroups)
-    return ruleset
+        entries.append((_rule_from_row(row, error, source, None), error))
+    return _checked_ruleset(entries, known_hostgroups, iterations)

@@ -87,9 +87,10 @@ class DigestStats:
 
     At most ``max_digests`` entries, least recently seen first out; ``evicted`` counts the
     entries dropped that way since the start (``stats_mysql_global`` Query_Digest_Evictions).
+    ``enabled`` false (``mysql-query_digests=false``): statements are not recorded.
     """
 
-    __slots__ = ("_entries", "_clock", "_max_digests", "evicted")
+    __slots__ = ("_entries", "_clock", "_max_digests", "evicted", "enabled")
 
     def __init__(self, clock=time.time, max_digests: int = DEFAULT_MAX_DIGESTS) -> None:
         # in order of last use: a hit moves its entry to the end, eviction takes the front
@@ -97,6 +98,7 @@ class DigestStats:
         self._clock = clock
         self._max_digests = max_digests
         self.evicted = 0
+        self.enabled = True
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -122,6 +124,8 @@ class DigestStats:
     def record(self, hostgroup: int, schemaname: str, username: str, client_address: str, digest: int,
                digest_text: str, duration_us: int, rows_affected: int, rows_sent: int) -> None:
         """Account one statement. ``duration_us``: from the command's start to the end of its response."""
+        if not self.enabled:
+            return
         key = (hostgroup, schemaname, username, client_address, digest)
         now = int(self._clock())
         entries = self._entries
@@ -222,14 +226,16 @@ class CommandCounters:
     """Statements per command with latency buckets, for ``stats_mysql_commands_counters``.
 
     ``slow_queries`` counts statements that took ``slow_query_us`` or more
-    (ProxySQL's ``Slow_queries``, threshold ``mysql-long_query_time``).
+    (ProxySQL's ``Slow_queries``, threshold ``mysql-long_query_time``), whether or not the
+    per-command counters are ``enabled`` (``mysql-commands_stats``).
     """
 
-    __slots__ = ("_by_name", "_counters", "slow_query_us", "slow_queries")
+    __slots__ = ("_by_name", "_counters", "slow_query_us", "slow_queries", "enabled")
 
     def __init__(self, slow_query_us: int = 1_000_000) -> None:
         self.slow_query_us = slow_query_us
         self.slow_queries = 0
+        self.enabled = True
         self._counters: dict[str, _Command] = {name: _Command() for name in COMMAND_NAMES}
         # any name seen so far -> its counter (a name outside ProxySQL's list counts as UNKNOWN)
         self._by_name: dict[str, _Command] = dict(self._counters)
@@ -237,6 +243,10 @@ class CommandCounters:
     def record(self, command_name: str, duration_us: int) -> None:
         """Account one statement: ``command_name`` is ProxySQL's (``SELECT``) or a statement keyword
         (``START TRANSACTION``, ``LOCK``); anything else counts as ``UNKNOWN``."""
+        if duration_us >= self.slow_query_us:
+            self.slow_queries += 1
+        if not self.enabled:
+            return
         c = self._by_name.get(command_name)
         if c is None:
             c = self._counters[_command_key(command_name)]
@@ -245,8 +255,6 @@ class CommandCounters:
         c.total_cnt += 1
         c.total_time_us += duration_us
         c.buckets[bisect.bisect_left(LATENCY_BUCKETS_US, duration_us)] += 1
-        if duration_us >= self.slow_query_us:
-            self.slow_queries += 1
 
     def snapshot(self) -> list[CommandRow]:
         """Every command of ProxySQL's list (zeros included), in its order."""

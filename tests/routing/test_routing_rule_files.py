@@ -262,7 +262,7 @@ def test_wrong_values(tmp_path: Path, line: str, message: str) -> None:
 def test_unknown_hostgroups_are_refused_for_active_rules(tmp_path: Path) -> None:
     err = load_error(tmp_path, "[[mysql_query_rules]]\nrule_id = 5\nactive = 1\ndestination_hostgroup = 7\n", {0, 1})
     assert "rule_id 5" in err.message and "destination_hostgroup 7 is not a configured hostgroup" in err.message
-    assert err.line == 1 and err.key == "destination_hostgroup"
+    assert err.line == 4 and err.key == "mysql_query_rules[0].destination_hostgroup"
     err = load_error(tmp_path, "[[mysql_query_rules]]\nrule_id = 5\nactive = 1\nmirror_hostgroup = 9\n", {0, 1})
     assert "mirror_hostgroup 9" in err.message
     # without known hostgroups, or for an inactive rule, there is nothing to check against
@@ -276,7 +276,7 @@ def test_duplicate_rule_id_across_files_names_both(tmp_path: Path) -> None:
     err = load_error(tmp_path, "# x\n[[mysql_query_rules]]\nrule_id = 3\n", name="20-b.toml")
     assert "rule_id 3 is defined twice" in err.message
     assert f"{first}:1" in err.message
-    assert err.line == 2
+    assert err.line == 3 and err.key == "mysql_query_rules[0].rule_id"
 
 
 def test_missing_rule_id(tmp_path: Path) -> None:
