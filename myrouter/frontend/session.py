@@ -601,7 +601,9 @@ class ClientSession:
                 for be in list(self.backends.values()):
                     self._drop_backend(be)
             else:
-                self._release_free()
+                for hg, be in list(self.backends.items()):  # no statement ran: back at once, no delay
+                    del self.backends[hg]
+                    self.app.pools.release(be)
         return None
 
     def _new_auth(self) -> ServerAuth:
