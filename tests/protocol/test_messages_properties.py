@@ -31,7 +31,15 @@ from myrouter.protocol.messages import (
     text_row,
 )
 
-from .feeding import INTERESTING_BYTES, PROPERTIES, legacy_mutations, mutated, parses_or_malformed, time_limit
+from .feeding import (
+    INTERESTING_BYTES,
+    PROPERTIES,
+    legacy_mutations,
+    mutated,
+    parses_or_malformed,
+    time_limit,
+    with_examples,
+)
 from .test_messages import PARSERS
 
 # --------------------------------------------------------------------------- any bytes
@@ -65,16 +73,10 @@ def _legacy_garbage() -> tuple[tuple[bytes], ...]:
     return tuple(out)
 
 
-def _with_legacy_garbage(fn):
-    from .feeding import with_examples
-
-    return with_examples(_legacy_garbage())(fn)
-
-
 @pytest.mark.parametrize(("name", "parse"), [p[:2] for p in PARSERS], ids=[p[0] for p in PARSERS])
 @PROPERTIES
 @given(raw=GARBAGE)
-@_with_legacy_garbage
+@with_examples(_legacy_garbage())
 def test_any_bytes_parse_or_are_malformed(name, parse, raw):
     with time_limit(5):
         parses_or_malformed(parse, raw)
