@@ -26,8 +26,10 @@ figures, and the proxy's RSS and open fds at the start and the end.
     .venv/bin/python benchmarks/soak.py --duration 180      # one fault cycle
 
 Exit status: 0 when no acknowledged row is lost, the replicas match the primary, no
-client error happened outside a fault window (plus --grace seconds), and the proxy
-ran throughout and stopped cleanly on SIGTERM; 1 otherwise; 2 when the test bed or
+client lost its connection and no ledger or admin statement failed outside a fault
+window (plus --grace seconds), and the proxy ran throughout and stopped cleanly on
+SIGTERM (sysbench's ignored errors are shown, not judged: they include deadlocks
+between its own transactions); 1 otherwise; 2 when the test bed or
 the proxy did not start; 130 interrupted. Traffic goes to 127.0.0.1 only, and only
 processes this script started are signalled, by their PID. Not part of ``make test``.
 """
@@ -609,8 +611,9 @@ def report(a: argparse.Namespace, timeline: Timeline, sb: Sysbench, ledger: Ledg
     for text, count in log_summary(proxy_log):
         print(f"    {count:6d} x {text[:160]}")
 
-    outside = (sb_errors["outside faults"] + sb_aborts["outside faults"] + ledger_errors["outside faults"]
-               + admin_errors["outside faults"])
+    # sysbench's ignored errors include deadlocks between its own transactions (1213), which happen
+    # without any fault: they are shown above, not judged. Lost connections, ledger and admin errors are.
+    outside = sb_aborts["outside faults"] + ledger_errors["outside faults"] + admin_errors["outside faults"]
     if outside:
         print(f"\n!!! {outside:.0f} client errors outside the fault windows")
         failed = True
