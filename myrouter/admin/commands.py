@@ -319,7 +319,10 @@ def _kill(s: str) -> Command:
     m = _KILL.fullmatch(s)
     if m is None:
         raise CommandError("expected KILL [CONNECTION|QUERY] <session id>")
-    return Kill(int(m.group(2)), (m.group(1) or "").upper() == "QUERY")
+    digits = m.group(2)
+    if len(digits) > 20:  # no session id has more digits (and int() refuses more than 4300)
+        raise CommandError(f"KILL: session id {digits[:20]}... is out of range")
+    return Kill(int(digits), (m.group(1) or "").upper() == "QUERY")
 
 
 _NAME = r"(`[^`]+`|\"[^\"]+\"|'[^']+'|[\w$]+)"

@@ -454,6 +454,10 @@ class Admin:
             columns = [d[0] for d in cur.description]
             return ResultSet(columns, _fetch_bounded(cur))
         finally:
+            if self.db.in_transaction:
+                # BEGIN IMMEDIATE, SAVEPOINT ...: each admin statement applies at once; a transaction
+                # left open would refuse the admin's own (refreshing runtime_/stats_ tables, LOAD/SAVE)
+                self.db.execute("ROLLBACK")
             self._session = None
             self._deadline = float("inf")
 

@@ -149,7 +149,7 @@ def translate(sql: str) -> str | None:
 
     try:
         out = sqlglot.transpile(sql, read="mysql", write="sqlite")
-    except (SqlglotError, ValueError, KeyError, TypeError, RecursionError) as exc:
+    except (SqlglotError, ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:  # IndexError: 'SHOW STORAGE'
         log.debug("sqlglot could not translate %r: %s", sql[:200], exc)
         return None
     if len(out) != 1:

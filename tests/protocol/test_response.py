@@ -10,7 +10,6 @@ Each captured response is checked against two independent sources of truth:
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
 import pytest
@@ -26,7 +25,7 @@ from myrouter.protocol.packets import frame
 from myrouter.protocol.response import ResponseKind, ResponseTracker, response_kind
 
 from . import fixtures as F
-from .feeding import bytewise, cut_at, mutations, packet_boundaries, random_chunks, time_limit, two_pieces, whole
+from .feeding import bytewise, cut_at, packet_boundaries, random_chunks, two_pieces, whole
 
 TRAILER = frame(b"\x00\x00\x00\x02\x00\x00\x00", 1)  # the start of whatever comes next on the connection
 RESPONSES = [c for c in F.ALL if c.command >= 0]
@@ -651,59 +650,3 @@ def test_empty_packet_in_place_of_a_row_is_malformed(feeds):
     with pytest.raises(MalformedPacket):
         for chunk in feeds(data):
             tracker.feed(chunk)
-
-
-# --------------------------------------------------------------------------- garbage
-
-
-def _outcome(kind, caps, cursor, chunks):
-    """What a tracker makes of these chunks: ('malformed',) or the consumed count and public state."""
-    tracker = ResponseTracker(kind, caps, cursor=cursor)
-    consumed = 0
-    try:
-        for chunk in chunks:
-            n = tracker.feed(chunk)
-            assert 0 <= n <= len(chunk)
-            consumed += n
-            if n < len(chunk) or tracker.local_infile:
-                break
-    except MalformedPacket:
-        return ("malformed",)
-    return (consumed, tracker.done, tracker.local_infile, tracker.rows, tracker.results, tracker.error,
-            tracker.status if tracker.status_seen else None, tracker.next_seq)
-
-
-GARBAGE_KINDS = [
-    (ResponseKind.RESULT, False), (ResponseKind.RESULT, True), (ResponseKind.PREPARE, False),
-    (ResponseKind.FIELD_LIST, False), (ResponseKind.FETCH, False), (ResponseKind.SIMPLE, False),
-    (ResponseKind.STATISTICS, False),
-]
-
-
-@pytest.mark.parametrize("caps", [EOFC, DEOF], ids=["EOF", "DEPRECATE_EOF"])
-@pytest.mark.parametrize(("kind", "cursor"), GARBAGE_KINDS, ids=lambda v: getattr(v, "name", str(v)))
-def test_garbage_raises_only_malformed_packet_and_does_not_depend_on_the_split(kind, caps, cursor):
-    rng = random.Random(kind * 10 + cursor + caps % 7)
-    samples = [c.response for c in SMALL if c.capabilities & C.DEPRECATE_EOF == caps & C.DEPRECATE_EOF]
-    inputs = []
-    for _ in range(300):  # random packets: plausible headers, random bodies
-        data = b"".join(frame(rng.randbytes(rng.choice((0, 1, 2, 5, 7, 9, 30))), rng.randrange(256))
-                        for _ in range(rng.randint(1, 8)))
-        inputs.append(data)
-    for sample in rng.sample(samples, 40):
-        inputs += list(mutations(sample, rng, 8))
-    for _ in range(300):  # a valid start cut at a packet boundary, then random packets: reaches the deep states
-        sample = rng.choice(samples)
-        start = sample[: rng.choice(packet_boundaries(sample))]
-        tail = b""
-        for _ in range(rng.randint(1, 4)):
-            n = rng.choice((0, 1, 2, 4, 5, 6, 7, 8, 9, 12, 30, 254, 255))
-            body = bytes((rng.choice((0x00, 0x01, 0x02, 0xFB, 0xFC, 0xFE, 0xFF)),)) + rng.randbytes(n)
-            tail += frame(body[:n], rng.randrange(256))
-        inputs.append(start + tail)
-    with time_limit(20):
-        for data in inputs:
-            outcomes = [_outcome(kind, caps, cursor, chunks)
-                        for chunks in (whole(data), bytewise(data), random_chunks(data, rng.randrange(99), 6))]
-            assert outcomes[1] == outcomes[0], f"bytewise differs from whole for {data.hex()}"
-            assert outcomes[2] == outcomes[0], f"random pieces differ from whole for {data.hex()}"
