@@ -12,7 +12,7 @@ setup:
 	bash scripts/bootstrap.sh
 
 run: setup
-	.venv/bin/myrouter demo
+	.venv/bin/python -m myrouter_testbed
 
 test: setup
 	.venv/bin/python -m pytest $(PYTEST_ARGS)

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from myrouter.testbed import Cluster, ensure_packages, start_cluster
+from myrouter_testbed.mariadb import Cluster, ensure_packages, start_cluster
 
 
 @pytest.fixture(scope="session")

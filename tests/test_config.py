@@ -1141,7 +1141,7 @@ def test_sighup_with_a_bad_rule_logs_one_line_and_keeps_the_running_config(tmp_p
 
     import pymysql
 
-    from myrouter.testbed import free_ports
+    from myrouter_testbed.mariadb import free_ports
 
     admin = free_ports(1)[0]
     base = CLI_BASE.replace('mysql_ifaces = "127.0.0.1:0"', f'mysql_ifaces = "127.0.0.1:{admin}"')
