@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
 
-    from myrouter import testbed
+    from myrouter_testbed import mariadb as testbed
 
     runner = Runner(a)
     envs = parse_env(a.env)

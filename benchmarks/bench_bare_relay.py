@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
-    from myrouter import testbed
+    from myrouter_testbed import mariadb as testbed
 
     runner = Runner(sysbench_args(["--workload", a.workload]))
     cluster = proxy = bare = None

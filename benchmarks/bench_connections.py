@@ -167,7 +167,7 @@ def main(argv=None) -> int:
     import tomlkit
 
     from bench_sysbench import ProxyProcess
-    from myrouter import testbed
+    from myrouter_testbed import mariadb as testbed
 
     testbed.ensure_packages()
     workdir = Path(tempfile.mkdtemp(prefix="myrouter-bench-conn-"))

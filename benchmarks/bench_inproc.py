@@ -86,7 +86,7 @@ def run_once(clients: int, queries: int, warmup: int, phases: tuple[str, ...] = 
     from myrouter.protocol.constants import Capability as C
     from myrouter.protocol.messages import OK, HandshakeResponse41, HandshakeV10
     from myrouter.protocol.packets import PacketDecoder, frame
-    from myrouter.testbed import free_ports
+    from myrouter_testbed.mariadb import free_ports
 
     wait_readable = trio.lowlevel.wait_readable
 

@@ -2,7 +2,7 @@
 """sysbench through myrouter versus straight to MariaDB, in the same run.
 
 Starts the project's own test bed (a MariaDB primary and replicas, see
-``myrouter.testbed``) and the proxy as a subprocess (``myrouter serve``), prepares
+``myrouter_testbed.mariadb``) and the proxy as a subprocess (``myrouter serve``), prepares
 the sysbench tables on the primary, then for each combination of threads x
 protocol mode runs the workload alternately direct (primary port) and proxied
 (proxy port), ``--rounds`` times, and prints:
@@ -230,8 +230,8 @@ class ProxyProcess:
 
     def __init__(self, cluster: Any, workdir: Path, *, log_level: str, source: Path = ROOT,
                  env: dict[str, str] | None = None, unix_sockets: bool = False) -> None:
-        from myrouter.__main__ import demo_config
-        from myrouter.testbed import free_ports
+        from myrouter_testbed.demo import demo_config
+        from myrouter_testbed.mariadb import free_ports
 
         self.source = Path(source).resolve()
         self.extra_env = dict(env or {})
@@ -640,7 +640,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="comma-separated: ps (--db-ps-mode=auto), text (--db-ps-mode=disable); default ps,text")
     p.add_argument("--tables", type=int, default=4)
     p.add_argument("--table-size", type=int, default=10000)
-    p.add_argument("--replicas", type=int, default=2, help="replicas in the test bed (default 2, as `myrouter demo`)")
+    p.add_argument("--replicas", type=int, default=2, help="replicas in the test bed (default 2, as `make run`)")
     p.add_argument("--warmup", type=float, default=3, help="seconds of warm-up on each side first (0: none)")
     p.add_argument("--sysbench-arg", action="append", default=[], metavar="ARG",
                    help="extra argument for each sysbench run (repeatable), e.g. --sysbench-arg=--rand-type=uniform")
@@ -701,7 +701,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
 
-    from myrouter import testbed
+    from myrouter_testbed import mariadb as testbed
 
     testbed.ensure_packages()
     runner = Runner(a)

@@ -1,14 +1,12 @@
-"""Command line: ``myrouter serve | explain | demo``."""
+"""Command line: ``myrouter serve | explain``."""
 
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import logging.handlers
 import signal
 import sys
-from pathlib import Path
 
 import trio
 
@@ -146,89 +144,6 @@ def cmd_serve(args) -> int:
     return status
 
 
-def cmd_demo(args) -> int:
-    """Start a local MariaDB primary + 2 replicas, write a config for them, and serve."""
-    from . import testbed
-    from .config import load_config
-
-    testbed.ensure_packages()
-    print("myrouter demo: starting a MariaDB primary and 2 replicas (GTID replication)...", flush=True)
-    cluster = testbed.start_cluster(replicas=2)
-    try:
-        run_dir = Path(args.run_dir).resolve()
-        run_dir.mkdir(parents=True, exist_ok=True)
-        cfg_path = run_dir / "myrouter.toml"
-        cfg_path.write_text(demo_config(cluster, rules_dir=Path(__file__).resolve().parent.parent / "rules",
-                                        port=args.port, admin_port=args.admin_port,
-                                        metrics_port=args.metrics_port))
-        config = load_config(cfg_path)
-
-        def ready(proxy) -> None:
-            host, port = proxy.listen_addresses[0]
-            print(f"\nmyrouter is ready (config: {cfg_path})", flush=True)
-            print(f"  primary  : 127.0.0.1:{cluster.primary.port} (hostgroup 0, writer)")
-            for r in cluster.replicas:
-                print(f"  replica  : 127.0.0.1:{r.port} (hostgroup 1, reader)")
-            print(f"\nConnect with:\n  mariadb -h127.0.0.1 -P{port} -uapp -papp test\n")
-            print("Stop with Ctrl-C.", flush=True)
-
-        trio.run(functools.partial(serve, config, ready=ready))
-    finally:
-        print("myrouter demo: stopping MariaDB servers...", flush=True)
-        cluster.stop()
-    return 0
-
-
-def demo_config(cluster, *, rules_dir: Path, port: int = 6033, admin_port: int = 6032,
-                metrics_port: int = 6070, unix_sockets: bool = False) -> str:
-    """A myrouter config for a test-bed cluster: writer hostgroup 0, reader hostgroup 1.
-    With ``unix_sockets`` the proxy reaches the servers over their Unix sockets (port 0)."""
-
-    def address(server) -> str:
-        if unix_sockets:
-            return f'hostname = "{server.socket}"\nport = 0'
-        return f'hostname = "127.0.0.1"\nport = {server.port}'
-
-    servers = [f"""
-[[mysql_servers]]
-hostgroup_id = 0
-{address(cluster.primary)}
-comment = "primary"
-"""]
-    for i, r in enumerate(cluster.replicas, 1):
-        servers.append(f"""
-[[mysql_servers]]
-hostgroup_id = 1
-{address(r)}
-comment = "replica {i}"
-""")
-    return f"""# Written by `myrouter demo` for its local MariaDB primary and replicas.
-rules_dir = "{rules_dir}"
-
-[mysql_variables]
-interfaces = "127.0.0.1:{port}"
-monitor_username = "monitor"
-monitor_password = "monitor"
-enable_load_data_local_infile = true
-
-[admin_variables]
-mysql_ifaces = "127.0.0.1:{admin_port}"
-restapi_port = {metrics_port}
-admin_credentials = "admin:admin"
-{''.join(servers)}
-[[mysql_users]]
-username = "app"
-password = "app"
-default_hostgroup = 0
-default_schema = "test"
-
-[[mysql_replication_hostgroups]]
-writer_hostgroup = 0
-reader_hostgroup = 1
-check_type = "read_only"
-"""
-
-
 def cmd_explain(args) -> int:
     config = _load(args.config)
     from .app import load_rules_for
@@ -261,14 +176,6 @@ def main(argv: list[str] | None = None) -> int:
                    help="process log on stderr: text lines or one JSON object per line "
                         "(default: the config's log_format, else text)")
     p.set_defaults(func=cmd_serve)
-    p = sub.add_parser("demo", help="start local MariaDB primary + 2 replicas and serve in front of them")
-    p.add_argument("--port", type=int, default=6033)
-    p.add_argument("--admin-port", type=int, default=6032)
-    p.add_argument("--metrics-port", type=int, default=6070, help="Prometheus /metrics port (default 6070)")
-    p.add_argument("--run-dir", default="run", help="where the generated config is written (default: ./run)")
-    p.add_argument("--log-format", choices=("text", "json"), default="text",
-                   help="process log on stderr: text lines or one JSON object per line")
-    p.set_defaults(func=cmd_demo)
     p = sub.add_parser("explain", help="show how a statement would be digested, classified and routed")
     p.add_argument("--config", "-c", required=True)
     p.add_argument("--user", default=None, help="username (default: the first configured user)")

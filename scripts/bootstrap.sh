@@ -9,11 +9,11 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# mariadb-server/-client: the local test bed (myrouter.testbed); sysbench: benchmarks;
+# mariadb-server/-client: the local test bed (myrouter_testbed.mariadb); sysbench: benchmarks;
 # libmariadb-dev, pkg-config, gcc, python3-dev: to build mysqlclient (a test dependency);
 # python3-venv: .venv; docker-compose: compose/; make: the Makefile; openssl: hashed
 # certificate directories in the TLS tests (openssl rehash); etcd-server/-client: the etcd
-# test bed of the [cluster] tests (myrouter.testbed_etcd).
+# test bed of the [cluster] tests (myrouter_testbed.etcd).
 PACKAGES=(mariadb-server mariadb-client sysbench libmariadb-dev pkg-config gcc python3-dev
           python3-venv docker-compose make openssl etcd-server etcd-client)
 VENV=.venv

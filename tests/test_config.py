@@ -1131,6 +1131,7 @@ def test_rules_in_config_file_and_rules_dir_load_together(tmp_path: Path) -> Non
     assert rules.rule(1).where() == f"{config.path}:{line_of(config.path.read_text(), '[[mysql_query_rules]]')}"
 
 
+@pytest.mark.integration  # starts `myrouter serve` and logs in to its admin port
 @pytest.mark.parametrize("where", ["rules_dir", "config file"])
 def test_sighup_with_a_bad_rule_logs_one_line_and_keeps_the_running_config(tmp_path: Path, where: str) -> None:
     import signal
@@ -1141,7 +1142,7 @@ def test_sighup_with_a_bad_rule_logs_one_line_and_keeps_the_running_config(tmp_p
 
     import pymysql
 
-    from myrouter.testbed import free_ports
+    from myrouter_testbed.mariadb import free_ports
 
     admin = free_ports(1)[0]
     base = CLI_BASE.replace('mysql_ifaces = "127.0.0.1:0"', f'mysql_ifaces = "127.0.0.1:{admin}"')

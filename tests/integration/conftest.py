@@ -20,7 +20,7 @@ import trio
 
 from myrouter.app import Proxy
 from myrouter.config import load_config
-from myrouter.testbed import Cluster, ensure_packages, free_ports, start_cluster
+from myrouter_testbed.mariadb import Cluster, ensure_packages, free_ports, start_cluster
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,7 @@ import pytest
 from conftest import RunningProxy, admin_connect, admin_port, admin_sql, render_config
 from prometheus_client.parser import text_string_to_metric_families
 
-from myrouter.testbed import free_ports
+from myrouter_testbed.mariadb import free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 

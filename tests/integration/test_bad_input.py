@@ -12,7 +12,7 @@ import pytest
 from myrouter.protocol.constants import Capability as C
 from myrouter.protocol.messages import OK, HandshakeV10, column_definition
 from myrouter.protocol.packets import PacketDecoder, frame
-from myrouter.testbed import start_cluster
+from myrouter_testbed.mariadb import start_cluster
 from rawclient import RawClient, error_of
 
 

@@ -15,7 +15,7 @@ import pymysql
 import pytest
 
 from conftest import render_config
-from myrouter.testbed import free_ports
+from myrouter_testbed.mariadb import free_ports
 
 MYROUTER = [sys.executable, "-m", "myrouter"]
 
@@ -142,44 +142,6 @@ def test_explain_prints_digest_classification_rules_and_hostgroup(cluster, tmp_p
     assert r.returncode == 0, r.stderr
     assert "rule 120" in r.stdout
     assert re.search(r"^hostgroup:\s+1 ", r.stdout, re.M), r.stdout
-
-
-def test_demo_runs_proxy_in_front_of_its_own_cluster_and_stops_it(tmp_path):
-    port, admin_port, metrics_port = free_ports(3)
-    proc = subprocess.Popen([*MYROUTER, "demo", "--port", str(port), "--admin-port", str(admin_port),
-                             "--metrics-port", str(metrics_port),
-                             "--run-dir", str(tmp_path / "run")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    try:
-        lines = []
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if line.startswith("Stop with Ctrl-C"):
-                break
-        text = "".join(lines)
-        assert f"mariadb -h127.0.0.1 -P{port} -uapp -papp test" in text, text
-        server_ports = [int(m) for m in re.findall(r"127\.0\.0\.1:(\d+) \(hostgroup", text)]
-        assert len(server_ports) == 3
-        r = subprocess.run(["mariadb", "-h127.0.0.1", f"-P{port}", "-uapp", "-papp", "test", "--batch",
-                            "--skip-column-names", "-e", "SELECT @@port; BEGIN; SELECT @@port; COMMIT"],
-                           capture_output=True, text=True, timeout=30)
-        assert r.returncode == 0, r.stderr
-        read_port, trx_port = (int(x) for x in r.stdout.split())
-        assert read_port in server_ports[1:]  # a replica (hostgroup 1) answers plain reads
-        assert trx_port == server_ports[0]  # the primary answers inside a transaction
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    for p in server_ports:  # the demo stopped its MariaDB servers
-        with pytest.raises(OSError):
-            socket.create_connection(("127.0.0.1", p), timeout=1).close()
 
 
 def test_port_in_use_is_a_clear_error(cluster, tmp_path):

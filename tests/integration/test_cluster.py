@@ -1,6 +1,6 @@
 """[cluster]: three myrouter instances sharing their configuration through a real 3-member etcd.
 
-etcd comes from myrouter.testbed_etcd (Debian's etcd-server binary, members on free loopback
+etcd comes from myrouter_testbed.etcd (Debian's etcd-server binary, members on free loopback
 ports, temporary data directories); MariaDB from the session's test bed. Each test uses its own
 cluster ``name`` (key prefix), so the tests share one etcd without seeing each other.
 """
@@ -19,8 +19,8 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from myrouter.testbed import ClusterError, free_ports
-from myrouter.testbed_etcd import EtcdCluster, find_etcd, start_etcd
+from myrouter_testbed.mariadb import ClusterError, free_ports
+from myrouter_testbed.etcd import EtcdCluster, find_etcd, start_etcd
 
 from conftest import RunningProxy, admin_sql, render_config, toml_value, wait_for
 

@@ -23,7 +23,7 @@ from myrouter.protocol.compression import CompressedChannel, compress_packet
 from myrouter.protocol.constants import Capability as C
 from myrouter.protocol.messages import HandshakeResponse41
 from myrouter.protocol.packets import frame
-from myrouter.testbed import Cluster, ensure_packages, start_cluster
+from myrouter_testbed.mariadb import Cluster, ensure_packages, start_cluster
 
 BLOB = bytes(range(256)) * (20 * 1024 * 1024 // 256)  # 20 MiB: a payload split over two packets
 

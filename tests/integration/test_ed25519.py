@@ -14,7 +14,7 @@ import pytest
 from conftest import admin_sql, wait_for
 
 from myrouter.protocol.auth import ED25519_KEY_PREFIX, ed25519_key_text, ed25519_public_key
-from myrouter.testbed import Cluster
+from myrouter_testbed.mariadb import Cluster
 
 ED_USER, ED_PASSWORD = "edapp", "ed-Secret 1"
 

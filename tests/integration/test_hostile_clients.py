@@ -22,7 +22,7 @@ from myrouter.protocol.auth import native_token
 from myrouter.protocol.messages import HandshakeResponse41
 from myrouter.protocol.packets import frame
 from myrouter.stats.logsafe import SafeTextFormatter
-from myrouter.testbed import free_ports
+from myrouter_testbed.mariadb import free_ports
 
 FORGED = "2001-02-03 04:05:06,789 CRITICAL myrouter: forged"
 

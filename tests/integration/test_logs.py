@@ -18,7 +18,7 @@ import pytest
 from conftest import admin_port, admin_sql, render_config
 from rawclient import RawClient, error_of
 
-from myrouter.testbed import free_ports
+from myrouter_testbed.mariadb import free_ports
 
 MYROUTER = [sys.executable, "-m", "myrouter"]
 WRONG_PASSWORD = "Wr0ng-Pa55word-9931"

@@ -20,7 +20,7 @@ from myrouter.backend.connection import ServerAddress, open_backend, query_rows
 from myrouter.monitor.checks import Checker, Credentials
 from myrouter.protocol.auth import BackendSecret
 from myrouter.protocol.errors import MySQLError
-from myrouter.testbed import Cluster, ensure_packages, free_ports, start_cluster
+from myrouter_testbed.mariadb import Cluster, ensure_packages, free_ports, start_cluster
 
 FAST = {
     "monitor_connect_interval": 500,

@@ -15,7 +15,7 @@ import mysql.connector
 import pymysql
 import pytest
 
-from myrouter.testbed import Cluster
+from myrouter_testbed.mariadb import Cluster
 
 from conftest import writer_only
 

@@ -1,6 +1,13 @@
-"""The MariaDB test bed itself: real servers, real GTID replication, real accounts."""
+"""The test bed itself (myrouter_testbed): real MariaDB servers, real GTID replication, real accounts,
+and the demo that `make run` runs."""
 
 import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -8,8 +15,8 @@ from typing import Any
 import pymysql
 import pytest
 
-from myrouter import testbed
-from myrouter.testbed import Cluster, Server
+from myrouter_testbed import mariadb as testbed
+from myrouter_testbed.mariadb import Cluster, Server, free_ports
 
 ER_ACCESS_DENIED = 1045
 ER_OPTION_PREVENTS_STATEMENT = 1290  # "running with the --read-only option"
@@ -195,3 +202,45 @@ def test_failed_start_stops_the_servers_it_started(monkeypatch: pytest.MonkeyPat
     assert len(spawned) == 2
     assert all(not s.running and s.process is None for s in spawned)
     assert not spawned[0].datadir.parent.exists()
+
+
+# --- the demo of `make run`
+
+
+def test_make_run_demo_serves_in_front_of_its_own_cluster_and_stops_it(tmp_path) -> None:
+    """What `make run` runs (python -m myrouter_testbed): its own primary + 2 replicas, the proxy."""
+    port, admin_port, metrics_port = free_ports(3)
+    proc = subprocess.Popen([sys.executable, "-m", "myrouter_testbed", "--port", str(port),
+                             "--admin-port", str(admin_port), "--metrics-port", str(metrics_port),
+                             "--run-dir", str(tmp_path / "run")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("Stop with Ctrl-C"):
+                break
+        text = "".join(lines)
+        assert f"mariadb -h127.0.0.1 -P{port} -uapp -papp test" in text, text
+        server_ports = [int(m) for m in re.findall(r"127\.0\.0\.1:(\d+) \(hostgroup", text)]
+        assert len(server_ports) == 3
+        r = subprocess.run(["mariadb", "-h127.0.0.1", f"-P{port}", "-uapp", "-papp", "test", "--batch",
+                            "--skip-column-names", "-e", "SELECT @@port; BEGIN; SELECT @@port; COMMIT"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        read_port, trx_port = (int(x) for x in r.stdout.split())
+        assert read_port in server_ports[1:]  # a replica (hostgroup 1) answers plain reads
+        assert trx_port == server_ports[0]  # the primary answers inside a transaction
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    for p in server_ports:  # the demo stopped its MariaDB servers
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", p), timeout=1).close()

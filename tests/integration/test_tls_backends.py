@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from myrouter.net import tls
-from myrouter.testbed import Cluster, ensure_packages, start_cluster
+from myrouter_testbed.mariadb import Cluster, ensure_packages, start_cluster
 
 NOW = datetime.datetime.now(datetime.UTC)
 PEM = serialization.Encoding.PEM

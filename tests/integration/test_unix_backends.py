@@ -9,7 +9,7 @@ import pymysql
 import pytest
 from conftest import RunningProxy, admin_connect, admin_sql, wait_for
 
-from myrouter.testbed import Cluster
+from myrouter_testbed.mariadb import Cluster
 
 
 def socket_servers(cluster: Cluster) -> list[dict]:

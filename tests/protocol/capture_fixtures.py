@@ -6,7 +6,7 @@ re-made, e.g. after adding a case::
     /work/main/.venv/bin/python tests/protocol/capture_fixtures.py
 
 It starts a throw-away MariaDB with the project's test bed
-(``myrouter.testbed.start_cluster(replicas=0)``, users app/app, database
+(``myrouter_testbed.mariadb.start_cluster(replicas=0)``, users app/app, database
 ``test``), logs in over a plain TCP socket with the project's own
 ``HandshakeV10.parse`` / ``HandshakeResponse41`` / ``native_token``, sends each
 command and records every byte the server answers (packet headers included)
@@ -565,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "fixtures.py")
     args = parser.parse_args(argv)
 
-    from myrouter.testbed import start_cluster
+    from myrouter_testbed.mariadb import start_cluster
 
     cluster = start_cluster(replicas=0)
     try:

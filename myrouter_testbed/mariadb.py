@@ -1,8 +1,8 @@
 """A throw-away replicated MariaDB test bed: one primary and N replicas.
 
-Used by the pytest fixtures (``tests/conftest.py``) and by ``myrouter demo``::
+Used by the pytest fixtures (``tests/conftest.py``) and by ``make run`` (:mod:`myrouter_testbed.demo`)::
 
-    from myrouter.testbed import ensure_packages, start_cluster
+    from myrouter_testbed.mariadb import ensure_packages, start_cluster
 
     ensure_packages()                    # apt-get installs MariaDB/sysbench if missing
     with start_cluster(replicas=2) as cluster:
@@ -34,7 +34,7 @@ Databases: ``test`` and ``sbtest`` (for sysbench).
 Do not write on a replica as root: with one GTID domain and ``gtid_strict_mode``,
 a local transaction on a replica breaks replication of the primary's next one.
 
-``python -m myrouter.testbed`` starts a cluster and keeps it running until Ctrl-C.
+``python -m myrouter_testbed.mariadb`` starts a cluster and keeps it running until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def _require_command(name: str) -> str:
     if path is None:
         raise ClusterError(
             f"{name!r} not found: install {REQUIRED_COMMANDS.get(name, name)} "
-            "(myrouter.testbed.ensure_packages() or scripts/bootstrap.sh does it on Debian)"
+            "(myrouter_testbed.mariadb.ensure_packages() or scripts/bootstrap.sh does it on Debian)"
         )
     return path
 
@@ -880,12 +880,12 @@ def start_cluster(
 
 
 # ---------------------------------------------------------------------------
-# python -m myrouter.testbed
+# python -m myrouter_testbed.mariadb
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m myrouter.testbed",
+        prog="python -m myrouter_testbed.mariadb",
         description="Start a local MariaDB primary with GTID replicas until Ctrl-C.",
     )
     parser.add_argument("--replicas", type=int, default=2, help="number of replicas (default 2)")

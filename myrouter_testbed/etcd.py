@@ -1,11 +1,11 @@
 """A throw-away etcd cluster for the ``[cluster]`` tests: N members on loopback ports.
 
-Like :mod:`myrouter.testbed` for MariaDB, it installs nothing itself: it finds the
+Like :mod:`myrouter_testbed.mariadb` for MariaDB, it installs nothing itself: it finds the
 ``etcd`` binary of Debian's ``etcd-server`` package (``/usr/bin/etcd``; scripts/bootstrap.sh
 installs it) and starts private members, each with its own data directory under one
 temporary directory, on free TCP ports of 127.0.0.1::
 
-    from myrouter.testbed_etcd import start_etcd
+    from myrouter_testbed.etcd import start_etcd
 
     with start_etcd(members=3) as etcd:
         etcd.endpoints              # ["http://127.0.0.1:PORT", ...] (client URLs)
@@ -35,7 +35,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from myrouter.testbed import HOST, ClusterError, free_ports
+from myrouter_testbed.mariadb import HOST, ClusterError, free_ports
 
 __all__ = ["EtcdCluster", "EtcdMember", "find_etcd", "start_etcd"]
 
