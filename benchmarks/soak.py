@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Soak: mixed sysbench read/write through myrouter while a fault script hits the test bed.
 
-Starts the project's test bed (``myrouter.testbed``: a MariaDB primary and 2 GTID
+Starts the project's test bed (``myrouter_testbed.mariadb``: a MariaDB primary and 2 GTID
 replicas on free ports of 127.0.0.1) and the proxy (``myrouter serve``, as
 ``bench_sysbench.py`` does), then for ``--duration`` seconds (default 600) runs
 
@@ -667,7 +667,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
 
-    from myrouter import testbed
+    from myrouter_testbed import mariadb as testbed
 
     testbed.ensure_packages()
     workdir = Path(tempfile.mkdtemp(prefix="myrouter-soak-"))
