@@ -53,7 +53,7 @@ from .hostblock import HostErrors
 from .rows import config_tables, rule_rows, runtime_server_rows, variable_defaults
 from .schema import COLUMNS, CONFIG_TABLES, MONITOR_TABLES, RUNTIME_ONLY_TABLES, STATS_TABLES, create_statements
 from .sqlpolicy import MAX_VALUE_BYTES, refusal
-from .sqltext import UnknownVariable, substitute_variables, translate
+from .sqltext import UnknownVariable, loggable, substitute_variables, translate
 
 if TYPE_CHECKING:
     from myrouter.app import Proxy
@@ -433,7 +433,7 @@ class Admin:
             translated = translate(sql)
             if translated is None:
                 raise self._error(first) from None
-            log.debug("admin: retrying %r as %r (sqlglot)", sql[:200], translated[:200])
+            log.debug("admin: retrying %r as %r (sqlglot)", loggable(sql), loggable(translated))
             try:
                 return self._run(sess, translated)
             except sqlite3.Error as second:

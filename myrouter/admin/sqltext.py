@@ -11,6 +11,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from myrouter.routing.digest import digest_text
+
 log = logging.getLogger("myrouter.admin")
 
 __all__ = ["split_statements", "substitute_variables", "translate", "sql_literal", "UnknownVariable"]
@@ -141,6 +143,12 @@ def substitute_variables(sql: str, lookup: Callable[[str], Any]) -> str:
     return "".join(out)
 
 
+def loggable(sql: str, limit: int = 200) -> str:
+    """An admin statement as the process log may show it: its digest (every literal a ``?``, so a
+    password in ``INSERT INTO mysql_users ... VALUES (..., 'secret')`` never reaches a log), cut."""
+    return digest_text(sql[: limit * 4])[:limit]
+
+
 def translate(sql: str) -> str | None:
     """``sql`` (MySQL syntax) in SQLite's dialect, or None when sqlglot cannot help
     (it fails, returns the same text, or returns several statements)."""
@@ -150,7 +158,7 @@ def translate(sql: str) -> str | None:
     try:
         out = sqlglot.transpile(sql, read="mysql", write="sqlite")
     except (SqlglotError, ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:  # IndexError: 'SHOW STORAGE'
-        log.debug("sqlglot could not translate %r: %s", sql[:200], exc)
+        log.debug("sqlglot could not translate %r: %s", loggable(sql), type(exc).__name__)
         return None
     if len(out) != 1:
         return None

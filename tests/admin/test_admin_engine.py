@@ -414,3 +414,15 @@ async def test_metrics_exposition_from_the_same_snapshots(admin: Admin, proxy: P
     status = {s.labels["server"]: s.labels["status"] for s in families["myrouter_server_status"].samples}
     assert status == {"127.0.0.1:3306": "ONLINE", "127.0.0.1:3307": "ONLINE", "127.0.0.1:3308": "ONLINE"}
     assert {s.labels["rule_id"] for s in families["myrouter_query_rule_hits"].samples} == {"100", "110", "115", "120"}
+
+
+async def test_admin_statements_reach_the_debug_log_without_their_literals(admin: Admin, caplog) -> None:
+    # SQLite refuses MySQL's ON DUPLICATE KEY UPDATE: the statement is retried as sqlglot translates it,
+    # and both attempts are logged at debug level, as digests
+    caplog.set_level("DEBUG", logger="myrouter")
+    sql = ("INSERT INTO mysql_users (username, password) VALUES ('dbg', 'TopSecret-1') "
+           "ON DUPLICATE KEY UPDATE password = 'TopSecret-1'")
+    err = await error(admin, sql)  # the translation fails too: SQLite's first error is the answer
+    assert err.code == 1064
+    assert "retrying" in caplog.text or "could not translate" in caplog.text  # the logging path was taken
+    assert "TopSecret-1" not in caplog.text
