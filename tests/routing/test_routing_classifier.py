@@ -649,3 +649,53 @@ def test_set_flags_depend_on_names_not_values() -> None:
     for value in ("0", "1", "OFF"):
         c = classifier.classify(f"SET autocommit = {value}")
         assert StatementFlag.SET_AUTOCOMMIT in c.flags
+
+
+# -- statements too long to give to sqlglot as they are ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "head, tail, kind, flags",
+    [
+        ("SELECT * FROM big WHERE id IN (", ") FOR UPDATE", "locking_read", {"locking"}),
+        ("SELECT c, LAST_INSERT_ID() FROM big WHERE id IN (", ")", "read", {"last_insert_id"}),
+        ("INSERT INTO big (id) VALUES (", ")", "write", set()),
+        ("DELETE FROM big WHERE id IN (", ")", "write", set()),
+    ],
+)
+def test_long_statements_are_classified_by_their_digest(monkeypatch, head, tail, kind, flags):
+    import myrouter.routing.classifier as C
+
+    seen: list[int] = []
+    real_parse = C._parse
+    monkeypatch.setattr(C, "_parse", lambda text: (seen.append(len(text)), real_parse(text))[1])
+    sql = head + ",".join(str(i) for i in range(20000)) + tail  # over 100 KB
+    assert len(sql) > C.LONG_STATEMENT
+    c = C.classify_statement(sql)
+    assert c.kind.label == kind and {f.name.lower() for f in C.StatementFlag if f.value and f in c.flags
+                                     and f is not C.StatementFlag.SIDE_EFFECT} == flags
+    assert "big" in c.tables and not c.is_unparsable
+    assert seen and max(seen) <= C.LONG_STATEMENT  # sqlglot saw the folded digest only
+
+
+def test_a_long_statement_that_stays_long_as_a_digest_is_a_write_without_parsing(monkeypatch):
+    import myrouter.routing.classifier as C
+
+    monkeypatch.setattr(C, "_parse", lambda text: pytest.fail("sqlglot must not parse it"))
+    columns = ", ".join(f"col{i}" for i in range(8000))  # column names are not folded
+    c = C.classify_statement(f"SELECT {columns} FROM wide")
+    assert c.kind.label == "write" and c.is_unparsable and "judged by its head" in c.parse_error
+
+
+def test_a_huge_statement_is_judged_by_its_head(monkeypatch):
+    import myrouter.routing.classifier as C
+
+    monkeypatch.setattr(C, "_parse", lambda text: pytest.fail("sqlglot must not parse it"))
+    scanned: list[int] = []
+    real_digest = C.digest_text
+    monkeypatch.setattr(C, "digest_text", lambda text: (scanned.append(len(text)), real_digest(text))[1])
+    sql = "SELECT * FROM huge WHERE id IN (" + ",".join(str(i) for i in range(700000)) + ")"
+    assert len(sql) > C.HUGE_STATEMENT
+    c = C.classify_statement(sql)
+    assert c.kind.label == "write" and c.is_unparsable and "judged by its head" in c.parse_error
+    assert "huge" in c.tables and max(scanned) <= C.LONG_STATEMENT  # only the head was read
