@@ -1397,6 +1397,10 @@ class _Loader:
             comment=s.string("comment", ""),
         )
         s.reject_unused([f.name for f in dataclasses.fields(ServerConfig)] + ["address", "hostgroup"])
+        if server.gtid_port:
+            raise s.error("gtid_port is not supported by myrouter: causal reads take each write's GTID from "
+                          "session tracking (causal_reads), not from a binlog reader; only 0 is accepted",
+                          "gtid_port")
         host = server.hostname
         if server.port == 0 or host.startswith("/"):
             # ProxySQL's convention: port 0 means hostname is the path of a Unix socket
@@ -1516,6 +1520,12 @@ class _Loader:
                 raise s.error(f"attributes must be '' or a JSON object: {exc}", "attributes") from exc
             if not isinstance(parsed, dict):
                 raise s.error("attributes must be '' or a JSON object", "attributes")
+            if parsed:
+                raise s.error(f"attributes {sorted(parsed)} are not supported by myrouter; only '' or {{}} is "
+                              "accepted", "attributes")
+        if user.schema_locked:
+            raise s.error("schema_locked is not supported by myrouter (nor by ProxySQL); only 0 is accepted",
+                          "schema_locked")
         if not user.frontend and not user.backend:
             raise s.error("a user row must have frontend or backend set (both are 0)", "frontend")
         return user

@@ -405,7 +405,7 @@ username = "flags"
 default_hostgroup = 1
 active = 0
 use_ssl = true
-schema_locked = 1
+schema_locked = 0
 transaction_persistent = false
 fast_forward = 0
 """)
@@ -416,7 +416,7 @@ fast_forward = 0
     u = config.user("flags")
     assert u is not None
     values = (u.active, u.use_ssl, u.schema_locked, u.transaction_persistent, u.fast_forward)
-    assert values == (False, True, True, False, False)
+    assert values == (False, True, False, False, False)
     assert all(type(x) is bool for x in values)
 
 
@@ -658,6 +658,7 @@ def test_error_connect_timeout_server_above_max(tmp_path: Path) -> None:
         ("max_connections = -5", "max_connections", ("out of range",)),
         ("compression = 200000", "compression", ("0..102400",)),
         ("hostgroup = 5", "hostgroup", ("duplicate",)),  # alias given with hostgroup_id
+        ("gtid_port = 3307", "gtid_port", ("not supported", "session tracking", "only 0")),
     ],
 )
 def test_error_bad_server_values(tmp_path: Path, snippet: str, key: str, words: tuple[str, ...]) -> None:
@@ -811,6 +812,8 @@ def test_ed25519_key_password_accepted(tmp_path: Path) -> None:
         ("causal_reads = \"on\"", "causal_reads", ("off", "global")),
         ("attributes = \"{not json\"", "attributes", ("JSON",)),
         ("attributes = \"[1]\"", "attributes", ("JSON object",)),
+        ("attributes = '{\"spiffe_id\": \"x\"}'", "attributes", ("['spiffe_id']", "not supported")),
+        ("schema_locked = 1", "schema_locked", ("not supported", "only 0")),
         ("username = \"\"", "username", ("must not be empty",)),
         ("active = 2", "active", ("true/false or 0/1",)),
         ("default_hostgroup = -1", "default_hostgroup", ("out of range",)),

@@ -211,7 +211,7 @@ class Pools:
         if not group:
             return None
         server = group[0] if len(group) == 1 else self._pick(group, key)
-        if server is None or server.status != ONLINE:
+        if server is None or server.status != ONLINE or server.slow:
             return None
         p = self._pools.get(server)
         if p is None:
@@ -240,8 +240,8 @@ class Pools:
         usable = group
         total = 0
         for srv in group:
-            if srv.status != ONLINE or srv.weight <= 0:  # not the common case: filter
-                usable = [x for x in group if x.status == ONLINE and x.weight > 0]
+            if srv.status != ONLINE or srv.weight <= 0 or srv.slow:  # not the common case: filter
+                usable = [x for x in group if x.status == ONLINE and x.weight > 0 and not x.slow]
                 total = sum(x.weight for x in usable)
                 break
             total += srv.weight
@@ -263,7 +263,8 @@ class Pools:
             group = hostgroups.by_hostgroup.get(hostgroup)
             if not group:
                 raise MySQLError(PROXYSQL_ER_HOSTGROUP_TIMEOUT, f"Hostgroup {hostgroup} has no servers", "HY000")
-            online = [srv for srv in group if srv.status == ONLINE and srv.weight > 0 and srv not in tried]
+            online = [srv for srv in group
+                      if srv.status == ONLINE and srv.weight > 0 and not srv.slow and srv not in tried]
             if not online:
                 if last_error is not None:
                     raise last_error

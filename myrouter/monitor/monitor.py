@@ -297,7 +297,7 @@ class Monitor:
         self._count("ping", r)
         if r.ok:
             for s in self.app.hostgroups.entries(*ep):
-                s.ping_time_us = r.elapsed_us
+                s.note_ping_time(r.elapsed_us)
         self._health_result(ep, r, "ping", v)
 
     def _health_result(self, ep: Endpoint, r: Result, what: str, v: Any) -> None:

@@ -107,6 +107,7 @@ class Server:
     comment: str = ""
     use_ssl: bool = False
     compression: bool = False  # mysql_servers.compression > 0
+    max_latency_ms: int = 0  # mysql_servers.max_latency_ms: 0 = no limit
     address: ServerAddress = field(init=False)
     connections: int = 0  # backend connections open now
     connections_created: int = 0
@@ -126,6 +127,9 @@ class Server:
     lag_over_count: int = 0  # consecutive lag checks over max_replication_lag
     lag_failed_at: float | None = None  # last lag check over max_replication_lag
     ping_time_us: int | None = None
+    # the monitor's last ping took longer than max_latency_ms: the server gets no new connections
+    # (it stays ONLINE, as in ProxySQL); see note_ping_time
+    slow: bool = False
     read_only: bool | None = None
     # -- traffic-side errors ----------------------------------------------------
     last_connect_error_at: float | None = None
@@ -139,7 +143,7 @@ class Server:
     @classmethod
     def from_config(cls, s: ServerConfig, policy: HostgroupPolicy | None = None) -> Server:
         srv = cls(s.hostgroup_id, s.hostname, s.port, s.weight, s.status, s.max_connections,
-                  s.max_replication_lag, s.comment, s.use_ssl, s.compression > 0)
+                  s.max_replication_lag, s.comment, s.use_ssl, s.compression > 0, s.max_latency_ms)
         if policy is not None:
             srv.policy = policy
         return srv
@@ -151,7 +155,13 @@ class Server:
 
     @property
     def usable(self) -> bool:
-        return self.status == ONLINE and self.weight > 0 and self.connections < self.max_connections
+        return self.status == ONLINE and self.weight > 0 and not self.slow and self.connections < self.max_connections
+
+    def note_ping_time(self, elapsed_us: int) -> None:
+        """The monitor's ping took ``elapsed_us``: over ``max_latency_ms``, the server is left out of
+        the choice of servers for new connections until a ping is fast again."""
+        self.ping_time_us = elapsed_us
+        self.slow = 0 < self.max_latency_ms * 1000 < elapsed_us
 
     @property
     def shun_reason(self) -> str:
@@ -249,12 +259,13 @@ class Server:
         """A new entry for the same host:port in ``hostgroup``: same settings, health and
         measurements, no connections or counters (used when the monitor moves a server)."""
         srv = Server(hostgroup, self.host, self.port, self.weight, self.admin_status, self.max_connections,
-                     self.max_replication_lag, self.comment, self.use_ssl, self.compression)
+                     self.max_replication_lag, self.comment, self.use_ssl, self.compression, self.max_latency_ms)
         srv.policy = self.policy
         srv.shun_health = self.shun_health
         srv.read_only = self.read_only
         srv.repl_lag_ms = self.repl_lag_ms
         srv.ping_time_us = self.ping_time_us
+        srv.slow = self.slow
         srv.refresh_status(notify=False)
         return srv
 
@@ -469,6 +480,9 @@ class Hostgroups:
                 live.max_connections = fresh.max_connections
                 live.max_replication_lag = fresh.max_replication_lag
                 live.comment = fresh.comment
+                live.max_latency_ms = fresh.max_latency_ms
+                if live.ping_time_us is not None:
+                    live.note_ping_time(live.ping_time_us)
                 if live.max_replication_lag == 0 or new.is_writer_hostgroup(hg):
                     live.shun_lag = False
                     live.lag_over_count = 0
@@ -480,4 +494,4 @@ class Hostgroups:
 
 
 def _can_serve(s: Server) -> bool:
-    return s.status == ONLINE and s.weight > 0
+    return s.status == ONLINE and s.weight > 0 and not s.slow
