@@ -177,6 +177,10 @@ class PoolStats:
     wait_us: int
 
 
+#: how often a session waiting for a usable server of its hostgroup looks again (seconds)
+NO_SERVER_RECHECK = 0.05
+
+
 class Pools:
     """Every server's pool, the waiting queues, and the maintenance loop."""
 
@@ -261,17 +265,27 @@ class Pools:
         last_error: MySQLError | None = None
         while True:
             group = hostgroups.by_hostgroup.get(hostgroup)
-            if not group:
-                raise MySQLError(PROXYSQL_ER_HOSTGROUP_TIMEOUT, f"Hostgroup {hostgroup} has no servers", "HY000")
-            online = [srv for srv in group
+            online = [srv for srv in group or ()
                       if srv.status == ONLINE and srv.weight > 0 and not srv.slow and srv not in tried]
             if not online:
                 if last_error is not None:
                     raise last_error
+                # No server to try now. As ProxySQL, wait for one (a writer moved in after a
+                # promotion, a shunned server back) until connect_timeout_server_max, unless the
+                # session has somewhere else to go (reads falling back to the writer).
+                now = trio.current_time()
+                if now < deadline and hostgroups.fallback_for(hostgroup) is None:
+                    await trio.sleep(min(NO_SERVER_RECHECK, deadline - now))
+                    hostgroups = self.app.hostgroups  # a LOAD or the monitor may have replaced it
+                    continue
+                waited = int((s.wait_timeout - max(0.0, deadline - now)) * 1000)
+                if not group:
+                    raise MySQLError(PROXYSQL_ER_HOSTGROUP_TIMEOUT, f"Max connect timeout reached while reaching "
+                                     f"hostgroup {hostgroup} after {waited}ms: it has no servers", "HY000")
                 states = ", ".join(f"{srv.host}:{srv.port} {srv.status}" for srv in group)
                 raise MySQLError(PROXYSQL_ER_HOSTGROUP_TIMEOUT,
-                                 f"Max connect timeout reached while reaching hostgroup {hostgroup}: no usable "
-                                 f"server ({states})", "HY000")
+                                 f"Max connect timeout reached while reaching hostgroup {hostgroup} after "
+                                 f"{waited}ms: no usable server ({states})", "HY000")
             server = self._pick(online, key)
             assert server is not None
             p = self.pool(server)
