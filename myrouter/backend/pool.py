@@ -191,6 +191,11 @@ class Pools:
         self._pools: dict[Server, ServerPool] = {}
         self._waiters: dict[int, collections.deque[_Waiter]] = {}
         self._logins: dict[PoolKey, Login] = {}
+        # The server take_idle drew for (hostgroup, key) when it had no connection to give at once:
+        # the acquire that follows uses that draw instead of drawing again, which would favour
+        # the servers that already have idle connections (a new server, or one back from a shun,
+        # would get less than its weight's share until it had some).
+        self._drawn: dict[tuple[int, PoolKey], Server] = {}
         self._nursery: trio.Nursery | None = None
         self.resetting = 0  # connections between COM_RESET_CONNECTION and their return to the pool
 
@@ -218,14 +223,14 @@ class Pools:
         if server is None or server.status != ONLINE or server.slow:
             return None
         p = self._pools.get(server)
-        if p is None:
-            return None
-        stack = p.idle.get(key)
+        stack = p.idle.get(key) if p is not None else None
         if not stack:
+            self._drawn[(hostgroup, key)] = server
             return None
         be = stack[-1]
         idle = time.monotonic() - be.last_used
         if idle > self.settings.ping_after_idle:
+            self._drawn[(hostgroup, key)] = server
             return None
         stack.pop()
         p.in_use += 1
@@ -263,6 +268,7 @@ class Pools:
         deadline = trio.current_time() + s.wait_timeout
         tried: set[Server] = set()
         last_error: MySQLError | None = None
+        drawn = self._drawn.pop((hostgroup, key), None)  # take_idle's draw, if it just made one
         while True:
             group = hostgroups.by_hostgroup.get(hostgroup)
             online = [srv for srv in group or ()
@@ -286,7 +292,11 @@ class Pools:
                 raise MySQLError(PROXYSQL_ER_HOSTGROUP_TIMEOUT,
                                  f"Max connect timeout reached while reaching hostgroup {hostgroup} after "
                                  f"{waited}ms: no usable server ({states})", "HY000")
-            server = self._pick(online, key)
+            if drawn is not None and drawn in online:
+                server = drawn
+            else:
+                server = self._pick(online, key)
+            drawn = None
             assert server is not None
             p = self.pool(server)
             # 1. an idle connection (pinged first if it sat idle for long)
