@@ -14,8 +14,8 @@ Two planes share one thread:
   ``TrioToken.run_sync_soon``): moving a session between the planes is a plain function call.
 
 One iteration of the loop runs the Trio callbacks queued when it began (not those they queue in
-turn), then waits for at most ``fd_batch`` ready descriptors (not at all when Trio has more work
-queued) and runs their callbacks. So a flood of ready sockets cannot starve Trio (one bounded
+turn), then takes at most ``fd_batch`` ready descriptors from epoll (without waiting when Trio has
+more work queued; not asking at all while no descriptor is watched) and runs their callbacks. So a flood of ready sockets cannot starve Trio (one bounded
 batch between two of its ticks), and a busy Trio cannot starve the sockets (one poll between two
 of its ticks). epoll returns a level-triggered ready list round robin, so a batch smaller than the
 number of ready descriptors does not always favour the same ones.
@@ -106,7 +106,7 @@ class HostLoop:
 
     def _run_until_guest_done(self) -> None:
         callbacks = self._callbacks
-        readers, writers = self._readers, self._writers
+        readers, writers, masks = self._readers, self._writers, self._masks
         poll = self._epoll.poll
         wakeup_fd = self._wakeup_fd
         batch = self.fd_batch
@@ -115,6 +115,8 @@ class HostLoop:
                 callbacks.popleft()()
             if self._outcome is not None:
                 break
+            if callbacks and not masks:
+                continue  # Trio has more to do and no descriptor is watched: no need to poll
             for fd, events in poll(0 if callbacks else -1, batch):
                 if fd == wakeup_fd:
                     os.eventfd_read(wakeup_fd)
