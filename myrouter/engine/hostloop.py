@@ -139,7 +139,13 @@ class HostLoop:
 
     def _callback_failed(self, fd: int, callback: Callable[[], object]) -> None:
         log.exception("fd callback %r failed: fd %d removed from the loop", callback, fd)
-        self.remove(fd)
+        self._readers.pop(fd, None)
+        self._writers.pop(fd, None)
+        if self._masks.pop(fd, 0):
+            try:
+                self._epoll.unregister(fd)
+            except OSError as exc:  # it closed the fd before failing: epoll has dropped it already
+                log.error("fd %d was closed without remove() by its failing callback: %s", fd, exc)
 
     # -- the data plane's descriptors ------------------------------------------------------------
 

@@ -276,6 +276,29 @@ def test_a_failing_fd_callback_is_logged_and_removed(host, socketpairs, caplog):
     assert f"fd {a.fileno()} removed" in caplog.text
 
 
+def test_a_callback_that_closed_its_fd_and_failed_does_not_stop_the_loop(host, socketpairs, caplog):
+    (a, b), = socketpairs()
+    fd = a.fileno()
+
+    def broken():
+        a.close()  # without remove(): a bug, on top of the exception
+        raise RuntimeError("bug after close")
+
+    async def main():
+        host.add_reader(fd, broken)
+        b.send(b"x")
+        for _ in range(1000):
+            if host.watched(fd) == 0:
+                break
+            await trio.sleep(0.001)
+        return host.watched(fd)
+
+    with caplog.at_level(logging.ERROR, logger="myrouter.engine"):
+        assert host.run(main) == 0
+    assert "bug after close" in caplog.text
+    assert f"fd {fd} was closed without remove()" in caplog.text
+
+
 def test_signal_receiver_works_in_guest_mode(host):
     """SIGHUP sent from another thread while the host sleeps in epoll reaches
     trio.open_signal_receiver, as `myrouter serve` relies on."""
