@@ -477,12 +477,11 @@ def run_pairs(runner: Runner, cluster: Any, proxy: ProxyProcess,
     pairs = []
     combos = [(t, m) for t in a.threads for m in a.modes]
     targets = ["direct", "proxied", *relays]
-    n = 0
     for rnd in range(1, a.rounds + 1):
-        for threads, mode in combos:
-            # rotate which side goes first, so that a drift in the machine's speed cancels out
-            order = targets[n % len(targets):] + targets[:n % len(targets)]
-            n += 1
+        for ci, (threads, mode) in enumerate(combos):
+            # rotate which side goes first, round after round, so that a drift in the machine's speed cancels out
+            k = (rnd - 1 + ci) % len(targets)
+            order = targets[k:] + targets[:k]
             result: dict[str, Any] = {"round": rnd, "threads": threads, "mode": mode, "order": order}
             if relays:
                 result["relays"] = {}
