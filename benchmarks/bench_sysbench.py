@@ -10,7 +10,11 @@ protocol mode runs the workload alternately direct (primary port) and proxied
 * each pair: direct qps, proxied qps, ratio proxied/direct, sysbench errors,
   the proxy's CPU time per query (from /proc/<pid>/stat, utime + stime) and the
   proxy's CPU use during the run;
-* per combination: the median ratio, the median qps and the median proxy CPU/query.
+* per combination: the median ratio, the median qps and the median proxy CPU/query;
+* beside them, in the same rounds (``--yardsticks``), two relays that understand nothing of the
+  protocol, in front of the primary: ``bare_relay.py`` (the bare Trio relay: two tasks per
+  connection) and ``two_plane_relay.py`` (Trio as the guest of myrouter's raw epoll loop accepts
+  and connects, plain fd callbacks relay): their ratio to direct and CPU per query.
 
 Absolute qps mean little on a shared, noisy 2-core machine: compare ratios
 measured in the same run, at 8 threads or more. The proxy's CPU per query is the
@@ -63,11 +67,14 @@ from _common import (  # noqa: E402 - after the sys.path change
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
 USER, PASSWORD, DB = "app", "app", "sbtest"
 WORKLOADS = ("oltp_point_select", "oltp_read_only", "oltp_read_write")
 MODES = {"ps": "auto", "text": "disable"}  # our label -> sysbench --db-ps-mode
 DEFAULT_DRAIN_TIMEOUT = 30.0  # mysql_variables.shutdown_timeout default, in seconds
+# --yardsticks: the relays measured beside myrouter (label, script in benchmarks/)
+YARDSTICKS = {"bare": ("bare Trio relay", "bare_relay.py"), "two-plane": ("two-plane relay", "two_plane_relay.py")}
 
 log = logging.getLogger("bench_sysbench")
 
@@ -332,6 +339,51 @@ class ProxyProcess:
         return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
 
 
+class RelayProcess:
+    """A yardstick relay (``--yardsticks``) as a subprocess in front of ``backend_port``."""
+
+    def __init__(self, key: str, backend_port: int) -> None:
+        from myrouter.testbed import free_ports
+
+        self.key = key
+        self.label, script = YARDSTICKS[key]
+        self.script = HERE / script
+        self.backend_port = backend_port
+        self.port = free_ports(1)[0]
+        self.proc: subprocess.Popen[str] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(self.script), str(self.port), str(self.backend_port)],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
+                                     start_new_session=True)
+        line = self.proc.stdout.readline() if self.proc.stdout else ""  # "ready", or EOF if it died
+        if line.strip() != "ready":
+            self.stop()
+            raise RuntimeError(f"{self.script.name} did not start (exit {self.proc.returncode})")
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        """End our relay, by its Popen handle."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
 def _drain_timeout(config_path: Path) -> float:
     try:
         from myrouter.config import load_config
@@ -417,27 +469,40 @@ def _round(v: float | None, nd: int) -> float | None:
     return None if v is None else round(v, nd)
 
 
-def run_pairs(runner: Runner, cluster: Any, proxy: ProxyProcess) -> list[dict[str, Any]]:
+def run_pairs(runner: Runner, cluster: Any, proxy: ProxyProcess,
+              relays: dict[str, RelayProcess] | None = None) -> list[dict[str, Any]]:
     a = runner.args
     primary_port = cluster.primary.port
+    relays = relays or {}
     pairs = []
     combos = [(t, m) for t in a.threads for m in a.modes]
-    n = 0
+    targets = ["direct", "proxied", *relays]
     for rnd in range(1, a.rounds + 1):
-        for threads, mode in combos:
-            n += 1
-            # alternate which side goes first, so that a drift in the machine's speed cancels out
-            order = ["direct", "proxied"] if n % 2 else ["proxied", "direct"]
+        for ci, (threads, mode) in enumerate(combos):
+            # rotate which side goes first, round after round, so that a drift in the machine's speed cancels out
+            k = (rnd - 1 + ci) % len(targets)
+            order = targets[k:] + targets[:k]
             result: dict[str, Any] = {"round": rnd, "threads": threads, "mode": mode, "order": order}
+            if relays:
+                result["relays"] = {}
             for target in order:
                 if target == "proxied" and not proxy.running():
                     raise RuntimeError(f"myrouter exited (code {proxy.proc.returncode}) during the benchmark\n"
                                        f"--- tail of {proxy.log_path} ---\n{proxy.log_tail()}")
+                if target in relays:
+                    relay = relays[target]
+                    if not relay.running():
+                        raise RuntimeError(f"{relay.script.name} exited during the benchmark")
+                    result["relays"][target] = measure(runner, target=target, port=relay.port, threads=threads,
+                                                       mode=mode, proxy=relay, cluster=cluster)
+                    continue
                 port = primary_port if target == "direct" else proxy.port
                 result[target] = measure(runner, target=target, port=port, threads=threads, mode=mode,
                                          proxy=proxy, cluster=cluster)
             d, p = result["direct"]["qps"], result["proxied"]["qps"]
             result["ratio"] = round(p / d, 3) if d and p else None
+            for row in result.get("relays", {}).values():
+                row["ratio"] = round(row["qps"] / d, 3) if d and row["qps"] else None
             result["noisy"] = _noisy(result, a.noisy_threshold)
             pairs.append(result)
             print(_pair_line(result), flush=True)
@@ -453,7 +518,10 @@ def _pair_line(r: dict[str, Any]) -> str:
             f"errors {d['errors']}/{p['errors']}"
             + (f"\n      noisy: other CPU {fmt(d['other_cpu_pct'], '.0f')}%/{fmt(p['other_cpu_pct'], '.0f')}%, top "
                + ", ".join(f"{n} {c:g}s" for n, c in (d.get("other_top", []) + p.get("other_top", []))[:4])
-               if r.get("noisy") else ""))
+               if r.get("noisy") else "")
+            + "".join(f"\n      {YARDSTICKS[k][0]}: {fmt(y['qps'], '.0f')} qps, ratio {fmt(y['ratio'], '.2f')}, "
+                      f"{fmt(y['proxy_cpu_us_per_query'], '.0f')} us/query, errors {y['errors']}"
+                      for k, y in r.get("relays", {}).items()))
 
 
 def _noisy(pair: dict[str, Any], threshold: float) -> bool:
@@ -485,8 +553,34 @@ def summarise(pairs: list[dict[str, Any]], a: argparse.Namespace) -> list[dict[s
                     median([r["proxied"]["proxy_user_us_per_query"] for r in sel]), 1),
                 "median_proxy_sys_us_per_query": _round(
                     median([r["proxied"]["proxy_sys_us_per_query"] for r in sel]), 1),
-                "errors": sum(r["direct"]["errors"] + r["proxied"]["errors"] for r in sel),
+                "errors": sum(r["direct"]["errors"] + r["proxied"]["errors"]
+                              + sum(y["errors"] for y in r.get("relays", {}).values()) for r in sel),
+                "side_by_side": _side_by_side(sel),
             })
+    return out
+
+
+def _side_by_side(sel: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Medians per target of one combination: direct, myrouter and each yardstick relay."""
+    runs: dict[str, list[dict[str, Any]]] = {"direct": [], "myrouter": []}
+    for r in sel:
+        runs["direct"].append({**r["direct"], "ratio": 1.0 if r["direct"]["qps"] else None})
+        runs["myrouter"].append({**r["proxied"], "ratio": r["ratio"]})
+        for key, row in r.get("relays", {}).items():
+            runs.setdefault(YARDSTICKS[key][0], []).append(row)
+    out = []
+    for name, rows in runs.items():
+        relayed = name != "direct"
+        out.append({
+            "target": name,
+            "median_qps": _round(median([x["qps"] for x in rows]), 0),
+            "median_ratio": _round(median([x["ratio"] for x in rows]), 3),
+            "median_cpu_us_per_query": _round(median([x["proxy_cpu_us_per_query"] for x in rows]), 1) if relayed else None,
+            "median_user_us_per_query": _round(median([x["proxy_user_us_per_query"] for x in rows]), 1) if relayed else None,
+            "median_sys_us_per_query": _round(median([x["proxy_sys_us_per_query"] for x in rows]), 1) if relayed else None,
+            "median_cpu_pct": _round(median([x["proxy_cpu_pct"] for x in rows]), 0) if relayed else None,
+            "errors": sum(x["errors"] for x in rows),
+        })
     return out
 
 
@@ -530,7 +624,19 @@ def print_report(pairs: list[dict[str, Any]], summary: list[dict[str, Any]], a: 
           f"A pair where it exceeds\n  {a.noisy_threshold:g}% on either side is marked noisy; "
           "'quiet pairs' is the median ratio without them.")
     print(f"proxy CPU while idle (during the direct runs): {idle_cpu['us_per_s']:.0f} us per second")
+    if any(r.get("relays") for r in pairs):
+        print()
+        print("side by side, medians per combination (ratio: to the direct run of the same round; CPU: of that\n"
+              "process per query; the relays understand nothing and forward to the primary):")
+        rows = [[str(s["threads"]), s["mode"], t["target"], fmt(t["median_qps"], ".0f"), fmt(t["median_ratio"], ".3f"),
+                 fmt(t["median_cpu_us_per_query"], ".1f"),
+                 fmt(t["median_user_us_per_query"], ".1f") + "/" + fmt(t["median_sys_us_per_query"], ".1f"),
+                 fmt(t["median_cpu_pct"], ".0f"), str(t["errors"])]
+                for s in summary for t in s["side_by_side"]]
+        print(format_table(["threads", "mode", "target", "qps", "ratio", "CPU us/q", "user/sys", "CPU%", "errors"],
+                           rows, left=(1, 2)))
     bad_runs = sum(1 for r in pairs for t in ("direct", "proxied") if r[t]["errors"])
+    bad_runs += sum(1 for r in pairs for y in r.get("relays", {}).values() if y["errors"])
     if bad_runs:
         print(f"\n!!! {bad_runs} sysbench run(s) with ERRORS: their figures are not comparable; see above.")
 
@@ -647,6 +753,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, metavar="PATH", help="write all results as JSON here")
     p.add_argument("--noisy-threshold", type=float, default=20,
                    help="other CPU%% (of one core) above which a pair is marked noisy (default 20)")
+    p.add_argument("--yardsticks", type=lambda s: [] if s == "none" else s.split(","), default=list(YARDSTICKS),
+                   help="relays measured beside myrouter in the same rounds, in front of the primary: "
+                        "bare (bare_relay.py, Trio), two-plane (two_plane_relay.py, Trio as the guest of the "
+                        "engine's epoll loop); comma-separated, or none (default: bare,two-plane)")
     p.add_argument("--backend", choices=("tcp", "unix"), default="tcp",
                    help="how the proxy reaches MariaDB: loopback TCP (default) or the servers' Unix sockets "
                         "(port = 0); sysbench always connects over TCP, to both")
@@ -663,6 +773,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for m in a.modes:
         if m not in MODES:
             p.error(f"--modes: unknown mode {m!r} (use ps, text)")
+    for y in a.yardsticks:
+        if y not in YARDSTICKS:
+            p.error(f"--yardsticks: unknown relay {y!r} (use {', '.join(YARDSTICKS)} or none)")
     if a.time <= 0 or a.rounds < 1 or not a.threads or min(a.threads) < 1:
         p.error("--time must be > 0, --rounds >= 1, --threads >= 1")
     return a
@@ -708,6 +821,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="myrouter-bench-"))
     cluster = None
     proxy: ProxyProcess | None = None
+    relays: dict[str, RelayProcess] = {}
     results: dict[str, Any] = {"meta": {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git": _git_describe(),
                                         **_versions(), "args": {k: (str(v) if isinstance(v, Path) else v)
                                                                 for k, v in vars(a).items()}}}
@@ -730,13 +844,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  myrouter pid {proxy.pid} on {HOST}:{proxy.port}, code from {proxy.package} (log {proxy.log_path})",
               flush=True)
 
+        for key in a.yardsticks:
+            relays[key] = RelayProcess(key, cluster.primary.port)
+            relays[key].start()
+            print(f"  {relays[key].label} ({relays[key].script.name}) pid {relays[key].pid} on {HOST}:{relays[key].port}"
+                  f" -> primary", flush=True)
+
         if a.warmup > 0:
-            for port in (cluster.primary.port, proxy.port):
+            for port in (cluster.primary.port, proxy.port, *(r.port for r in relays.values())):
                 runner.run(runner.command(port, "run", workload=a.workload, threads=max(a.threads), mode="text",
                                           seconds=a.warmup), timeout=a.warmup + 120)
 
         idle_before, t0 = proc_cpu_seconds(proxy.pid), time.monotonic()
-        pairs = run_pairs(runner, cluster, proxy)
+        pairs = run_pairs(runner, cluster, proxy, relays)
         # idle cost of the proxy (monitor, timers): its CPU during the direct runs
         direct_wall = sum(r["direct"]["wall_s"] for r in pairs)
         direct_cpu = sum(r["direct"]["proxy_cpu_s"] for r in pairs)
@@ -766,6 +886,8 @@ def main(argv: list[str] | None = None) -> int:
             interrupted.append("cleanup")  # from here on, signals only print a message
         # every step runs even if an earlier one failed or the output is gone (a closed pipe)
         runner.kill_current()
+        for relay in relays.values():
+            relay.stop()
         if proxy is not None and proxy.proc is not None:
             code, secs = proxy.stop()
             results["proxy_exit"] = {"code": code, "seconds": round(secs, 2), "drain_timeout": proxy.drain_timeout}

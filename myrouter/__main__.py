@@ -124,10 +124,13 @@ def _load(path: str):
 
 
 def cmd_serve(args) -> int:
+    from .engine import HostLoop
+
     config = _load_for_serve(args)
     status = 0
     try:
-        trio.run(serve, config)
+        with HostLoop() as loop:  # the data plane's epoll loop, with Trio (the control plane) as its guest
+            loop.run(serve, config)
     except* OSError as group:  # a listener that cannot bind (address in use, ...)
         for exc in group.exceptions:
             print(f"myrouter: {exc}", file=sys.stderr)

@@ -1,7 +1,8 @@
 """Fixtures that run myrouter in front of the real replicated test bed.
 
 ``proxy_factory(...)`` writes a config for the session's cluster and runs the
-proxy in a background thread of the test process (its own ``trio.run``), so
+proxy in a background thread of the test process (its own ``HostLoop`` with Trio as its guest,
+as ``myrouter serve`` runs it), so
 tests drive it with ordinary blocking clients and read its statistics
 snapshot directly. Servers: writer hostgroup 0 (the primary), reader hostgroup 1
 (the replicas); user app/app. ``proxy`` has no query rules (all to hostgroup 0).
@@ -20,6 +21,7 @@ import trio
 
 from myrouter.app import Proxy
 from myrouter.config import load_config
+from myrouter.engine import HostLoop
 from myrouter_testbed.mariadb import Cluster, ensure_packages, free_ports, start_cluster
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,7 +114,8 @@ class RunningProxy:
 
     def _main(self) -> None:
         try:
-            trio.run(self._serve)
+            with HostLoop() as loop:  # as `myrouter serve`: Trio as the guest of the engine's epoll loop
+                loop.run(self._serve)
         except BaseException as exc:  # reported to the test thread by start()/stop()
             self._error = exc
             self._ready.set()
