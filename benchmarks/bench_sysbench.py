@@ -343,7 +343,7 @@ class RelayProcess:
     """A yardstick relay (``--yardsticks``) as a subprocess in front of ``backend_port``."""
 
     def __init__(self, key: str, backend_port: int) -> None:
-        from myrouter.testbed import free_ports
+        from myrouter_testbed.mariadb import free_ports
 
         self.key = key
         self.label, script = YARDSTICKS[key]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from myrouter.testbed import free_ports
+from myrouter_testbed.mariadb import free_ports
 
 RELAY = Path(__file__).resolve().parents[2] / "benchmarks" / "two_plane_relay.py"
 
