@@ -36,6 +36,7 @@ from types import TracebackType
 from typing import IO
 
 from myrouter_testbed.mariadb import HOST, ClusterError, free_ports
+from myrouter_testbed.process import OwnedProcess
 
 __all__ = ["EtcdCluster", "EtcdMember", "find_etcd", "start_etcd"]
 
@@ -53,8 +54,10 @@ def find_etcd() -> str:
 
 
 @dataclass(eq=False)
-class EtcdMember:
+class EtcdMember(OwnedProcess):
     """One etcd process of the test bed."""
+
+    _registry = _RUNNING  # stopped at exit if still running (OwnedProcess)
 
     name: str
     client_port: int
@@ -157,36 +160,6 @@ class EtcdMember:
         except OSError:
             return "(no log)"
 
-    def stop(self, timeout: float = 15) -> None:
-        """SIGTERM our etcd process, SIGKILL after ``timeout`` s."""
-        proc = self.process
-        if proc is None:
-            return
-        try:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(15)
-        finally:
-            if proc.poll() is not None:
-                self._forget()
-
-    def kill(self) -> None:
-        """SIGKILL our etcd process at once, as a crash would."""
-        proc = self.process
-        if proc is None:
-            return
-        try:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(15)
-        finally:
-            if proc.poll() is not None:
-                self._forget()
-
     def pause(self) -> None:
         """SIGSTOP our etcd process: it keeps its connections open but answers nothing (a partition)."""
         if self.running:
@@ -195,13 +168,6 @@ class EtcdMember:
     def resume(self) -> None:
         if self.running:
             os.kill(self.process.pid, signal.SIGCONT)
-
-    def _forget(self) -> None:
-        _RUNNING.pop(id(self), None)
-        self.process = None
-        if self._console is not None:
-            self._console.close()
-            self._console = None
 
 
 @dataclass(eq=False)

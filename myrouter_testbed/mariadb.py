@@ -60,6 +60,8 @@ from typing import IO, Any
 import pymysql
 import pymysql.cursors
 
+from myrouter_testbed.process import OwnedProcess
+
 __all__ = [
     "APP_PASSWORD",
     "APP_USER",
@@ -323,12 +325,14 @@ def free_ports(count: int) -> list[int]:
 
 
 @dataclass(eq=False)
-class Server:
+class Server(OwnedProcess):
     """One mariadbd process of the test bed: its identity, files and process.
 
     Files: the datadir holds everything but the socket, including ``error.log``
     (mariadbd's error log), ``console.log`` (its stdout/stderr) and ``mariadbd.pid``.
     """
+
+    _registry = _RUNNING  # stopped at exit if still running (OwnedProcess)
 
     name: str
     role: str  # PRIMARY or REPLICA
@@ -427,41 +431,6 @@ class Server:
         """
         self._spawn()
         self._wait_ready(timeout)
-
-    def stop(self, timeout: float = 30) -> None:
-        """Shut down cleanly: SIGTERM to our own mariadbd, then SIGKILL after ``timeout`` s."""
-        proc = self.process
-        if proc is None:
-            return
-        try:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    log.warning(
-                        "testbed: %s (pid %d) still running %.0f s after SIGTERM; sending SIGKILL",
-                        self.name, proc.pid, timeout,
-                    )
-                    proc.kill()
-                    proc.wait(30)
-            log.debug("testbed: %s stopped (exit code %s)", self.name, proc.returncode)
-        finally:
-            if proc.poll() is not None:
-                self._forget()
-
-    def kill(self) -> None:
-        """SIGKILL our mariadbd at once, as a crash would; restart it with start()."""
-        proc = self.process
-        if proc is None:
-            return
-        try:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(30)
-        finally:
-            if proc.poll() is not None:
-                self._forget()
 
     # -- connections
 
@@ -609,14 +578,6 @@ class Server:
                     f"{timeout:.0f} s; last error: {last_error}.\n--- tail of {self.error_log} ---\n{tail}"
                 )
             time.sleep(0.05)
-
-    def _forget(self) -> None:
-        """Drop our references to an exited process."""
-        _RUNNING.pop(id(self), None)
-        self.process = None
-        if self._console is not None:
-            self._console.close()
-            self._console = None
 
 
 # ---------------------------------------------------------------------------
