@@ -25,7 +25,7 @@ from ..backend.pool import KEY_CAPABILITIES, Login, PoolKey
 from ..backend.stmts import ClientStmt, StmtMeta, execute_for_backend
 from ..backend.connection import split_payloads
 from ..config import MySQLVariables
-from ..net.stream import ConnectionLost, PacketStream, start_compression, start_tls
+from ..net.stream import ConnectionLost, PacketStream, start_compression
 from ..protocol import errors as E
 from ..protocol.auth import BackendSecret, ServerAuth, new_scramble
 from ..protocol.constants import DEFAULT_CHARSET, Capability, Command, SessionTrack, Status
@@ -34,10 +34,8 @@ from ..protocol.messages import (
     MYSQL_TYPE_LONGLONG,
     OK,
     ChangeUser,
-    HandshakeResponse41,
     HandshakeV10,
     PrepareOK,
-    SSL_REQUEST_LENGTH,
     column_definition,
     encode_result_set,
     error_payload,
@@ -56,6 +54,7 @@ from ..stats.logsafe import clip
 from ..stats.querylog import now_us
 from ..routing.rules import RouteDecision, RuleContext
 from . import proxyids
+from .handshake import TLSFailed, accept_login, auth_exchange
 
 if TYPE_CHECKING:
     from ..app import Proxy
@@ -457,39 +456,13 @@ class ClientSession:
         for other in app.handshakes.admit(self, self.client_host, limit=v.max_connections_in_handshake,
                                           per_source=v.max_connections_in_handshake_per_host):
             other.end_handshake()
-        decoder = self.client.decoder
-        max_payload = decoder.max_payload
-        decoder.max_payload = min(MAX_HANDSHAKE_PACKET, max_payload or MAX_HANDSHAKE_PACKET)
         try:
             with trio.fail_after(timeout) as self._handshake_scope:
-                await self.client.send_packet(greeting.encode(), 0)
-                self.client.decoder.expect_seq = 1
-                pkt = await self.client.read_packet()
-                payload = pkt.payload
-                if len(payload) == SSL_REQUEST_LENGTH and int.from_bytes(payload[:4], "little") & C.SSL:
-                    if tls_context is None:
-                        raise E.MySQLError(E.ER_HANDSHAKE_ERROR, "Bad handshake: SSL is not enabled on this proxy",
-                                           "08S01")
-                    # SSLRequest: TLS from here on; the full HandshakeResponse41 follows, encrypted
-                    try:
-                        await start_tls(self.client, tls_context, server_side=True)
-                    except ConnectionLost as exc:
-                        app.log_throttle.log(log, logging.INFO, "TLS handshakes failed", "session %d from %s: %s",
-                                             self.id, self.client_addr, exc)
-                        app.counters.client_connections_aborted += 1
-                        return False
-                    self.tls = True
-                    self.client.decoder.expect_seq = (pkt.seq + 1) & 0xFF
-                    pkt = await self.client.read_packet()
-                    payload = pkt.payload
-                try:
-                    resp = HandshakeResponse41.parse(payload)
-                except MalformedPacket as exc:
-                    raise E.bad_handshake() from exc
-                self.capabilities = int(resp.capabilities & server_caps)  # an int: IntFlag operators are slow
-                auth = self._new_auth()
-                step = auth.start(resp.username, resp.auth_response, resp.auth_plugin)
-                step, seq = await self._auth_exchange(auth, step, (pkt.seq + 1) & 0xFF, check_seq=True)
+                login = await accept_login(self.client, greeting, tls_context=tls_context,
+                                           no_tls_message="Bad handshake: SSL is not enabled on this proxy",
+                                           make_auth=self._new_auth, max_packet=MAX_HANDSHAKE_PACKET)
+                resp, auth, step, seq = login.response, login.auth, login.step, login.seq
+                self.capabilities = login.capabilities
                 error = step.error or self._tls_refusal(resp.username)
         except trio.TooSlowError:
             app.counters.client_connections_aborted += 1
@@ -519,9 +492,12 @@ class ClientSession:
             app.counters.client_connections_aborted += 1
             await self._try_send_err(E.bad_handshake(), 2)
             return False
+        except TLSFailed as exc:
+            app.log_throttle.log(log, logging.INFO, "TLS handshakes failed", "session %d from %s: %s",
+                                 self.id, self.client_addr, exc)
+            app.counters.client_connections_aborted += 1
+            return False
         finally:
-            self.client.decoder.expect_seq = None
-            decoder.max_payload = max_payload
             self._handshake_scope = None
             app.handshakes.release(self, self.client_host)
         app.audit.login(self, resp.username, resp.database, error)  # structured logs (audit)
@@ -606,8 +582,11 @@ class ClientSession:
                     self.app.pools.release(be)
         return None
 
-    def _new_auth(self) -> ServerAuth:
+    def _new_auth(self, tls: bool | None = None) -> ServerAuth:
+        """The auth machine for this client (``tls``: the connection just switched to TLS)."""
         app = self.app
+        if tls:
+            self.tls = True
         return ServerAuth(
             scramble=self.scramble,
             lookup=app.lookup_credential,
@@ -629,19 +608,6 @@ class ClientSession:
             return None
         log.info("session %d: user %r has use_ssl=1 and connected without TLS", self.id, username)
         return E.access_denied(username, self.client_host, True)
-
-    async def _auth_exchange(self, auth: ServerAuth, step, seq: int, *, check_seq: bool):
-        """Send what the auth machine asks for and feed it the client's answers until it is done."""
-        while True:
-            for out in step.send:
-                seq = await self.client.send_packet(out, seq)
-            if step.done:
-                return step, seq
-            if check_seq:
-                self.client.decoder.expect_seq = seq
-            pkt = await self.client.read_packet()
-            seq = (pkt.seq + 1) & 0xFF
-            step = auth.receive(pkt.payload)
 
     # --------------------------------------------------------- command loop
 
@@ -2216,7 +2182,7 @@ class ClientSession:
         step = auth.start(req.username, req.auth_response, req.auth_plugin)
         try:
             with trio.fail_after(v.connect_timeout_client / 1000):
-                step, seq = await self._auth_exchange(auth, step, 1, check_seq=False)
+                step, seq = await auth_exchange(self.client, auth, step, 1, check_seq=False)
         except trio.TooSlowError:
             raise CloseSession from None
         error = step.error or self._tls_refusal(req.username)
