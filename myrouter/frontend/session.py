@@ -54,6 +54,14 @@ from ..stats.logsafe import clip
 from ..stats.querylog import now_us
 from ..routing.rules import RouteDecision, RuleContext
 from . import proxyids
+from .decisions import (
+    AFTER_MASK as _AFTER_MASK,
+    SCHEMA_CHANGED,
+    TRX_KEEPS,
+    VAR_ALIASES as _VAR_ALIASES,
+    VARS_CHANGED,
+    StatementState,
+)
 from .handshake import TLSFailed, accept_login, auth_exchange
 
 if TYPE_CHECKING:
@@ -141,9 +149,6 @@ _PROCESSLIST = _F.PROCESSLIST.value
 _KILL = _F.KILL.value
 _SESSION_IDS = _CONNECTION_ID | _PROCESSLIST | _KILL
 _KILL_WORD = re.compile(rb"kill", re.I)  # fast_forward sessions: a cheap test before proxyids.mentions_kill
-# Flags _after_query acts on; a statement with none of them (and not a SET/USE) skips it.
-_AFTER_MASK = (_LOCK_TABLES | _UNLOCK_TABLES | _GET_LOCK | _RELEASE_LOCK | _CREATE_TEMP | _DROP_TEMP | _UV_ASSIGN
-               | _SQL_CALC_FOUND_ROWS | _FOUND_ROWS_FN | _TEXT_PREPARE | _DEALLOCATE | _SAVEPOINT | _HANDLER | _XA)
 # What pool_mode=statement refuses: anything that needs the connection after the statement.
 _STATEMENT_MODE_REFUSED = (_LOCK_TABLES | _GET_LOCK | _CREATE_TEMP | _UV_ASSIGN | _SQL_CALC_FOUND_ROWS
                            | _TEXT_PREPARE | _SAVEPOINT | _HANDLER | _XA)
@@ -179,11 +184,6 @@ class _Plan:
         self.plain_hg = plain_hg  # the hostgroup when the statement is plain (see _plain_query), else None
         self.retry_reads = retry_reads  # a failed read may be retried on another connection
 
-_XA_END_RE = re.compile(r"\s*XA\s+(COMMIT|ROLLBACK)\b", re.I)
-# What a command does to an autocommit-off session's transaction (ClientSession._track_transaction)
-TRX_OPENS, TRX_KEEPS, TRX_ENDS = 1, 0, -1
-_READ_WRITE_RE = re.compile(r"\bREAD\s+WRITE\b", re.I)
-_CHAIN_RE = re.compile(r"\bAND\s+(NO\s+)?CHAIN\b", re.I)
 
 # SELECT LAST_INSERT_ID() / ROW_COUNT() / FOUND_ROWS() answered by the proxy when the
 # connection that ran the previous statement is no longer the session's.
@@ -192,9 +192,6 @@ _LOCAL_FN_RE = re.compile(
     r"|CONNECTION_ID\s*\(\s*\))"
     r"(?:\s+(?:AS\s+)?(`[^`]+`|'[^']*'|\"[^\"]*\"|\w+))?\s*;?\s*\Z", re.I)
 
-# Session variables: a value the proxy can replay as written (else it needs session tracking).
-_LITERAL_RE = re.compile(r"""\s*(?:'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|[-+]?\d+(?:\.\d+)?|[A-Za-z_][\w$]*)\s*\Z""")
-_NAMES_RE = re.compile(r"""\s*(?:'[^']*'|"[^"]*"|\w+)(?:\s+COLLATE\s+(?:'[^']*'|"[^"]*"|\w+))?\s*\Z""", re.I)
 _NAMES_PARTS_RE = re.compile(
     r"""\s*('[^']*'|"[^"]*"|`[^`]*`|\w+)(?:\s+COLLATE\s+('[^']*'|"[^"]*"|`[^`]*`|\w+))?\s*\Z""", re.I)
 _NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?\Z")
@@ -202,8 +199,6 @@ _CHARSET_VARS = frozenset(("names", "charset", "character_set_client", "characte
                            "character_set_results", "collation_connection"))
 _CHARSET_ORDER = ("names", "charset", "character_set_client", "character_set_connection", "character_set_results",
                   "collation_connection")
-# Variable name aliases: one name per variable in the session's state.
-_VAR_ALIASES = {"tx_isolation": "transaction_isolation", "tx_read_only": "transaction_read_only"}
 # Tracked variables that are not session state to restore.
 _NOT_RESTORED = frozenset(("last_gtid", "session_track_system_variables", "session_track_schema",
                            "session_track_state_change", "session_track_transaction_info",
@@ -317,8 +312,9 @@ class CloseSession(Exception):
     """End this session (the reply, if any, has been sent)."""
 
 
-class ClientSession:
+class ClientSession(StatementState):
     def __init__(self, app: Proxy, stream: PacketStream, peer: tuple) -> None:
+        StatementState.__init__(self)
         self.app = app
         self.id = app.next_session_id()
         self.client = stream
@@ -328,54 +324,25 @@ class ClientSession:
         self.state = SessionState.HANDSHAKE
         self.username = ""
         self.secret: BackendSecret | None = None
-        self.default_hostgroup = 0
         self.capabilities = 0
         self.charset = DEFAULT_CHARSET
-        self.schema: str | None = None
         self.attrs: dict[str, str] = {}
-        self.status = int(Status.AUTOCOMMIT)
         self.scramble = new_scramble()
         # Backend connections the session holds now, by hostgroup: during a statement, or
         # between statements while something pins them (self.hold, a transaction).
         self.backends: dict[int, BackendConnection] = {}
         self.pool_key: PoolKey | None = None
         self.login: Login | None = None
-        self.mode_pins = 0  # pins for every connection: pool_mode=session, multiplexing off
         self.statement_mode = False  # pool_mode=statement
-        self.hold: dict[int, int] = {}  # hostgroup -> pin reasons other than an open transaction
-        self.vars: dict[str, str] = {}  # session variables the client set: name -> SQL value text
-        self.text_prepares: dict[int, int] = {}  # hostgroup -> statements PREPAREd there (text protocol)
-        self.next_trx_at = 0  # statement number of a SET TRANSACTION (next transaction only)
-        self.autoinc_left = 0  # statements left before an insert's connection may be multiplexed
-        self.statements = 0
         self.last_insert_id = 0
         self.last_insert_hg: int | None = None
         self.row_count = -1
-        self.found_rows = 0
         self.last_gtid = ""  # GTID of the session's last write (session tracking of last_gtid)
         self.causal_reads = "off"
-        self.trx_started = 0.0  # monotonic time the open transaction started (0: none)
         self.stmts: dict[int, ClientStmt] = {}  # client statement id -> statement
         self.next_stmt_id = 1
         self.fast_forward = False
         self.tls = False  # the client connection is encrypted (it sent an SSLRequest)
-        self.transaction_persistent = True
-        self.trx_hg: int | None = None  # hostgroup where a transaction is open
-        self.trx_read_only = False  # the open transaction is read-only by declaration (on trx_hg)
-        # SET TRANSACTION ... (next transaction only) held by the proxy while a READ ONLY is among them:
-        # run on the connection of the statement that opens that transaction (``_forward``)
-        self.next_trx_sets: list[str] = []
-        self.next_trx_read_only = False
-        # statements that reopen a read-only transaction on another reader while none of its results
-        # reached the client (its first statement after START TRANSACTION READ ONLY may be retried)
-        self.ro_restart: list[str] | None = None
-        self.sticky_hg: int | None = None  # locks or a rule keep the session on this hostgroup
-        self.table_lock = False
-        self.named_locks = 0
-        self.rule_sticky = False
-        self.temp_tables: dict[str, int] = {}  # temporary table -> hostgroup that has it
-        self.var_hg: int | None = None  # hostgroup where user variables were assigned by a query
-        self.last_hg: int | None = None
         self.flag_in = 0
         self._plans: dict[int, _Plan] = {}  # digest hash -> what _plan decided
         self.release_at = 0.0  # connection_delay_multiplex_ms: trio time when kept connections go back (0: none)
@@ -726,6 +693,10 @@ class ClientSession:
         return False
 
     @property
+    def autocommit_false_is_transaction(self) -> bool:  # the live mysql-autocommit_false_is_transaction
+        return self.app.vars.autocommit_false_is_transaction
+
+    @property
     def backend_capabilities(self) -> int:
         """The client's capabilities as passed on to backends (LOCAL INFILE only if enabled)."""
         if self.app.vars.enable_load_data_local_infile:
@@ -755,28 +726,12 @@ class ClientSession:
 
     def _reset_session_state(self) -> None:
         """What COM_RESET_CONNECTION and COM_CHANGE_USER forget (connections are given back first)."""
-        self.trx_hg = None
-        self.trx_read_only = False
-        self.next_trx_sets = []
-        self.next_trx_read_only = False
-        self.ro_restart = None
-        self._unstick()
-        self.temp_tables.clear()
-        self.var_hg = None
-        self.last_hg = None
+        self._reset_statement_state()
         self.flag_in = 0
-        self.hold.clear()
-        self.vars.clear()
-        self.text_prepares.clear()
-        self.next_trx_at = 0
-        self.autoinc_left = 0
         self.last_insert_id = 0
         self.last_insert_hg = None
         self.row_count = -1
-        self.found_rows = 0
-        self.trx_started = 0.0
         self.stmts.clear()
-        self.status = int(Status.AUTOCOMMIT)
 
     def kill(self) -> None:
         """KILL CONNECTION from another session: end this one."""
@@ -914,19 +869,7 @@ class ClientSession:
             if be.state is BackendState.CLOSED:
                 del backends[hg]
                 continue
-            pins = self.hold.get(hg, 0) | self.mode_pins
-            if be.in_trx:
-                pins |= P.TRANSACTION
-            elif pins & (P.SAVEPOINT | P.NEXT_TRANSACTION | P.XA):
-                if pins & P.NEXT_TRANSACTION and self.statements > self.next_trx_at:
-                    pins &= ~P.NEXT_TRANSACTION
-                pins &= ~P.SAVEPOINT
-                self.hold[hg] = pins & ~self.mode_pins
-            if pins & P.AUTO_INCREMENT:
-                self.autoinc_left -= 1
-                if self.autoinc_left <= 0:
-                    pins &= ~P.AUTO_INCREMENT
-                    self.hold[hg] &= ~P.AUTO_INCREMENT
+            pins = self._pins_after_command(hg, be.in_trx)
             if pins:
                 started = pins & ~be.pins
                 if started:
@@ -977,19 +920,7 @@ class ClientSession:
 
     def _forget_connection_state(self, hg: int) -> None:
         """What lived in the session's connection to ``hg`` is gone with it."""
-        if self.trx_hg == hg:
-            self.trx_hg = None
-            self.trx_read_only = False
-            self.trx_started = 0.0
-        if self.sticky_hg == hg:
-            self._unstick()
-        if self.var_hg == hg:
-            self.var_hg = None
-        for t, where in list(self.temp_tables.items()):
-            if where == hg:
-                del self.temp_tables[t]
-        self.hold.pop(hg, None)
-        self.text_prepares.pop(hg, None)
+        self._forget_hostgroup_state(hg)
         for st in self.stmts.values():
             if st.cursor_hg == hg:
                 st.cursor = None
@@ -1025,12 +956,6 @@ class ClientSession:
             f"Lost connection to backend {be.server} (hostgroup {be.server.hostgroup}) during query: {exc}",
             "08S01",
         )
-
-    def _unstick(self) -> None:
-        self.sticky_hg = None
-        self.table_lock = False
-        self.named_locks = 0
-        self.rule_sticky = False
 
     def _absorb_state(self, be: BackendConnection, ok: bytes) -> None:
         """Session-state changes a backend reported in an OK packet: the source of truth for variables and schema."""
@@ -1209,7 +1134,7 @@ class ClientSession:
         if trx_effect != TRX_KEEPS and self.next_trx_sets:
             self.next_trx_sets = []  # they applied to the transaction this command opened
             self.next_trx_read_only = False
-        self._track_transaction(be, hg, trx_effect)
+        be.in_trx = self._track_transaction(hg, trx_effect, be.in_trx)
         if tracker.status_seen:
             ok = tracker.last_ok
             if ok is not None:
@@ -1240,32 +1165,6 @@ class ClientSession:
                 self.next_trx_read_only = False
                 err = parse_err(tracker.error)
                 raise MySQLError(err.code, err.message, err.sqlstate)  # the server's own answer to it
-
-    def _track_transaction(self, be: BackendConnection, hg: int, effect: int) -> None:
-        """After a command on ``be``: is a transaction of this session open there now?
-
-        The server's IN_TRANS flag says so for BEGIN and for statements that touched a transactional
-        table. It does not for an autocommit-off session that has run only SAVEPOINT, a read of no
-        table, a failed statement...: yet its transaction (savepoints, the REPEATABLE READ snapshot,
-        locks) lives on that connection from its first statement until COMMIT/ROLLBACK, as on a
-        direct connection (``autocommit_false_is_transaction``, on by default). Such a connection
-        stays pinned to the session (``_release_free``) and is reset, never handed on, when the
-        session ends with it open (``_drop_all_backends``). ``effect`` says what the command did to
-        such a transaction: opened it (or ran in it), left it as it was (SET, USE), or ended it.
-        """
-        st = self.status
-        if st & _IN_TRANS or (not st & _AUTOCOMMIT and self.app.vars.autocommit_false_is_transaction
-                              and (effect == TRX_OPENS or (effect == TRX_KEEPS and be.in_trx))):
-            be.in_trx = True
-            if self.trx_hg is None:
-                self.trx_started = time.monotonic()
-            self.trx_hg = hg
-        else:
-            be.in_trx = False
-            if self.trx_hg == hg:
-                self.trx_hg = None
-                self.trx_read_only = False
-                self.trx_started = 0.0
 
     async def _statement_timed_out(self, be: BackendConnection, tracker: ResponseTracker, sent: bool,
                                    timeout_ms: int | None) -> bool:
@@ -1447,51 +1346,15 @@ class ClientSession:
             return
         if capture is not None and tracker.results == 1 and (tracker.rows or decision.cache_empty_result != 0):
             app.query_cache.put(cache_key, b"".join(capture), decision.cache_ttl)
-        self._after_query(hg, cls, decision, payload)
+        be = self.backends.get(hg)
+        changes = self._after_query(hg, cls, decision, payload, be is not None and be.tracks_variables)
+        if changes and be is not None:  # the connection is in the session's new schema / variables
+            if changes & SCHEMA_CHANGED:
+                be.schema = self.schema
+            if changes & VARS_CHANGED:
+                be.vars = dict(self.vars)
 
     # ------------------------------------------------------ read-only transactions
-
-    def _hold_next_transaction_set(self, cls: Classification, sql: str) -> bool:
-        """``SET TRANSACTION READ ONLY`` (next transaction only) outside a transaction is held by the
-        proxy, with any SET TRANSACTION after it, and run on the connection of the statement that
-        opens that transaction (``_forward``), which may then go to a reader. True if held (answer OK)."""
-        sv = cls.set_variables
-        if not sv or self.trx_hg is not None or cls.statement_count != 1:
-            return False
-        if any(v.scope != "next_transaction" for v in sv):
-            return False
-        read_only = None
-        for v in sv:
-            if v.name == "transaction_read_only":
-                read_only = v.value.upper() == "ON"
-        if not self.next_trx_sets and read_only is not True:
-            return False  # as before: sent at once, its connection pinned until the next transaction
-        self.next_trx_sets.append(sql)
-        if read_only is not None:
-            self.next_trx_read_only = read_only
-        return True
-
-    def _session_read_only(self) -> bool:
-        """SET SESSION TRANSACTION READ ONLY / transaction_read_only = 1 is in force."""
-        value = self.vars.get("transaction_read_only")
-        return value is not None and value.strip("'\"").upper() in ("1", "ON", "TRUE")
-
-    def _opens_read_only_transaction(self, cls: Classification, sql: str) -> bool:
-        """The statement opens a transaction that is read-only by declaration: START TRANSACTION READ
-        ONLY; BEGIN / START TRANSACTION after SET [SESSION] TRANSACTION READ ONLY; or, in an autocommit-off
-        session under one of those, a read that opens the session's next transaction."""
-        if self.trx_hg is not None or self.sticky_hg is not None:
-            return False
-        if cls.bits & _READ_ONLY_TRANSACTION:
-            return True
-        if cls.statement_count != 1:
-            return False
-        declared = self.next_trx_read_only if self.next_trx_sets else self._session_read_only()
-        if not declared:
-            return False
-        if cls.kind is StatementKind.TRANSACTION:
-            return cls.command in ("BEGIN", "START TRANSACTION") and _READ_WRITE_RE.search(sql) is None
-        return not self.status & _AUTOCOMMIT and cls.kind is StatementKind.READ
 
     def _read_only_hostgroup(self, cls: Classification, decision: RouteDecision, sql: str, dtext: str,
                              dhash: int) -> int:
@@ -1542,26 +1405,6 @@ class ClientSession:
             return payload
 
         return prepare
-
-    def _transaction_effect(self, cls: Classification, sql: str) -> int:
-        """What a statement does to an autocommit-off session's transaction. Ends it: a lone COMMIT or
-        ROLLBACK (not TO SAVEPOINT, not AND CHAIN, nor under completion_type=CHAIN) or a statement
-        that commits implicitly (DDL; BEGIN too, but the server's IN_TRANS flag reports the
-        transaction it opens). Leaves it as it was: SET and USE. Anything else opens it (or runs in it)."""
-        if cls.statement_count != 1:
-            return TRX_OPENS
-        if cls.kind is StatementKind.SESSION:
-            return TRX_KEEPS
-        if cls.bits & _IMPLICIT_COMMIT:
-            return TRX_ENDS
-        if cls.kind is not StatementKind.TRANSACTION or cls.command not in ("COMMIT", "ROLLBACK") \
-                or cls.bits & _SAVEPOINT:
-            return TRX_OPENS
-        m = _CHAIN_RE.search(sql)
-        if m is not None:
-            return TRX_ENDS if m.group(1) is not None else TRX_OPENS  # AND NO CHAIN / AND CHAIN
-        completion = self.vars.get("completion_type", "").strip("'\"").upper()
-        return TRX_ENDS if completion in ("", "0", "NO_CHAIN", "2", "RELEASE") else TRX_OPENS
 
     def _plan(self, sql: str, dtext: str, dhash: int):
         """Classify and route a statement; remember both for the session's next statements with the
@@ -1682,153 +1525,6 @@ class ClientSession:
             event["error"] = True
         self.app.query_log.write(event)
 
-    def _route(self, decision, cls: Classification) -> int:
-        """The hostgroup for a statement: rules first, then what keeps the session correct."""
-        hg = decision.destination_hostgroup
-        if hg is None:
-            hg = self.default_hostgroup
-        if self.sticky_hg is not None:
-            return self.sticky_hg  # LOCK TABLES, GET_LOCK, sticky_conn, multiplex=0
-        if self.trx_hg is not None and (self.transaction_persistent or self.trx_read_only):
-            return self.trx_hg  # an open transaction stays where it started
-        if not self.status & _AUTOCOMMIT:
-            return self.default_hostgroup  # autocommit=0: every statement opens a transaction
-        flags = cls.bits
-        if flags & _UV_READ and self.var_hg is not None:
-            return self.var_hg
-        if flags & _DIAGNOSTICS and self.last_hg is not None:
-            return self.last_hg
-        if self.temp_tables and cls.tables:
-            for t in cls.tables:
-                where = self.temp_tables.get(t)
-                if where is not None:
-                    return where
-        return hg
-
-    def _after_query(self, hg: int, cls: Classification, decision, payload: bytes) -> None:
-        """Update what the session must remember after a statement succeeded, and why its connection stays."""
-        flags = cls.bits
-        if cls.kind is not StatementKind.READ:
-            self.found_rows = 0
-        if not flags & _AFTER_MASK and cls.kind is not StatementKind.SESSION \
-                and decision.sticky_conn is None and decision.multiplex is None:
-            return
-        hold = old = self.hold.get(hg, 0)
-        if flags & _LOCK_TABLES:
-            self.table_lock = True
-            self.sticky_hg = hg
-            hold |= P.LOCK_TABLES
-        if flags & _UNLOCK_TABLES:
-            self.table_lock = False
-            hold &= ~P.LOCK_TABLES
-        if flags & _GET_LOCK:
-            self.named_locks += 1
-            self.sticky_hg = hg
-            hold |= P.GET_LOCK
-        if flags & _RELEASE_LOCK and self.named_locks:
-            self.named_locks -= 1
-            if not self.named_locks:
-                hold &= ~P.GET_LOCK
-        if decision.sticky_conn or decision.multiplex == 0:
-            self.rule_sticky = True
-            self.sticky_hg = hg
-            hold |= P.RULE
-        elif decision.multiplex == 1 and self.rule_sticky:
-            self.rule_sticky = False
-            hold &= ~P.RULE
-        if self.sticky_hg is not None and not (self.table_lock or self.named_locks or self.rule_sticky):
-            self.sticky_hg = None
-        if flags & _CREATE_TEMP:
-            for t in cls.tables:
-                self.temp_tables[t] = hg
-            hold |= P.TEMPORARY_TABLES
-        if flags & _DROP_TEMP:
-            for t in cls.tables:
-                self.temp_tables.pop(t, None)
-            if hg not in self.temp_tables.values():
-                hold &= ~P.TEMPORARY_TABLES
-        if flags & _UV_ASSIGN and decision.multiplex != 2:
-            self.var_hg = hg
-            hold |= P.USER_VARIABLES
-        if flags & _SQL_CALC_FOUND_ROWS:
-            hold |= P.FOUND_ROWS
-        elif flags & _FOUND_ROWS_FN:
-            hold &= ~P.FOUND_ROWS
-        if flags & _TEXT_PREPARE:
-            self.text_prepares[hg] = self.text_prepares.get(hg, 0) + cls.statement_count
-            hold |= P.TEXT_PREPARE
-        if flags & _DEALLOCATE and self.text_prepares.get(hg):
-            self.text_prepares[hg] -= 1
-            if not self.text_prepares[hg]:
-                hold &= ~P.TEXT_PREPARE
-        if flags & _SAVEPOINT:
-            hold |= P.SAVEPOINT
-        if flags & _HANDLER:
-            hold |= P.HANDLER
-        if flags & _XA:
-            if _XA_END_RE.match(payload[1:].decode("utf-8", "replace")):
-                hold &= ~P.XA
-            else:
-                hold |= P.XA
-        if cls.kind is StatementKind.SESSION:
-            if flags & _CHANGE_SCHEMA and cls.schema:
-                self.schema = cls.schema
-                be = self.backends.get(hg)
-                if be is not None:
-                    be.schema = cls.schema
-            hold = self._apply_set(hg, cls, hold)
-        if hold != old:
-            self.hold[hg] = hold
-
-    def _apply_set(self, hg: int, cls: Classification, hold: int) -> int:
-        """Record the session variables a successful SET assigned; returns the connection's pins."""
-        sv = cls.set_variables
-        if sv is None:
-            if cls.flags & (_F.SET_SESSION_VARIABLE | _F.SET_AUTOCOMMIT | _F.SET_SQL_LOG_BIN):
-                return hold | P.SESSION_STATE  # a SET the proxy cannot read: keep its connection
-            return hold
-        be = self.backends.get(hg)
-        # MariaDB (10.11) reports no session-state change for the SET @@name = ... form (without
-        # SESSION): then the values are taken from the statement, as for a server without tracking.
-        tracked = be is not None and be.tracks_variables and bool(self.status & _STATE_CHANGED)
-        changed = False
-        for v in sv:
-            scope = v.scope
-            if scope == "user" or scope in ("global", "persist", "persist_only"):
-                continue
-            name = _VAR_ALIASES.get(v.name, v.name)
-            value = v.value
-            if scope == "next_transaction":
-                self.next_trx_at = self.statements
-                hold |= P.NEXT_TRANSACTION
-                continue
-            if name == "sql_log_bin":
-                off = value.strip("'\"").upper() in ("0", "OFF", "FALSE")
-                hold = hold | P.SQL_LOG_BIN if off else hold & ~P.SQL_LOG_BIN
-                continue
-            if name.startswith("session_track_"):
-                hold |= P.SESSION_STATE
-                continue
-            if tracked:
-                continue  # the server reported the resulting values (see _absorb_state)
-            if name in ("names", "charset"):
-                if _NAMES_RE.match(value):
-                    self.vars[name] = value
-                    changed = True
-                else:
-                    hold |= P.SESSION_STATE
-                continue
-            if value.upper() == "DEFAULT":
-                changed |= self.vars.pop(name, None) is not None
-            elif _LITERAL_RE.match(value):
-                self.vars[name] = value
-                changed = True
-            else:
-                hold |= P.SESSION_STATE  # an expression the proxy cannot replay elsewhere
-        if changed and be is not None:
-            be.vars = dict(self.vars)
-        return hold
-
     async def _set_locally(self, cls: Classification) -> bool:
         """``SET autocommit = ...`` or ``SET NAMES ...`` alone, with no connection held: recorded and
         answered by the proxy (drivers send them on connect, so connecting costs no backend round
@@ -1877,12 +1573,6 @@ class ClientSession:
         else:
             return False
         await self._send_ok()
-        return True
-
-    def _autocommit_on(self, cls: Classification) -> bool:
-        for v in cls.set_variables or ():
-            if v.name == "autocommit" and v.scope == "session":
-                return v.value.strip("'\"").upper() in ("1", "ON", "TRUE")
         return True
 
     async def _local_answer(self, sql: str, flags: int) -> bool:
