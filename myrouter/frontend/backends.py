@@ -232,10 +232,7 @@ class BackendsMixin:
     def _forget_connection_state(self, hg: int) -> None:
         """What lived in the session's connection to ``hg`` is gone with it."""
         self._forget_hostgroup_state(hg)
-        for st in self.stmts.values():
-            if st.cursor_hg == hg:
-                st.cursor = None
-                st.cursor_hg = None
+        self.prepared.forget_cursors(hg)
 
     def _drop_all_backends(self, *, quit: bool = False) -> None:
         """The session ends (or resets): free connections go back to the pool; pinned ones carry state of

@@ -13,6 +13,7 @@ from ..backend.connection import BackendConnection
 from ..backend.stmts import ClientStmt, StmtMeta, execute_for_backend
 from ..backend.connection import split_payloads
 from ..net.stream import ConnectionLost
+from ..protocol.constants import Command
 from ..protocol.errors import MalformedPacket, MySQLError
 from ..protocol.messages import (
     PrepareOK,
@@ -37,13 +38,16 @@ from .common import (
 )
 
 if TYPE_CHECKING:
-    from ..app import Proxy
+    from .session import ClientSession
 
 
-class PreparedMixin:
-    """Prepared statements (a part of ``ClientSession``)."""
+class PreparedStatements:
+    """The client's prepared statements (its ids -> ``ClientStmt``) and the COM_STMT_* commands of one session."""
 
-    app: Proxy
+    def __init__(self, session: ClientSession) -> None:
+        self.session = session
+        self.stmts: dict[int, ClientStmt] = {}  # client statement id -> statement
+        self.next_stmt_id = 1
 
     def _stmt(self, payload: bytes, what: str) -> ClientStmt:
         if len(payload) < 5:
@@ -56,13 +60,14 @@ class PreparedMixin:
         return st
 
     async def _com_stmt_prepare(self, payload: bytes) -> None:
-        app = self.app
+        session = self.session
+        app = session.app
         sql = payload[1:]
         text = sql.decode("utf-8", "surrogateescape")
         dtext, dhash = app.digester(text)
         cls = app.classifier.classify(text, dhash, remember=not app.digester.capped(text))
         decision = app.rules.evaluate(RuleContext(
-            self.username, self.schema, self.client_host, self.proxy_host, self.proxy_port, 0,
+            session.username, session.schema, session.client_host, session.proxy_host, session.proxy_port, 0,
             dhash, dtext, text, cls,
         ))
         if decision.error_msg is not None:
@@ -71,29 +76,30 @@ class PreparedMixin:
             raise MySQLError(ER_NOT_SUPPORTED_YET, "KILL, CONNECTION_ID() and PROCESSLIST are answered by myrouter "
                              "with its own session ids, in text statements only, not in prepared statements",
                              "42000")
-        key = (self.schema, sql, bool(self.capabilities & C.DEPRECATE_EOF))
+        key = (session.schema, sql, bool(session.capabilities & C.DEPRECATE_EOF))
         meta = app.stmt_registry.get(key)
         if meta is None:
-            hg = self._route(decision, cls)
-            be = await self._borrow(hg)
+            hg = session._route(decision, cls)
+            be = await session._borrow(hg)
             meta = app.stmt_registry.peek(key)  # prepared by another session meanwhile?
         if meta is None:
             result = await self._prepare_on(be, key, sql)
             if isinstance(result, bytes):
-                await self.client.send_packet(result, 1)  # the server's ERR, unchanged
+                await session.client.send_packet(result, 1)  # the server's ERR, unchanged
                 return
             meta = result
             app.stmt_registry.put(meta)
         sid = self.next_stmt_id
         self.next_stmt_id = sid + 1 if sid < 0xFFFFFFFF else 1
         self.stmts[sid] = ClientStmt(sid, meta, cls, decision, (dtext, dhash))
-        await self.client.send_all(meta.client_response(sid))
+        await session.client.send_all(meta.client_response(sid))
 
     async def _prepare_on(self, be: BackendConnection, key, sql: bytes) -> StmtMeta | bytes:
         """Prepare ``sql`` on ``be`` (closing its least recently used statements beyond the cap).
 
         Returns the statement's metadata, or the server's ERR payload.
         """
+        session = self.session
         raw: list[bytes] = []
         try:
             tracker = await be.run_command(b"\x16" + sql, ResponseKind.PREPARE, raw)
@@ -105,15 +111,16 @@ class PreparedMixin:
             if old is not None:  # prepared here before (its metadata changed): one copy only
                 await be.stream.send_all(frame(b"\x19" + old.to_bytes(4, "little"), 0))
             be.stmts[key] = ok.statement_id
-            cap = self.app.vars.max_stmts_per_connection
+            cap = session.app.vars.max_stmts_per_connection
             if len(be.stmts) > cap:
                 await self._evict_statements(be, cap)
         except (ConnectionLost, MalformedPacket) as exc:
-            raise self._lost_backend(be, exc) from exc
+            raise session._lost_backend(be, exc) from exc
         return StmtMeta(key, sql, ok.num_params, ok.num_columns, ok.warnings, packets[1:])
 
     async def _evict_statements(self, be: BackendConnection, cap: int) -> None:
         """Close ``be``'s least recently used statements on the server until it holds ``cap``."""
+        session = self.session
         busy = {st.meta.key for st in self.stmts.values() if st.cursor is be}
         for key in list(be.stmts):
             if len(be.stmts) <= cap:
@@ -122,10 +129,11 @@ class PreparedMixin:
                 continue
             old = be.stmts.pop(key)
             await be.stream.send_all(frame(b"\x19" + old.to_bytes(4, "little"), 0))  # COM_STMT_CLOSE: no reply
-            self.app.counters.stmts_evicted += 1
+            session.app.counters.stmts_evicted += 1
 
     async def _backend_stmt_id(self, be: BackendConnection, st: ClientStmt) -> int | None:
         """``st``'s id on ``be``, preparing it there first if needed; None after sending the client an ERR."""
+        session = self.session
         meta = st.meta
         bid = be.stmts.get(meta.key)
         if bid is not None:
@@ -133,23 +141,25 @@ class PreparedMixin:
             return bid
         result = await self._prepare_on(be, meta.key, meta.sql)
         if isinstance(result, bytes):
-            await self.client.send_packet(result, 1)
+            await session.client.send_packet(result, 1)
             return None
         if result.num_params != meta.num_params or result.num_columns != meta.num_columns:
-            self.app.stmt_registry.put(result)  # the table changed: later PREPAREs get the new shape
+            session.app.stmt_registry.put(result)  # the table changed: later PREPAREs get the new shape
             raise MySQLError(1615, "Prepared statement needs to be re-prepared", "HY000")
         return be.stmts[meta.key]
 
     def _set_cursor(self, st: ClientStmt, be: BackendConnection | None, hg: int | None) -> None:
         """Open (be, hg) or close (None) ``st``'s cursor; a cursor pins its connection until closed."""
+        session = self.session
         old_hg = st.cursor_hg
         st.cursor, st.cursor_hg = be, hg
         for h in {old_hg, hg} - {None}:
             open_here = any(s.cursor_hg == h for s in self.stmts.values())
-            cur = self.hold.get(h, 0)
-            self.hold[h] = cur | P.CURSOR if open_here else cur & ~P.CURSOR
+            cur = session.hold.get(h, 0)
+            session.hold[h] = cur | P.CURSOR if open_here else cur & ~P.CURSOR
 
     async def _com_stmt_execute(self, payload: bytes) -> None:
+        session = self.session
         if len(payload) < 10:
             raise MalformedPacket("COM_STMT_EXECUTE shorter than its fixed header")
         st = self._stmt(payload, "execute")
@@ -157,7 +167,7 @@ class PreparedMixin:
         if st.cursor is not None:
             hg = st.cursor_hg  # a new execution replaces the open cursor, on its connection
         else:
-            hg = self._route(st.decision, cls)
+            hg = session._route(st.decision, cls)
         cursor = bool(payload[5] & 0x0F)
         used: list[BackendConnection] = []
 
@@ -170,24 +180,24 @@ class PreparedMixin:
                 try:
                     await be.stream.send_all(b"".join(frame(head + d, 0) for d in st.long_data))
                 except ConnectionLost as exc:
-                    raise self._lost_backend(be, exc) from exc
+                    raise session._lost_backend(be, exc) from exc
             used.append(be)
             return execute_for_backend(payload, bid, st)
 
         safe = (cls.kind is StatementKind.READ and not cls.bits & _STATEFUL and not cursor and st.cursor is None
-                and self.trx_hg is None and self.status & _AUTOCOMMIT)
-        retries = self.app.vars.query_retries_on_failure if safe else 0
-        tracker = await self._forward(b"", ResponseKind.RESULT, hostgroup=hg, cursor=cursor, retries=retries,
+                and session.trx_hg is None and session.status & _AUTOCOMMIT)
+        retries = session.app.vars.query_retries_on_failure if safe else 0
+        tracker = await session._forward(b"", ResponseKind.RESULT, hostgroup=hg, cursor=cursor, retries=retries,
                                       prepare=for_connection)
         if tracker is None:
             return
         st.long_data.clear()
         be = used[-1]
         hg = be.server_ref.hostgroup if be.server_ref is not None else hg
-        app = self.app
-        us = int((time.monotonic() - self.command_started) * 1_000_000)
+        app = session.app
+        us = int((time.monotonic() - session.command_started) * 1_000_000)
         dtext, dhash = st.digest
-        app.digest_stats.record(hg, self.schema or "", self.username, self.client_host, dhash, dtext, us,
+        app.digest_stats.record(hg, session.schema or "", session.username, session.client_host, dhash, dtext, us,
                                 affected_rows(tracker.last_ok), tracker.rows)
         app.command_counters.record(st.classification.command, us)
         if cursor and tracker.error is None and tracker.status & _CURSOR_EXISTS:
@@ -196,12 +206,13 @@ class PreparedMixin:
             self._set_cursor(st, None, None)
         if tracker.error is None:
             if tracker.columns:
-                self.row_count = -1
-                self.found_rows = tracker.rows
+                session.row_count = -1
+                session.found_rows = tracker.rows
             else:
-                self.row_count = affected_rows(tracker.last_ok)
+                session.row_count = affected_rows(tracker.last_ok)
 
     async def _com_stmt_fetch(self, payload: bytes) -> None:
+        session = self.session
         st = self._stmt(payload, "fetch")
         if st.cursor is None or st.cursor.closed:
             raise MySQLError(ER_STMT_HAS_NO_OPEN_CURSOR, f"The statement ({st.id}) has no open cursor.", "HY000")
@@ -209,27 +220,29 @@ class PreparedMixin:
         if bid is None:  # the statement is gone from that connection: so is its cursor
             self._set_cursor(st, None, None)
             raise MySQLError(ER_STMT_HAS_NO_OPEN_CURSOR, f"The statement ({st.id}) has no open cursor.", "HY000")
-        tracker = await self._forward(payload[:1] + bid.to_bytes(4, "little") + payload[5:], ResponseKind.FETCH,
+        tracker = await session._forward(payload[:1] + bid.to_bytes(4, "little") + payload[5:], ResponseKind.FETCH,
                                       hostgroup=st.cursor_hg)
         if tracker is None or tracker.error is not None or tracker.status & _LAST_ROW_SENT:
             self._set_cursor(st, None, None)
 
     async def _com_stmt_reset(self, payload: bytes) -> None:
+        session = self.session
         st = self._stmt(payload, "reset")
         st.long_data.clear()
         if st.cursor is None:
-            await self._send_ok()
+            await session._send_ok()
             return
         bid = st.cursor.stmts.get(st.meta.key)
         hg = st.cursor_hg
         self._set_cursor(st, None, None)
         if bid is None:
-            await self._send_ok()
+            await session._send_ok()
             return
-        await self._forward(payload[:1] + bid.to_bytes(4, "little"), ResponseKind.SIMPLE, hostgroup=hg)
+        await session._forward(payload[:1] + bid.to_bytes(4, "little"), ResponseKind.SIMPLE, hostgroup=hg)
 
     async def _com_stmt_close(self, payload: bytes) -> None:
         # No reply. The backend preparation stays (shared); an open cursor is closed.
+        session = self.session
         if len(payload) < 5:
             return
         st = self.stmts.pop(int.from_bytes(payload[1:5], "little"), None)
@@ -243,11 +256,11 @@ class PreparedMixin:
         try:
             tracker = await be.run_command(b"\x1a" + bid.to_bytes(4, "little"), ResponseKind.SIMPLE)
             if tracker.error is not None:
-                log.info("session %d: closing a cursor on %s failed: %s", self.id, be.server,
+                log.info("session %d: closing a cursor on %s failed: %s", session.id, be.server,
                          parse_err(tracker.error))
-                self._drop_backend(be)
+                session._drop_backend(be)
         except (ConnectionLost, MalformedPacket) as exc:
-            self._lost_backend(be, exc)
+            session._lost_backend(be, exc)
 
     async def _com_stmt_send_long_data(self, payload: bytes) -> None:
         # No reply: kept until the next COM_STMT_EXECUTE, which may run on another connection.
@@ -256,3 +269,20 @@ class PreparedMixin:
         st = self.stmts.get(int.from_bytes(payload[1:5], "little"))
         if st is not None:
             st.long_data.append(payload[5:])
+
+    #: the COM_STMT_* commands, by command byte (``ClientSession._com_prepared``)
+    commands = {
+        Command.STMT_PREPARE: _com_stmt_prepare,
+        Command.STMT_EXECUTE: _com_stmt_execute,
+        Command.STMT_FETCH: _com_stmt_fetch,
+        Command.STMT_RESET: _com_stmt_reset,
+        Command.STMT_CLOSE: _com_stmt_close,
+        Command.STMT_SEND_LONG_DATA: _com_stmt_send_long_data,
+    }
+
+    def forget_cursors(self, hg: int) -> None:
+        """The session's connection to ``hg`` is gone: so are the cursors open on it."""
+        for st in self.stmts.values():
+            if st.cursor_hg == hg:
+                st.cursor = None
+                st.cursor_hg = None

@@ -88,12 +88,12 @@ class QueryMixin:
             m = _KILL_RE.match(payload, 1)
             if m is not None:
                 query_only = (m.group(1) or b"").lower() == b"query"
-                await self._kill(int(m.group(2)), query_only)
+                await self.local.kill(int(m.group(2)), query_only)
                 return
         self.info = payload
         if self.fast_forward:
             if _KILL_WORD.search(payload) and proxyids.mentions_kill(payload[1:].decode("utf-8", "surrogateescape")):
-                await self._kill_statement(payload[1:].decode("utf-8", "surrogateescape"))
+                await self.local.kill_statement(payload[1:].decode("utf-8", "surrogateescape"))
                 return
             await self._forward(payload, ResponseKind.RESULT)
             return
@@ -116,7 +116,7 @@ class QueryMixin:
         else:
             cls, decision = self._plan(sql, dtext, dhash)
         if cls.bits & _KILL:
-            await self._kill_statement(sql)  # every KILL form: carried out on proxy sessions, or refused
+            await self.local.kill_statement(sql)  # every KILL form: carried out on proxy sessions, or refused
             return
         if cls.bits & _DYNAMIC_SQL and _KILL_WORD.search(payload):
             proxyids.check_dynamic_kill(sql)
@@ -131,10 +131,10 @@ class QueryMixin:
             payload = b"\x03" + decision.rewritten_query.encode("utf-8", "surrogateescape")
             sql = decision.rewritten_query
         flags = cls.bits
-        if flags & _LOCAL_ANSWERS and await self._local_answer(sql, flags):
+        if flags & _LOCAL_ANSWERS and await self.local.local_answer(sql, flags):
             return
         if flags & (_PROCESSLIST | _CONNECTION_ID):
-            text = await self._session_ids_sql(sql, flags)
+            text = await self.local.session_ids_sql(sql, flags)
             if text is None:
                 return  # answered
             payload = b"\x03" + text.encode("utf-8", "surrogateescape")

@@ -4,6 +4,20 @@ One Trio task per client. The command loop handles one request and then its
 whole response before reading the next request; responses from the backend
 are forwarded as raw bytes while a ``ResponseTracker`` finds where they end.
 No task, channel or cancel scope is created per statement on the hot path.
+
+The session's parts, one module each (``myrouter/frontend/``):
+
+- ``handshake``: the connection phase, shared with the admin port;
+- ``decisions`` (``StatementState``): the sans-I/O state and decisions (route, transaction,
+  pins, what a statement leaves behind), unit-tested without sockets;
+- ``query`` (``QueryMixin``): COM_QUERY, its plan memo and plain path;
+- ``relay`` (``RelayMixin``): one command to a backend and its response to the client;
+- ``backends`` (``BackendsMixin``): borrowing, state replay and giving back of connections;
+- ``prepared`` (``PreparedStatements``) and ``local`` (``LocalAnswers``): components with
+  their own state for COM_STMT_* and for what the proxy answers itself (KILL, PROCESSLIST).
+
+The mixins share the session's attributes (the per-statement path stays free of extra
+indirections); the components are reached as ``session.prepared`` and ``session.local``.
 """
 
 from __future__ import annotations
@@ -17,7 +31,6 @@ import trio
 from ..backend import pins as P
 from ..backend.connection import BackendConnection
 from ..backend.pool import KEY_CAPABILITIES, Login, PoolKey
-from ..backend.stmts import ClientStmt
 from ..net.stream import ConnectionLost, PacketStream, start_compression
 from ..protocol import errors as E
 from ..protocol.auth import BackendSecret, ServerAuth, new_scramble
@@ -51,12 +64,13 @@ if TYPE_CHECKING:
     from ..app import Proxy
 
 from .backends import BackendsMixin, _sql_literal  # noqa: F401 (_sql_literal: tests)
-from .local import LocalMixin
-from .prepared import PreparedMixin
+from .local import LocalAnswers
+from .prepared import PreparedStatements
 from .query import QueryMixin, _Plan
 from .relay import RelayMixin, _ok_insert_id, _strip_session_state  # noqa: F401 (tests)
-class ClientSession(QueryMixin, PreparedMixin, LocalMixin, RelayMixin, BackendsMixin, StatementState):
-    """One client: the Trio driver of the session (handshake, command loop, replies) and its parts."""
+class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
+    """One client: the Trio driver of the session (handshake, command loop, replies, COM_CHANGE_USER
+    and COM_RESET_CONNECTION) over its parts (see the module docstring)."""
 
     def __init__(self, app: Proxy, stream: PacketStream, peer: tuple) -> None:
         StatementState.__init__(self)
@@ -84,8 +98,7 @@ class ClientSession(QueryMixin, PreparedMixin, LocalMixin, RelayMixin, BackendsM
         self.row_count = -1
         self.last_gtid = ""  # GTID of the session's last write (session tracking of last_gtid)
         self.causal_reads = "off"
-        self.stmts: dict[int, ClientStmt] = {}  # client statement id -> statement
-        self.next_stmt_id = 1
+        self.prepared = PreparedStatements(self)  # COM_STMT_*
         self.fast_forward = False
         self.tls = False  # the client connection is encrypted (it sent an SSLRequest)
         self.flag_in = 0
@@ -99,7 +112,7 @@ class ClientSession(QueryMixin, PreparedMixin, LocalMixin, RelayMixin, BackendsM
         self.scope: trio.CancelScope | None = None
         self.idle_since = time.monotonic()
         self.killed = False
-        self.privileges: frozenset[str] | None = None  # the user's global privileges on the backend, once asked
+        self.local = LocalAnswers(self)  # KILL, PROCESSLIST, local functions
         self.counted_user = False  # counted in app.user_sessions under self.username
         self.command: int | None = None
         self.info: bytes = b""
@@ -476,7 +489,7 @@ class ClientSession(QueryMixin, PreparedMixin, LocalMixin, RelayMixin, BackendsM
         self.last_insert_id = 0
         self.last_insert_hg = None
         self.row_count = -1
-        self.stmts.clear()
+        self.prepared.stmts.clear()
 
     def kill(self) -> None:
         """KILL CONNECTION from another session: end this one."""
@@ -577,7 +590,7 @@ class ClientSession(QueryMixin, PreparedMixin, LocalMixin, RelayMixin, BackendsM
         self.counted_user = True
         self.username = req.username
         self.secret = auth.secret
-        self.privileges = None
+        self.local.privileges = None
         self._apply_user(user)
         self.schema = req.database or user.default_schema or None
         if req.charset:
@@ -591,6 +604,19 @@ class ClientSession(QueryMixin, PreparedMixin, LocalMixin, RelayMixin, BackendsM
             raise CloseSession
         await self._send_ok(seq)
 
+    async def _com_prepared(self, payload: bytes) -> None:
+        """COM_STMT_*: the session's prepared statements."""
+        prepared = self.prepared
+        await prepared.commands[payload[0]](prepared, payload)
+
+    async def _com_process_info(self, payload: bytes) -> None:
+        await self.local.send_processlist(full=False)  # COM_PROCESS_INFO: SHOW PROCESSLIST of the proxy's sessions
+
+    async def _com_process_kill(self, payload: bytes) -> None:
+        if len(payload) < 5:
+            raise MalformedPacket("COM_PROCESS_KILL without a connection id")
+        await self.local.kill(int.from_bytes(payload[1:5], "little"), query_only=False)
+
     _handlers = {
         Command.QUERY: QueryMixin._com_query,
         Command.INIT_DB: _com_init_db,
@@ -599,14 +625,14 @@ class ClientSession(QueryMixin, PreparedMixin, LocalMixin, RelayMixin, BackendsM
         Command.FIELD_LIST: _com_simple,
         Command.STATISTICS: _com_simple,
         Command.SET_OPTION: _com_set_option,
-        Command.PROCESS_INFO: LocalMixin._com_process_info,
-        Command.STMT_PREPARE: PreparedMixin._com_stmt_prepare,
-        Command.STMT_EXECUTE: PreparedMixin._com_stmt_execute,
-        Command.STMT_FETCH: PreparedMixin._com_stmt_fetch,
-        Command.STMT_RESET: PreparedMixin._com_stmt_reset,
-        Command.STMT_CLOSE: PreparedMixin._com_stmt_close,
-        Command.STMT_SEND_LONG_DATA: PreparedMixin._com_stmt_send_long_data,
-        Command.PROCESS_KILL: LocalMixin._com_process_kill,
+        Command.PROCESS_INFO: _com_process_info,
+        Command.STMT_PREPARE: _com_prepared,
+        Command.STMT_EXECUTE: _com_prepared,
+        Command.STMT_FETCH: _com_prepared,
+        Command.STMT_RESET: _com_prepared,
+        Command.STMT_CLOSE: _com_prepared,
+        Command.STMT_SEND_LONG_DATA: _com_prepared,
+        Command.PROCESS_KILL: _com_process_kill,
         Command.RESET_CONNECTION: _com_reset_connection,
         Command.CHANGE_USER: _com_change_user,
     }
