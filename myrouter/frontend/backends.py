@@ -22,11 +22,10 @@ from ..protocol.messages import (
 )
 from ..protocol.response import ResponseKind
 from ..routing.hostgroups import ONLINE
-from .decisions import VAR_ALIASES as _VAR_ALIASES
+from .decisions import CHARSET_VARS as _CHARSET_VARS, VAR_ALIASES as _VAR_ALIASES
 from .common import (
     _AUTOCOMMIT,
     _CHARSET_ORDER,
-    _CHARSET_VARS,
     _NOT_RESTORED,
     _NUMBER_RE,
     log,

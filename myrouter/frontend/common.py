@@ -120,11 +120,7 @@ _LOCAL_FN_RE = re.compile(
     r"|CONNECTION_ID\s*\(\s*\))"
     r"(?:\s+(?:AS\s+)?(`[^`]+`|'[^']*'|\"[^\"]*\"|\w+))?\s*;?\s*\Z", re.I)
 
-_NAMES_PARTS_RE = re.compile(
-    r"""\s*('[^']*'|"[^"]*"|`[^`]*`|\w+)(?:\s+COLLATE\s+('[^']*'|"[^"]*"|`[^`]*`|\w+))?\s*\Z""", re.I)
 _NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?\Z")
-_CHARSET_VARS = frozenset(("names", "charset", "character_set_client", "character_set_connection",
-                           "character_set_results", "collation_connection"))
 _CHARSET_ORDER = ("names", "charset", "character_set_client", "character_set_connection", "character_set_results",
                   "collation_connection")
 # Tracked variables that are not session state to restore.

@@ -59,6 +59,10 @@ _CHAIN_RE = re.compile(r"\bAND\s+(NO\s+)?CHAIN\b", re.I)
 # Session variables: a value the proxy can replay as written (else it needs session tracking).
 LITERAL_RE = re.compile(r"""\s*(?:'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|[-+]?\d+(?:\.\d+)?|[A-Za-z_][\w$]*)\s*\Z""")
 NAMES_RE = re.compile(r"""\s*(?:'[^']*'|"[^"]*"|\w+)(?:\s+COLLATE\s+(?:'[^']*'|"[^"]*"|\w+))?\s*\Z""", re.I)
+NAMES_PARTS_RE = re.compile(
+    r"""\s*('[^']*'|"[^"]*"|`[^`]*`|\w+)(?:\s+COLLATE\s+('[^']*'|"[^"]*"|`[^`]*`|\w+))?\s*\Z""", re.I)
+CHARSET_VARS = frozenset(("names", "charset", "character_set_client", "character_set_connection",
+                          "character_set_results", "collation_connection"))
 # Variable name aliases: one name per variable in the session's state.
 VAR_ALIASES = {"tx_isolation": "transaction_isolation", "tx_read_only": "transaction_read_only"}
 
@@ -399,6 +403,58 @@ class StatementState:
             else:
                 hold |= P.SESSION_STATE  # an expression the proxy cannot replay elsewhere
         return hold, changed
+
+    def _record_set(self, cls: Classification, charset: int, collations: dict[int, tuple[str, str]],
+                    collation_charset: dict[str, str], default_collation: dict[str, str]) -> bool:
+        """``SET autocommit = ...`` or ``SET NAMES ...`` alone, recorded by the proxy without a backend
+        (drivers send them on connect, so connecting costs no backend round trip); the next borrowed
+        connection gets them with the other session variables. True if recorded (the caller answers
+        OK). ``charset``: the session's character set id from the handshake; the other arguments: the
+        servers' collations (id -> (character set, collation)), collation -> character set, and
+        character set -> default collation (empty: not known, SET NAMES goes to a server)."""
+        sv = cls.set_variables
+        if not sv or len(sv) != 1 or sv[0].scope != "session":
+            return False
+        name, value = sv[0].name, sv[0].value
+        if name == "autocommit":
+            v = value.strip("'\"").upper()
+            if v in ("1", "ON", "TRUE"):
+                self.vars.pop("autocommit", None)
+                self.status |= _AUTOCOMMIT
+            elif v in ("0", "OFF", "FALSE"):
+                self.vars["autocommit"] = "0"
+                self.status &= ~_AUTOCOMMIT
+            else:
+                return False
+        elif name == "names":
+            m = NAMES_PARTS_RE.match(value)
+            if m is None or not collations:
+                return False
+            cs = m.group(1).strip("'\"`").lower()
+            coll = (m.group(2) or "").strip("'\"`").lower()
+            if cs == "utf8" and "utf8" not in default_collation:
+                cs = "utf8mb3"  # MariaDB's name for it (old_mode UTF8_IS_UTF8MB3)
+            if coll:
+                if coll == "default":
+                    coll = default_collation.get(cs, "")
+                if collation_charset.get(coll) != cs:
+                    return False  # unknown or mismatched: the server gives the right error
+            else:
+                coll = default_collation.get(cs, "")
+            if not coll:
+                return False
+            for k in ("names", "charset"):
+                self.vars.pop(k, None)
+            if collations.get(charset) == (cs, coll):
+                for k in CHARSET_VARS:  # what the handshake set: nothing to apply anywhere
+                    self.vars.pop(k, None)
+            else:
+                for k in ("character_set_client", "character_set_connection", "character_set_results"):
+                    self.vars[k] = f"'{cs}'"
+                self.vars["collation_connection"] = f"'{coll}'"
+        else:
+            return False
+        return True
 
     @staticmethod
     def _autocommit_on(cls: Classification) -> bool:

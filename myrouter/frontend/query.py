@@ -30,7 +30,6 @@ from .common import (
     ER_NOT_SUPPORTED_YET,
     _ACTING,
     _AUTOCOMMIT,
-    _CHARSET_VARS,
     _CONNECTION_ID,
     _DEFAULT_QUERY_TIMEOUT,
     _DYNAMIC_SQL,
@@ -39,7 +38,6 @@ from .common import (
     _KILL_WORD,
     _LOCAL_ANSWERS,
     _MAYBE_KILL,
-    _NAMES_PARTS_RE,
     _NOT_PLAIN,
     _PROCESSLIST,
     _READ_ONLY_TRANSACTION,
@@ -386,50 +384,9 @@ class QueryMixin:
 
     async def _set_locally(self, cls: Classification) -> bool:
         """``SET autocommit = ...`` or ``SET NAMES ...`` alone, with no connection held: recorded and
-        answered by the proxy (drivers send them on connect, so connecting costs no backend round
-        trip); the next borrowed connection gets them with the other session variables."""
-        sv = cls.set_variables
-        if not sv or len(sv) != 1 or sv[0].scope != "session":
-            return False
-        name, value = sv[0].name, sv[0].value
-        if name == "autocommit":
-            v = value.strip("'\"").upper()
-            if v in ("1", "ON", "TRUE"):
-                self.vars.pop("autocommit", None)
-                self.status |= _AUTOCOMMIT
-            elif v in ("0", "OFF", "FALSE"):
-                self.vars["autocommit"] = "0"
-                self.status &= ~_AUTOCOMMIT
-            else:
-                return False
-        elif name == "names":
-            m = _NAMES_PARTS_RE.match(value)
-            app = self.app
-            if m is None or not app.collations:
-                return False
-            cs = m.group(1).strip("'\"`").lower()
-            coll = (m.group(2) or "").strip("'\"`").lower()
-            if cs == "utf8" and "utf8" not in app.default_collation:
-                cs = "utf8mb3"  # MariaDB's name for it (old_mode UTF8_IS_UTF8MB3)
-            if coll:
-                if coll == "default":
-                    coll = app.default_collation.get(cs, "")
-                if app.collation_charset.get(coll) != cs:
-                    return False  # unknown or mismatched: the server gives the right error
-            else:
-                coll = app.default_collation.get(cs, "")
-            if not coll:
-                return False
-            for k in ("names", "charset"):
-                self.vars.pop(k, None)
-            if app.collations.get(self.charset) == (cs, coll):
-                for k in _CHARSET_VARS:  # what the handshake set: nothing to apply anywhere
-                    self.vars.pop(k, None)
-            else:
-                for k in ("character_set_client", "character_set_connection", "character_set_results"):
-                    self.vars[k] = f"'{cs}'"
-                self.vars["collation_connection"] = f"'{coll}'"
-        else:
+        answered by the proxy (``StatementState._record_set``). True if answered."""
+        app = self.app
+        if not self._record_set(cls, self.charset, app.collations, app.collation_charset, app.default_collation):
             return False
         await self._send_ok()
         return True

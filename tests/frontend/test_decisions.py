@@ -308,3 +308,56 @@ def test_reset_statement_state():
     s._reset_statement_state()
     fresh = StatementState(default_hostgroup=WRITER)
     assert vars(s) == vars(fresh) | {"trx_started": 0.0}
+
+
+# ---------------------------------------------------------------- SET answered by the proxy
+
+# what a MariaDB server reports (information_schema.COLLATIONS), a few rows of it
+COLLATIONS = {8: ("latin1", "latin1_swedish_ci"), 33: ("utf8mb3", "utf8mb3_general_ci"),
+              45: ("utf8mb4", "utf8mb4_general_ci"), 46: ("utf8mb4", "utf8mb4_bin")}
+COLLATION_CHARSET = {coll: cs for cs, coll in COLLATIONS.values()}
+DEFAULT_COLLATION = {"latin1": "latin1_swedish_ci", "utf8mb3": "utf8mb3_general_ci",
+                     "utf8mb4": "utf8mb4_general_ci"}
+
+
+def record_set(s: StatementState, sql: str, charset: int = 45, collations=COLLATIONS) -> bool:
+    return s._record_set(classify_statement(sql), charset, collations, COLLATION_CHARSET, DEFAULT_COLLATION)
+
+
+def test_set_autocommit_recorded():
+    s = state()
+    assert record_set(s, "SET autocommit = 0") is True
+    assert s.vars == {"autocommit": "0"} and not s.status & AUTOCOMMIT
+    assert record_set(s, "SET autocommit = ON") is True
+    assert s.vars == {} and s.status & AUTOCOMMIT
+    assert record_set(s, "SET autocommit = @x") is False  # not a value the proxy reads: to a server
+
+
+def test_set_names_recorded():
+    s = state()
+    assert record_set(s, "SET NAMES latin1") is True
+    assert s.vars == {"character_set_client": "'latin1'", "character_set_connection": "'latin1'",
+                      "character_set_results": "'latin1'", "collation_connection": "'latin1_swedish_ci'"}
+    assert record_set(s, "SET NAMES utf8mb4") is True  # the handshake's character set: nothing to apply
+    assert s.vars == {}
+    assert record_set(s, "SET NAMES utf8mb4 COLLATE utf8mb4_bin") is True
+    assert s.vars["collation_connection"] == "'utf8mb4_bin'"
+    assert record_set(s, "SET NAMES utf8") is True  # MariaDB's utf8 is utf8mb3
+    assert s.vars["character_set_client"] == "'utf8mb3'"
+
+
+@pytest.mark.parametrize("sql", [
+    "SET NAMES latin1 COLLATE utf8mb4_bin",  # mismatched: the server gives the right error
+    "SET NAMES klingon",  # unknown
+    "SET NAMES latin1, autocommit = 0",  # more than one assignment
+    "SET GLOBAL autocommit = 0",
+    "SET sql_mode = 'ANSI'",
+])
+def test_set_left_to_the_server(sql):
+    s = state()
+    assert record_set(s, sql) is False
+    assert s.vars == {} and s.status == AUTOCOMMIT
+
+
+def test_set_names_without_known_collations_goes_to_a_server():
+    assert record_set(state(), "SET NAMES latin1", collations={}) is False
