@@ -22,7 +22,8 @@ import trio
 
 from myrouter.config import AdminVariables, is_loopback_host
 from myrouter.net.listen import accept_loop, close_listener, listen
-from myrouter.net.stream import ConnectionLost, PacketStream, start_tls
+from myrouter.frontend.handshake import TLSFailed, accept_login
+from myrouter.net.stream import ConnectionLost, PacketStream
 from myrouter.protocol import errors as E
 from myrouter.protocol.auth import ServerAuth, new_scramble
 from myrouter.protocol.codec import lenenc_int
@@ -30,8 +31,6 @@ from myrouter.protocol.constants import DEFAULT_CHARSET, Capability, Command, St
 from myrouter.protocol.errors import MalformedPacket, MySQLError, PacketTooLarge, SequenceError
 from myrouter.protocol.messages import (
     OK,
-    SSL_REQUEST_LENGTH,
-    HandshakeResponse41,
     HandshakeV10,
     column_definition,
     encode_eof,
@@ -293,53 +292,27 @@ class _AdminClient:
         )
         try:
             with trio.fail_after(HANDSHAKE_TIMEOUT):
-                await self.stream.send_packet(greeting.encode(), 0)
-                self.stream.decoder.expect_seq = 1
-                pkt = await self.stream.read_packet()
-                payload = pkt.payload
-                if len(payload) == SSL_REQUEST_LENGTH and int.from_bytes(payload[:4], "little") & C.SSL:
-                    if tls_context is None:
-                        await self._try_err(MySQLError(E.ER_HANDSHAKE_ERROR, "Bad handshake: SSL is not enabled on "
-                                                       "the admin interface (admin-have_ssl)", "08S01"), 2)
-                        return False
-                    # SSLRequest: TLS from here on; the full HandshakeResponse41 follows, encrypted
-                    try:
-                        await start_tls(self.stream, tls_context, server_side=True)
-                    except ConnectionLost as exc:
-                        log.info("admin session %d from %s: %s", self.id, self.addr, exc)
-                        return False
-                    self.tls = True
-                    self.stream.decoder.expect_seq = (pkt.seq + 1) & 0xFF
-                    pkt = await self.stream.read_packet()
-                    payload = pkt.payload
-                resp = HandshakeResponse41.parse(payload)
-                self.caps = resp.capabilities & server_caps
-                auth = ServerAuth(
-                    scramble=scramble, lookup=admin.lookup_credential, default_plugin="mysql_native_password",
-                    rsa=self.app.rsa, sha2_cache=admin._sha2_cache, client_host=self.host, secure_transport=self.tls,
-                    cleartext_ok=is_loopback_host(self.host.split("%")[0]),
-                )
-                step = auth.start(resp.username, resp.auth_response, resp.auth_plugin)
-                seq = (pkt.seq + 1) & 0xFF
-                while True:
-                    for out in step.send:
-                        seq = await self.stream.send_packet(out, seq)
-                    if step.done:
-                        break
-                    self.stream.decoder.expect_seq = seq
-                    pkt = await self.stream.read_packet()
-                    seq = (pkt.seq + 1) & 0xFF
-                    step = auth.receive(pkt.payload)
+                login = await accept_login(
+                    self.stream, greeting, tls_context=tls_context,
+                    no_tls_message="Bad handshake: SSL is not enabled on the admin interface (admin-have_ssl)",
+                    make_auth=functools.partial(self._new_auth, scramble))
         except trio.TooSlowError:
             log.info("admin session %d from %s: handshake timed out", self.id, self.addr)
             await self._try_err(MySQLError(E.ER_HANDSHAKE_ERROR, "Bad handshake: timeout", "08S01"), 2)
+            return False
+        except TLSFailed as exc:
+            log.info("admin session %d from %s: %s", self.id, self.addr, exc)
             return False
         except (SequenceError, MalformedPacket, PacketTooLarge) as exc:
             log.info("admin session %d from %s: bad handshake: %s", self.id, self.addr, exc)
             await self._try_err(E.bad_handshake(), 2)
             return False
-        finally:
-            self.stream.decoder.expect_seq = None
+        except MySQLError as exc:  # TLS asked for but not enabled; an unreadable HandshakeResponse41
+            log.info("admin session %d from %s: %s", self.id, self.addr, exc.message)
+            await self._try_err(exc, 2)
+            return False
+        resp, step, seq = login.response, login.step, login.seq
+        self.caps = login.capabilities
         self.tried = (resp.username, self._denied_reason(resp.username, step.error) if step.error else None)
         if step.error is not None:
             log.warning("admin: access denied for user %r from %s", resp.username, self.addr)
@@ -360,6 +333,15 @@ class _AdminClient:
         log.info("admin session %d: user %r connected from %s%s", self.id, resp.username, self.addr,
                  " (read-only)" if self.session.read_only else "")
         return True
+
+    def _new_auth(self, scramble: bytes, tls: bool) -> ServerAuth:
+        """The auth machine for the admin accounts (``tls``: the connection switched to TLS)."""
+        self.tls = tls
+        return ServerAuth(
+            scramble=scramble, lookup=self.admin.lookup_credential, default_plugin="mysql_native_password",
+            rsa=self.app.rsa, sha2_cache=self.admin._sha2_cache, client_host=self.host, secure_transport=tls,
+            cleartext_ok=is_loopback_host(self.host.split("%")[0]),
+        )
 
     # ------------------------------------------------------------ commands
 

@@ -1,0 +1,288 @@
+"""Prepared statements (binary protocol): COM_STMT_PREPARE/EXECUTE/FETCH/RESET/CLOSE/SEND_LONG_DATA,
+with statements shared between connections (see myrouter/backend/stmts.py) and cursors pinning theirs.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+
+from ..backend import pins as P
+from ..backend.connection import BackendConnection
+from ..backend.stmts import ClientStmt, StmtMeta, execute_for_backend
+from ..backend.connection import split_payloads
+from ..net.stream import ConnectionLost
+from ..protocol.constants import Command
+from ..protocol.errors import MalformedPacket, MySQLError
+from ..protocol.messages import (
+    PrepareOK,
+    parse_err,
+)
+from ..protocol.packets import frame
+from ..protocol.response import ResponseKind
+from ..routing.classifier import StatementKind
+from ..stats.digests import affected_rows
+from ..routing.rules import RuleContext
+from .common import (
+    C,
+    ER_NOT_SUPPORTED_YET,
+    ER_STMT_HAS_NO_OPEN_CURSOR,
+    ER_UNKNOWN_STMT_HANDLER,
+    _AUTOCOMMIT,
+    _CURSOR_EXISTS,
+    _LAST_ROW_SENT,
+    _SESSION_IDS,
+    _STATEFUL,
+    log,
+)
+
+if TYPE_CHECKING:
+    from .session import ClientSession
+
+
+class PreparedStatements:
+    """The client's prepared statements (its ids -> ``ClientStmt``) and the COM_STMT_* commands of one session."""
+
+    def __init__(self, session: ClientSession) -> None:
+        self.session = session
+        self.stmts: dict[int, ClientStmt] = {}  # client statement id -> statement
+        self.next_stmt_id = 1
+
+    def _stmt(self, payload: bytes, what: str) -> ClientStmt:
+        if len(payload) < 5:
+            raise MalformedPacket(f"COM_STMT_{what.upper()} without a statement id")
+        sid = int.from_bytes(payload[1:5], "little")
+        st = self.stmts.get(sid)
+        if st is None:
+            raise MySQLError(ER_UNKNOWN_STMT_HANDLER,
+                             f"Unknown prepared statement handler ({sid}) given to mysqld_stmt_{what}", "HY000")
+        return st
+
+    async def _com_stmt_prepare(self, payload: bytes) -> None:
+        session = self.session
+        app = session.app
+        sql = payload[1:]
+        text = sql.decode("utf-8", "surrogateescape")
+        dtext, dhash = app.digester(text)
+        cls = app.classifier.classify(text, dhash, remember=not app.digester.capped(text))
+        decision = app.rules.evaluate(RuleContext(
+            session.username, session.schema, session.client_host, session.proxy_host, session.proxy_port, 0,
+            dhash, dtext, text, cls,
+        ))
+        if decision.error_msg is not None:
+            raise MySQLError(1148, decision.error_msg, "42000")
+        if cls.bits & _SESSION_IDS:
+            raise MySQLError(ER_NOT_SUPPORTED_YET, "KILL, CONNECTION_ID() and PROCESSLIST are answered by myrouter "
+                             "with its own session ids, in text statements only, not in prepared statements",
+                             "42000")
+        key = (session.schema, sql, bool(session.capabilities & C.DEPRECATE_EOF))
+        meta = app.stmt_registry.get(key)
+        if meta is None:
+            hg = session._route(decision, cls)
+            be = await session._borrow(hg)
+            meta = app.stmt_registry.peek(key)  # prepared by another session meanwhile?
+        if meta is None:
+            result = await self._prepare_on(be, key, sql)
+            if isinstance(result, bytes):
+                await session.client.send_packet(result, 1)  # the server's ERR, unchanged
+                return
+            meta = result
+            app.stmt_registry.put(meta)
+        sid = self.next_stmt_id
+        self.next_stmt_id = sid + 1 if sid < 0xFFFFFFFF else 1
+        self.stmts[sid] = ClientStmt(sid, meta, cls, decision, (dtext, dhash))
+        await session.client.send_all(meta.client_response(sid))
+
+    async def _prepare_on(self, be: BackendConnection, key, sql: bytes) -> StmtMeta | bytes:
+        """Prepare ``sql`` on ``be`` (closing its least recently used statements beyond the cap).
+
+        Returns the statement's metadata, or the server's ERR payload.
+        """
+        session = self.session
+        raw: list[bytes] = []
+        try:
+            tracker = await be.run_command(b"\x16" + sql, ResponseKind.PREPARE, raw)
+            if tracker.error is not None:
+                return tracker.error
+            packets = split_payloads(b"".join(raw))
+            ok = PrepareOK.parse(packets[0])
+            old = be.stmts.pop(key, None)
+            if old is not None:  # prepared here before (its metadata changed): one copy only
+                await be.stream.send_all(frame(b"\x19" + old.to_bytes(4, "little"), 0))
+            be.stmts[key] = ok.statement_id
+            cap = session.app.vars.max_stmts_per_connection
+            if len(be.stmts) > cap:
+                await self._evict_statements(be, cap)
+        except (ConnectionLost, MalformedPacket) as exc:
+            raise session._lost_backend(be, exc) from exc
+        return StmtMeta(key, sql, ok.num_params, ok.num_columns, ok.warnings, packets[1:])
+
+    async def _evict_statements(self, be: BackendConnection, cap: int) -> None:
+        """Close ``be``'s least recently used statements on the server until it holds ``cap``."""
+        session = self.session
+        busy = {st.meta.key for st in self.stmts.values() if st.cursor is be}
+        for key in list(be.stmts):
+            if len(be.stmts) <= cap:
+                break
+            if key in busy:
+                continue
+            old = be.stmts.pop(key)
+            await be.stream.send_all(frame(b"\x19" + old.to_bytes(4, "little"), 0))  # COM_STMT_CLOSE: no reply
+            session.app.counters.stmts_evicted += 1
+
+    async def _backend_stmt_id(self, be: BackendConnection, st: ClientStmt) -> int | None:
+        """``st``'s id on ``be``, preparing it there first if needed; None after sending the client an ERR."""
+        session = self.session
+        meta = st.meta
+        bid = be.stmts.get(meta.key)
+        if bid is not None:
+            be.stmts.move_to_end(meta.key)
+            return bid
+        result = await self._prepare_on(be, meta.key, meta.sql)
+        if isinstance(result, bytes):
+            await session.client.send_packet(result, 1)
+            return None
+        if result.num_params != meta.num_params or result.num_columns != meta.num_columns:
+            session.app.stmt_registry.put(result)  # the table changed: later PREPAREs get the new shape
+            raise MySQLError(1615, "Prepared statement needs to be re-prepared", "HY000")
+        return be.stmts[meta.key]
+
+    def _set_cursor(self, st: ClientStmt, be: BackendConnection | None, hg: int | None) -> None:
+        """Open (be, hg) or close (None) ``st``'s cursor; a cursor pins its connection until closed."""
+        session = self.session
+        old_hg = st.cursor_hg
+        st.cursor, st.cursor_hg = be, hg
+        for h in {old_hg, hg} - {None}:
+            open_here = any(s.cursor_hg == h for s in self.stmts.values())
+            cur = session.hold.get(h, 0)
+            session.hold[h] = cur | P.CURSOR if open_here else cur & ~P.CURSOR
+
+    async def _com_stmt_execute(self, payload: bytes) -> None:
+        session = self.session
+        if len(payload) < 10:
+            raise MalformedPacket("COM_STMT_EXECUTE shorter than its fixed header")
+        st = self._stmt(payload, "execute")
+        cls = st.classification
+        if st.cursor is not None:
+            hg = st.cursor_hg  # a new execution replaces the open cursor, on its connection
+        else:
+            hg = session._route(st.decision, cls)
+        cursor = bool(payload[5] & 0x0F)
+        used: list[BackendConnection] = []
+
+        async def for_connection(be: BackendConnection) -> bytes | None:
+            bid = await self._backend_stmt_id(be, st)
+            if bid is None:
+                return None
+            if st.long_data:
+                head = b"\x18" + bid.to_bytes(4, "little")
+                try:
+                    await be.stream.send_all(b"".join(frame(head + d, 0) for d in st.long_data))
+                except ConnectionLost as exc:
+                    raise session._lost_backend(be, exc) from exc
+            used.append(be)
+            return execute_for_backend(payload, bid, st)
+
+        safe = (cls.kind is StatementKind.READ and not cls.bits & _STATEFUL and not cursor and st.cursor is None
+                and session.trx_hg is None and session.status & _AUTOCOMMIT)
+        retries = session.app.vars.query_retries_on_failure if safe else 0
+        tracker = await session._forward(b"", ResponseKind.RESULT, hostgroup=hg, cursor=cursor, retries=retries,
+                                      prepare=for_connection)
+        if tracker is None:
+            return
+        st.long_data.clear()
+        be = used[-1]
+        hg = be.server_ref.hostgroup if be.server_ref is not None else hg
+        app = session.app
+        us = int((time.monotonic() - session.command_started) * 1_000_000)
+        dtext, dhash = st.digest
+        app.digest_stats.record(hg, session.schema or "", session.username, session.client_host, dhash, dtext, us,
+                                affected_rows(tracker.last_ok), tracker.rows)
+        app.command_counters.record(st.classification.command, us)
+        if cursor and tracker.error is None and tracker.status & _CURSOR_EXISTS:
+            self._set_cursor(st, be, hg)
+        elif st.cursor is not None:
+            self._set_cursor(st, None, None)
+        if tracker.error is None:
+            if tracker.columns:
+                session.row_count = -1
+                session.found_rows = tracker.rows
+            else:
+                session.row_count = affected_rows(tracker.last_ok)
+
+    async def _com_stmt_fetch(self, payload: bytes) -> None:
+        session = self.session
+        st = self._stmt(payload, "fetch")
+        if st.cursor is None or st.cursor.closed:
+            raise MySQLError(ER_STMT_HAS_NO_OPEN_CURSOR, f"The statement ({st.id}) has no open cursor.", "HY000")
+        bid = st.cursor.stmts.get(st.meta.key)
+        if bid is None:  # the statement is gone from that connection: so is its cursor
+            self._set_cursor(st, None, None)
+            raise MySQLError(ER_STMT_HAS_NO_OPEN_CURSOR, f"The statement ({st.id}) has no open cursor.", "HY000")
+        tracker = await session._forward(payload[:1] + bid.to_bytes(4, "little") + payload[5:], ResponseKind.FETCH,
+                                      hostgroup=st.cursor_hg)
+        if tracker is None or tracker.error is not None or tracker.status & _LAST_ROW_SENT:
+            self._set_cursor(st, None, None)
+
+    async def _com_stmt_reset(self, payload: bytes) -> None:
+        session = self.session
+        st = self._stmt(payload, "reset")
+        st.long_data.clear()
+        if st.cursor is None:
+            await session._send_ok()
+            return
+        bid = st.cursor.stmts.get(st.meta.key)
+        hg = st.cursor_hg
+        self._set_cursor(st, None, None)
+        if bid is None:
+            await session._send_ok()
+            return
+        await session._forward(payload[:1] + bid.to_bytes(4, "little"), ResponseKind.SIMPLE, hostgroup=hg)
+
+    async def _com_stmt_close(self, payload: bytes) -> None:
+        # No reply. The backend preparation stays (shared); an open cursor is closed.
+        session = self.session
+        if len(payload) < 5:
+            return
+        st = self.stmts.pop(int.from_bytes(payload[1:5], "little"), None)
+        if st is None or st.cursor is None:
+            return
+        be = st.cursor
+        self._set_cursor(st, None, None)
+        bid = be.stmts.get(st.meta.key)
+        if bid is None or be.closed:
+            return
+        try:
+            tracker = await be.run_command(b"\x1a" + bid.to_bytes(4, "little"), ResponseKind.SIMPLE)
+            if tracker.error is not None:
+                log.info("session %d: closing a cursor on %s failed: %s", session.id, be.server,
+                         parse_err(tracker.error))
+                session._drop_backend(be)
+        except (ConnectionLost, MalformedPacket) as exc:
+            session._lost_backend(be, exc)
+
+    async def _com_stmt_send_long_data(self, payload: bytes) -> None:
+        # No reply: kept until the next COM_STMT_EXECUTE, which may run on another connection.
+        if len(payload) < 7:
+            return
+        st = self.stmts.get(int.from_bytes(payload[1:5], "little"))
+        if st is not None:
+            st.long_data.append(payload[5:])
+
+    #: the COM_STMT_* commands, by command byte (``ClientSession._com_prepared``)
+    commands = {
+        Command.STMT_PREPARE: _com_stmt_prepare,
+        Command.STMT_EXECUTE: _com_stmt_execute,
+        Command.STMT_FETCH: _com_stmt_fetch,
+        Command.STMT_RESET: _com_stmt_reset,
+        Command.STMT_CLOSE: _com_stmt_close,
+        Command.STMT_SEND_LONG_DATA: _com_stmt_send_long_data,
+    }
+
+    def forget_cursors(self, hg: int) -> None:
+        """The session's connection to ``hg`` is gone: so are the cursors open on it."""
+        for st in self.stmts.values():
+            if st.cursor_hg == hg:
+                st.cursor = None
+                st.cursor_hg = None
