@@ -16,6 +16,23 @@ from ..protocol.constants import Capability, Command, Status
 from ..routing.classifier import StatementFlag as _F
 from ..routing.rules import RouteDecision
 from .decisions import AFTER_MASK as _AFTER_MASK
+# the statement flags and status bits as plain ints, defined once in decisions.py
+from .decisions import (  # noqa: F401 - some only re-exported to the session's modules
+    _LOCK_TABLES,
+    _GET_LOCK,
+    _CREATE_TEMP,
+    _UV_ASSIGN,
+    _UV_READ,
+    _DIAGNOSTICS,
+    _AUTOCOMMIT,
+    _STATE_CHANGED,
+    _SQL_CALC_FOUND_ROWS,
+    _TEXT_PREPARE,
+    _SAVEPOINT,
+    _READ_ONLY_TRANSACTION,
+    _HANDLER,
+    _XA,
+)
 
 log = logging.getLogger("myrouter.session")
 
@@ -62,36 +79,14 @@ _DEFAULT_QUERY_TIMEOUT = MySQLVariables().default_query_timeout
 _STATEFUL = (_F.SIDE_EFFECT | _F.USER_VARIABLE_ASSIGN | _F.USER_VARIABLE_READ | _F.DIAGNOSTICS
              | _F.SQL_CALC_FOUND_ROWS | _F.SELECT_INTO | _F.LOCKING).value
 # Flag tests on the hot path use plain ints: enum.Flag operators allocate and cost ~0.4 us each.
-_LOCK_TABLES = _F.LOCK_TABLES.value
-_UNLOCK_TABLES = _F.UNLOCK_TABLES.value
-_GET_LOCK = _F.GET_LOCK.value
-_RELEASE_LOCK = _F.RELEASE_LOCK.value
-_CREATE_TEMP = _F.CREATE_TEMPORARY_TABLE.value
-_DROP_TEMP = _F.DROP_TEMPORARY_TABLE.value
-_UV_ASSIGN = _F.USER_VARIABLE_ASSIGN.value
-_UV_READ = _F.USER_VARIABLE_READ.value
-_DIAGNOSTICS = _F.DIAGNOSTICS.value
-_CHANGE_SCHEMA = _F.CHANGE_SCHEMA.value
 _SET_GLOBAL = _F.SET_GLOBAL_VARIABLE.value
-_IN_TRANS = int(Status.IN_TRANS)
-_AUTOCOMMIT = int(Status.AUTOCOMMIT)
-_STATE_CHANGED = int(Status.SESSION_STATE_CHANGED)
 _SESSION_TRACK = int(C.SESSION_TRACK)
 _PROTOCOL_41 = int(C.PROTOCOL_41)
 _TRACKING_CAPS = int(C.PROTOCOL_41 | C.SESSION_TRACK)
 _CURSOR_EXISTS = int(Status.CURSOR_EXISTS)
 _LAST_ROW_SENT = int(Status.LAST_ROW_SENT)
-_SQL_CALC_FOUND_ROWS = _F.SQL_CALC_FOUND_ROWS.value
-_FOUND_ROWS_FN = _F.FOUND_ROWS.value
-_TEXT_PREPARE = _F.TEXT_PREPARE.value
 _DYNAMIC_SQL = (_F.TEXT_PREPARE | _F.TEXT_EXECUTE).value  # PREPARE s FROM '...', EXECUTE IMMEDIATE '...'
-_DEALLOCATE = _F.DEALLOCATE.value
-_SAVEPOINT = _F.SAVEPOINT.value
-_IMPLICIT_COMMIT = _F.IMPLICIT_COMMIT.value
-_READ_ONLY_TRANSACTION = _F.READ_ONLY_TRANSACTION.value
 ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION = 1792
-_HANDLER = _F.HANDLER.value
-_XA = _F.XA.value
 _LOCAL_ANSWERS = (_F.LAST_INSERT_ID | _F.ROW_COUNT | _F.FOUND_ROWS | _F.CONNECTION_ID).value
 # Ids a client sees are the proxy's session ids (see proxyids): statements that show or use them.
 _CONNECTION_ID = _F.CONNECTION_ID.value
