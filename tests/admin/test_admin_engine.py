@@ -82,6 +82,14 @@ def admin(proxy: Proxy) -> Admin:
     return proxy.admin
 
 
+def admin_without_rules(tmp_path: Path) -> Admin:
+    """The admin of a proxy with CONFIG and an empty rules directory (no query rules)."""
+    (tmp_path / "rules").mkdir()
+    path = tmp_path / "myrouter.toml"
+    path.write_text(CONFIG)
+    return Proxy(load_config(path)).admin
+
+
 ADMIN = AdminSession(1, "admin", "127.0.0.1", read_only=False)
 STATS = AdminSession(2, "stats", "127.0.0.1", read_only=True)
 

@@ -6,20 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_admin_engine import CONFIG, q
+from test_admin_engine import admin_without_rules, q
 
 from myrouter.admin import core
 from myrouter.admin.core import Admin
-from myrouter.app import Proxy
-from myrouter.config import load_config
 
 
 @pytest.fixture
 def admin(tmp_path: Path) -> Admin:
-    (tmp_path / "rules").mkdir()
-    path = tmp_path / "myrouter.toml"
-    path.write_text(CONFIG)
-    return Proxy(load_config(path)).admin
+    return admin_without_rules(tmp_path)
 
 
 async def test_digest_table_read_in_slices_is_complete(admin: Admin) -> None:

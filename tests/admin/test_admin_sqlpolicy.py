@@ -7,20 +7,15 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from test_admin_engine import CONFIG, error, q
+from test_admin_engine import admin_without_rules, error, q
 
 from myrouter.admin.core import Admin
 from myrouter.admin.sqlpolicy import ALLOWED_FUNCTIONS, refusal
-from myrouter.app import Proxy
-from myrouter.config import load_config
 
 
 @pytest.fixture
 def admin(tmp_path: Path) -> Admin:
-    (tmp_path / "rules").mkdir()
-    path = tmp_path / "myrouter.toml"
-    path.write_text(CONFIG)
-    return Proxy(load_config(path)).admin
+    return admin_without_rules(tmp_path)
 
 
 async def test_fts3_tokenizer_sequence_is_refused_before_it_runs(admin: Admin) -> None:
