@@ -74,7 +74,8 @@ default_hostgroup = 0
 """
 
 
-def run_once(clients: int, queries: int, warmup: int, phases: tuple[str, ...] = ("direct", "proxy")) -> dict:
+def run_once(clients: int, queries: int, warmup: int, phases: tuple[str, ...] = ("direct", "proxy"),
+             host_loop: bool = False) -> dict:
     """One measurement in this process (myrouter imported from sys.path)."""
     import socket
 
@@ -221,6 +222,11 @@ def run_once(clients: int, queries: int, warmup: int, phases: tuple[str, ...] = 
                 "queries": total,
             }
 
+        if host_loop:  # as `myrouter serve`: plain statements on the data plane (the peers pay guest mode)
+            from myrouter.engine import HostLoop
+
+            with HostLoop() as loop:
+                return loop.run(main)
         return trio.run(main)
 
     if len(phases) == 1:
@@ -249,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--callgrind", action="store_true",
                    help="count instructions (valgrind --tool=callgrind) instead of timing: repeatable, "
                         "slow (~1 min per source and run); reports proxied instructions per statement")
+    p.add_argument("--host-loop", action="store_true",
+                   help="run under the engine's HostLoop (Trio as its guest), as `myrouter serve` does: plain "
+                        "statements take the data plane; the fake peers then pay guest mode's costs too (they "
+                        "cancel out in the difference)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--child-proxied-only", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--child-direct-only", action="store_true", help=argparse.SUPPRESS)
@@ -260,9 +270,9 @@ def main(argv: list[str] | None = None) -> int:
         if a.child_proxied_only or a.child_direct_only:
             _make_deterministic()
             phase = "proxy" if a.child_proxied_only else "direct"
-            print(json.dumps(run_once(a.clients, a.queries, a.warmup, phases=(phase,))))
+            print(json.dumps(run_once(a.clients, a.queries, a.warmup, phases=(phase,), host_loop=a.host_loop)))
         else:
-            print(json.dumps(run_once(a.clients, a.queries, a.warmup)))
+            print(json.dumps(run_once(a.clients, a.queries, a.warmup, host_loop=a.host_loop)))
         return 0
     sources = []
     for spec in a.source or [f"this={HERE.parent}"]:
@@ -278,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, src in order:
             env = dict(os.environ, PYTHONPATH=str(src))
             out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", "--clients",
-                                  str(a.clients), "--queries", str(a.queries), "--warmup", str(a.warmup)],
+                                  str(a.clients), "--queries", str(a.queries), "--warmup", str(a.warmup),
+                                  *(["--host-loop"] if a.host_loop else [])],
                                  cwd=src, env=env, capture_output=True, text=True)
             if out.returncode != 0:
                 print(out.stdout[-2000:], out.stderr[-4000:])
@@ -323,7 +334,7 @@ def _instructions(src: Path, a, queries: int, phase: str = "proxied") -> int:
     env = dict(os.environ, PYTHONPATH=str(src), PYTHONHASHSEED="0")
     cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
            str(Path(__file__).resolve()), "--child", f"--child-{phase}-only", "--clients", str(a.clients),
-           "--queries", str(queries), "--warmup", str(a.warmup)]
+           "--queries", str(queries), "--warmup", str(a.warmup), *(["--host-loop"] if a.host_loop else [])]
     out = subprocess.run(cmd, cwd=src, env=env, capture_output=True, text=True)
     m = re.search(r"Collected : (\d+)", out.stderr)
     if out.returncode != 0 or m is None:

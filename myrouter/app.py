@@ -17,6 +17,7 @@ from .backend.pins import PinCounters
 from .backend.pool import Pools, PoolSettings
 from .backend.stmts import StmtRegistry
 from .cluster.node import ClusterNode
+from .engine.hostloop import current_host_loop
 from .config import Config, UserConfig
 from .net.handshakes import HandshakeSlots
 from .net.keepalive import apply_keepalive
@@ -32,6 +33,7 @@ from .routing.classifier import Classifier
 from .routing.digest import Digester
 from .routing.hostgroups import Hostgroups, Server
 from .routing.rules import RuleSet, load_rules
+from .frontend.common import _DEFAULT_QUERY_TIMEOUT as DEFAULT_QUERY_TIMEOUT
 from .frontend.session import SessionState
 from .monitor import Monitor
 from .stats.counters import Counters, ProxyStats
@@ -110,6 +112,16 @@ class Proxy:
         self.admin = Admin(self)  # admin interface (6032) and /metrics, served by run()
         # [cluster]: configuration shared with other instances through etcd (myrouter/cluster/)
         self.cluster = ClusterNode(self, config.cluster) if config.cluster is not None else None
+        # the engine's host loop when the process runs one (`myrouter serve`): plain sessions park
+        # on its data plane (frontend/dataplane.py); None under a bare trio.run: Trio serves all
+        self.host_loop = current_host_loop()
+        self.plain_statements = self._plain_statements_allowed()
+
+    def _plain_statements_allowed(self) -> bool:
+        """Whether the configuration leaves remembered plain statements to the plain path and the data
+        plane (computed on each configuration swap): not while every statement is logged (query log)
+        or given a deadline (default_query_timeout)."""
+        return self.query_log is None and self.vars.default_query_timeout >= DEFAULT_QUERY_TIMEOUT
 
     def _load_users(self, config: Config) -> None:
         users = {}
@@ -560,6 +572,7 @@ class Proxy:
         if rules is not None:
             self.rules = rules
         self.config = config
+        self.plain_statements = self._plain_statements_allowed()
         for server in retired:
             self.pools.forget_server(server)
         self.monitor.configure()  # monitor (issue 6): new variables, credentials, intervals

@@ -86,6 +86,10 @@ class ProxyCollector(Collector):
         ro_trx.add_metric(["readers"], c.read_only_trx_readers)
         ro_trx.add_metric(["writer"], c.read_only_trx_writer)
         yield ro_trx
+        yield counter("data_plane_commands", "Client commands served wholly by the data plane (no Trio task).",
+                      c.data_plane_commands)
+        yield counter("data_plane_handovers", "Client commands the data plane handed to the session's Trio task.",
+                      c.data_plane_handovers)
         yield counter("slow_queries", "Statements that took mysql-long_query_time or more.",
                       app.command_counters.slow_queries)
         yield gauge("client_connections_connected", "Client connections open now.", st.client_connections_connected)

@@ -189,6 +189,8 @@ def global_status(app: Proxy, started: float) -> list[tuple[str, Any]]:
         ("Stmt_Backend_evicted", c.stmts_evicted),
         ("ReadOnly_transactions_readers", c.read_only_trx_readers),
         ("ReadOnly_transactions_writer", c.read_only_trx_writer),
+        ("Data_plane_commands", c.data_plane_commands),
+        ("Data_plane_handovers", c.data_plane_handovers),
     ]
     rows += [(f"Sessions_pinned_{reason}", n) for reason, n in pinned.items()]
     rows += [(f"Multiplexing_pins_{reason}", n) for reason, n in app.pin_counters.counts.items()]

@@ -40,6 +40,7 @@ import collections
 import logging
 import os
 import select
+import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -56,6 +57,14 @@ _READABLE = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP  # events that wa
 _WRITABLE = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP  # events that wake a writer
 
 DEFAULT_FD_BATCH = 64
+
+_running = threading.local()  # .loop: the HostLoop running its guest run in this thread
+
+
+def current_host_loop() -> HostLoop | None:
+    """The HostLoop whose guest run is running in this thread (so Trio code can hand descriptors to
+    its data plane), or None: Trio runs on its own (``trio.run``) and every session stays on Trio."""
+    return getattr(_running, "loop", None)
 
 
 class HostLoop:
@@ -86,6 +95,13 @@ class HostLoop:
         if self._started:
             raise RuntimeError("a HostLoop runs a single guest run")
         self._started = True
+        _running.loop = self
+        try:
+            return self._run_guest(async_fn, *args)
+        finally:
+            _running.loop = None
+
+    def _run_guest(self, async_fn: Callable[..., Awaitable[T]], *args: object) -> T:
         trio.lowlevel.start_guest_run(
             async_fn, *args,
             run_sync_soon_threadsafe=self._run_sync_soon_threadsafe,
@@ -193,12 +209,19 @@ class HostLoop:
             return
         if not mask:
             del self._masks[fd]
-            self._epoll.unregister(fd)
+            try:
+                self._epoll.unregister(fd)
+            except OSError as exc:  # closed before remove(): epoll dropped it with its last reference
+                log.error("fd %d was closed while still in the loop: %s", fd, exc)
         elif not old:
             self._epoll.register(fd, mask)
             self._masks[fd] = mask
         else:
-            self._epoll.modify(fd, mask)
+            try:
+                self._epoll.modify(fd, mask)
+            except FileNotFoundError:  # a new descriptor under the number of one closed while watched
+                log.error("fd %d was closed while still in the loop; watching its successor", fd)
+                self._epoll.register(fd, mask)
             self._masks[fd] = mask
 
     # -- lifetime --------------------------------------------------------------------------------

@@ -158,7 +158,7 @@ class PreparedStatements:
             cur = session.hold.get(h, 0)
             session.hold[h] = cur | P.CURSOR if open_here else cur & ~P.CURSOR
 
-    async def _com_stmt_execute(self, payload: bytes) -> None:
+    async def _com_stmt_execute(self, payload: bytes, retried: bool = False) -> None:
         session = self.session
         if len(payload) < 10:
             raise MalformedPacket("COM_STMT_EXECUTE shorter than its fixed header")
@@ -184,15 +184,28 @@ class PreparedStatements:
             used.append(be)
             return execute_for_backend(payload, bid, st)
 
-        safe = (cls.kind is StatementKind.READ and not cls.bits & _STATEFUL and not cursor and st.cursor is None
-                and session.trx_hg is None and session.status & _AUTOCOMMIT)
-        retries = session.app.vars.query_retries_on_failure if safe else 0
+        retries = session.app.vars.query_retries_on_failure if self.retries_allowed(st, cursor) else 0
+        if retried and retries:
+            retries -= 1  # the data plane's attempt was the first
         tracker = await session._forward(b"", ResponseKind.RESULT, hostgroup=hg, cursor=cursor, retries=retries,
                                       prepare=for_connection)
         if tracker is None:
             return
         st.long_data.clear()
-        be = used[-1]
+        self.executed(st, used[-1], hg, cursor, tracker)
+
+    def retries_allowed(self, st: ClientStmt, cursor: bool) -> bool:
+        """Whether an execution of ``st`` may be retried on another connection if its own fails before
+        any byte of the response reached the client: a stateless read, no cursor, no transaction."""
+        session = self.session
+        cls = st.classification
+        return bool(cls.kind is StatementKind.READ and not cls.bits & _STATEFUL and not cursor and st.cursor is None
+                    and session.trx_hg is None and session.status & _AUTOCOMMIT)
+
+    def executed(self, st: ClientStmt, be: BackendConnection, hg: int, cursor: bool, tracker) -> None:
+        """After an execution's response (on the Trio path or the data plane): statistics, the cursor
+        it opened or closed, ROW_COUNT() and FOUND_ROWS()."""
+        session = self.session
         hg = be.server_ref.hostgroup if be.server_ref is not None else hg
         app = session.app
         us = int((time.monotonic() - session.command_started) * 1_000_000)

@@ -97,7 +97,12 @@ class QueryMixin:
             return
         app = self.app
         sql = payload[1:].decode("utf-8", "surrogateescape")
-        dtext, dhash = app.digester(sql)
+        digested = self.digested
+        if digested is not None and digested[0] is payload:  # the data plane digested it before handing it over
+            self.digested = None
+            dtext, dhash = digested[1], digested[2]
+        else:
+            dtext, dhash = app.digester(sql)
         rules = app.rules
         plan = self._plans.get(dhash)
         if plan is not None and plan.rules is rules and plan.flag_in == self.flag_in and plan.schema == self.schema \
@@ -108,7 +113,7 @@ class QueryMixin:
             app.classifier.count_hit()
             if plan.plain_hg is not None and not self.backends and self.trx_hg is None and self.sticky_hg is None \
                     and self.status & _AUTOCOMMIT and not self.temp_tables and self.causal_reads == "off" \
-                    and app.query_log is None and app.vars.default_query_timeout >= _DEFAULT_QUERY_TIMEOUT:
+                    and app.plain_statements:
                 await self._plain_query(payload, plan, dtext, dhash)
                 return
         else:
@@ -299,9 +304,13 @@ class QueryMixin:
             retries = decision.retries if decision.retries is not None else self.app.vars.query_retries_on_failure
         tracker = await self._forward(payload, ResponseKind.RESULT, hostgroup=plan.plain_hg, retries=retries)
         if tracker is not None:
-            self._account(plan.plain_hg, plan.cls, dtext, dhash, tracker)
-            if plan.cls.kind is not StatementKind.READ and tracker.error is None:
-                self.found_rows = 0  # as _after_query
+            self._plain_done(plan, dtext, dhash, tracker)
+
+    def _plain_done(self, plan: _Plan, dtext: str, dhash: int, tracker: ResponseTracker) -> None:
+        """After a plain statement's response (here or on the data plane): its accounting."""
+        self._account(plan.plain_hg, plan.cls, dtext, dhash, tracker)
+        if plan.cls.kind is not StatementKind.READ and tracker.error is None:
+            self.found_rows = 0  # as _after_query
 
     def _account(self, hg: int, cls: Classification, dtext: str, dhash: int, tracker: ResponseTracker) -> None:
         """After a statement's response: digest and command statistics; ROW_COUNT()/FOUND_ROWS()."""

@@ -162,12 +162,20 @@ class RelayMixin:
             be.state = BackendState.RESERVED
             return None
         tracker = ResponseTracker(kind, be.capabilities, cursor=cursor)
+        return await self._relay(be, tracker, hg, payload, kind, sent=False, cursor=cursor, timeout_ms=timeout_ms,
+                                 capture=capture, retries=retries, prepare=prepare, trx_effect=trx_effect)
+
+    async def _relay(self, be: BackendConnection, tracker: ResponseTracker, hg: int, payload: bytes,
+                     kind: ResponseKind, *, sent: bool, cursor: bool = False, timeout_ms: int | None = None,
+                     capture: list[bytes] | None = None, retries: int = 0, prepare=None,
+                     trx_effect: int = 1) -> ResponseTracker | None:
+        """Relay the response to the command ``payload`` sent on ``be`` (its ``tracker`` fed with what came
+        so far; ``sent``: bytes of it reached the client already) to its end, then ``_response_done``.
+        Also where the data plane hands a response over when it needs to wait (``dataplane``)."""
         # The proxy reads session tracking from every backend; a client that did not ask for it
         # gets its final OK packet without it.
-        strip_state = not self.capabilities & _SESSION_TRACK
-        strip_gtids = not strip_state and not self.app.vars.client_session_track_gtid
         client = self.client
-        sent = False
+        bstream = be.stream
         deadline = trio.current_time() + timeout_ms / 1000 if timeout_ms else None
         while True:
             try:
@@ -214,11 +222,7 @@ class RelayMixin:
                     raise CloseSession from exc  # the client is somewhere inside a response
                 await self._send_err(err)
                 return None
-            chunk = data if n == len(data) else data[:n]
-            if strip_state and tracker.done and tracker.status & _STATE_CHANGED:
-                chunk = _strip_session_state(chunk, tracker.last_ok)
-            elif strip_gtids and tracker.done and tracker.status & _STATE_CHANGED:
-                chunk = _strip_session_state(chunk, tracker.last_ok, keep=_not_gtid)
+            chunk = self._client_chunk(tracker, data, n)
             rest = client.send_nowait(chunk)
             if rest is not None:
                 await client.send_all(rest)
@@ -228,13 +232,36 @@ class RelayMixin:
             if tracker.done:
                 break
             if tracker.local_infile:
-                self.app.pin_counters.started(P.LOCAL_INFILE)
-                await self._relay_local_infile(be, tracker)
+                await self._local_infile(be, tracker)
                 if be.closed:
                     return None
-        if n != len(data):
+        self._response_done(be, tracker, hg, kind, trx_effect, len(data) - n)
+        return tracker
+
+    def _client_chunk(self, tracker: ResponseTracker, data: bytes, n: int) -> bytes:
+        """What the client gets of ``data``, of which the response's first ``n`` bytes are: its final OK
+        without the session-state data the client did not ask for (all of it without CLIENT_SESSION_TRACK,
+        the GTIDs with mysql-client_session_track_gtid=false)."""
+        chunk = data if n == len(data) else data[:n]
+        if tracker.done and tracker.status & _STATE_CHANGED:
+            if not self.capabilities & _SESSION_TRACK:
+                return _strip_session_state(chunk, tracker.last_ok)
+            if not self.app.vars.client_session_track_gtid:
+                return _strip_session_state(chunk, tracker.last_ok, keep=_not_gtid)
+        return chunk
+
+    async def _local_infile(self, be: BackendConnection, tracker: ResponseTracker) -> None:
+        """The server asked for the client's file (LOAD DATA LOCAL INFILE): relay it."""
+        self.app.pin_counters.started(P.LOCAL_INFILE)
+        await self._relay_local_infile(be, tracker)
+
+    def _response_done(self, be: BackendConnection, tracker: ResponseTracker, hg: int, kind: ResponseKind,
+                       trx_effect: int, extra: int) -> None:
+        """A response has been relayed whole (``extra``: bytes the backend sent past its end): what it
+        changed for the connection and the session (status, transaction, session state, insert id)."""
+        if extra:
             log.error("session %d: backend %s sent %d bytes past the end of a response; dropping it",
-                      self.id, be.server, len(data) - n)
+                      self.id, be.server, extra)
             self._drop_backend(be)
         else:
             be.state = BackendState.RESERVED
@@ -264,7 +291,6 @@ class RelayMixin:
                             self.autoinc_left = delay + 1
                             self.hold[hg] = self.hold.get(hg, 0) | P.AUTO_INCREMENT
         self.last_hg = hg
-        return tracker
 
     async def _run_next_transaction_sets(self, be: BackendConnection) -> None:
         """Run the held SET TRANSACTION statements on ``be``, right before the statement that opens the

@@ -45,6 +45,7 @@ from ..protocol.messages import (
 )
 from ..protocol.response import ResponseKind, response_kind
 from ..stats.logsafe import clip
+from .dataplane import PARTIAL, DataPlane, Resume
 from .decisions import StatementState
 from .handshake import TLSFailed, accept_login, auth_exchange
 from .common import (
@@ -53,6 +54,7 @@ from .common import (
     MAX_HANDSHAKE_PACKET,
     SERVER_CAPABILITIES,
     SessionState,
+    _AUTOCOMMIT,
     _COM_QUERY,
     _REFUSED_COMMANDS,
     _is_loopback,
@@ -120,6 +122,9 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
         self.connected_at = time.time()
         self._handshake_scope: trio.CancelScope | None = None  # cancelled to end the handshake early
         self.handshake_evicted = False  # ended to make room for newer handshakes
+        # the data-plane driver when the process runs a host loop (``dataplane``); set after login
+        self.data_plane: DataPlane | None = None
+        self.digested: tuple[bytes, str, int] | None = None  # (payload, digest text, hash) the data plane computed
 
     def __repr__(self) -> str:
         return f"<ClientSession {self.id} {self.username!r}@{self.client_addr} {self.state.value}>"
@@ -266,6 +271,8 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
         if self.capabilities & C.COMPRESS:
             start_compression(self.client, client_side=False)  # from the packet after that OK
         self.state = SessionState.IDLE
+        if app.host_loop is not None:
+            self.data_plane = DataPlane(self, app.host_loop)
         app.audit.connected(self)  # structured logs (audit)
         log.info("session %d: user %r connected from %s", self.id, self.username, self.client_addr)
         return True
@@ -347,44 +354,63 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
             # Pipelined commands may be buffered already; else the client sends its next command
             # only after our reply, so a read now would fail: wait for readability first. While
             # waiting, the session is IDLE: the drain and the idle reaper end it by cancelling it.
+            # A plain session waits on the data plane (``dataplane``), which serves what it can
+            # and hands the rest back.
+            resume = None
             try:
                 pkt = decoder.next_packet() if decoder.buffered else None
                 if pkt is None:
                     self.state = SessionState.IDLE
                     self.idle_since = monotonic()
-                    if self.release_at:  # connection_delay_multiplex_ms: kept connections go back then
+                    if self.data_plane is not None and self._parkable():
+                        got = await self.data_plane.park()
+                        if got is None:  # no longer plain, or it must end
+                            if app.draining or self.killed:
+                                return
+                            continue
+                        if got is PARTIAL:
+                            pkt = None
+                        elif type(got) is Resume:
+                            resume = got
+                        else:
+                            pkt = got
+                    elif self.release_at:  # connection_delay_multiplex_ms: kept connections go back then
                         with trio.move_on_at(self.release_at) as delay_scope:
                             await _wait_readable(client.sock)
                         if delay_scope.cancelled_caught:
                             self.release_delayed()
                             await _wait_readable(client.sock)
+                        pkt = client.packet_nowait()
                     else:
                         await _wait_readable(client.sock)
-                    pkt = client.packet_nowait()
+                        pkt = client.packet_nowait()
             except trio.ClosedResourceError as exc:
                 raise ConnectionLost("client socket closed while waiting") from exc
             except (PacketTooLarge, SequenceError) as exc:
                 await self._bad_client_packet(exc)
                 return
-            if pkt is None:  # part of a packet arrived
-                pkt = await self._wait_rest_of_packet()
-                if pkt is None:
+            if resume is None:
+                if pkt is None:  # part of a packet arrived
+                    pkt = await self._wait_rest_of_packet()
+                    if pkt is None:
+                        return
+                self.state = SessionState.BUSY
+                payload = pkt.payload
+                if pkt.seq != 0:
+                    await self._send_err(E.packets_out_of_order(), (pkt.seq + 1) & 0xFF)
                     return
-            self.state = SessionState.BUSY
-            payload = pkt.payload
-            if pkt.seq != 0:
-                await self._send_err(E.packets_out_of_order(), (pkt.seq + 1) & 0xFF)
-                return
-            if not payload:
-                await self._send_err(E.malformed_packet("empty command"))
-                continue
-            cmd = payload[0]
-            self.command = cmd
-            self.command_started = monotonic()
-            counters.questions += 1
-            self.statements += 1
+                if not payload:
+                    await self._send_err(E.malformed_packet("empty command"))
+                    continue
+                cmd = payload[0]
+                self.command = cmd
+                self.command_started = monotonic()
+                counters.questions += 1
+                self.statements += 1
             try:
-                if cmd == _COM_QUERY:
+                if resume is not None:  # a command the data plane started
+                    await resume.fn()
+                elif cmd == _COM_QUERY:
                     await self._com_query(payload)
                 else:
                     handler = handlers.get(cmd)
@@ -402,6 +428,13 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
             self.command = None
             if app.draining or self.killed:
                 return
+
+    def _parkable(self) -> bool:
+        """Whether the session's next command may be served on the data plane: it holds no connection
+        and nothing bends its routing (the conditions of ``_plain_query``, less the plan's own)."""
+        return (not self.backends and self.status & _AUTOCOMMIT and self.trx_hg is None and self.sticky_hg is None
+                and not self.temp_tables and self.causal_reads == "off" and not self.release_at
+                and not self.next_trx_sets and not self.fast_forward and self.client.plain)
 
     async def _bad_client_packet(self, exc: Exception) -> None:
         if isinstance(exc, PacketTooLarge):

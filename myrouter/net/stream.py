@@ -43,6 +43,8 @@ class PacketStream:
 
     __slots__ = ("sock", "decoder", "peer", "closed", "_budget", "bytes_in", "bytes_out", "tls", "comp", "_unsent")
 
+    plain = True  # bytes go to the socket as they are (no TLS, no compression under the packets)
+
     def __init__(self, sock: socket.socket, *, max_payload: int | None = None) -> None:
         sock.setblocking(False)
         try:
@@ -247,6 +249,8 @@ class TLSPacketStream(PacketStream):
 
     __slots__ = ()
 
+    plain = False
+
     def _read_now(self) -> bytes | None:
         """Plaintext available now, or None if the socket has nothing (more) to read."""
         tls = self.tls
@@ -354,6 +358,8 @@ class _Compressed:
     inflate lose the connection (``ConnectionLost``), as any transport failure does."""
 
     __slots__ = ()
+
+    plain = False
 
     def _read_now(self) -> bytes | None:
         comp = self.comp

@@ -30,6 +30,8 @@ class Counters:
         "causal_fallbacks",
         "read_only_trx_readers",  # read-only transactions run on a reader hostgroup
         "read_only_trx_writer",  # ... on the session's default hostgroup (rules, causal reads)
+        "data_plane_commands",  # commands served from start to end by the data plane (frontend/dataplane.py)
+        "data_plane_handovers",  # commands the data plane read and handed to the session's Trio task
     )
 
     def __init__(self) -> None:

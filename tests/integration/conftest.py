@@ -103,7 +103,8 @@ def admin_sql(rp: RunningProxy, *statements: str, user: str = "admin", password:
 class RunningProxy:
     """A proxy running in a thread of the test process."""
 
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, *, data_plane: bool = True) -> None:
+        self.data_plane = data_plane  # False: a bare trio.run, no host loop: every session stays on Trio
         self.config = load_config(config_path)
         self.config_path = config_path
         self.proxy: Proxy | None = None
@@ -114,8 +115,11 @@ class RunningProxy:
 
     def _main(self) -> None:
         try:
-            with HostLoop() as loop:  # as `myrouter serve`: Trio as the guest of the engine's epoll loop
-                loop.run(self._serve)
+            if self.data_plane:
+                with HostLoop() as loop:  # as `myrouter serve`: Trio as the guest of the engine's epoll loop
+                    loop.run(self._serve)
+            else:
+                trio.run(self._serve)
         except BaseException as exc:  # reported to the test thread by start()/stop()
             self._error = exc
             self._ready.set()
@@ -193,10 +197,11 @@ def proxy_factory(cluster: Cluster, tmp_path: Path, no_rules: Path) -> Iterator[
 
     def make(**kw) -> RunningProxy:
         kw.setdefault("rules_dir", no_rules)
+        data_plane = kw.pop("data_plane", True)
         port = free_ports(1)[0]
         path = tmp_path / f"myrouter-{len(started)}.toml"
         path.write_text(render_config(kw.pop("cluster", cluster), port=port, **kw))
-        rp = RunningProxy(path).start()
+        rp = RunningProxy(path, data_plane=data_plane).start()
         started.append(rp)
         return rp
 

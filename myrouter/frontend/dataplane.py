@@ -1,0 +1,504 @@
+"""A session's data plane: plain statements served by fd callbacks of the host loop.
+
+The process's main loop is the engine's ``HostLoop`` (a raw epoll loop) and Trio runs as its
+guest. A session that waits for its client's next command while nothing bends its routing (no
+connection held, autocommit, no transaction, nothing sticky: ``ClientSession._parkable``) parks
+its Trio task here (``DataPlane.park``) and the host loop watches the client socket. What comes
+next is handled by plain callbacks, in the host thread, with no task switch:
+
+* a COM_QUERY whose digest the session has a plain plan for (``query._Plan.plain_hg``), with an
+  idle pooled connection of that hostgroup whose state already matches the session's: sent at
+  once; the backend's readable events feed the ``ResponseTracker`` and the bytes go on to the
+  client as they come; at the end, the same bookkeeping as the Trio path (``_response_done``,
+  ``_plain_done``, ``_release_free``) and the connection goes back to its pool;
+* a COM_PING: answered at once.
+
+Anything else hands the session back to its Trio task with what it has got so far
+(``_hand_over``): the packet to handle as a new command, a command started here that now needs to
+wait (``Resume``: a retry, an error to send, LOAD DATA LOCAL INFILE), an exception to raise in the
+command loop, or nothing (the session is no longer plain, or it must end: drain, KILL). Trio's
+callbacks run in the same thread, so the hand-over is ``trio.lowlevel.reschedule``: no lock, no
+queue. A cancelled park (KILL, drain, the idle reaper) stops watching every descriptor first.
+
+Backpressure: when the client's socket does not take a chunk whole, the backend is not read again
+until the rest has gone (the client's descriptor is watched for writability meanwhile), so a slow
+reader holds at most one chunk of a result, however large, as on the Trio path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import outcome
+import trio
+
+from ..backend.connection import BackendConnection, BackendState
+from ..backend.stmts import execute_for_backend
+from ..net.stream import ConnectionLost, PacketStream
+from ..protocol.constants import Command
+from ..protocol.errors import MalformedPacket, PacketTooLarge, SequenceError
+from ..protocol.messages import OK
+from ..protocol.packets import Packet, frame
+from ..protocol.response import ResponseKind, ResponseTracker
+from .common import CloseSession, SessionState, _MAYBE_KILL, log
+from .decisions import TRX_OPENS
+
+if TYPE_CHECKING:
+    from .session import ClientSession
+
+_COM_QUERY = int(Command.QUERY)
+_COM_PING = int(Command.PING)
+_COM_STMT_EXECUTE = int(Command.STMT_EXECUTE)
+_RESULT = ResponseKind.RESULT
+_ACTIVE = BackendState.ACTIVE
+_IDLE = SessionState.IDLE
+_BUSY = SessionState.BUSY
+
+COMMAND_BATCH = 16  # pipelined commands served in one callback before the loop's other descriptors get a turn
+
+
+class Resume:
+    """A command the data plane started and the Trio task finishes: ``await fn()`` in the command
+    loop, as the command's handler (its counters are counted already)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], Awaitable[None]]) -> None:
+        self.fn = fn
+
+
+PARTIAL = object()  # handed over: part of a packet has arrived; the rest must come within client_packet_timeout
+
+
+class DataPlane:
+    """The data-plane driver of one ``ClientSession`` (see the module docstring)."""
+
+    __slots__ = ("session", "loop", "client", "client_fd", "task", "reading_client", "busy", "pending",
+                 "be", "be_fd", "tracker", "hg", "finish", "retry", "sent", "extra")
+
+    def __init__(self, session: ClientSession, loop) -> None:
+        self.session = session
+        self.loop = loop
+        self.client: PacketStream = session.client
+        self.client_fd = session.client.sock.fileno()
+        self.task = None  # the session's Trio task while it is parked here
+        self.reading_client = False  # the client's descriptor is watched for readability
+        self.busy = False  # a command is running on the data plane
+        self.pending: memoryview | None = None  # what the client's socket has not taken yet
+        self.be: BackendConnection | None = None  # the running statement's connection, its descriptor...
+        self.be_fd = -1
+        self.tracker: ResponseTracker | None = None
+        self.hg = 0
+        # what the statement's end calls with its tracker (accounting), and what retries it on the Trio
+        # path when its connection fails before any byte reached the client (None: not retried)
+        self.finish: Callable[[ResponseTracker], None] | None = None
+        self.retry: Callable[[], Awaitable[None]] | None = None
+        self.sent = False  # bytes of the response reached the client
+        self.extra = 0  # bytes the backend sent past the end of the response
+
+    def __repr__(self) -> str:
+        where = "parked" if self.task is not None else "on trio"
+        return f"<DataPlane session={self.session.id} {where}{' busy' if self.busy else ''}>"
+
+    # -- the Trio side -----------------------------------------------------------------------------
+
+    async def park(self):
+        """Give the session to the data plane until it hands it back; return what it hands back
+        (a ``Packet``, a ``Resume``, ``PARTIAL`` or None) or raise the exception it hands back."""
+        self.task = trio.lowlevel.current_task()
+        if not self.reading_client:
+            self.loop.add_reader(self.client_fd, self._client_readable)
+            self.reading_client = True
+        return await trio.lowlevel.wait_task_rescheduled(self._abort)
+
+    def _abort(self, raise_cancel) -> trio.lowlevel.Abort:
+        """The parked task is cancelled (KILL, drain, idle reaper): stop watching everything. A
+        statement running here stays as it is (its connection ``ACTIVE``): the session's end drops it."""
+        self._unwatch()
+        self.task = None
+        self.busy = False
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def _hand_over(self, value: object) -> None:
+        """The Trio task takes the session again, with ``value`` (an exception: raised in it)."""
+        self._unwatch()
+        self.busy = False
+        if type(value) is Packet or type(value) is Resume:
+            self.session.app.counters.data_plane_handovers += 1
+        task, self.task = self.task, None
+        result = outcome.Error(value) if isinstance(value, BaseException) else outcome.Value(value)
+        trio.lowlevel.reschedule(task, result)
+
+    def _unwatch(self) -> None:
+        loop = self.loop
+        if self.reading_client or self.pending is not None:
+            loop.remove(self.client_fd)
+            self.reading_client = False
+        self.pending = None
+        if self.be_fd >= 0:
+            loop.remove(self.be_fd)
+            self.be_fd = -1
+
+    # -- commands ----------------------------------------------------------------------------------
+
+    def _client_readable(self) -> None:
+        if self.busy:  # bytes (or a close) from the client while its command runs: read them after it
+            self.loop.remove_reader(self.client_fd)
+            self.reading_client = False
+            return
+        try:
+            self._serve_commands()
+        except Exception as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        """A bug of the data plane: the session's Trio task gets the exception (and, as for any
+        exception that escapes a session, logs it and closes the connection); the loop goes on."""
+        if self.task is not None:
+            self._hand_over(exc)
+        else:
+            log.error("session %d: data plane failed after its task left: %r", self.session.id, exc)
+            self._unwatch()
+
+    def _serve_commands(self) -> None:
+        """Serve the client's commands while they complete at once (PING, pipelined); return when one
+        is running, or has been handed over, or nothing more is there."""
+        client = self.client
+        for _ in range(COMMAND_BATCH):
+            try:
+                pkt = client.packet_nowait()
+            except (ConnectionLost, PacketTooLarge, SequenceError) as exc:
+                self._hand_over(exc)
+                return
+            if pkt is None:
+                if client.decoder.buffered:
+                    self._hand_over(PARTIAL)
+                return  # a spurious wake-up, or every command served
+            if not self._serve(pkt):
+                return
+        if not self.reading_client:  # more may be buffered: come back on the loop's next turn
+            self.loop.add_reader(self.client_fd, self._client_readable)
+            self.reading_client = True
+
+    def _serve(self, pkt: Packet) -> bool:
+        """Serve one command; True if it completed already (the next may follow at once)."""
+        payload = pkt.payload
+        if pkt.seq == 0 and payload:
+            cmd = payload[0]
+            if cmd == _COM_QUERY:
+                return self._query(pkt)
+            if cmd == _COM_STMT_EXECUTE:
+                return self._execute(pkt)
+            if cmd == _COM_PING:
+                return self._ping()
+        self._hand_over(pkt)
+        return False
+
+    def _begin(self, command: int) -> None:
+        s = self.session
+        s.state = _BUSY
+        s.command = command
+        s.command_started = time.monotonic()
+        s.app.counters.questions += 1
+        s.statements += 1
+        self.busy = True
+
+    def _ping(self) -> bool:
+        s = self.session
+        self._begin(_COM_PING)
+        ok = frame(OK(status=s.status).encode(s.capabilities), 1)
+        if not self._to_client(ok):
+            return False
+        return self._command_done()
+
+    def _query(self, pkt: Packet) -> bool:
+        s = self.session
+        app = s.app
+        payload = pkt.payload
+        if payload[1:2] in _MAYBE_KILL or not app.plain_statements:
+            self._hand_over(pkt)
+            return False
+        sql = payload[1:].decode("utf-8", "surrogateescape")
+        digester = app.digester
+        dtext, dhash = digester(sql)
+        plan = s._plans.get(dhash)
+        if plan is None or plan.plain_hg is None or plan.rules is not app.rules or plan.flag_in != s.flag_in \
+                or plan.schema != s.schema or digester.capped(sql):
+            s.digested = (payload, dtext, dhash)
+            self._hand_over(pkt)
+            return False
+        hg = plan.plain_hg
+        be = app.pools.take_idle(app.hostgroups, hg, s.pool_key)
+        if be is None:
+            s.digested = (payload, dtext, dhash)
+            self._hand_over(pkt)  # the Trio path waits for one (or connects)
+            return False
+        s.backends[hg] = be
+        if be.vars != s.vars or (s.schema and be.schema != s.schema) or type(be.stream) is not PacketStream:
+            s.digested = (payload, dtext, dhash)
+            self._hand_over(pkt)  # the Trio path brings it in line with the session (round trips)
+            return False
+        # the statement is the data plane's from here: the same effects as _plain_query
+        self._begin(_COM_QUERY)
+        s.info = payload
+        app.rules.count_hits(plan.positions)
+        app.classifier.count_hit()
+        s.flag_in = 0
+        retry = None
+        if plan.retry_reads:
+            decision = plan.decision
+            retries = decision.retries if decision.retries is not None else app.vars.query_retries_on_failure
+            if retries > 0:
+                async def retry() -> None:
+                    tracker = await s._forward(payload, _RESULT, hostgroup=hg, retries=retries - 1)
+                    if tracker is not None:
+                        s._plain_done(plan, dtext, dhash, tracker)
+
+        def finish(tracker: ResponseTracker) -> None:
+            s._plain_done(plan, dtext, dhash, tracker)
+
+        self._start(be, hg, payload, finish, retry)
+        return False
+
+    def _execute(self, pkt: Packet) -> bool:
+        """COM_STMT_EXECUTE of a statement without a cursor or long data, on an idle connection that
+        has it prepared already: as ``PreparedStatements._com_stmt_execute`` does it."""
+        s = self.session
+        payload = pkt.payload
+        prepared = s.prepared
+        st = prepared.stmts.get(int.from_bytes(payload[1:5], "little")) if len(payload) >= 10 else None
+        if st is None or st.cursor is not None or st.long_data or payload[5] & 0x0F or not s.app.plain_statements:
+            self._hand_over(pkt)
+            return False
+        app = s.app
+        hg = s._route(st.decision, st.classification)
+        be = app.pools.take_idle(app.hostgroups, hg, s.pool_key)
+        if be is None:
+            self._hand_over(pkt)
+            return False
+        s.backends[hg] = be
+        key = st.meta.key
+        bid = be.stmts.get(key)
+        if bid is None or be.vars != s.vars or (s.schema and be.schema != s.schema) \
+                or type(be.stream) is not PacketStream:
+            self._hand_over(pkt)  # the Trio path prepares it there, or brings the connection in line first
+            return False
+        try:
+            wire = execute_for_backend(payload, bid, st)
+        except MalformedPacket:
+            self._hand_over(pkt)  # the Trio path answers it
+            return False
+        be.stmts.move_to_end(key)
+        self._begin(_COM_STMT_EXECUTE)
+        retry = None
+        if prepared.retries_allowed(st, False):
+            async def retry() -> None:
+                await prepared._com_stmt_execute(payload, retried=True)
+
+        def finish(tracker: ResponseTracker) -> None:
+            st.long_data.clear()
+            prepared.executed(st, be, hg, False, tracker)
+
+        self._start(be, hg, wire, finish, retry)
+        return False
+
+    def _start(self, be: BackendConnection, hg: int, payload: bytes, finish: Callable[[ResponseTracker], None],
+               retry: Callable[[], Awaitable[None]] | None) -> None:
+        """Send the command ``payload`` on ``be`` (the session's connection to ``hg`` now) and relay
+        its response as it comes (``_relay_chunk``)."""
+        self.hg, self.finish, self.retry = hg, finish, retry
+        self.be = be
+        tracker = self.tracker = ResponseTracker(_RESULT, be.capabilities)
+        self.sent = False
+        be.state = _ACTIVE
+        bstream = be.stream
+        try:
+            rest = bstream.send_nowait(frame(payload, 0))
+        except ConnectionLost as exc:
+            self._backend_failed(exc)
+            return
+        if rest is not None:  # a command larger than the socket takes at once: the Trio path sends the rest
+            self._resume(self._send_rest_on_trio(be, tracker, rest))
+            return
+        if bstream.decoder.buffered:  # bytes of this response came with the end of the previous one
+            self._relay_chunk()
+        else:
+            self.be_fd = bstream.sock.fileno()
+            self.loop.add_reader(self.be_fd, self._backend_readable)
+
+    # -- the response --------------------------------------------------------------------------------
+
+    def _backend_readable(self) -> None:
+        try:
+            self._relay_chunk()
+        except Exception as exc:
+            self._failed(exc)
+
+    def _relay_chunk(self) -> None:
+        be = self.be
+        tracker = self.tracker
+        try:
+            data = be.stream.recv_nowait()
+            if data is None:
+                return  # a spurious wake-up
+            n = tracker.feed(data)
+        except (ConnectionLost, MalformedPacket) as exc:
+            self._backend_failed(exc)
+            return
+        chunk = self.session._client_chunk(tracker, data, n)
+        self.sent = True
+        self.extra = len(data) - n
+        if not self._to_client(chunk):
+            if self.be_fd >= 0:  # not read again until the client has taken this chunk
+                self.loop.remove_reader(self.be_fd)
+            return
+        self._after_chunk()
+
+    def _after_chunk(self) -> None:
+        tracker = self.tracker
+        if tracker.done:
+            self._statement_done()
+        elif tracker.local_infile:
+            self._resume(self._local_infile_on_trio(self.be, tracker))
+        elif self.be_fd < 0:  # relaying goes on: watch the backend (again)
+            self.be_fd = self.be.stream.sock.fileno()
+            self.loop.add_reader(self.be_fd, self._backend_readable)
+        elif self.be.stream.decoder.buffered:
+            self._relay_chunk()
+
+    def _to_client(self, data: bytes) -> bool:
+        """Send ``data`` to the client; False if the socket did not take it all (the rest is sent
+        when it becomes writable, then the command goes on) or the client is gone (handed over)."""
+        try:
+            rest = self.client.send_nowait(data)
+        except ConnectionLost as exc:
+            self._hand_over(exc)
+            return False
+        if rest is None:
+            return True
+        self.pending = rest
+        self.loop.add_writer(self.client_fd, self._client_writable)
+        return False
+
+    def _client_writable(self) -> None:
+        try:
+            self._send_pending()
+        except Exception as exc:
+            self._failed(exc)
+
+    def _send_pending(self) -> None:
+        try:
+            rest = self.client.send_nowait(self.pending)
+        except ConnectionLost as exc:
+            self._hand_over(exc)
+            return
+        if rest is not None:
+            self.pending = rest
+            return
+        self.pending = None
+        self.loop.remove_writer(self.client_fd)
+        if self.tracker is None:  # a reply of the proxy's own (PING) has gone
+            if self._command_done():
+                self._serve_commands()
+            return
+        if self.be_fd >= 0:
+            self.be_fd = -1  # its reader was removed when the client's socket filled up
+        self._after_chunk()
+
+    def _statement_done(self) -> None:
+        s = self.session
+        be, tracker = self.be, self.tracker
+        if self.be_fd >= 0:
+            self.loop.remove(self.be_fd)  # before _response_done, which may close the connection
+            self.be_fd = -1
+        self.be = self.tracker = None
+        s._response_done(be, tracker, self.hg, _RESULT, TRX_OPENS, self.extra)
+        finish, self.finish, self.retry = self.finish, None, None
+        finish(tracker)
+        if self._command_done() and s.client.decoder.buffered:
+            self._serve_commands()  # pipelined commands
+
+    def _command_done(self) -> bool:
+        """After a command: give back the connections nothing pins; True if the session stays here."""
+        s = self.session
+        if s.backends:
+            s._release_free()
+        s.command = None
+        self.busy = False
+        s.app.counters.data_plane_commands += 1
+        if s.app.draining or s.killed or not s._parkable():
+            self._hand_over(None)
+            return False
+        s.state = _IDLE
+        s.idle_since = time.monotonic()
+        if not self.reading_client:
+            self.loop.add_reader(self.client_fd, self._client_readable)
+            self.reading_client = True
+        return True
+
+    # -- what the Trio task finishes -----------------------------------------------------------------
+
+    def _resume(self, fn: Callable[[], Awaitable[None]]) -> None:
+        if self.be_fd >= 0:
+            self.loop.remove(self.be_fd)
+            self.be_fd = -1
+        self.be = self.tracker = self.finish = self.retry = None
+        self._hand_over(Resume(fn))
+
+    def _backend_failed(self, exc: Exception) -> None:
+        """The statement's connection failed: as on the Trio path, a read nothing of which reached the
+        client is retried on another connection; otherwise the client gets an error (or, in the middle
+        of a packet or of a response that makes no sense, the session closes)."""
+        s = self.session
+        be, tracker = self.be, self.tracker
+        if self.be_fd >= 0:
+            self.loop.remove(self.be_fd)  # before _lost_backend closes it
+            self.be_fd = -1
+        self.be = self.tracker = None
+        err = s._lost_backend(be, exc)
+        if tracker.in_packet or (self.sent and isinstance(exc, MalformedPacket)):
+            self._hand_over(CloseSession())
+            return
+        retry, self.retry = self.retry, None
+        self.finish = None
+        if not self.sent and retry is not None:
+            log.info("session %d: retrying on another connection after: %s", s.id, exc)
+            self._hand_over(Resume(retry))
+            return
+        seq = tracker.next_seq if self.sent else 1
+
+        async def fail() -> None:
+            await s._send_err(err, seq)
+
+        self._hand_over(Resume(fail))
+
+    def _send_rest_on_trio(self, be: BackendConnection, tracker: ResponseTracker, rest):
+        s, hg, finish = self.session, self.hg, self.finish
+
+        async def send_rest_and_relay() -> None:
+            try:
+                await be.stream.send_all(rest)
+            except ConnectionLost as exc:
+                err = s._lost_backend(be, exc)
+                await s._send_err(err)
+                return
+            done = await s._relay(be, tracker, hg, b"", _RESULT, sent=False)
+            if done is not None:
+                finish(done)
+
+        return send_rest_and_relay
+
+    def _local_infile_on_trio(self, be: BackendConnection, tracker: ResponseTracker):
+        s, hg, finish = self.session, self.hg, self.finish
+
+        async def relay_file_and_rest() -> None:
+            await s._local_infile(be, tracker)
+            if be.closed:
+                return
+            done = await s._relay(be, tracker, hg, b"", _RESULT, sent=True)
+            if done is not None:
+                finish(done)
+
+        return relay_file_and_rest
