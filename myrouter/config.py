@@ -326,7 +326,7 @@ class _Loader:
         section = _Section(doc, "", None, {k: v for k, v in top.items() if k not in self._TABLES})
         for name in TOP_LEVEL_COMPAT_KEYS:
             if section.has(name):
-                self.ignored.append(f"{name} (line {section.line(name)})")
+                self.ignored.append(name + _line_note(section.line(name)))
         known = column_names(TopLevel)
         for canon, (written, value) in section.entries.items():
             if canon in known or canon in TOP_LEVEL_COMPAT_KEYS:
@@ -407,7 +407,7 @@ class _Loader:
             if isinstance(value, (dict, list)):
                 raise section.error(f"expected a single value, got {type_name(value)}", written)
             compat_values[name] = value
-            self.ignored.append(f"{table}.{written} (line {section.line(canon)})")
+            self.ignored.append(f"{table}.{written}" + _line_note(section.line(canon)))
         values = section.values(tuple(compat_lower))
         variables = section.build(cls, values, tuple(compat), compatibility=tuple(compat_values.items()))
         return section, variables
@@ -492,8 +492,8 @@ class _Loader:
                 first = seen[key]
                 raise self.doc.error(
                     f"duplicate server (hostgroup_id={srv.hostgroup_id}, hostname={srv.hostname!r}, "
-                    f"port={srv.port}): already defined by mysql_servers[{first}] "
-                    f"(line {self.doc.line_of('mysql_servers', first)})",
+                    f"port={srv.port}): already defined by mysql_servers[{first}]"
+                    + _line_note(self.doc.line_of("mysql_servers", first)),
                     "mysql_servers", i, None,
                 )
             seen[key] = i
@@ -542,9 +542,9 @@ class _Loader:
                 if user.username in seen:
                     first = seen[user.username]
                     raise self.doc.error(
-                        f"duplicate user {user.username!r}: mysql_users[{first}] (line "
-                        f"{self.doc.line_of('mysql_users', first, 'username')}) is already its "
-                        f"{role} row",
+                        f"duplicate user {user.username!r}: mysql_users[{first}]"
+                        + _line_note(self.doc.line_of("mysql_users", first, "username"))
+                        + f" is already its {role} row",
                         "mysql_users", i, "username",
                     )
                 seen[user.username] = i
@@ -561,6 +561,11 @@ class _Loader:
                     f"replication hostgroup (known hostgroups: {known})",
                     "mysql_users", i, "default_hostgroup",
                 )
+
+
+def _line_note(line: int | None) -> str:
+    """`` (line N)`` after a name, when the document has lines (admin rows have none)."""
+    return f" (line {line})" if line else ""
 
 
 def _is_table_like(value: Any) -> bool:

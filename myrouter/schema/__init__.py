@@ -22,6 +22,7 @@ from .fields import (
     Str,
     bounds,
     column_names,
+    field_type,
     from_text,
     type_name,
     unknown_key_message,
@@ -41,7 +42,7 @@ from .values import is_ip, is_loopback_host, is_native_hash, parse_credentials, 
 from .variables import ADMIN_COMPAT_VARIABLES, AUTH_PLUGINS, MYSQL_COMPAT_VARIABLES, AdminVariables, MySQLVariables
 
 __all__ = [
-    "Choice", "Flag", "Int", "NonEmpty", "Str", "SchemaError", "bounds", "column_names", "from_text", "type_name",
+    "Choice", "Flag", "Int", "NonEmpty", "Str", "SchemaError", "bounds", "column_names", "field_type", "from_text", "type_name",
     "unknown_key_message", "validate",
     "TopLevel", "ClusterConfig", "LOG_FORMATS",
     "ServerConfig", "UserConfig", "ReplicationHostgroupConfig", "SERVER_STATUSES", "CHECK_TYPES", "POOL_MODES",

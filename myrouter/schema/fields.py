@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import typing
 from collections.abc import Iterable
 from functools import partial
 from typing import Annotated, Any
@@ -29,7 +30,7 @@ from pydantic import AfterValidator, BeforeValidator, Strict, ValidationError
 from pydantic_core import PydanticCustomError
 
 __all__ = ["Flag", "Int", "Str", "NonEmpty", "Choice", "SchemaError", "validate", "bounds", "type_name",
-           "unknown_key_message", "column_names", "from_text"]
+           "unknown_key_message", "column_names", "field_type", "from_text"]
 
 
 class SchemaError(Exception):
@@ -113,9 +114,13 @@ def Choice(choices: tuple[str, ...], fold: str | None = None) -> Any:  # noqa: N
 
 
 def bounds(cls: type, name: str) -> tuple[int | None, int | None]:
-    """The (lo, hi) range of an integer field (None where unbounded)."""
+    """The (lo, hi) range of an integer field (None where unbounded); also of an optional one."""
+    field = cls.__pydantic_fields__[name]  # type: ignore[attr-defined]
+    metadata = list(field.metadata)
+    for arg in typing.get_args(field.annotation):  # Int(...) | None
+        metadata += getattr(arg, "__metadata__", ())
     lo = hi = None
-    for meta in cls.__pydantic_fields__[name].metadata:  # type: ignore[attr-defined]
+    for meta in metadata:
         if isinstance(meta, Ge):
             lo = meta.ge
         elif isinstance(meta, Le):
@@ -187,19 +192,23 @@ def validate(cls: type, values: dict[str, Any], *, table: str = "", aliases: Ite
     return row
 
 
-def from_text(cls: type, name: str, text: str) -> Any:
-    """An admin ``global_variables`` value (always text) as the field ``name`` of ``cls`` types it:
-    ``true``/``1``/``on``/``yes`` (and the opposites) for a Flag, digits for an Int. ValueError
-    (with the message to show) when the text is not of the field's type."""
-    field = cls.__pydantic_fields__[name]  # type: ignore[attr-defined]
-    if field.annotation is bool:
+def field_type(cls: type, name: str) -> type:
+    """The Python type of a field (bool for a Flag, int for an Int, str...)."""
+    return cls.__pydantic_fields__[name].annotation  # type: ignore[attr-defined,no-any-return]
+
+
+def from_text(kind: type, text: str) -> Any:
+    """An admin ``global_variables`` value (always text) as a value of ``kind``: ``true``/``1``/``on``/
+    ``yes`` (and the opposites) for bool, digits for int, the text itself for str. ValueError (with
+    the message to show) when the text is not of that kind."""
+    if kind is bool:
         t = text.strip().lower()
         if t in ("true", "1", "on", "yes"):
             return True
         if t in ("false", "0", "off", "no"):
             return False
         raise ValueError(f"expected true or false, not {text!r}")
-    if field.annotation is int:
+    if kind is int:
         try:
             return int(text.strip())
         except ValueError:
