@@ -39,7 +39,7 @@ import difflib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from myrouter.errors import ConfigError
 from myrouter.schema import (
@@ -68,7 +68,7 @@ from myrouter.schema import (
     unknown_key_message,
     validate,
 )
-from myrouter.tomlutil import TomlDoc, key_path, load_toml
+from myrouter.tomlutil import key_path, load_toml
 
 __all__ = [
     "Config",
@@ -196,10 +196,21 @@ def load_config(path: str | Path) -> Config:
     return _Loader(doc).load()
 
 
-def config_from_tables(tables: Any) -> Config:
-    """The Config of a document that is not a file: ``tables`` has the TomlDoc interface (``data``,
-    ``path``, ``error(message, table, index, key)``, ``line_of``), its ``error`` building the
-    exception to raise (the admin interface names rows by their key columns)."""
+class Document(Protocol):
+    """What the loader reads: a TomlDoc, or admin rows in the same shape (myrouter.admin.validate)."""
+
+    data: dict[str, Any]  # tables as a TOML file holds them
+    path: Path  # relative directories are resolved against its directory
+
+    def line_of(self, table: str, index: int | None = None, key: str | None = None) -> int | None: ...
+
+    def error(self, message: str, table: str = "", index: int | None = None,
+              key: str | None = None) -> Exception: ...
+
+
+def config_from_tables(tables: Document) -> Config:
+    """The Config of a document that is not a file (admin rows): its ``error`` builds the exception
+    to raise (the admin interface names rows by their key columns) and ``line_of`` may be None."""
     return _Loader(tables).load()
 
 
@@ -213,7 +224,7 @@ class _Section:
 
     def __init__(
         self,
-        doc: TomlDoc,
+        doc: Document,
         table: str,
         index: int | None,
         raw: dict[str, Any],
@@ -235,7 +246,7 @@ class _Section:
                 raise self.error(f"duplicate of {other!r} (same setting written twice)", written)
             self.entries[canon] = (written, value)
 
-    def error(self, message: str, key: str | None = None) -> ConfigError:
+    def error(self, message: str, key: str | None = None) -> Exception:
         return self.doc.error(message, self.table, self.index, key)
 
     def written(self, canon: str) -> str:
@@ -254,7 +265,7 @@ class _Section:
 
     def build(self, cls: type, values: dict[str, Any], aliases: tuple[str, ...] = (), **fixed: Any) -> Any:
         """``cls`` validated by the schema from ``values`` (and ``fixed``, not keys of the file);
-        its first problem raised as a ConfigError at the key's line."""
+        its first problem raised at the key's line (a ConfigError for a file)."""
         try:
             return validate(cls, values, table=self.table, aliases=aliases, fixed=fixed)
         except SchemaError as exc:
@@ -272,7 +283,7 @@ class _Loader:
         "cluster",
     )
 
-    def __init__(self, doc: TomlDoc) -> None:
+    def __init__(self, doc: Document) -> None:
         self.doc = doc
         self.ignored: list[str] = []  # "table.key (line N)" for the compatibility warning
 
