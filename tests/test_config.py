@@ -2,7 +2,7 @@
 
 Error tests assert the three things a user needs to fix a file: the file name,
 the line number (computed here from the test's own text, independently of the
-scanner) and the key.
+locator) and the key.
 """
 
 from __future__ import annotations
