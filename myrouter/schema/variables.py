@@ -414,7 +414,6 @@ class MySQLVariables:
         return _global_variables("mysql-", self.items())
 
 
-
 @dataclass(frozen=True, slots=True)
 class AdminVariables:
     """``[admin_variables]``: ProxySQL's ``admin-*`` variables that myrouter uses."""
