@@ -3,16 +3,11 @@
 ``tomllib`` parses TOML into plain dicts and forgets where each value came
 from. Configuration errors must name file, line and key, so this module keeps
 the source text next to the parsed data and answers "on which line is key K of
-the N-th ``[[table]]``?" with a small scanner over the text.
-
-The scanner understands what a valid TOML file may contain: ``[table]`` and
-``[[array.of.tables]]`` headers (bare, quoted and dotted names), ``key = value``
-lines (bare, quoted and dotted keys), single- and multi-line strings of both
-kinds (so a ``[x]`` or ``k = v`` inside a string is not mistaken for a header
-or a key), comments, multi-line arrays, and inline tables (including an array
-of inline tables, ``servers = [{...}, {...}]``, whose elements are indexed like
-``[[servers]]``). It runs only on text that ``tomllib`` accepted; where it
-cannot tell, :meth:`TomlDoc.line_of` answers ``None`` rather than guessing.
+the N-th ``[[table]]``?" from tomlkit's parse of the same text (tomlkit keeps
+every item of the document; the parser below notes the line each key, table
+header and inline table starts on). That second parse happens only when a line
+is asked for (an error, a warning, a rule's provenance), never for a file that
+loads cleanly and has no rules.
 
 Usage::
 
@@ -24,10 +19,15 @@ Usage::
 
 from __future__ import annotations
 
+import bisect
 import re
 import tomllib
 from pathlib import Path
 from typing import Any
+
+from tomlkit.container import Container, OutOfOrderTableProxy
+from tomlkit.items import AoT, Array, InlineTable, Item, Table
+from tomlkit.parser import Parser
 
 from myrouter.errors import ConfigError
 
@@ -35,11 +35,6 @@ __all__ = ["TomlDoc", "load_toml", "parse_toml", "key_path"]
 
 _LOCATION_RE = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _END_RE = re.compile(r"\s*\(at end of document\)\s*$")
-
-# Characters allowed in a bare TOML key.
-_BARE_KEY_CHARS = frozenset(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
-)
 
 
 def key_path(table: str | None, index: int | None = None, key: str | None = None) -> str:
@@ -64,16 +59,13 @@ class TomlDoc:
     :class:`ConfigError` naming this file, the line and the key.
     """
 
-    __slots__ = ("data", "path", "text", "_headers", "_keys")
+    __slots__ = ("data", "path", "text", "_located")
 
     def __init__(self, data: dict[str, Any], path: Path | str, text: str) -> None:
         self.data = data
         self.path = Path(path)
         self.text = text
-        scanner = _Scanner(text)
-        scanner.run()
-        self._headers = scanner.headers
-        self._keys = scanner.keys
+        self._located: _Located | None = None
 
     def __repr__(self) -> str:
         return f"TomlDoc(path={str(self.path)!r}, tables={sorted(self.data)!r})"
@@ -89,16 +81,9 @@ class TomlDoc:
         ``index=None`` on an array of tables: its first element's header); when
         neither is known, ``None``. Never raises.
         """
-        table = _normalize_name(table)
-        if key is not None:
-            line = self._keys.get((table, index, _normalize_name(key)))
-            if line is not None:
-                return line
-        line = self._headers.get((table, index))
-        if line is None and index is None:
-            # The table as a whole, written as an array of tables: its first element.
-            line = self._headers.get((table, 0))
-        return line
+        if self._located is None:
+            self._located = _Located(self.text)
+        return self._located.line_of(table, index, key)
 
     def error(
         self,
@@ -169,247 +154,114 @@ def _normalize_name(name: str) -> str:
     return ".".join(part.strip() for part in name.split(".")) if name else ""
 
 
-class _Scanner:
-    """One pass over valid TOML text, recording header and key line numbers.
-
-    ``headers[(table, index)]`` and ``keys[(table, index, dotted_key)]`` map to
-    1-based lines. Table and key parts are joined with ``.`` after unquoting
-    (a quoted part that itself contains a dot cannot be told apart: best effort).
-    The first occurrence of a location wins.
-    """
+class _LineParser(Parser):
+    """tomlkit's parser, noting the 1-based line where each value, table and inline table starts
+    (by the identity of the item it returns)."""
 
     def __init__(self, text: str) -> None:
-        self.s = text
-        self.n = len(text)
-        self.i = 0
-        self.line = 1
-        self.headers: dict[tuple[str, int | None], int] = {}
-        self.keys: dict[tuple[str, int | None, str], int] = {}
-        self._aot_count: dict[str, int] = {}
-        # Current table context: name and array index (None for a plain table).
-        self._table = ""
-        self._index: int | None = None
+        super().__init__(text)
+        self.lines: dict[int, int] = {}
+        self._newlines = [i for i, ch in enumerate(text) if ch == "\n"]
 
-    # -- low-level helpers -------------------------------------------------
+    def _line(self) -> int:
+        return bisect.bisect_right(self._newlines, self._idx - 1) + 1
 
-    def _peek(self, k: int = 0) -> str:
-        j = self.i + k
-        return self.s[j] if j < self.n else ""
+    def _parse_key_value(self, *args: Any, **kwargs: Any) -> Any:
+        line = self._line()  # the indent before the key never spans lines
+        key, value = super()._parse_key_value(*args, **kwargs)
+        self.lines.setdefault(id(value), line)
+        return key, value
 
-    def _advance(self, k: int = 1) -> None:
-        end = min(self.i + k, self.n)
-        self.line += self.s.count("\n", self.i, end)
-        self.i = end
+    def _parse_inline_table(self, *args: Any, **kwargs: Any) -> Any:
+        line = self._line()
+        table = super()._parse_inline_table(*args, **kwargs)
+        self.lines.setdefault(id(table), line)
+        return table
 
-    def _skip_ws(self, newlines: bool) -> None:
-        """Skip spaces/tabs (and newlines and comments when ``newlines``)."""
-        while self.i < self.n:
-            c = self.s[self.i]
-            if c in " \t\r":
-                self._advance()
-            elif c == "\n" and newlines:
-                self._advance()
-            elif c == "#" and newlines:
-                self._skip_comment()
-            else:
-                return
+    def _parse_table(self, *args: Any, **kwargs: Any) -> Any:
+        line = self._line()  # at the header's "["
+        key, result = super()._parse_table(*args, **kwargs)
+        self.lines.setdefault(id(_named_table(result)), line)
+        return key, result
 
-    def _skip_comment(self) -> None:
-        end = self.s.find("\n", self.i)
-        self._advance((self.n if end < 0 else end) - self.i)
 
-    def _skip_to_eol(self) -> None:
-        """Skip the rest of the line (trailing spaces and comment), and the newline."""
-        end = self.s.find("\n", self.i)
-        self._advance((self.n if end < 0 else end + 1) - self.i)
-
-    def _read_string(self) -> str:
-        """Consume a string of any of the four kinds at ``i``; return its raw content."""
-        s = self.s
-        if s.startswith('"""', self.i) or s.startswith("'''", self.i):
-            delim = s[self.i : self.i + 3]
-            self._advance(3)
-            start = self.i
-            while self.i < self.n:
-                if delim == '"""' and s[self.i] == "\\":
-                    self._advance(2)
-                    continue
-                if s.startswith(delim, self.i):
-                    content = s[start : self.i]
-                    self._advance(3)
-                    # Up to two extra quotes right before the closing delimiter
-                    # belong to the content.
-                    extra = 0
-                    while extra < 2 and self._peek() == delim[0]:
-                        self._advance()
-                        extra += 1
-                    return content + delim[0] * extra
-                self._advance()
-            return s[start:]
-        quote = s[self.i]
-        self._advance()
-        start = self.i
-        out = []
-        while self.i < self.n:
-            c = s[self.i]
-            if c == quote:
-                out.append(s[start : self.i])
-                self._advance()
-                return "".join(out)
-            if c == "\n":  # cannot happen in valid TOML; stop at the line end
-                break
-            if quote == '"' and c == "\\":
-                out.append(s[start : self.i])
-                out.append(self._peek(1))
-                self._advance(2)
-                start = self.i
-                continue
-            self._advance()
-        out.append(s[start : self.i])
-        return "".join(out)
-
-    def _read_key(self) -> list[str]:
-        """Consume a (possibly dotted, possibly quoted) key; return its parts."""
-        parts: list[str] = []
-        while self.i < self.n:
-            self._skip_ws(newlines=False)
-            c = self._peek()
-            if c in ('"', "'"):
-                parts.append(self._read_string())
-            else:
-                start = self.i
-                while self.i < self.n and self.s[self.i] in _BARE_KEY_CHARS:
-                    self._advance()
-                if self.i == start:
-                    break  # not a key character: stop (invalid, or end of key)
-                parts.append(self.s[start : self.i])
-            self._skip_ws(newlines=False)
-            if self._peek() == ".":
-                self._advance()
-                continue
+def _named_table(item: Any) -> Any:
+    """The table a header names, in what ``_parse_table`` returns: the first element of an array of
+    tables, or the end of the chain of implicit super-tables of a dotted name (``[a.b.c]``)."""
+    if isinstance(item, AoT):
+        item = item.body[0]
+    while isinstance(item, Table) and item.is_super_table():
+        children = [v for _, v in item.value.body if isinstance(v, (Table, AoT))]
+        if not children:
             break
-        return parts
+        item = children[-1]
+        if isinstance(item, AoT):
+            item = item.body[-1]
+    return item
 
-    # -- recording ---------------------------------------------------------
 
-    def _record_key(self, table: str, index: int | None, parts: list[str], line: int) -> None:
-        if not parts:
-            return
-        self.keys.setdefault((table, index, ".".join(parts)), line)
-        # A dotted key ``a.b.c = 1`` in table T also defines key ``c`` of table
-        # ``T.a.b`` (and ``b.c`` of ``T.a``); the first such line stands in as
-        # that implicit table's header. (Inside an element of an array of
-        # tables only the keys of T are recorded.)
-        for split in range(1, len(parts)):
-            sub = ".".join(parts[:split])
-            # ``a`` (and ``a.b``) as keys of T: where that sub-table starts.
-            self.keys.setdefault((table, index, sub), line)
-            sub_table = f"{table}.{sub}" if table else sub
-            if index is None:
-                self.keys.setdefault((sub_table, None, ".".join(parts[split:])), line)
-                self.headers.setdefault((sub_table, None), line)
+class _Located:
+    """The line numbers of one document's items (from tomlkit's parse of its text)."""
 
-    # -- grammar -----------------------------------------------------------
+    def __init__(self, text: str) -> None:
+        parser = _LineParser(text)
+        try:
+            self.document: Container | None = parser.parse()
+        except Exception:  # noqa: BLE001 - tomllib accepted the text; without tomlkit's parse there are no lines
+            self.document = None
+        self.lines = parser.lines
 
-    def run(self) -> None:
-        while self.i < self.n:
-            self._skip_ws(newlines=True)
-            if self.i >= self.n:
-                return
-            c = self._peek()
-            if c == "[":
-                self._header()
-            else:
-                before = self.i
-                self._keyval(self._table, self._index)
-                if self.i == before:
-                    # Something the scanner does not understand: skip the line
-                    # rather than loop.
-                    self._skip_to_eol()
+    def line_of(self, table: str, index: int | None, key: str | None) -> int | None:
+        if self.document is None:
+            return None
+        node: Any = self._walk(self.document, _normalize_name(table).split(".") if table else [])
+        if node is None:
+            return None
+        if isinstance(node, (AoT, Array)):
+            try:
+                node = node[0 if index is None else index] if isinstance(node, Array) else \
+                    node.body[0 if index is None else index]
+            except IndexError:
+                return None
+        elif index is not None:
+            return None
+        if key is not None:
+            line = self._first_line(self._walk(node, _normalize_name(key).split(".")))
+            if line is not None:
+                return line
+        return self._first_line(node)
 
-    def _header(self) -> None:
-        line = self.line
-        is_array = self.s.startswith("[[", self.i)
-        self._advance(2 if is_array else 1)
-        parts = self._read_key()
-        self._skip_ws(newlines=False)
-        self._advance(2 if is_array else 1)  # "]]" or "]"
-        name = ".".join(parts)
-        if is_array:
-            index = self._aot_count.get(name, 0)
-            self._aot_count[name] = index + 1
-        else:
-            index = None
-        self.headers.setdefault((name, index), line)
-        self._table, self._index = name, index
-        self._skip_to_eol()
+    @staticmethod
+    def _walk(node: Any, parts: list[str]) -> Any:
+        """The item at the dotted path ``parts`` under ``node`` (a container or a table), else None."""
+        for part in parts:
+            if isinstance(node, (Table, InlineTable)):
+                node = node.value
+            elif isinstance(node, OutOfOrderTableProxy):  # one table written in several places
+                node = node._internal_container  # noqa: SLF001 - the live items, in file order
+            if not isinstance(node, Container):
+                return None
+            try:
+                node = node.item(part)
+            except Exception:  # noqa: BLE001 - tomlkit raises NonExistentKey (a KeyError)
+                return None
+        return node
 
-    def _keyval(self, table: str, index: int | None, record: bool = True) -> None:
-        line = self.line
-        parts = self._read_key()
-        self._skip_ws(newlines=False)
-        if not parts or self._peek() != "=":
-            return
-        self._advance()
-        if record:
-            self._record_key(table, index, parts, line)
-        self._skip_ws(newlines=False)
-        name = ".".join(parts)
-        full = f"{table}.{name}" if table else name
-        # Tables nested inside an element of an array of tables would need
-        # compound indexes: they are scanned but not recorded (best effort).
-        self._value(full, record=record and index is None)
-
-    def _value(self, name: str, record: bool) -> None:
-        """Consume one value stored under the dotted ``name``."""
-        c = self._peek()
-        if c in ('"', "'"):
-            self._read_string()
-        elif c == "[":
-            self._array(name, record)
-        elif c == "{":
-            self._inline_table(name, None, record)
-        else:
-            # number, bool, date/time: runs until a delimiter
-            while self.i < self.n and self.s[self.i] not in ",]}#\n":
-                self._advance()
-
-    def _array(self, name: str, record: bool) -> None:
-        """An array value; inline tables in it are elements 0, 1, ... of ``name``."""
-        self._advance()  # "["
-        element = 0
-        while self.i < self.n:
-            self._skip_ws(newlines=True)
-            c = self._peek()
-            if c == "]":
-                self._advance()
-                return
-            if c == ",":
-                self._advance()
-                continue
-            before = self.i
-            if c == "{":
-                self._inline_table(name, element, record)
-            else:
-                self._value(name, record=False)
-            element += 1
-            if self.i == before:
-                self._advance()  # never loop on an unexpected character
-
-    def _inline_table(self, name: str, index: int | None, record: bool) -> None:
-        if record:
-            self.headers.setdefault((name, index), self.line)
-        self._advance()  # "{"
-        while self.i < self.n:
-            self._skip_ws(newlines=True)
-            c = self._peek()
-            if c == "}":
-                self._advance()
-                return
-            if c == ",":
-                self._advance()
-                continue
-            before = self.i
-            self._keyval(name, index, record)
-            if self.i == before:
-                self._advance()
+    def _first_line(self, node: Any) -> int | None:
+        """The line an item starts on; for an implicit table (``a.b.c = 1`` defines ``a`` and ``a.b``),
+        the first line of its contents."""
+        if node is None:
+            return None
+        line = self.lines.get(id(node))
+        if line is not None:
+            return line
+        if isinstance(node, AoT):
+            return self._first_line(node.body[0]) if node.body else None
+        if isinstance(node, OutOfOrderTableProxy):
+            tables = node._tables  # noqa: SLF001 - its parts, in file order
+            return self._first_line(tables[0]) if tables else None
+        if isinstance(node, (Table, InlineTable)):
+            lines = [self._first_line(v) for _, v in node.value.body if isinstance(v, Item)]
+            found = [line for line in lines if line is not None]
+            return min(found) if found else None
+        return None

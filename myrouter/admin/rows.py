@@ -25,6 +25,7 @@ from myrouter.config import (
 )
 from myrouter.routing.hostgroups import Hostgroups
 from myrouter.routing.rules import RuleSet
+from myrouter.schema import column_names, field_type, from_text
 
 from .schema import COLUMNS
 
@@ -162,21 +163,18 @@ _COMPAT = {**{"mysql-" + k: v for k, v in MYSQL_COMPAT_VARIABLES.items()},
            **{"admin-" + k: v for k, v in ADMIN_COMPAT_VARIABLES.items()}}
 
 
+_SCHEMA = {"mysql-": MySQLVariables, "admin-": AdminVariables}
+
+
 def _typed(name: str, text: str) -> Any:
-    default = _DEFAULTS[name]
-    if isinstance(default, bool):
-        t = text.strip().lower()
-        if t in ("true", "1", "on", "yes"):
-            return True
-        if t in ("false", "0", "off", "no"):
-            return False
-        raise VariableError(f"variable {name}: expected true or false, not {text!r}")
-    if isinstance(default, int):
-        try:
-            return int(text.strip())
-        except ValueError:
-            raise VariableError(f"variable {name}: expected an integer, not {text!r}") from None
-    return text
+    """A variable's text typed as the schema says (a compatibility variable: like its default)."""
+    prefix, _, short = name.partition("-")
+    cls = _SCHEMA[prefix + "-"]
+    kind = field_type(cls, short) if short in column_names(cls) else type(_DEFAULTS[name])
+    try:
+        return from_text(kind, text)
+    except ValueError as exc:
+        raise VariableError(f"variable {name}: {exc}") from None
 
 
 def variables_from_rows(rows: Iterable[Sequence[Any]], prefix: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:

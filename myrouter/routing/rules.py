@@ -57,18 +57,22 @@ the line when known, the column and the rule_id.
 from __future__ import annotations
 
 import bisect
-import json
+import difflib
 import re
 from collections import OrderedDict
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple
 
+from pydantic.dataclasses import dataclass
+
 from myrouter.errors import ConfigError
+from myrouter.schema import SchemaError
+from myrouter.schema.rules import FLAG_NAMES, KIND_NAMES, QueryRuleColumns, build_rule, describe
 from myrouter.tomlutil import TomlDoc, load_toml
 
-from .classifier import Classification, StatementFlag, StatementKind
-from .digest import format_digest, parse_digest
+from .classifier import Classification, StatementFlag
+from .digest import format_digest
 
 __all__ = [
     "QueryRule",
@@ -84,63 +88,16 @@ __all__ = [
 
 TABLE = "mysql_query_rules"
 
-#: ``match_kind`` names -> kinds
-KIND_NAMES: dict[str, StatementKind] = {k.label: k for k in StatementKind}
-#: ``match_flags`` names -> flags (including the ``side_effect`` group)
-FLAG_NAMES: dict[str, StatementFlag] = {
-    name.lower(): member for name, member in StatementFlag.__members__.items() if member.value
-}
-CAUSAL_READS = ("off", "session", "global")
-
 
 @dataclass(frozen=True, slots=True)
-class QueryRule:
-    """One row of ``mysql_query_rules`` (ProxySQL's columns, plus myrouter's).
+class QueryRule(QueryRuleColumns):
+    """One row of ``mysql_query_rules`` (ProxySQL's columns, plus myrouter's: their types, ranges and
+    defaults are the schema's, :class:`myrouter.schema.rules.QueryRuleColumns`).
 
     ``None`` is SQL NULL (column not set).  ``source``/``line`` say where the
     rule was defined (for messages); they are not columns.
     """
 
-    rule_id: int
-    active: int = 0
-    username: str | None = None
-    schemaname: str | None = None
-    flagIN: int = 0  # noqa: N815 - ProxySQL's column name
-    client_addr: str | None = None
-    proxy_addr: str | None = None
-    proxy_port: int | None = None
-    digest: int | None = None
-    match_digest: str | None = None
-    match_pattern: str | None = None
-    negate_match_pattern: int = 0
-    re_modifiers: str = "CASELESS"
-    flagOUT: int | None = None  # noqa: N815
-    replace_pattern: str | None = None
-    destination_hostgroup: int | None = None
-    cache_ttl: int | None = None
-    cache_empty_result: int | None = None
-    cache_timeout: int | None = None
-    reconnect: int | None = None
-    timeout: int | None = None
-    retries: int | None = None
-    delay: int | None = None
-    next_query_flagIN: int | None = None  # noqa: N815
-    mirror_flagOUT: int | None = None  # noqa: N815
-    mirror_hostgroup: int | None = None
-    error_msg: str | None = None
-    OK_msg: str | None = None  # noqa: N815
-    sticky_conn: int | None = None
-    multiplex: int | None = None
-    gtid_from_hostgroup: int | None = None
-    log: int | None = None
-    apply: int = 0
-    attributes: str | None = None
-    comment: str | None = None
-    # myrouter's own columns
-    match_kind: tuple[str, ...] | None = None
-    match_tables: tuple[str, ...] | None = None
-    match_flags: tuple[str, ...] | None = None
-    causal_reads: str | None = None
     # provenance (not a column)
     source: str | None = None
     line: int | None = None
@@ -265,181 +222,53 @@ _NO_DECISION_VALUES = tuple(RouteDecision())
 # Validation
 
 
-class _Reporter:
-    """Builds ConfigErrors for one rule: ``rule_id N: message`` at file/line/key."""
+#: Builds the exception for a problem of one rule: ``(message, column or None, rule_id or None)``.
+_ErrorFn = Callable[[str, "str | None", Any], Exception]
 
-    def __init__(self, error: Callable[[str, str | None], ConfigError], rule_id: Any) -> None:
+
+def _prefixed(message: str, rule_id: Any) -> str:
+    """``rule_id N: message``, as the messages of rule files say which rule they are about."""
+    return f"rule_id {rule_id}: {message}" if rule_id is not None else message
+
+
+class _Reporter:
+    """Builds the errors of one rule (its rule_id known, when it is)."""
+
+    def __init__(self, error: _ErrorFn, rule_id: Any) -> None:
         self._error = error
         self.rule_id = rule_id
 
-    def __call__(self, message: str, key: str | None = None) -> ConfigError:
-        prefix = f"rule_id {self.rule_id}: " if self.rule_id is not None else ""
-        return self._error(prefix + message, key)
+    def __call__(self, message: str, key: str | None = None) -> Exception:
+        return self._error(message, key, self.rule_id)
 
 
-_FLAG01 = ("active", "negate_match_pattern", "apply", "cache_empty_result", "reconnect", "sticky_conn", "log")
-_NONNEG_INT = (
-    "flagIN",
-    "flagOUT",
-    "destination_hostgroup",
-    "cache_timeout",
-    "timeout",
-    "delay",
-    "next_query_flagIN",
-    "mirror_flagOUT",
-    "mirror_hostgroup",
-    "gtid_from_hostgroup",
-)
-_STRINGS = (
-    "username",
-    "schemaname",
-    "client_addr",
-    "proxy_addr",
-    "match_digest",
-    "match_pattern",
-    "replace_pattern",
-    "error_msg",
-    "OK_msg",
-    "attributes",
-    "comment",
-)
 _HOSTGROUP_COLUMNS = ("destination_hostgroup", "mirror_hostgroup", "gtid_from_hostgroup")
 
 
-def _check_int(value: Any, key: str, report: _Reporter) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise report(f"{key} must be an integer, not {_describe(value)}", key)
-    return value
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
-    if isinstance(value, str):
-        return f"a string ({value!r})"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    if isinstance(value, dict):
-        return "a table"
-    return f"{type(value).__name__} ({value!r})"
-
-
-def _name_list(value: Any, key: str, report: _Reporter) -> tuple[str, ...]:
-    """A list of names, or one string with comma-separated names."""
-    if isinstance(value, str):
-        items = [v.strip() for v in value.split(",")]
-    elif isinstance(value, (list, tuple)):
-        items = []
-        for v in value:
-            if not isinstance(v, str):
-                raise report(f"{key} must be a list of strings, found {_describe(v)}", key)
-            items.append(v.strip())
-    else:
-        raise report(f"{key} must be a string or a list of strings, not {_describe(value)}", key)
-    items = [v.lower() for v in items if v]
-    if not items:
-        raise report(f"{key} is empty", key)
-    return tuple(dict.fromkeys(items))
-
-
-def _validate_row(row: dict[str, Any], report: _Reporter) -> dict[str, Any]:
-    """Check and normalize a row's values; return QueryRule keyword arguments."""
-    out: dict[str, Any] = {}
+def _validate_row(row: dict[str, Any], report: _Reporter, source: str | None, line: int | None) -> QueryRule:
+    """The rule a row describes: column names matched case-insensitively (as SQL does), NULLs left
+    out, each value checked by the schema; the first problem reported at its column."""
+    values: dict[str, Any] = {}
     for raw_key, value in row.items():
         if not isinstance(raw_key, str):
-            raise report(f"column names must be strings, not {_describe(raw_key)}")
+            raise report(f"column names must be strings, not {describe(raw_key)}")
         key = _COLUMN_BY_LOWER.get(raw_key.lower())
         if key is None:
             hint = _close_column(raw_key)
             raise report(
                 f"unknown column {raw_key!r}" + (f" (did you mean {hint!r}?)" if hint else ""), raw_key
             )
-        if key in out:
+        if key in values:
             raise report(f"column {key!r} is given twice", raw_key)
-        if value is None:  # SQL NULL from the admin tables; TOML has no null
-            continue
-        if key == "rule_id":
-            value = _check_int(value, key, report)
-            if value <= 0:
-                raise report("rule_id must be a positive integer", key)
-        elif key in _FLAG01:
-            if isinstance(value, bool):
-                value = int(value)
-            value = _check_int(value, key, report)
-            if value not in (0, 1):
-                raise report(f"{key} must be 0 or 1, not {value}", key)
-        elif key == "multiplex":
-            if isinstance(value, bool):
-                value = int(value)
-            value = _check_int(value, key, report)
-            if value not in (0, 1, 2):
-                raise report(f"multiplex must be 0, 1 or 2, not {value}", key)
-        elif key in _NONNEG_INT:
-            value = _check_int(value, key, report)
-            if value < 0:
-                raise report(f"{key} must not be negative", key)
-        elif key == "cache_ttl":
-            value = _check_int(value, key, report)
-            if value <= 0:
-                raise report("cache_ttl must be a positive number of milliseconds", key)
-        elif key == "retries":
-            value = _check_int(value, key, report)
-            if not 0 <= value <= 1000:
-                raise report("retries must be between 0 and 1000", key)
-        elif key == "proxy_port":
-            value = _check_int(value, key, report)
-            if not 1 <= value <= 65535:
-                raise report("proxy_port must be between 1 and 65535", key)
-        elif key == "digest":
-            try:
-                value = parse_digest(value)
-            except (TypeError, ValueError) as e:
-                raise report(f"digest: {e}", key) from e
-        elif key in _STRINGS or key == "re_modifiers":
-            if not isinstance(value, str):
-                raise report(f"{key} must be a string, not {_describe(value)}", key)
-            if key == "attributes" and value.strip():
-                try:
-                    json.loads(value)
-                except ValueError as e:
-                    raise report(f"attributes must be JSON: {e}", key) from e
-        elif key == "match_kind":
-            value = _name_list(value, key, report)
-            bad = [v for v in value if v not in KIND_NAMES]
-            if bad:
-                raise report(
-                    f"match_kind: unknown kind {bad[0]!r} (known: {', '.join(KIND_NAMES)})", key
-                )
-        elif key == "match_tables":
-            value = _name_list(value, key, report)
-            for name in value:
-                if not re.fullmatch(r"[^.\s`]+(?:\.[^.\s`]+)?", name):
-                    raise report(
-                        f"match_tables: {name!r} is not a table name ('table' or 'schema.table', unquoted)",
-                        key,
-                    )
-        elif key == "match_flags":
-            value = _name_list(value, key, report)
-            bad = [v for v in value if v not in FLAG_NAMES]
-            if bad:
-                raise report(
-                    f"match_flags: unknown flag {bad[0]!r} (known: {', '.join(FLAG_NAMES)})", key
-                )
-        elif key == "causal_reads":
-            if not isinstance(value, str) or value.lower() not in CAUSAL_READS:
-                raise report(f"causal_reads must be one of {', '.join(CAUSAL_READS)}", key)
-            value = value.lower()
-        else:  # pragma: no cover - every column is handled above
-            raise AssertionError(key)
-        out[key] = value
-    if "rule_id" not in out:
-        raise report("a rule needs a rule_id", None)
-    return out
+        values[key] = value
+    columns = {key: value for key, value in values.items() if value is not None}  # SQL NULL: not set
+    try:
+        return build_rule(QueryRule, columns, source=source, line=line)
+    except SchemaError as exc:
+        raise report(exc.message, exc.key) from None
 
 
 def _close_column(name: str) -> str | None:
-    import difflib
-
     found = difflib.get_close_matches(name.lower(), list(_COLUMN_BY_LOWER), n=1, cutoff=0.75)
     return _COLUMN_BY_LOWER[found[0]] if found else None
 
@@ -695,7 +524,8 @@ class RuleSet:
         active: list[_Compiled] = []
         for rule in ordered:
             report = _Reporter(
-                lambda message, key, _r=rule: ConfigError(message, file=_r.source, line=_r.line, key=key),
+                lambda message, key, rule_id, _r=rule: ConfigError(
+                    _prefixed(message, rule_id), file=_r.source, line=_r.line, key=key),
                 rule.rule_id,
             )
             compiled = _Compiled(rule, len(active), report)  # validates inactive rules too
@@ -899,24 +729,18 @@ def _no_decision(flag: int) -> RouteDecision:
 # Loading
 
 
-def _rule_from_row(
-    row: Any, error: Callable[[str, str | None], ConfigError], source: str | None, line: int | None
-) -> QueryRule:
+def _rule_from_row(row: Any, error: _ErrorFn, source: str | None, line: int | None) -> QueryRule:
     if not isinstance(row, dict):
-        raise error(f"a rule must be a table of columns, not {_describe(row)}", None)
+        raise error(f"a rule must be a table of columns, not {describe(row)}", None, None)
     rule_id = row.get("rule_id")
     if rule_id is None:
         for k, v in row.items():
             if isinstance(k, str) and k.lower() == "rule_id":
                 rule_id = v
     report = _Reporter(error, rule_id if isinstance(rule_id, int) and not isinstance(rule_id, bool) else None)
-    values = _validate_row(row, report)
-    rule = QueryRule(**values, source=source, line=line)
+    rule = _validate_row(row, report, source, line)
     _Compiled(rule, 0, report)  # regexes, modifiers, rewrite: reported at the column's line
     return rule
-
-
-_ErrorFn = Callable[[str, "str | None"], ConfigError]
 
 
 def _check_hostgroups(rule: QueryRule, known: set[int], error: _ErrorFn) -> None:
@@ -926,9 +750,8 @@ def _check_hostgroups(rule: QueryRule, known: set[int], error: _ErrorFn) -> None
         hg = getattr(rule, key)
         if hg is not None and hg not in known:
             raise error(
-                f"rule_id {rule.rule_id}: {key} {hg} is not a configured hostgroup "
-                f"(known: {', '.join(map(str, sorted(known))) or 'none'})",
-                key,
+                f"{key} {hg} is not a configured hostgroup (known: {', '.join(map(str, sorted(known))) or 'none'})",
+                key, rule.rule_id,
             )
 
 
@@ -941,7 +764,7 @@ def _checked_ruleset(
     for rule, error in entries:
         other = seen.get(rule.rule_id)
         if other is not None:
-            raise error(f"rule_id {rule.rule_id} is defined twice: here and at {other.where()}", "rule_id")
+            raise error(f"rule_id {rule.rule_id} is defined twice: here and at {other.where()}", "rule_id", None)
         seen[rule.rule_id] = rule
         if known is not None:
             _check_hostgroups(rule, known, error)
@@ -973,8 +796,8 @@ def _rules_of_doc(doc: TomlDoc, *, only_rules: bool) -> list[tuple[QueryRule, _E
     for index, row in enumerate(rows):
         line = doc.line_of(TABLE, index)
 
-        def error(message: str, key: str | None, _i: int = index) -> ConfigError:
-            return doc.error(message, TABLE, _i, key)
+        def error(message: str, key: str | None, rule_id: Any, _i: int = index) -> ConfigError:
+            return doc.error(_prefixed(message, rule_id), TABLE, _i, key)
 
         out.append((_rule_from_row(row, error, str(path), line), error))
     return out
@@ -1015,18 +838,24 @@ def rules_from_rows(
     known_hostgroups: set[int] | None = None,
     *,
     iterations: int = 0,
+    error: Callable[[int, str, str | None, Any], Exception] | None = None,
 ) -> RuleSet:
     """Build a RuleSet from ``mysql_query_rules`` rows (column -> value, None = NULL).
 
     Same validation as :func:`load_rules`; errors name ``source`` and the
     rule_id.  ``match_kind``/``match_tables``/``match_flags`` may be lists or
     comma-separated strings; ``digest`` an int or ``'0x...'`` text.
+    ``error(row index, message, column, rule_id)`` builds the exception to raise
+    instead of a ConfigError (the admin interface names the row by its key columns).
     """
     entries = []
     for index, row in enumerate(rows):
 
-        def error(message: str, key: str | None, _i: int = index) -> ConfigError:
-            return ConfigError(message, file=source, key=f"{TABLE}[{_i}].{key}" if key else f"{TABLE}[{_i}]")
+        def row_error(message: str, key: str | None, rule_id: Any, _i: int = index) -> Exception:
+            if error is not None:
+                return error(_i, message, key, rule_id)
+            return ConfigError(_prefixed(message, rule_id), file=source,
+                               key=f"{TABLE}[{_i}].{key}" if key else f"{TABLE}[{_i}]")
 
-        entries.append((_rule_from_row(row, error, source, None), error))
+        entries.append((_rule_from_row(row, row_error, source, None), row_error))
     return _checked_ruleset(entries, known_hostgroups, iterations)
