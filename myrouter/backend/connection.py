@@ -112,6 +112,7 @@ class BackendConnection:
         # an autocommit-off session ran a statement here since its last COMMIT/ROLLBACK. Set by the
         # session after each response; a connection with it set is never given to another session.
         self.in_trx = False
+        self.watch = None  # the data plane's BackendWatch of its socket, once the data plane used it
 
     def __repr__(self) -> str:
         return (

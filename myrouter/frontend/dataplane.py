@@ -72,11 +72,52 @@ class Resume:
 PARTIAL = object()  # handed over: part of a packet has arrived; the rest must come within client_packet_timeout
 
 
+class BackendWatch:
+    """A backend connection's socket in the host loop. Registered the first time the data plane runs
+    a statement on the connection, it stays registered between statements while the connection
+    sits in its pool or goes to another parked session: changing hands is a swap of callbacks, no
+    system call. An event while no statement of the data plane runs on it (the Trio path uses the
+    connection, or the server closed it while idle) takes it out of the loop (``_stray``); the
+    stream's ``close`` takes it out too (``PacketStream.watched_by``)."""
+
+    __slots__ = ("loop", "stream", "fd", "registered")
+
+    def __init__(self, loop, stream: PacketStream) -> None:
+        self.loop = loop
+        self.stream = stream
+        self.fd = stream.sock.fileno()
+        self.registered = False
+
+    def follow(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the socket is readable (a statement of the data plane runs on it)."""
+        if self.registered:
+            self.loop.swap_reader(self.fd, callback)
+        else:
+            self.loop.add_reader(self.fd, callback)
+            self.stream.watched_by = self.loop
+            self.registered = True
+
+    def release(self) -> None:
+        """The statement ended: stay registered, with nobody following."""
+        if self.registered:
+            self.loop.swap_reader(self.fd, self._stray)
+
+    def stop(self) -> None:
+        """Out of the loop (backpressure, a hand-over to Trio, a failed connection)."""
+        if self.registered:
+            self.registered = False
+            self.stream.watched_by = None
+            self.loop.remove(self.fd)
+
+    def _stray(self) -> None:
+        self.stop()
+
+
 class DataPlane:
     """The data-plane driver of one ``ClientSession`` (see the module docstring)."""
 
     __slots__ = ("session", "loop", "client", "client_fd", "task", "reading_client", "busy", "pending",
-                 "be", "be_fd", "tracker", "hg", "finish", "retry", "sent", "extra")
+                 "be", "watch", "tracker", "hg", "finish", "retry", "sent", "extra")
 
     def __init__(self, session: ClientSession, loop) -> None:
         self.session = session
@@ -88,7 +129,7 @@ class DataPlane:
         self.busy = False  # a command is running on the data plane
         self.pending: memoryview | None = None  # what the client's socket has not taken yet
         self.be: BackendConnection | None = None  # the running statement's connection, its descriptor...
-        self.be_fd = -1
+        self.watch: BackendWatch | None = None  # ... and its BackendWatch
         self.tracker: ResponseTracker | None = None
         self.hg = 0
         # what the statement's end calls with its tracker (accounting), and what retries it on the Trio
@@ -110,6 +151,7 @@ class DataPlane:
         self.task = trio.lowlevel.current_task()
         if not self.reading_client:
             self.loop.add_reader(self.client_fd, self._client_readable)
+            self.client.watched_by = self.loop
             self.reading_client = True
         return await trio.lowlevel.wait_task_rescheduled(self._abort)
 
@@ -135,11 +177,16 @@ class DataPlane:
         loop = self.loop
         if self.reading_client or self.pending is not None:
             loop.remove(self.client_fd)
+            self.client.watched_by = None
             self.reading_client = False
         self.pending = None
-        if self.be_fd >= 0:
-            loop.remove(self.be_fd)
-            self.be_fd = -1
+        self._stop_watching_backend()
+
+    def _stop_watching_backend(self) -> None:
+        watch = self.watch
+        if watch is not None:
+            self.watch = None
+            watch.stop()
 
     # -- commands ----------------------------------------------------------------------------------
 
@@ -322,11 +369,13 @@ class DataPlane:
         if rest is not None:  # a command larger than the socket takes at once: the Trio path sends the rest
             self._resume(self._send_rest_on_trio(be, tracker, rest))
             return
+        watch = be.watch
+        if watch is None:
+            watch = be.watch = BackendWatch(self.loop, bstream)
+        self.watch = watch
+        watch.follow(self._backend_readable)
         if bstream.decoder.buffered:  # bytes of this response came with the end of the previous one
             self._relay_chunk()
-        else:
-            self.be_fd = bstream.sock.fileno()
-            self.loop.add_reader(self.be_fd, self._backend_readable)
 
     # -- the response --------------------------------------------------------------------------------
 
@@ -351,8 +400,8 @@ class DataPlane:
         self.sent = True
         self.extra = len(data) - n
         if not self._to_client(chunk):
-            if self.be_fd >= 0:  # not read again until the client has taken this chunk
-                self.loop.remove_reader(self.be_fd)
+            if self.watch is not None:  # not read again until the client has taken this chunk
+                self.watch.stop()
             return
         self._after_chunk()
 
@@ -362,9 +411,8 @@ class DataPlane:
             self._statement_done()
         elif tracker.local_infile:
             self._resume(self._local_infile_on_trio(self.be, tracker))
-        elif self.be_fd < 0:  # relaying goes on: watch the backend (again)
-            self.be_fd = self.be.stream.sock.fileno()
-            self.loop.add_reader(self.be_fd, self._backend_readable)
+        elif not self.watch.registered:  # relaying goes on: watch the backend again
+            self.watch.follow(self._backend_readable)
         elif self.be.stream.decoder.buffered:
             self._relay_chunk()
 
@@ -403,17 +451,13 @@ class DataPlane:
             if self._command_done():
                 self._serve_commands()
             return
-        if self.be_fd >= 0:
-            self.be_fd = -1  # its reader was removed when the client's socket filled up
         self._after_chunk()
 
     def _statement_done(self) -> None:
         s = self.session
         be, tracker = self.be, self.tracker
-        if self.be_fd >= 0:
-            self.loop.remove(self.be_fd)  # before _response_done, which may close the connection
-            self.be_fd = -1
-        self.be = self.tracker = None
+        self.watch.release()  # it stays in the loop while the connection waits in its pool
+        self.be = self.tracker = self.watch = None
         s._response_done(be, tracker, self.hg, _RESULT, TRX_OPENS, self.extra)
         finish, self.finish, self.retry = self.finish, None, None
         finish(tracker)
@@ -441,9 +485,7 @@ class DataPlane:
     # -- what the Trio task finishes -----------------------------------------------------------------
 
     def _resume(self, fn: Callable[[], Awaitable[None]]) -> None:
-        if self.be_fd >= 0:
-            self.loop.remove(self.be_fd)
-            self.be_fd = -1
+        self._stop_watching_backend()  # the Trio path reads it now
         self.be = self.tracker = self.finish = self.retry = None
         self._hand_over(Resume(fn))
 
@@ -453,9 +495,7 @@ class DataPlane:
         of a packet or of a response that makes no sense, the session closes)."""
         s = self.session
         be, tracker = self.be, self.tracker
-        if self.be_fd >= 0:
-            self.loop.remove(self.be_fd)  # before _lost_backend closes it
-            self.be_fd = -1
+        self._stop_watching_backend()
         self.be = self.tracker = None
         err = s._lost_backend(be, exc)
         if tracker.in_packet or (self.sent and isinstance(exc, MalformedPacket)):

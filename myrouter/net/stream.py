@@ -41,7 +41,8 @@ class PacketStream:
     decoder are handed out by ``recv_some`` first, so both may be mixed.
     """
 
-    __slots__ = ("sock", "decoder", "peer", "closed", "_budget", "bytes_in", "bytes_out", "tls", "comp", "_unsent")
+    __slots__ = ("sock", "decoder", "peer", "closed", "_budget", "bytes_in", "bytes_out", "tls", "comp", "_unsent",
+                 "watched_by")
 
     plain = True  # bytes go to the socket as they are (no TLS, no compression under the packets)
 
@@ -65,6 +66,8 @@ class PacketStream:
         # set by start_compression, which also makes this a CompressedPacketStream
         self.comp: CompressedChannel | None = None
         self._unsent: bytes | memoryview = b""  # compressed bytes the socket has not taken yet
+        # the engine's HostLoop while it watches this socket (frontend/dataplane.py): told before it closes
+        self.watched_by = None
 
     def __repr__(self) -> str:
         return f"<PacketStream peer={self.peer} closed={self.closed}>"
@@ -220,6 +223,9 @@ class PacketStream:
         if self.closed:
             return
         self.closed = True
+        if self.watched_by is not None:
+            self.watched_by.remove(self.sock.fileno())
+            self.watched_by = None
         trio.lowlevel.notify_closing(self.sock)
         self.sock.close()
 

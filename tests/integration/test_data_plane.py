@@ -72,7 +72,8 @@ def test_plain_statements_follow_the_shipped_rules(proxy_factory, cluster, data_
         assert one(conn, "SELECT @@server_id")[0] in replicas  # reads: the readers
         one(conn, "INSERT INTO dp_rows VALUES (%s, %s)", (i, i * i))  # writes: the writer
     assert one(conn, "SELECT COUNT(*), SUM(v) FROM dp_rows FOR UPDATE") == (30, sum(i * i for i in range(30)))
-    expect_plane(rp, before, data_plane, 50)
+    # not all 60: a read drawn to a replica with no idle connection yet goes to the Trio path, which connects
+    expect_plane(rp, before, data_plane, 40)
     hits = admin_sql(rp, "SELECT SUM(hits) FROM stats_mysql_query_rules")
     assert int(hits[0][0]) == 31  # every read hit its rule, on both planes
     digest = admin_sql(rp, "SELECT count_star FROM stats_mysql_query_digest WHERE digest_text LIKE "
