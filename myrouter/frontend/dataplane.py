@@ -27,6 +27,7 @@ reader holds at most one chunk of a result, however large, as on the Trio path.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -42,10 +43,12 @@ from ..protocol.errors import MalformedPacket, PacketTooLarge, SequenceError
 from ..protocol.messages import OK
 from ..protocol.packets import Packet, frame
 from ..protocol.response import ResponseKind, ResponseTracker
-from .common import CloseSession, SessionState, _MAYBE_KILL, log
+from .common import CloseSession, SessionState, _MAYBE_KILL, _STATE_CHANGED, log
 from .decisions import TRX_OPENS
 
 if TYPE_CHECKING:
+    from ..backend.stmts import ClientStmt
+    from .query import _Plan
     from .session import ClientSession
 
 _COM_QUERY = int(Command.QUERY)
@@ -116,14 +119,16 @@ class BackendWatch:
 class DataPlane:
     """The data-plane driver of one ``ClientSession`` (see the module docstring)."""
 
-    __slots__ = ("session", "loop", "client", "client_fd", "task", "reading_client", "busy", "pending",
-                 "be", "watch", "tracker", "hg", "finish", "retry", "sent", "extra")
+    __slots__ = ("session", "loop", "client", "client_sock", "client_fd", "task", "reading_client", "busy", "pending",
+                 "be", "watch", "tracker", "hg", "sent", "extra", "raw", "request", "plan", "dtext", "dhash", "stmt",
+                 "retries")
 
     def __init__(self, session: ClientSession, loop) -> None:
         self.session = session
         self.loop = loop
         self.client: PacketStream = session.client
-        self.client_fd = session.client.sock.fileno()
+        self.client_sock = session.client.sock
+        self.client_fd = self.client_sock.fileno()
         self.task = None  # the session's Trio task while it is parked here
         self.reading_client = False  # the client's descriptor is watched for readability
         self.busy = False  # a command is running on the data plane
@@ -132,10 +137,15 @@ class DataPlane:
         self.watch: BackendWatch | None = None  # ... and its BackendWatch
         self.tracker: ResponseTracker | None = None
         self.hg = 0
-        # what the statement's end calls with its tracker (accounting), and what retries it on the Trio
-        # path when its connection fails before any byte reached the client (None: not retried)
-        self.finish: Callable[[ResponseTracker], None] | None = None
-        self.retry: Callable[[], Awaitable[None]] | None = None
+        # the running statement: the client's request; a COM_QUERY's plan and digest, or a COM_STMT_EXECUTE's
+        # statement; how many times it may be retried elsewhere if its connection fails first
+        self.raw: bytes | None = None  # the client's bytes of the command being served, if exactly its packet
+        self.request = b""
+        self.plan: _Plan | None = None
+        self.dtext = ""
+        self.dhash = 0
+        self.stmt: ClientStmt | None = None
+        self.retries = 0
         self.sent = False  # bytes of the response reached the client
         self.extra = 0  # bytes the backend sent past the end of the response
 
@@ -213,16 +223,24 @@ class DataPlane:
         """Serve the client's commands while they complete at once (PING, pipelined); return when one
         is running, or has been handed over, or nothing more is there."""
         client = self.client
+        decoder = client.decoder
         for _ in range(COMMAND_BATCH):
+            raw = None
             try:
-                pkt = client.packet_nowait()
+                if decoder.buffered:
+                    pkt = decoder.next_packet()
+                else:
+                    raw = client.recv_nowait()
+                    pkt = decoder.receive(raw) if raw is not None else None
             except (ConnectionLost, PacketTooLarge, SequenceError) as exc:
                 self._hand_over(exc)
                 return
             if pkt is None:
-                if client.decoder.buffered:
+                if decoder.buffered:
                     self._hand_over(PARTIAL)
                 return  # a spurious wake-up, or every command served
+            # the client's bytes, when they are exactly this packet: a COM_QUERY goes on unchanged
+            self.raw = raw if raw is not None and len(raw) == 4 + len(pkt.payload) else None
             if not self._serve(pkt):
                 return
         if not self.reading_client:  # more may be buffered: come back on the loop's next turn
@@ -288,25 +306,24 @@ class DataPlane:
             self._hand_over(pkt)  # the Trio path brings it in line with the session (round trips)
             return False
         # the statement is the data plane's from here: the same effects as _plain_query
-        self._begin(_COM_QUERY)
+        s.state = _BUSY
+        s.command = _COM_QUERY
+        s.command_started = time.monotonic()
+        app.counters.questions += 1
+        s.statements += 1
+        self.busy = True
         s.info = payload
         app.rules.count_hits(plan.positions)
         app.classifier.count_hit()
         s.flag_in = 0
-        retry = None
+        self.plan, self.dtext, self.dhash, self.stmt = plan, dtext, dhash, None
+        retries = 0
         if plan.retry_reads:
             decision = plan.decision
             retries = decision.retries if decision.retries is not None else app.vars.query_retries_on_failure
-            if retries > 0:
-                async def retry() -> None:
-                    tracker = await s._forward(payload, _RESULT, hostgroup=hg, retries=retries - 1)
-                    if tracker is not None:
-                        s._plain_done(plan, dtext, dhash, tracker)
-
-        def finish(tracker: ResponseTracker) -> None:
-            s._plain_done(plan, dtext, dhash, tracker)
-
-        self._start(be, hg, payload, finish, retry)
+        self.retries = retries
+        raw = self.raw
+        self._start(be, hg, raw if raw is not None else frame(payload, 0), pkt)
         return False
 
     def _execute(self, pkt: Packet) -> bool:
@@ -339,30 +356,23 @@ class DataPlane:
             return False
         be.stmts.move_to_end(key)
         self._begin(_COM_STMT_EXECUTE)
-        retry = None
-        if prepared.retries_allowed(st, False):
-            async def retry() -> None:
-                await prepared._com_stmt_execute(payload, retried=True)
-
-        def finish(tracker: ResponseTracker) -> None:
-            st.long_data.clear()
-            prepared.executed(st, be, hg, False, tracker)
-
-        self._start(be, hg, wire, finish, retry)
+        self.plan, self.stmt = None, st
+        self.retries = app.vars.query_retries_on_failure if prepared.retries_allowed(st, False) else 0
+        self._start(be, hg, frame(wire, 0), pkt)
         return False
 
-    def _start(self, be: BackendConnection, hg: int, payload: bytes, finish: Callable[[ResponseTracker], None],
-               retry: Callable[[], Awaitable[None]] | None) -> None:
-        """Send the command ``payload`` on ``be`` (the session's connection to ``hg`` now) and relay
-        its response as it comes (``_relay_chunk``)."""
-        self.hg, self.finish, self.retry = hg, finish, retry
+    def _start(self, be: BackendConnection, hg: int, wire: bytes, pkt: Packet) -> None:
+        """Send ``wire`` (the command, framed) on ``be`` (the session's connection to ``hg`` now) and relay
+        its response as it comes (``_relay_chunk``); ``pkt``: the client's request."""
+        self.hg = hg
+        self.request = pkt.payload  # kept for a retry on the Trio path
         self.be = be
         tracker = self.tracker = ResponseTracker(_RESULT, be.capabilities)
         self.sent = False
         be.state = _ACTIVE
         bstream = be.stream
         try:
-            rest = bstream.send_nowait(frame(payload, 0))
+            rest = bstream.send_nowait(wire)
         except ConnectionLost as exc:
             self._backend_failed(exc)
             return
@@ -376,6 +386,31 @@ class DataPlane:
         watch.follow(self._backend_readable)
         if bstream.decoder.buffered:  # bytes of this response came with the end of the previous one
             self._relay_chunk()
+
+    def _finish(self, tracker: ResponseTracker, be: BackendConnection) -> None:
+        """The statement's accounting, as on the Trio path."""
+        plan = self.plan
+        if plan is not None:
+            self.session._plain_done(plan, self.dtext, self.dhash, tracker)
+        else:
+            st = self.stmt
+            st.long_data.clear()
+            self.session.prepared.executed(st, be, self.hg, False, tracker)
+
+    def _retry_on_trio(self) -> Callable[[], Awaitable[None]]:
+        """The Trio path's retry of the running statement, whose connection failed before any byte of
+        the response reached the client: one attempt less than the statement was allowed."""
+        s, payload, hg, retries = self.session, self.request, self.hg, self.retries
+        plan, dtext, dhash = self.plan, self.dtext, self.dhash
+        if plan is None:
+            return functools.partial(s.prepared._com_stmt_execute, payload, retried=True)
+
+        async def retry() -> None:
+            tracker = await s._forward(payload, _RESULT, hostgroup=hg, retries=retries - 1)
+            if tracker is not None:
+                s._plain_done(plan, dtext, dhash, tracker)
+
+        return retry
 
     # -- the response --------------------------------------------------------------------------------
 
@@ -396,14 +431,21 @@ class DataPlane:
         except (ConnectionLost, MalformedPacket) as exc:
             self._backend_failed(exc)
             return
-        chunk = self.session._client_chunk(tracker, data, n)
+        if n == len(data) and not tracker.status & _STATE_CHANGED:
+            chunk = data  # the usual case: forwarded as it came
+            self.extra = 0
+        else:
+            chunk = self.session._client_chunk(tracker, data, n)
+            self.extra = len(data) - n
         self.sent = True
-        self.extra = len(data) - n
         if not self._to_client(chunk):
             if self.watch is not None:  # not read again until the client has taken this chunk
                 self.watch.stop()
             return
-        self._after_chunk()
+        if tracker.done:
+            self._statement_done()
+        else:
+            self._after_chunk()
 
     def _after_chunk(self) -> None:
         tracker = self.tracker
@@ -420,13 +462,16 @@ class DataPlane:
         """Send ``data`` to the client; False if the socket did not take it all (the rest is sent
         when it becomes writable, then the command goes on) or the client is gone (handed over)."""
         try:
-            rest = self.client.send_nowait(data)
-        except ConnectionLost as exc:
-            self._hand_over(exc)
+            sent = self.client_sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._hand_over(ConnectionLost(str(exc)))
             return False
-        if rest is None:
+        self.client.bytes_out += sent
+        if sent == len(data):
             return True
-        self.pending = rest
+        self.pending = memoryview(data)[sent:]
         self.loop.add_writer(self.client_fd, self._client_writable)
         return False
 
@@ -459,8 +504,7 @@ class DataPlane:
         self.watch.release()  # it stays in the loop while the connection waits in its pool
         self.be = self.tracker = self.watch = None
         s._response_done(be, tracker, self.hg, _RESULT, TRX_OPENS, self.extra)
-        finish, self.finish, self.retry = self.finish, None, None
-        finish(tracker)
+        self._finish(tracker, be)
         if self._command_done() and s.client.decoder.buffered:
             self._serve_commands()  # pipelined commands
 
@@ -486,7 +530,7 @@ class DataPlane:
 
     def _resume(self, fn: Callable[[], Awaitable[None]]) -> None:
         self._stop_watching_backend()  # the Trio path reads it now
-        self.be = self.tracker = self.finish = self.retry = None
+        self.be = self.tracker = None
         self._hand_over(Resume(fn))
 
     def _backend_failed(self, exc: Exception) -> None:
@@ -501,11 +545,9 @@ class DataPlane:
         if tracker.in_packet or (self.sent and isinstance(exc, MalformedPacket)):
             self._hand_over(CloseSession())
             return
-        retry, self.retry = self.retry, None
-        self.finish = None
-        if not self.sent and retry is not None:
+        if not self.sent and self.retries > 0:
             log.info("session %d: retrying on another connection after: %s", s.id, exc)
-            self._hand_over(Resume(retry))
+            self._hand_over(Resume(self._retry_on_trio()))
             return
         seq = tracker.next_seq if self.sent else 1
 
@@ -515,7 +557,7 @@ class DataPlane:
         self._hand_over(Resume(fail))
 
     def _send_rest_on_trio(self, be: BackendConnection, tracker: ResponseTracker, rest):
-        s, hg, finish = self.session, self.hg, self.finish
+        s, hg = self.session, self.hg
 
         async def send_rest_and_relay() -> None:
             try:
@@ -526,12 +568,12 @@ class DataPlane:
                 return
             done = await s._relay(be, tracker, hg, b"", _RESULT, sent=False)
             if done is not None:
-                finish(done)
+                self._finish(done, be)
 
         return send_rest_and_relay
 
     def _local_infile_on_trio(self, be: BackendConnection, tracker: ResponseTracker):
-        s, hg, finish = self.session, self.hg, self.finish
+        s, hg = self.session, self.hg
 
         async def relay_file_and_rest() -> None:
             await s._local_infile(be, tracker)
@@ -539,6 +581,6 @@ class DataPlane:
                 return
             done = await s._relay(be, tracker, hg, b"", _RESULT, sent=True)
             if done is not None:
-                finish(done)
+                self._finish(done, be)
 
         return relay_file_and_rest

@@ -416,3 +416,44 @@ def test_drain_with_sessions_on_both_planes(proxy_factory, cluster):
     for conn in (idle_plain, in_trx, busy):
         with pytest.raises(pymysql.err.OperationalError):
             one(conn, "SELECT 1")
+
+
+def _kill_idle_backend_threads(cluster) -> int:
+    """KILL, on the primary, every connection of the proxy's user that waits for a command; return
+    once they are gone (within the pool's 0.25 s before it peeks at an idle connection)."""
+    rows = cluster.primary.query("SELECT id FROM information_schema.processlist WHERE user = 'app' "
+                                 "AND command = 'Sleep'")
+    ids = {r["id"] for r in rows}
+    for i in ids:
+        cluster.primary.query(f"KILL CONNECTION {i}")
+    wait_for("the killed connections to go", lambda: not ids & {
+        r["id"] for r in cluster.primary.query("SELECT id FROM information_schema.processlist")}, step=0.005)
+    return len(ids)
+
+
+@PLANES
+def test_a_read_on_a_connection_the_server_closed_is_retried_and_a_write_fails_cleanly(proxy_factory, cluster,
+                                                                                        data_plane):
+    rp = proxy_factory(servers=writer_only(cluster, 2), data_plane=data_plane)
+    conn = rp.connect(autocommit=True)
+    one(conn, "CREATE TABLE IF NOT EXISTS dp_retry (id INT PRIMARY KEY)")
+    one(conn, "DELETE FROM dp_retry")
+    for i in range(3):
+        assert one(conn, "SELECT %s", (i,)) == (i,)
+        one(conn, "INSERT INTO dp_retry VALUES (%s)", (i,))
+    errors = rp.stats().backend_errors
+    assert _kill_idle_backend_threads(cluster) >= 1
+    assert one(conn, "SELECT %s", (7,)) == (7,)  # retried on a new connection: the client sees nothing
+    assert rp.stats().backend_errors > errors
+    assert _kill_idle_backend_threads(cluster) >= 1
+    with pytest.raises(pymysql.MySQLError) as info:  # a write is never retried: it may have run
+        one(conn, "INSERT INTO dp_retry VALUES (%s)", (100,))
+    assert info.value.args[0] == 1158
+    assert one(conn, "SELECT COUNT(*) FROM dp_retry") == (3,)
+    if data_plane:  # both failed on the data plane and were handed to the Trio path (retry, error)
+        assert global_stat(rp, "Data_plane_handovers") >= 2
+        served = served_on_data_plane(rp)
+        assert one(conn, "SELECT %s", (8,)) == (8,)  # and the session is back on the data plane
+        assert served_on_data_plane(rp) == served + 1
+    conn.close()
+    assert_no_leaks(rp)
