@@ -20,6 +20,13 @@ versions of the code are what this is for.
 
 With several ``--source NAME=DIR`` (source trees holding ``myrouter/``) each run is a fresh
 subprocess per tree, alternating, and the medians of ``--runs`` runs are compared.
+
+``--callgrind --host-loop`` counts the instructions of a ``myrouter serve`` process alone (the
+engine's host loop, plain statements on the data plane, as in production) while the fake peers
+run in another process: guest mode's thread hand-offs would make the peers' own count vary too
+much to subtract. Instructions leave out the kernel's work and the cost of thread switches, which
+is where Trio's scheduler spent most of its time: compare these figures between versions of the
+data plane, and CPU per query (``bench_sysbench.py``) between planes.
 """
 
 from __future__ import annotations
@@ -75,7 +82,7 @@ default_hostgroup = 0
 
 
 def run_once(clients: int, queries: int, warmup: int, phases: tuple[str, ...] = ("direct", "proxy"),
-             host_loop: bool = False) -> dict:
+             host_loop: bool = False, command_prefix: tuple[str, ...] = ()) -> dict:
     """One measurement in this process (myrouter imported from sys.path)."""
     import socket
 
@@ -168,6 +175,69 @@ def run_once(clients: int, queries: int, warmup: int, phases: tuple[str, ...] = 
         sock.send(frame(b"\x01", 0))
         sock.close()
         done()
+
+    def measure_proxy_process(command_prefix):
+        """The proxy as a process of its own (``myrouter serve``, under the engine's host loop, as in
+        production), started with ``command_prefix`` (valgrind) in front; the fake peers in this one.
+        Returns the proxy process's stderr once it has stopped (SIGTERM after the clients are done)."""
+        import signal
+        import subprocess
+
+        async def main():
+            lsock = socket.socket()
+            lsock.bind(("127.0.0.1", 0))
+            lsock.listen(128)
+            lsock.setblocking(False)
+            backend_port = lsock.getsockname()[1]
+            async with trio.open_nursery() as nursery:
+                await nursery.start(serve_backend, lsock)
+                port, admin_port, metrics_port = free_ports(3)
+                tmp = Path(tempfile.mkdtemp(prefix="inproc-"))
+                import myrouter
+
+                rules = Path(myrouter.__file__).resolve().parent.parent / "rules"
+                cfg = tmp / "myrouter.toml"
+                cfg.write_text(_config_text(backend_port, port, admin_port, metrics_port, rules))
+                err = tmp / "stderr"
+                with open(err, "wb") as err_file:
+                    proc = subprocess.Popen([*command_prefix, sys.executable, "-m", "myrouter", "--log-level",
+                                             "warning", "serve", "--config", str(cfg)], stderr=err_file)
+                    try:
+                        while True:  # until it listens
+                            try:
+                                socket.create_connection(("127.0.0.1", port)).close()
+                                break
+                            except OSError:
+                                if proc.poll() is not None:
+                                    raise RuntimeError(f"the proxy exited: {err.read_text()[-2000:]}")
+                                await trio.sleep(0.2)
+                        ready: list = []
+                        results: list = []
+                        start = trio.Event()
+                        finished = trio.Event()
+                        left = [clients]
+
+                        def done():
+                            left[0] -= 1
+                            if not left[0]:
+                                finished.set()
+
+                        for _ in range(clients):
+                            nursery.start_soon(client, port, ready, start, done, queries, results)
+                        while len(ready) < clients:
+                            await trio.sleep(0.01)
+                        start.set()
+                        await finished.wait()
+                    finally:
+                        proc.send_signal(signal.SIGTERM)
+                        await trio.to_thread.run_sync(proc.wait)
+                nursery.cancel_scope.cancel()
+            return err.read_text()
+
+        return trio.run(main)
+
+    if phases == ("process",):
+        return {"stderr": measure_proxy_process(command_prefix)}
 
     def measure_phase(port_of_target):
         async def main():
@@ -281,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--source {spec!r}: expected NAME=DIR with DIR/myrouter")
         sources.append((name, Path(src).resolve()))
     if a.callgrind:
-        return callgrind(sources, a)
+        return callgrind_proxy_process(sources, a) if a.host_loop else callgrind(sources, a)
     rows: dict[str, list[dict]] = {n: [] for n, _ in sources}
     for r in range(a.runs):
         order = sources if r % 2 == 0 else list(reversed(sources))
@@ -340,6 +410,51 @@ def _instructions(src: Path, a, queries: int, phase: str = "proxied") -> int:
     if out.returncode != 0 or m is None:
         raise RuntimeError(f"callgrind run failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
     return int(m.group(1))
+
+
+def _proxy_process_instructions(src: Path, a, queries: int) -> int:
+    """Instructions of a ``myrouter serve`` process (the host loop: plain statements on the data plane)
+    serving ``a.clients`` x ``queries`` statements after the warm-up; the peers run in another process."""
+    import re
+
+    env = dict(os.environ, PYTHONPATH=str(src), PYTHONHASHSEED="0")
+    code = ("import json, sys; sys.path.insert(0, {bench!r}); import bench_inproc as b; "
+            "print(json.dumps(b.run_once({clients}, {queries}, {warmup}, phases=('process',), "
+            "command_prefix=('valgrind', '--tool=callgrind', '--callgrind-out-file=/dev/null'))))").format(
+        bench=str(HERE), clients=a.clients, queries=queries, warmup=a.warmup)
+    out = subprocess.run([sys.executable, "-c", code], cwd=src, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"proxy process run failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
+    stderr = json.loads(out.stdout.strip().splitlines()[-1])["stderr"]
+    m = re.search(r"Collected : (\d+)", stderr)
+    if m is None:
+        raise RuntimeError(f"no instruction count from valgrind:\n{stderr[-4000:]}")
+    return int(m.group(1))
+
+
+def callgrind_proxy_process(sources, a) -> int:
+    """``--callgrind --host-loop``: instructions per statement of the proxy process alone, as
+    ``myrouter serve`` runs it (the data plane), the fake peers in a process of their own:
+    (Ir with 2q statements - Ir with q) / (q * clients)."""
+    q = a.queries
+    rows: dict[str, list[float]] = {n: [] for n, _ in sources}
+    for r in range(a.runs):
+        order = sources if r % 2 == 0 else list(reversed(sources))
+        for name, src in order:
+            per = (_proxy_process_instructions(src, a, 2 * q) - _proxy_process_instructions(src, a, q)) / (q * a.clients)
+            rows[name].append(per)
+            print(f"  run {r + 1} {name:>10}: {per:9.0f} instructions per statement in the proxy process", flush=True)
+    print(f"\nmedians over {a.runs} runs ({a.clients} clients x {q} statements, difference of two lengths):")
+    base = None
+    for name, _ in sources:
+        med = statistics.median(rows[name])
+        if base is None:
+            base = med
+            print(f"  {name:>10}: {med:9.0f} instructions/statement")
+        else:
+            print(f"  {name:>10}: {med:9.0f} instructions/statement ({med - base:+.0f}, "
+                  f"{100 * (med - base) / base:+.1f}% vs {sources[0][0]})")
+    return 0
 
 
 def callgrind(sources, a) -> int:
