@@ -13,6 +13,8 @@ from myrouter.admin.validate import AdminValidationError, Candidate, build_confi
 from myrouter.config import load_config
 from myrouter.routing.rules import COLUMNS, QueryRule
 from myrouter.schema import (
+    ADMIN_COMPAT_VARIABLES,
+    MYSQL_COMPAT_VARIABLES,
     AdminVariables,
     MySQLVariables,
     SchemaError,
@@ -106,3 +108,12 @@ def test_admin_errors_name_rows_not_lines_of_a_generated_file(tmp_path) -> None:
     message = str(info.value)
     assert message.startswith("mysql_servers row (hostgroup_id=0, hostname='db', port=3306): duplicate server")
     assert "line" not in message
+
+
+@pytest.mark.parametrize(("cls", "compat"), [(MySQLVariables, MYSQL_COMPAT_VARIABLES),
+                                             (AdminVariables, ADMIN_COMPAT_VARIABLES)])
+def test_no_variable_is_both_implemented_and_accepted_as_ignored(cls: type, compat: dict) -> None:
+    """A name in the compatibility list is accepted and ignored: one the proxy implements must not be
+    there too, or its configured value would be dropped (have_compress was, after the schema move)."""
+    implemented = {f.name for f in dataclasses.fields(cls)}
+    assert not implemented & set(compat)

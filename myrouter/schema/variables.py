@@ -48,7 +48,6 @@ MYSQL_COMPAT_VARIABLES: dict[str, Any] = {
     "firewall_whitelist_errormsg": "Firewall blocked this query",
     "handle_unknown_charset": 1,
     "handle_warnings": 1,
-    "have_compress": True,
     "hostgroup_manager_verbose": 1,
     "init_connect": "",
     "kill_backend_connection_when_disconnect": True,
