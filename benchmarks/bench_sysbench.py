@@ -579,6 +579,7 @@ def _side_by_side(sel: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "median_user_us_per_query": _round(median([x["proxy_user_us_per_query"] for x in rows]), 1) if relayed else None,
             "median_sys_us_per_query": _round(median([x["proxy_sys_us_per_query"] for x in rows]), 1) if relayed else None,
             "median_cpu_pct": _round(median([x["proxy_cpu_pct"] for x in rows]), 0) if relayed else None,
+            "median_p95_ms": _round(median([x["latency_p95_ms"] for x in rows]), 2),
             "errors": sum(x["errors"] for x in rows),
         })
     return out
@@ -631,9 +632,10 @@ def print_report(pairs: list[dict[str, Any]], summary: list[dict[str, Any]], a: 
         rows = [[str(s["threads"]), s["mode"], t["target"], fmt(t["median_qps"], ".0f"), fmt(t["median_ratio"], ".3f"),
                  fmt(t["median_cpu_us_per_query"], ".1f"),
                  fmt(t["median_user_us_per_query"], ".1f") + "/" + fmt(t["median_sys_us_per_query"], ".1f"),
-                 fmt(t["median_cpu_pct"], ".0f"), str(t["errors"])]
+                 fmt(t["median_cpu_pct"], ".0f"), fmt(t["median_p95_ms"], ".2f"), str(t["errors"])]
                 for s in summary for t in s["side_by_side"]]
-        print(format_table(["threads", "mode", "target", "qps", "ratio", "CPU us/q", "user/sys", "CPU%", "errors"],
+        print(format_table(["threads", "mode", "target", "qps", "ratio", "CPU us/q", "user/sys", "CPU%", "p95 ms",
+                            "errors"],
                            rows, left=(1, 2)))
     bad_runs = sum(1 for r in pairs for t in ("direct", "proxied") if r[t]["errors"])
     bad_runs += sum(1 for r in pairs for y in r.get("relays", {}).values() if y["errors"])
