@@ -40,7 +40,8 @@ from myrouter.protocol.messages import (
 from myrouter.protocol.packets import frame
 from myrouter.stats import auditlog as A
 
-from .core import AdminSession, OkResult, ResultSet
+from .metrics import serve_metrics_client
+from .results import AdminSession, OkResult, ResultSet
 from .runtime import offline_servers, release_connections
 from .sqltext import split_statements
 
@@ -125,8 +126,6 @@ def exposure_warnings(av: AdminVariables, addresses: list[tuple[str, int]]) -> l
 
 async def serve_admin(admin: Admin, sockets: list[socket.socket], *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve the bound admin listeners (and /metrics, the last socket when enabled) until cancelled."""
-    from .metrics import serve_metrics_client
-
     n_admin = len(admin.listen_addresses)
     try:
         async with trio.open_nursery() as nursery:
