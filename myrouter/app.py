@@ -31,8 +31,9 @@ from .routing.cache import QueryCache
 from .routing.classifier import Classifier
 from .routing.digest import Digester
 from .routing.hostgroups import Hostgroups, Server
-from .routing.rules import RuleSet, load_rules
-from .frontend.session import SessionState
+from .routing.rules import RuleSet
+from .runtime.config import load_rules_for
+from .frontend.session import ClientSession, SessionState
 from .monitor import Monitor
 from .stats.counters import Counters, ProxyStats
 from .stats.digests import CommandCounters, DigestStats
@@ -392,8 +393,6 @@ class Proxy:
                     s.kill()
 
     async def _handle_client(self, conn: socket.socket, addr) -> None:
-        from .frontend.session import ClientSession
-
         try:
             apply_keepalive(conn, self.vars.use_tcp_keepalive, self.vars.tcp_keepalive_time)
         except OSError as exc:  # the client is already gone: the session finds out when it reads
@@ -605,13 +604,6 @@ def _open_log(cls, prefix: str, v) -> QueryLog | AuditLog | None:
 
 def _long_query_us(v) -> int:
     return int(v.items().get("long_query_time", 1000)) * 1000
-
-
-def load_rules_for(config: Config):
-    """The query rules of a config: ``[[mysql_query_rules]]`` of the config file, then ``rules_dir/*.toml``.
-    Raises ConfigError naming the file, line and column of a bad rule."""
-    return load_rules(config.rules_dir if config.rules_dir.is_dir() else None, set(config.hostgroups()),
-                      config_file=config.path if config.query_rules_raw else None)
 
 
 def _p2s_culprit(v) -> str:

@@ -34,6 +34,7 @@ from myrouter.config import (
 from myrouter.errors import ConfigError
 from myrouter.protocol.errors import MySQLError
 from myrouter.routing.rules import RuleSet
+from myrouter.runtime.config import load_rules_for
 
 from .commands import LoadSave
 from .rows import (
@@ -139,8 +140,6 @@ class Layers:
 
     def read_disk(self) -> tuple[Config, RuleSet]:
         """The configuration and rules the files hold now. MySQLError naming file:line on a bad file."""
-        from myrouter.app import load_rules_for
-
         try:
             config = load_config(self.app.config.path)
             rules = load_rules_for(config)
