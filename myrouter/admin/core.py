@@ -61,7 +61,6 @@ from .sqltext import UnknownVariable, loggable, substitute_variables, translate
 
 if TYPE_CHECKING:
     from myrouter.app import Proxy
-    from myrouter.routing.hostgroups import Server
 
 log = logging.getLogger("myrouter.admin")
 
@@ -134,7 +133,6 @@ class Admin:
     def __init__(self, app: Proxy) -> None:
         self.app = app
         self.started = time.time()
-        self.retired: list[Server] = []  # servers removed at runtime that may still have connections
         self.listen_addresses: list[tuple[str, int]] = []
         self.metrics_address: tuple[str, int] | None = None
         self._sha2_cache: dict = {}
@@ -510,7 +508,7 @@ class Admin:
         if name == "stats_mysql_query_rules":
             return S.query_rule_rows(app)
         if name == "stats_mysql_connection_pool":
-            return S.connection_pool(app, self.retired)
+            return S.connection_pool(app, app.topology.retired)
         if name == "stats_mysql_commands_counters":
             return S.commands_counters_rows(app)
         if name == "stats_mysql_processlist":

@@ -171,8 +171,7 @@ class Layers:
         retired = app.apply_runtime(config, rules)  # MySQLError before any change if it cannot apply
         admin = self.admin
         admin.apply_variables()
-        admin.retired = [s for s in admin.retired + retired if s.connections > 0]
-        soft, hard = offline_servers(app, admin.retired)
+        soft, hard = offline_servers(app, app.topology.prune_retired(retired))
         release_connections(app, soft, hard)
         notes = _restart_notes(old, config)
         log.info("admin: %s applied%s", what, ("; " + "; ".join(notes)) if notes else "")

@@ -144,8 +144,7 @@ async def _sweeper(admin: Admin) -> None:
     """Release connections to OFFLINE_SOFT/OFFLINE_HARD/removed servers once their sessions allow it."""
     while True:
         await trio.sleep(SWEEP_INTERVAL)
-        admin.retired = [s for s in admin.retired if s.connections > 0]
-        soft, hard = offline_servers(admin.app, admin.retired)
+        soft, hard = offline_servers(admin.app, admin.app.topology.prune_retired())
         if soft or hard:
             release_connections(admin.app, soft, hard)
 
