@@ -19,7 +19,7 @@ import trio
 
 from .admin.core import Admin
 from .backend.charsets import Charsets
-from .backend.connection import BackendConnection, BackendState, open_backend, read_greeting
+from .backend.connection import read_greeting
 from .backend.opened import OpenBackends
 from .backend.pool import Pools, PoolSettings
 from .backend.stmts import StmtRegistry
@@ -31,10 +31,8 @@ from .net import tls
 from .net.keepalive import apply_keepalive
 from .net.listen import accept_loop, close_listener, listen
 from .net.stream import ConnectionLost, PacketStream
-from .protocol.auth import BackendSecret, RSAKeyPair
+from .protocol.auth import RSAKeyPair
 from .protocol.errors import MalformedPacket, MySQLError
-from .protocol.messages import parse_err
-from .protocol.response import ResponseKind
 from .routing.cache import QueryCache
 from .routing.classifier import Classifier
 from .routing.hostgroups import Server
@@ -42,6 +40,7 @@ from .routing.rules import RuleSet
 from .runtime.config import RuntimeConfig, load_rules_for
 from .runtime.logs import Logs
 from .runtime.sessions import SessionRegistry
+from .runtime.side import SideConnections
 from .runtime.stats import Stats
 from .runtime.topology import Topology
 from .stats.auditlog import AuditLog
@@ -70,6 +69,8 @@ class Proxy:
         self.pools = Pools(PoolSettings.from_vars(rc.vars), self.topology, self.open_backends, self.charsets,
                            self.stats.counters, tls=lambda: rc.backend_tls, on_connect_failed=self.backend_connect_failed)
         self.topology.on_status_change(self._server_status_changed)
+        # mirrored statements and KILL: short-lived backend connections outside the pools
+        self.side = SideConnections(rc, self.topology, self.open_backends, self.stats.counters, self.log_backend_error)
         self.classifier = Classifier()
         self.query_cache = QueryCache(int(rc.vars.items().get("query_cache_size_MB", 256)) * 1024 * 1024)
         self.stmt_registry = StmtRegistry(rc.vars.max_stmts_cache)
@@ -103,6 +104,9 @@ class Proxy:
         self.collation_charset = self.charsets.collation_charset
         self.default_collation = self.charsets.default_collation
         self.charset_names = self.charsets.names
+        self.mirror = self.side.mirror
+        self.kill_session_work = self.side.kill_session_work
+        self.kill_backend_query = self.side.kill_backend_query
         self._refresh_views()
         # -- the services above the sessions --------------------------------------------
         self.monitor = Monitor(self.topology, rc)  # health/read_only/lag checks, shunning, discovery
@@ -168,77 +172,6 @@ class Proxy:
                     error.message)
         self.log_backend_error(server, server.hostgroup, error, during="connect")
 
-    def mirror(self, session, payload: bytes, hostgroup: int) -> None:
-        """Send a copy of a statement to ``hostgroup`` in the background; its result is dropped."""
-        if self._nursery is None:
-            return
-        self.counters.mirrored += 1
-        self._nursery.start_soon(self._mirror, session.username, session.secret, session.schema,
-                                 session.backend_capabilities, payload, hostgroup)
-
-    async def _mirror(self, username, secret, schema, caps, payload: bytes, hostgroup: int) -> None:
-        be = None
-        server = None
-        try:
-            server = self.hostgroups.choose(hostgroup)
-            be = await open_backend(server.address, username=username, secret=secret, database=schema,
-                                    client_capabilities=caps, connect_timeout=self.vars.connect_timeout_server / 1000,
-                                    tls=self.backend_tls)
-            be.server_ref = server
-            self.open_backends.opened(be)
-            with trio.fail_after(60):
-                tracker = await be.run_command(payload, ResponseKind.RESULT)
-            if tracker.error is not None:
-                self.counters.mirror_errors += 1
-        except (MySQLError, ConnectionLost, MalformedPacket, trio.TooSlowError) as exc:
-            self.counters.mirror_errors += 1
-            log.info("mirror to hostgroup %d failed: %s", hostgroup, exc)
-            self.log_backend_error(server if server is not None else "?", hostgroup, exc, during="mirror")
-        finally:
-            if be is not None:
-                self.open_backends.closed(be)
-                await be.aclose()
-
-    async def kill_session_work(self, target, *, query_only: bool) -> None:
-        """KILL [QUERY] on behalf of a client: stop the backend work of ``target``."""
-        for be in list(target.backends.values()):
-            if be.closed or (query_only and be.state is not BackendState.ACTIVE):
-                continue
-            await self._kill_backend_thread(be, target.username, target.secret, query_only)
-        if not query_only:
-            target.kill()
-
-    async def kill_backend_query(self, be: BackendConnection, username: str, secret: BackendSecret) -> None:
-        """KILL QUERY for a statement that ran past its timeout; failures are logged, not raised."""
-        try:
-            await self._kill_backend_thread(be, username, secret, True)
-        except MySQLError as exc:
-            log.warning("could not kill a timed-out statement on %s: %s", be.server, exc)
-
-    async def _kill_backend_thread(self, be: BackendConnection, username: str, secret: BackendSecret,
-                                   query_only: bool) -> None:
-        what = "QUERY" if query_only else "CONNECTION"
-        try:
-            killer = await open_backend(
-                be.server, username=username, secret=secret, database=None, client_capabilities=0,
-                connect_timeout=self.vars.connect_timeout_server / 1000, tls=self.backend_tls,
-            )
-        except MySQLError as exc:
-            log.warning("KILL %s %d on %s: cannot connect: %s", what, be.thread_id, be.server, exc)
-            self.log_backend_error(be.server, be.server.hostgroup, exc, during="kill")
-            raise
-        try:
-            with trio.fail_after(self.vars.connect_timeout_server / 1000):
-                tracker = await killer.simple_query(f"KILL {what} {be.thread_id}")
-            if tracker.error is not None:
-                err = parse_err(tracker.error)
-                if err.code != 1094:  # the thread already ended: nothing left to kill
-                    raise err
-        except (ConnectionLost, MalformedPacket, trio.TooSlowError) as exc:
-            raise MySQLError(1158, f"KILL {what} on backend {be.server} failed: {exc}", "08S01") from exc
-        finally:
-            await killer.aclose()
-
     # -- serving ------------------------------------------------------------
 
     def load_tls(self) -> None:
@@ -274,6 +207,7 @@ class Proxy:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
                     self.open_backends.spawn = nursery.start_soon  # pooled connections retired politely
+                    self.side.spawn = nursery.start_soon  # mirrored statements
                     with trio.CancelScope() as accept_scope:
                         self._accept_scope = accept_scope
                         async with trio.open_nursery() as accepters:
