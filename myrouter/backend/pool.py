@@ -187,7 +187,7 @@ class PoolStats:
 NO_SERVER_RECHECK = 0.05
 
 
-class Topology(Protocol):
+class RunningHostgroups(Protocol):
     """Where the running hostgroups are (a LOAD ... TO RUNTIME or the monitor replaces them)."""
 
     hostgroups: Hostgroups
@@ -202,7 +202,7 @@ class Pools:
     the mysql-ssl_p2s_* variables) and what to do when opening a connection fails.
     """
 
-    def __init__(self, settings: PoolSettings, topology: Topology, opened: OpenBackends, charsets: Charsets,
+    def __init__(self, settings: PoolSettings, topology: RunningHostgroups, opened: OpenBackends, charsets: Charsets,
                  counters: Counters, *, tls: Callable[[], ssl.SSLContext | None],
                  on_connect_failed: Callable[[Server, MySQLError], None], rng: random.Random | None = None) -> None:
         self.settings = settings
