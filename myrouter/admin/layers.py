@@ -46,7 +46,7 @@ from .rows import (
     variable_rows,
     variables_from_rows,
 )
-from .runtime import offline_servers, release_connections
+from .runtime import release_connections
 from .users import runtime_users
 from .tomlwrite import ADMIN_RULES_FILE, TomlFile, append_rows, new_rules_file, sync_rows, sync_variables
 from .validate import AdminValidationError, Candidate, build_config, build_rules
@@ -171,7 +171,7 @@ class Layers:
         retired = app.apply_runtime(config, rules)  # MySQLError before any change if it cannot apply
         admin = self.admin
         admin.apply_variables()
-        soft, hard = offline_servers(app, app.topology.prune_retired(retired))
+        soft, hard = app.topology.offline_servers(retired)
         release_connections(app, soft, hard)
         notes = _restart_notes(old, config)
         log.info("admin: %s applied%s", what, ("; " + "; ".join(notes)) if notes else "")

@@ -42,7 +42,7 @@ from myrouter.stats import auditlog as A
 
 from .metrics import serve_metrics_client
 from .results import AdminSession, OkResult, ResultSet
-from .runtime import offline_servers, release_connections
+from .runtime import release_connections
 from .sqltext import split_statements
 
 if TYPE_CHECKING:
@@ -144,7 +144,7 @@ async def _sweeper(admin: Admin) -> None:
     """Release connections to OFFLINE_SOFT/OFFLINE_HARD/removed servers once their sessions allow it."""
     while True:
         await trio.sleep(SWEEP_INTERVAL)
-        soft, hard = offline_servers(admin.app, admin.app.topology.prune_retired())
+        soft, hard = admin.app.topology.offline_servers()
         if soft or hard:
             release_connections(admin.app, soft, hard)
 

@@ -22,6 +22,9 @@ from ..routing.hostgroups import OFFLINE_HARD, Hostgroups, Server
 
 log = logging.getLogger("myrouter")
 
+SOFT_STATUSES = ("OFFLINE_SOFT", "SHUNNED")
+HARD_STATUSES = (OFFLINE_HARD,)
+
 StatusListener = Callable[[Server, str], None]  # (server, old status); server.status is the new one
 
 
@@ -79,10 +82,16 @@ class Topology:
         if server.connections > 0 and server not in self.retired:
             self.retired.append(server)
 
-    def prune_retired(self, more: Sequence[Server] = ()) -> list[Server]:
-        """Add ``more`` retired servers, forget those without connections left; the rest."""
-        self.retired = [s for s in self.retired + list(more) if s.connections > 0]
-        return self.retired
+    def offline_servers(self, retired: Sequence[Server] = ()) -> tuple[set[Server], set[Server]]:
+        """(soft, hard): the servers not ONLINE that still have connections open. Soft: OFFLINE_SOFT
+        and SHUNNED (their busy connections may finish); hard: OFFLINE_HARD and the retired ones
+        (``retired``, just taken out, joins those kept from before; those without connections
+        left are forgotten)."""
+        self.retired = [s for s in self.retired + list(retired) if s.connections > 0]
+        servers = self.hostgroups.servers()
+        soft = {s for s in servers if s.status in SOFT_STATUSES and s.connections > 0}
+        hard = {s for s in servers if s.status in HARD_STATUSES and s.connections > 0}
+        return soft, hard | set(self.retired)
 
     def note_written_gtid(self, gtid: str) -> None:
         """A session's write committed with ``gtid`` (MariaDB ``domain-server-seq``)."""

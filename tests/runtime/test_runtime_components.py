@@ -117,9 +117,10 @@ def test_replace_notifies_every_status_change_and_retires_removed_servers(tmp_pa
     assert retired == [gone] and gone.status == "OFFLINE_HARD"
     assert changes == [(3307, "ONLINE", "OFFLINE_HARD")]
     assert [s.port for s in topo.hostgroups.servers()] == [3306]
-    assert topo.prune_retired(retired) == [gone]  # kept for the admin's sweeper while it has connections
+    assert topo.offline_servers(retired) == (set(), {gone})  # the admin's sweeper ends its sessions
+    assert topo.offline_servers() == (set(), {gone}) and topo.retired == [gone]  # until it has no connection
     gone.connections = 0
-    assert topo.prune_retired() == [] and topo.retired == []
+    assert topo.offline_servers() == (set(), set()) and topo.retired == []
 
 
 def test_a_server_leaving_online_forgets_what_causal_reads_knew_of_it(tmp_path):
@@ -183,3 +184,16 @@ def test_a_status_change_is_announced_by_the_topology(tmp_path):
     proxy.topology.on_status_change(lambda s, old: asked.append((s.port, old, s.status)))
     server.set_admin_status("OFFLINE_SOFT")  # the policy notifies Topology.server_status_changed
     assert asked == [(3307, "ONLINE", "OFFLINE_SOFT")]
+
+
+def test_offline_servers_with_connections_are_soft_or_hard_by_status(tmp_path):
+    topo = Topology(config(tmp_path))
+    writer = topo.hostgroups.find(0, "127.0.0.1", 3306)
+    reader = topo.hostgroups.find(1, "127.0.0.1", 3307)
+    writer.connections = reader.connections = 1
+    assert topo.offline_servers() == (set(), set())  # ONLINE: nothing to release
+    reader.set_admin_status("OFFLINE_SOFT", notify=False)
+    writer.set_admin_status("OFFLINE_HARD", notify=False)
+    assert topo.offline_servers() == ({reader}, {writer})
+    reader.connections = 0
+    assert topo.offline_servers() == (set(), {writer})
