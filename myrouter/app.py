@@ -112,7 +112,8 @@ class Proxy:
         self.monitor = Monitor(self.topology, rc)  # health/read_only/lag checks, shunning, discovery
         self.admin = Admin(self)  # admin interface (6032) and /metrics, served by run()
         # [cluster]: configuration shared with other instances through etcd (myrouter/cluster/)
-        self.cluster = ClusterNode(self, config.cluster) if config.cluster is not None else None
+        self.cluster = (ClusterNode(rc, self.admin, config.cluster, lambda: self.listen_addresses)
+                        if config.cluster is not None else None)
 
     def _refresh_views(self) -> None:
         """Copy into plain attributes what the sessions read on every statement (no property call
