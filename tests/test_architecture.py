@@ -63,9 +63,30 @@ def imports_inside_functions(source: str) -> list[tuple[int, str]]:
     return found
 
 
+def uncommented_lazy_imports(source: str) -> list[int]:
+    """Lines of the first import inside each function when neither it nor the line above says why
+    (a ``#`` comment)."""
+    lines = source.splitlines()
+    bare = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            imports = [sub.lineno for sub in ast.walk(node) if isinstance(sub, (ast.Import, ast.ImportFrom))]
+            if imports:
+                first = min(imports)
+                if "#" not in lines[first - 1] and not lines[first - 2].strip().startswith("#"):
+                    bare.append(first)
+    return sorted(set(bare))
+
+
 def test_imports_inside_functions_finds_relative_and_absolute():
     source = "import os\ndef f():\n    from ..app import Proxy\n    import myrouter.config\n"
     assert imports_inside_functions(source) == [(3, "..app"), (4, "myrouter.config")]
+
+
+def test_uncommented_lazy_imports_finds_the_bare_ones():
+    source = ("def f():\n    import zlib  # lazy: why\n\ndef g():\n    # why\n    import zlib\n\n"
+              "def h():\n    x = 1\n    import zlib\n")
+    assert uncommented_lazy_imports(source) == [10]
 
 
 def test_no_project_import_inside_a_function():
@@ -79,3 +100,11 @@ def test_no_project_import_inside_a_function():
             if module.startswith(".") or module == "myrouter" or module.startswith("myrouter."):
                 hidden.append(f"{path.relative_to(REPO)}:{line}: {module}")
     assert hidden == []
+
+
+def test_every_import_inside_a_function_says_why():
+    """A third-party import inside a function (an optional or heavy dependency, loaded when first
+    needed) carries a comment saying so."""
+    bare = [f"{path.relative_to(REPO)}:{line}" for path in sorted(PACKAGE.rglob("*.py"))
+            for line in uncommented_lazy_imports(path.read_text())]
+    assert bare == []

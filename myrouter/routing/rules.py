@@ -438,7 +438,7 @@ def _validate_row(row: dict[str, Any], report: _Reporter) -> dict[str, Any]:
 
 
 def _close_column(name: str) -> str | None:
-    import difflib
+    import difflib  # lazy: only for the "did you mean" of a configuration error
 
     found = difflib.get_close_matches(name.lower(), list(_COLUMN_BY_LOWER), n=1, cutoff=0.75)
     return _COLUMN_BY_LOWER[found[0]] if found else None
