@@ -124,6 +124,7 @@ class Proxy:
         self.digester = rc.digester
         self.hostgroups = self.topology.hostgroups
         self.query_log = self.logs.query_log
+        self.draining = self.session_registry.draining
 
     # -- read through the components (not on the hot path) ------------------------------
 
@@ -134,10 +135,6 @@ class Proxy:
     @property
     def backend_tls(self) -> ssl.SSLContext:
         return self.runtime_config.backend_tls
-
-    @property
-    def draining(self) -> bool:
-        return self.session_registry.draining
 
     @property
     def logged_in_sessions(self) -> int:
@@ -292,6 +289,7 @@ class Proxy:
         if self.draining:
             return
         self.session_registry.draining = True
+        self._refresh_views()
         started = time.monotonic()
         if self._accept_scope is not None:
             self._accept_scope.cancel()

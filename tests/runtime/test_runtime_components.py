@@ -197,3 +197,12 @@ def test_offline_servers_with_connections_are_soft_or_hard_by_status(tmp_path):
     assert topo.offline_servers() == ({reader}, {writer})
     reader.connections = 0
     assert topo.offline_servers() == (set(), {writer})
+
+
+async def test_a_drain_is_seen_by_the_sessions_and_by_the_registry(tmp_path):
+    """The sessions read ``app.draining`` after every statement (a plain attribute); the registry
+    (and the audit trail through it) owns the flag."""
+    proxy = Proxy(config(tmp_path))
+    assert proxy.draining is False
+    await proxy.drain_and_stop(0.1)
+    assert proxy.draining is True and proxy.session_registry.draining is True
