@@ -2,8 +2,9 @@
 background services) and drains on shutdown.
 
 The shared state lives in the components of :mod:`myrouter.runtime` (topology, sessions, stats,
-running configuration, logs) and in :mod:`myrouter.backend` (pools, open connections, character
-sets); ``Proxy`` owns none of it. The sessions (``frontend``) still read it through the ``Proxy``
+running configuration, logs, side connections) and of :mod:`myrouter.backend` (pools, open
+connections, character sets); ``Proxy`` keeps only the caches it hands to the sessions (classifier,
+query cache, prepared statements) and the client port's TLS. The sessions (``frontend``) still read it through the ``Proxy``
 object: the attributes they read are the components' own objects (or copies refreshed after each
 runtime change, for the few read on every statement).
 """
