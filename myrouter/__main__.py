@@ -10,8 +10,17 @@ import sys
 
 import trio
 
+from .app import Proxy
+from .config import load_config
+from .engine import HostLoop
 from .errors import ConfigError
 from .net.tls import TLSSetupError
+from .protocol.errors import MySQLError
+from .routing.digest import Digester
+from .routing.explain import explain, format_explain
+from .runtime.config import load_rules_for
+from .stats.jsonlog import JsonFormatter
+from .stats.logsafe import SafeTextFormatter, quiet_parser_logs
 from .stats.querylog import MaskPasswords
 
 log = logging.getLogger("myrouter")
@@ -27,8 +36,6 @@ def _setup_logging(level: str, log_format: str = "text") -> logging.Handler:
     """The process log on stderr: ``text`` lines, or ``json`` objects (one per line); either way
     one record per line whatever a client sent, and nothing from sqlglot's logger."""
     global _handler
-    from .stats.logsafe import quiet_parser_logs
-
     quiet_parser_logs()
     root = logging.getLogger()
     if _handler is not None:
@@ -43,11 +50,7 @@ def _setup_logging(level: str, log_format: str = "text") -> logging.Handler:
 
 def _formatter(log_format: str) -> logging.Formatter:
     if log_format == "json":
-        from .stats.jsonlog import JsonFormatter
-
         return JsonFormatter()
-    from .stats.logsafe import SafeTextFormatter
-
     return SafeTextFormatter(TEXT_FORMAT)
 
 
@@ -78,8 +81,6 @@ def _load_for_serve(args):
 
 async def serve(config, *, ready=None) -> None:
     """Run the proxy until SIGTERM/SIGINT, then drain and return."""
-    from .app import Proxy
-
     proxy = Proxy(config)
     async with trio.open_nursery() as nursery:
         await nursery.start(proxy.run)
@@ -99,8 +100,6 @@ async def serve(config, *, ready=None) -> None:
 
 async def _reload(proxy) -> None:
     """SIGHUP: read the configuration files again and apply them, all or nothing."""
-    from .protocol.errors import MySQLError
-
     log.info("received SIGHUP: reloading %s", proxy.config.path)
     try:
         await proxy.admin.reload_config()
@@ -111,8 +110,6 @@ async def _reload(proxy) -> None:
 
 
 def _load(path: str):
-    from .config import load_config
-
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -124,8 +121,6 @@ def _load(path: str):
 
 
 def cmd_serve(args) -> int:
-    from .engine import HostLoop
-
     config = _load_for_serve(args)
     status = 0
     try:
@@ -149,9 +144,6 @@ def cmd_serve(args) -> int:
 
 def cmd_explain(args) -> int:
     config = _load(args.config)
-    from .app import load_rules_for
-    from .routing.digest import Digester
-    from .routing.explain import explain, format_explain
 
     try:
         rules = load_rules_for(config)

@@ -26,7 +26,7 @@ from myrouter.schema import (
     from_text,
     validate,
 )
-from myrouter.schema.rules import QueryRuleColumns
+from myrouter.routing.query_rules.columns import QueryRuleColumns
 
 VARIABLE_CLASSES = (MySQLVariables, AdminVariables)
 

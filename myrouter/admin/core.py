@@ -25,12 +25,12 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from myrouter.net.listen import close_listener
+from myrouter.net.tls import TLSSetupError
 from myrouter.protocol.auth import Credential
 from myrouter.protocol.errors import MySQLError
 from myrouter.routing.explain import explain
@@ -50,14 +50,17 @@ from .commands import (
     parse_command,
 )
 from .hostblock import HostErrors
+from .layers import Layers
+from .metrics import registry_for
+from .results import AdminSession, OkResult, Result, ResultSet
 from .rows import config_tables, rule_rows, runtime_server_rows, variable_defaults
 from .schema import COLUMNS, CONFIG_TABLES, MONITOR_TABLES, RUNTIME_ONLY_TABLES, STATS_TABLES, create_statements
+from .server import bind_admin, serve_admin
 from .sqlpolicy import MAX_VALUE_BYTES, refusal
 from .sqltext import UnknownVariable, loggable, substitute_variables, translate
 
 if TYPE_CHECKING:
     from myrouter.app import Proxy
-    from myrouter.routing.hostgroups import Server
 
 log = logging.getLogger("myrouter.admin")
 
@@ -89,33 +92,6 @@ ER_NO_SUCH_THREAD = 1094
 ER_TOO_BIG_SELECT = 1104
 
 
-@dataclass
-class AdminSession:
-    """One admin client connection."""
-
-    id: int
-    username: str
-    client_host: str
-    read_only: bool  # a stats_credentials account
-    schema: str = "main"
-    connected_at: float = field(default_factory=time.time)
-
-
-@dataclass(frozen=True)
-class ResultSet:
-    columns: list[str]
-    rows: list[Sequence[Any]]
-
-
-@dataclass(frozen=True)
-class OkResult:
-    affected_rows: int = 0
-    last_insert_id: int = 0
-    info: str = ""
-    warnings: int = 0
-
-
-Result = ResultSet | OkResult
 
 _DYNAMIC_TABLES = sorted([f"runtime_{n}" for n in CONFIG_TABLES] + list(STATS_TABLES) + list(MONITOR_TABLES)
                          + list(RUNTIME_ONLY_TABLES), key=len, reverse=True)
@@ -155,11 +131,8 @@ class Admin:
     """The admin interface of one proxy: database, statements, layers, servers."""
 
     def __init__(self, app: Proxy) -> None:
-        from .layers import Layers
-
         self.app = app
         self.started = time.time()
-        self.retired: list[Server] = []  # servers removed at runtime that may still have connections
         self.listen_addresses: list[tuple[str, int]] = []
         self.metrics_address: tuple[str, int] | None = None
         self._sha2_cache: dict = {}
@@ -185,8 +158,6 @@ class Admin:
         self.db.set_progress_handler(self._progress, 20000)
         self.layers = Layers(self)
         self.apply_variables()
-        from .metrics import registry_for
-
         self.metrics_registry = registry_for(self)
         with self.internal():
             tables = config_tables(app.config)
@@ -201,8 +172,6 @@ class Admin:
         the admin port's TLS."""
         self.app.digest_stats.max_digests = self.app.vars.query_digests_max_digests
         if self.listen_addresses:
-            from ..net.tls import TLSSetupError
-
             try:
                 self.ensure_tls()
             except TLSSetupError as exc:
@@ -539,7 +508,7 @@ class Admin:
         if name == "stats_mysql_query_rules":
             return S.query_rule_rows(app)
         if name == "stats_mysql_connection_pool":
-            return S.connection_pool(app, self.retired)
+            return S.connection_pool(app, app.topology.retired)
         if name == "stats_mysql_commands_counters":
             return S.commands_counters_rows(app)
         if name == "stats_mysql_processlist":
@@ -774,8 +743,6 @@ class Admin:
         if cmd.action == "RELOAD TLS":
             # the certificate files in datadir, read again (missing ones generated): new client
             # connections use them; connections already encrypted keep theirs
-            from ..net.tls import TLSSetupError
-
             try:
                 app.load_tls()
             except TLSSetupError as exc:
@@ -795,16 +762,12 @@ class Admin:
 
     def bind(self) -> None:
         """Bind the admin listeners and /metrics (OSError naming the address if one is taken)."""
-        from .server import bind_admin
-
         self.close()
         self.ensure_tls()  # bad certificate files stop the start here, as for mysql-have_ssl
         self._sockets = bind_admin(self)
 
     async def serve(self, *, task_status) -> None:
         """Serve what ``bind`` bound: admin clients, /metrics, the offline-server sweeper."""
-        from .server import serve_admin
-
         if not self._sockets:
             self.bind()
         sockets, self._sockets = self._sockets, []

@@ -34,6 +34,7 @@ from myrouter.config import (
 from myrouter.errors import ConfigError
 from myrouter.protocol.errors import MySQLError
 from myrouter.routing.rules import RuleSet
+from myrouter.runtime.config import load_rules_for
 
 from .commands import LoadSave
 from .rows import (
@@ -45,7 +46,7 @@ from .rows import (
     variable_rows,
     variables_from_rows,
 )
-from .runtime import offline_servers, release_connections
+from .runtime import release_connections
 from .users import runtime_users
 from .tomlwrite import ADMIN_RULES_FILE, TomlFile, append_rows, new_rules_file, sync_rows, sync_variables
 from .validate import AdminValidationError, Candidate, build_config, build_rules
@@ -139,8 +140,6 @@ class Layers:
 
     def read_disk(self) -> tuple[Config, RuleSet]:
         """The configuration and rules the files hold now. MySQLError naming file:line on a bad file."""
-        from myrouter.app import load_rules_for
-
         try:
             config = load_config(self.app.config.path)
             rules = load_rules_for(config)
@@ -172,8 +171,7 @@ class Layers:
         retired = app.apply_runtime(config, rules)  # MySQLError before any change if it cannot apply
         admin = self.admin
         admin.apply_variables()
-        admin.retired = [s for s in admin.retired + retired if s.connections > 0]
-        soft, hard = offline_servers(app, admin.retired)
+        soft, hard = app.topology.offline_servers(retired)
         release_connections(app, soft, hard)
         notes = _restart_notes(old, config)
         log.info("admin: %s applied%s", what, ("; " + "; ".join(notes)) if notes else "")

@@ -157,7 +157,7 @@ class ProxyCollector(Collector):
         status_fam = GaugeMetricFamily("myrouter_server_status", "Status of the server (the series with the current "
                                        "status label is 1).", labels=[*labels, "status"])
         weights = {(s.hostgroup, s.host, s.port): s.weight for s in app.hostgroups.servers()}
-        for r in S.connection_pool(app, admin.retired):
+        for r in S.connection_pool(app, app.topology.retired):
             lv = [str(r.hostgroup), f"{r.srv_host}:{r.srv_port}"]
             fams["conn_used"].add_metric(lv, r.ConnUsed)
             fams["conn_free"].add_metric(lv, r.ConnFree)

@@ -21,15 +21,13 @@ from typing import TYPE_CHECKING
 
 from myrouter.frontend.session import SessionState
 
+__all__ = ["release_connections"]  # which servers: Topology.offline_servers
+
 if TYPE_CHECKING:
     from myrouter.app import Proxy
     from myrouter.routing.hostgroups import Server
 
 log = logging.getLogger("myrouter.admin")
-
-SOFT_STATUSES = ("OFFLINE_SOFT", "SHUNNED")
-HARD_STATUSES = ("OFFLINE_HARD",)
-
 
 def release_connections(app: Proxy, soft: set[Server], hard: set[Server]) -> tuple[int, int]:
     """Close idle connections to ``soft``/``hard`` servers; end sessions holding one to a ``hard`` server.
@@ -53,11 +51,3 @@ def release_connections(app: Proxy, soft: set[Server], hard: set[Server]) -> tup
     if released or ended:
         log.info("closed %d idle backend connections to offline servers; ended %d sessions", released, ended)
     return released, ended
-
-
-def offline_servers(app: Proxy, retired: list[Server]) -> tuple[set[Server], set[Server]]:
-    """(soft, hard) servers that still have connections open."""
-    soft = {s for s in app.hostgroups.servers() if s.status in SOFT_STATUSES and s.connections > 0}
-    hard = {s for s in app.hostgroups.servers() if s.status in HARD_STATUSES and s.connections > 0}
-    hard |= {s for s in retired if s.connections > 0}
-    return soft, hard

@@ -40,8 +40,9 @@ from myrouter.protocol.messages import (
 from myrouter.protocol.packets import frame
 from myrouter.stats import auditlog as A
 
-from .core import AdminSession, OkResult, ResultSet
-from .runtime import offline_servers, release_connections
+from .metrics import serve_metrics_client
+from .results import AdminSession, OkResult, ResultSet
+from .runtime import release_connections
 from .sqltext import split_statements
 
 if TYPE_CHECKING:
@@ -125,8 +126,6 @@ def exposure_warnings(av: AdminVariables, addresses: list[tuple[str, int]]) -> l
 
 async def serve_admin(admin: Admin, sockets: list[socket.socket], *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve the bound admin listeners (and /metrics, the last socket when enabled) until cancelled."""
-    from .metrics import serve_metrics_client
-
     n_admin = len(admin.listen_addresses)
     try:
         async with trio.open_nursery() as nursery:
@@ -145,8 +144,7 @@ async def _sweeper(admin: Admin) -> None:
     """Release connections to OFFLINE_SOFT/OFFLINE_HARD/removed servers once their sessions allow it."""
     while True:
         await trio.sleep(SWEEP_INTERVAL)
-        admin.retired = [s for s in admin.retired if s.connections > 0]
-        soft, hard = offline_servers(admin.app, admin.retired)
+        soft, hard = admin.app.topology.offline_servers()
         if soft or hard:
             release_connections(admin.app, soft, hard)
 

@@ -152,7 +152,7 @@ def loggable(sql: str, limit: int = 200) -> str:
 def translate(sql: str) -> str | None:
     """``sql`` (MySQL syntax) in SQLite's dialect, or None when sqlglot cannot help
     (it fails, returns the same text, or returns several statements)."""
-    import sqlglot
+    import sqlglot  # lazy: only when a statement needs translating to SQLite
     from sqlglot.errors import SqlglotError
 
     try:

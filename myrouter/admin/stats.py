@@ -12,8 +12,8 @@ from myrouter.backend.pins import NAMES as PIN_NAMES
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from myrouter.protocol.constants import Command
 from myrouter.routing.digest import format_digest
+from myrouter.runtime.sessions import command_name as _command_name
 
 if TYPE_CHECKING:
     from myrouter.app import Proxy
@@ -91,18 +91,6 @@ def query_rule_rows(app: Proxy) -> list[tuple[int, int]]:
 
 def commands_counters_rows(app: Proxy) -> list[tuple]:
     return [(r.command, r.total_time_us, r.total_cnt, *r.buckets) for r in app.command_counters.snapshot()]
-
-
-def _command_name(session) -> str:
-    state = getattr(session.state, "value", str(session.state))
-    if state == "handshake":
-        return "Connect"
-    if state == "idle" or session.command is None:
-        return "Sleep"
-    try:
-        return Command(session.command).name.capitalize()
-    except ValueError:
-        return f"Command_{session.command:#04x}"
 
 
 def processlist_rows(app: Proxy, *, full: bool = True) -> list[tuple]:

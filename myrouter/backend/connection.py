@@ -15,12 +15,12 @@ import logging
 import os
 import ssl
 import time
-from dataclasses import dataclass
 
 import trio
 
+from ..net.address import ServerAddress  # where a connection goes (re-exported: routing names it too)
 from ..net.keepalive import apply_keepalive
-from ..net.stream import ConnectionLost, PacketStream, is_unix_address, open_stream, start_compression, start_tls
+from ..net.stream import ConnectionLost, PacketStream, open_stream, start_compression, start_tls
 from ..protocol.auth import BackendSecret, ClientAuth
 from ..protocol.codec import Reader
 from ..protocol.constants import DEFAULT_CHARSET, Capability, Command
@@ -58,18 +58,6 @@ class BackendState(enum.Enum):
     ACTIVE = "active"  # a statement is running
     PINNED = "pinned"  # held by a session between statements (transaction, lock, ...)
     CLOSED = "closed"
-
-
-@dataclass(frozen=True, slots=True)
-class ServerAddress:
-    hostgroup: int
-    host: str
-    port: int
-    use_ssl: bool = False  # mysql_servers.use_ssl: log in over TLS (open_backend's tls context)
-    compression: bool = False  # mysql_servers.compression > 0: the compressed protocol (zlib)
-
-    def __str__(self) -> str:
-        return self.host if is_unix_address(self.host, self.port) else f"{self.host}:{self.port}"
 
 
 _ids = itertools.count(1)

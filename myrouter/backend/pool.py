@@ -29,7 +29,8 @@ import random
 import socket
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import trio
 
@@ -40,10 +41,15 @@ from ..protocol.errors import PROXYSQL_ER_HOSTGROUP_TIMEOUT, MalformedPacket, My
 from ..protocol.messages import parse_err
 from ..protocol.response import ResponseKind
 from ..routing.hostgroups import ONLINE, weighted_choice
+from .charsets import Charsets
 from .connection import BackendConnection, BackendState, open_backend
+from .opened import OpenBackends
 
 if TYPE_CHECKING:
+    import ssl
+
     from ..routing.hostgroups import Hostgroups, Server
+    from ..stats.counters import Counters
 
 log = logging.getLogger("myrouter.pool")
 
@@ -181,12 +187,31 @@ class PoolStats:
 NO_SERVER_RECHECK = 0.05
 
 
-class Pools:
-    """Every server's pool, the waiting queues, and the maintenance loop."""
+class RunningHostgroups(Protocol):
+    """Where the running hostgroups are (a LOAD ... TO RUNTIME or the monitor replaces them)."""
 
-    def __init__(self, app, settings: PoolSettings, rng: random.Random | None = None) -> None:
-        self.app = app
+    hostgroups: Hostgroups
+
+
+class Pools:
+    """Every server's pool, the waiting queues, and the maintenance loop.
+
+    What it needs of the rest of the proxy is given, not looked up: the running hostgroups
+    (``topology.hostgroups``), the set of open backend connections, the servers' character
+    sets, the counters, the TLS context for servers with use_ssl (``tls()``, it changes with
+    the mysql-ssl_p2s_* variables) and what to do when opening a connection fails.
+    """
+
+    def __init__(self, settings: PoolSettings, topology: RunningHostgroups, opened: OpenBackends, charsets: Charsets,
+                 counters: Counters, *, tls: Callable[[], ssl.SSLContext | None],
+                 on_connect_failed: Callable[[Server, MySQLError], None], rng: random.Random | None = None) -> None:
         self.settings = settings
+        self.topology = topology
+        self.opened = opened
+        self.charsets = charsets
+        self.counters = counters
+        self._tls = tls
+        self._on_connect_failed = on_connect_failed
         self._rng = rng or random.Random()
         self._pools: dict[Server, ServerPool] = {}
         self._waiters: dict[int, collections.deque[_Waiter]] = {}
@@ -282,7 +307,7 @@ class Pools:
                 now = trio.current_time()
                 if now < deadline and hostgroups.fallback_for(hostgroup) is None:
                     await trio.sleep(min(NO_SERVER_RECHECK, deadline - now))
-                    hostgroups = self.app.hostgroups  # a LOAD or the monitor may have replaced it
+                    hostgroups = self.topology.hostgroups  # a LOAD or the monitor may have replaced it
                     continue
                 waited = int((s.wait_timeout - max(0.0, deadline - now)) * 1000)
                 if not group:
@@ -404,7 +429,7 @@ class Pools:
                     attrs=login.attrs,
                     connect_timeout=s.connect_timeout,
                     max_packet=s.max_packet,
-                    tls=self.app.backend_tls,
+                    tls=self._tls(),
                     tcp_keepalive=s.tcp_keepalive,
                     tcp_keepalive_time=s.tcp_keepalive_time,
                 )
@@ -423,7 +448,7 @@ class Pools:
         p = self.pool(server)
         if not reserved:
             p.opening += 1
-        app = self.app
+        charsets = self.charsets
         try:
             s = self.settings
             be = await self._connect(server, key, login, database)
@@ -437,13 +462,13 @@ class Pools:
                                      f"Lost connection to backend {server.address} in hostgroup "
                                      f"{server.hostgroup} after login: {exc}", "HY000") from exc
                 be.tracks_variables = tracker.error is None
-            if not app.collations and not app.collations_unavailable:
+            if charsets.wanted():
                 try:
                     with trio.fail_after(s.connect_timeout):
-                        await app.load_collations(be)
+                        await charsets.load(be)
                 except (ConnectionLost, MalformedPacket, trio.TooSlowError, MySQLError) as exc:
                     # Not fatal: SET NAMES then goes to the servers instead of being answered locally.
-                    app.collations_unavailable = True
+                    charsets.unavailable = True
                     log.warning("cannot read the character sets of %s (%s); SET NAMES will not be answered "
                                 "by the proxy", server.address, exc)
                     be.close()
@@ -453,7 +478,7 @@ class Pools:
             p.opening -= 1
             p.conn_err += 1
             server.note_connect_error(exc.code)  # counts it; shun_on_failures errors within 1 s shun
-            app.backend_connect_failed(server, exc)
+            self._on_connect_failed(server, exc)
             self._slot_freed(server)
             raise
         except BaseException:
@@ -468,7 +493,7 @@ class Pools:
         be.schema = database
         be.server_ref = server
         be.state = BackendState.RESERVED
-        app.backend_opened(be)
+        self.opened.opened(be)
         return be
 
     async def _wait(self, hostgroup: int, key: PoolKey, deadline: float):
@@ -499,7 +524,7 @@ class Pools:
         handed = w.conn or w.slot
         if handed is None and (scope.cancelled_caught or trio.current_time() >= deadline):
             ms = int(self.settings.wait_timeout * 1000)
-            self.app.counters.pool_wait_timeouts += 1
+            self.counters.pool_wait_timeouts += 1
             log.warning("no backend connection free in hostgroup %d for %d ms (user %r)", hostgroup, ms,
                         key.username)
             raise MySQLError(PROXYSQL_ER_HOSTGROUP_TIMEOUT,
@@ -541,8 +566,8 @@ class Pools:
                 # the first waiter needs another key: give it this connection's slot
                 q.popleft()
                 p.in_use -= 1
-                self.app.backend_closed(be)
-                self.app.retire_backend(be)
+                self.opened.closed(be)
+                self.opened.retire(be)
                 p.opening += 1
                 w.slot = server
                 w.event.set()
@@ -575,7 +600,7 @@ class Pools:
 
     async def _reset(self, be: BackendConnection) -> None:
         p = self.pool(be.server_ref)
-        counters = self.app.counters
+        counters = self.counters
         what = "COM_RESET_CONNECTION"
         try:
             with trio.fail_after(max(self.settings.connect_timeout, self.settings.ping_timeout)):
@@ -612,10 +637,10 @@ class Pools:
 
     def _discard(self, be: BackendConnection, p: ServerPool, *, polite: bool = False, notify: bool = True) -> None:
         p.in_use -= 1
-        self.app.backend_closed(be)
+        self.opened.closed(be)
         if polite and be.state is not BackendState.CLOSED and not be.broken:
             be.state = BackendState.IDLE
-            self.app.retire_backend(be)
+            self.opened.retire(be)
         else:
             be.close()
         if notify:
@@ -679,7 +704,7 @@ class Pools:
     def maintain(self) -> None:
         now = time.monotonic()
         s = self.settings
-        live = set(self.app.hostgroups.servers())
+        live = set(self.topology.hostgroups.servers())
         for server, p in list(self._pools.items()):
             if server not in live or server.status != ONLINE:
                 self.close_idle(server)
@@ -727,7 +752,7 @@ class Pools:
 
     def statistics(self) -> list[PoolStats]:
         out = []
-        for server in self.app.hostgroups.servers():
+        for server in self.topology.hostgroups.servers():
             p = self._pools.get(server)
             out.append(PoolStats(
                 hostgroup=server.hostgroup, host=server.host, port=server.port, status=server.status,

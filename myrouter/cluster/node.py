@@ -29,6 +29,7 @@ import logging
 import socket
 import time
 from contextlib import aclosing
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -60,7 +61,8 @@ from .model import (
 if TYPE_CHECKING:
     from myrouter.admin.commands import LoadSave
     from myrouter.admin.layers import Layers
-    from myrouter.app import Proxy
+    from myrouter.admin.core import Admin
+    from myrouter.runtime.config import RuntimeConfig
 
 log = logging.getLogger("myrouter.cluster")
 
@@ -74,9 +76,12 @@ REQUEST_TIMEOUT = 2.0  # one etcd request, per endpoint
 
 
 class ClusterNode:
-    def __init__(self, app: Proxy, settings: ClusterConfig) -> None:
-        self.app = app
+    def __init__(self, running: RuntimeConfig, admin: Admin, settings: ClusterConfig,
+                 listen_addresses: Callable[[], list[tuple[str, int]]]) -> None:
+        self.running = running  # the running configuration and rules, which the cluster's revisions replace
+        self.admin = admin  # whose layers apply a revision (LOAD ... TO RUNTIME)
         self.settings = settings
+        self._listen_addresses = listen_addresses  # the client port's, once listening (the instance's name)
         self.keys = KeyLayout(settings.name)
         self.book = Book()
         self.instance = settings.instance
@@ -97,7 +102,8 @@ class ClusterNode:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         s = self.settings
-        host, port = self.app.listen_addresses[0] if self.app.listen_addresses else ("", 0)
+        addresses = self._listen_addresses()
+        host, port = addresses[0] if addresses else ("", 0)
         if not self.instance:
             self.instance = f"{socket.gethostname()}:{port}"
         self.address = f"{socket.gethostname() if host in ('0.0.0.0', '::', '') else host}:{port}"
@@ -125,17 +131,17 @@ class ClusterNode:
 
     async def load_to_runtime(self, cmd: LoadSave, layers: Layers) -> str:
         """``LOAD ... TO RUNTIME`` of shared modules: validate, publish with CAS, then apply here."""
-        app = self.app
+        running = self.running
         modules = [MODULE_OF_COMMAND[m] for m in cmd.modules if m in MODULE_OF_COMMAND]
         async with self._lock:
-            config, rules = layers._validate(cmd, app.config, app.rules, "running")
-            tables = module_tables(config, rules if rules is not None else app.rules, modules)
-            self._build(config, rules if rules is not None else app.rules, tables, cmd.text)  # as followers will
+            config, rules = layers._validate(cmd, running.config, running.rules, "running")
+            tables = module_tables(config, rules if rules is not None else running.rules, modules)
+            self._build(config, rules if rules is not None else running.rules, tables, cmd.text)  # as followers will
             revision = await self._publish(cmd.text, tables)
-            base = app.config  # unchanged while the lock is held, except per-instance admin variables
+            base = running.config  # unchanged while the lock is held, except per-instance admin variables
             if "ADMIN VARIABLES" in cmd.modules:
                 base = dataclasses.replace(base, admin_variables=config.admin_variables)
-            config, rules = self._build(base, app.rules, tables, cmd.text)
+            config, rules = self._build(base, running.rules, tables, cmd.text)
             now = time.time()
             try:
                 info = layers.apply_validated(cmd.text, config, rules)
@@ -237,8 +243,8 @@ class ClusterNode:
     async def _seed(self, modules: list[str]) -> int:
         """Write this instance's runtime for modules etcd does not have (if still absent). The revision or 0."""
         assert self._client is not None
-        app = self.app
-        tables = module_tables(app.config, app.rules, modules)
+        running = self.running
+        tables = module_tables(running.config, running.rules, modules)
         compare = [{"key": b64(self.keys.config_key(m)), "target": "MOD", "result": "EQUAL", "mod_revision": "0"}
                    for m in modules]
         success = [{"request_put": {"key": b64(self.keys.config_key(m)),
@@ -369,7 +375,7 @@ class ClusterNode:
 
     def _apply(self, values: dict[str, tuple[int, bytes]], *, quiet: bool = False) -> None:
         """Decode, validate and apply module values (module -> (revision, value)) as one change."""
-        app = self.app
+        running = self.running
         name = self.where
         decoded: dict[str, dict[str, list[tuple]]] = {}
         writers: dict[str, str] = {}
@@ -384,8 +390,8 @@ class ClusterNode:
             return
         what = ", ".join(f"{m} revision {values[m][0]} (written by {writers[m]})" for m in decoded)
         try:
-            config, rules = build_from_modules(app.config, app.rules, decoded)
-            app.admin.layers.apply_validated(f"{name}: {what}", config, rules)
+            config, rules = build_from_modules(running.config, running.rules, decoded)
+            self.admin.layers.apply_validated(f"{name}: {what}", config, rules)
         except (AdminValidationError, MySQLError) as exc:
             reason = exc.message if isinstance(exc, MySQLError) else str(exc)
             for m in decoded:
@@ -401,7 +407,7 @@ class ClusterNode:
 
     def _update_memory(self, decoded: dict[str, dict[str, list[tuple]]]) -> None:
         """The memory layer shows what the cluster runs (as ProxySQL's cluster sync does)."""
-        admin = self.app.admin
+        admin = self.admin
         with admin.internal():
             for m, tables in decoded.items():
                 if m == "mysql_variables":  # the shared mysql-* rows; this instance's own ones stay

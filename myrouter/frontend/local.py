@@ -20,6 +20,7 @@ from ..protocol.messages import (
     encode_result_set,
     text_row,
 )
+from ..runtime.sessions import command_name as _command_name  # one naming of commands for both processlists
 from . import proxyids
 from .common import (
     CloseSession,
@@ -153,8 +154,6 @@ class LocalAnswers:
     async def _visible_processes(self) -> list[proxyids.ProcessRow]:
         """The proxy's sessions this one may see, as PROCESSLIST rows: its user's, or all with PROCESS."""
         session = self.session
-        from ..admin.stats import _command_name  # one naming of commands for both processlists
-
         sessions = [s for s in list(session.app.sessions.values()) if s.state is not SessionState.HANDSHAKE]
         if any(s.username != session.username for s in sessions) \
                 and not await self._has_privilege(proxyids.MAY_SEE_OTHERS):

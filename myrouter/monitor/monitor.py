@@ -64,7 +64,8 @@ from .state import (
 )
 
 if TYPE_CHECKING:
-    from ..app import Proxy
+    from ..runtime.config import RuntimeConfig
+    from ..runtime.topology import Topology
 
 log = logging.getLogger("myrouter.monitor")
 
@@ -84,8 +85,9 @@ def clock() -> float:
 class Monitor:
     """Checks the backends of one proxy and acts on the results (see the module docstring)."""
 
-    def __init__(self, app: Proxy) -> None:
-        self.app = app
+    def __init__(self, topology: Topology, settings: RuntimeConfig) -> None:
+        self.topology = topology  # the hostgroups it checks and changes; status changes go through it
+        self.settings = settings  # the running variables (vars) and the TLS context for servers
         self.logs = MonitorLogs()
         self.checker = Checker()
         self.checker.pool.tls_for = self._tls_for
@@ -102,21 +104,20 @@ class Monitor:
 
     def _tls_for(self, endpoint: Endpoint):
         """The monitor logs in over TLS where traffic does: a server any entry of has use_ssl."""
-        if any(s.use_ssl for s in self.app.hostgroups.entries(*endpoint)):
-            return self.app.backend_tls
+        if any(s.use_ssl for s in self.topology.hostgroups.entries(*endpoint)):
+            return self.settings.backend_tls
         return None
 
     # ------------------------------------------------------------------ configuration
 
     def configure(self) -> None:
         """Take the running variables and hostgroups into account (start, LOAD ... TO RUNTIME)."""
-        app = self.app
-        v = app.vars
-        p = app.hostgroups.policy
+        v = self.settings.vars
+        p = self.topology.hostgroups.policy
         p.shun_on_failures = v.shun_on_failures
         p.shun_recovery_time_sec = v.shun_recovery_time_sec
         p.reader_fallback = v.reader_fallback_to_writer
-        p.on_change = app.server_status_changed
+        p.on_change = self.topology.server_status_changed
         p.clock = clock
         creds = Credentials(v.monitor_username, v.monitor_password)
         if self._creds is not None and creds != self._creds:
@@ -142,7 +143,7 @@ class Monitor:
         Statuses are not notified here: the caller compares before and after.
         """
         known = {ep: h.read_only for ep, h in self.health.items() if h.read_only is not None}
-        new, retired = self.app.hostgroups.reconcile(
+        new, retired = self.topology.hostgroups.reconcile(
             config.mysql_servers, config.mysql_replication_hostgroups, known,
             config.mysql_variables.monitor_writer_is_also_reader)
         for s in new.servers():
@@ -177,7 +178,7 @@ class Monitor:
             await self.checker.pool.aclose()
 
     def _interval(self, name: str) -> float:
-        v = self.app.vars
+        v = self.settings.vars
         if not v.monitor_enabled:
             return 1.0
         if name == "monitor_heartbeat_write_interval":
@@ -189,7 +190,7 @@ class Monitor:
         """Every interval: run ``check(endpoint, vars)`` on each of ``endpoints()`` at once."""
         while True:
             start = trio.current_time()
-            v = self.app.vars
+            v = self.settings.vars
             targets = endpoints() if v.monitor_enabled else []
             if targets:
                 async with trio.open_nursery() as nursery:
@@ -219,13 +220,13 @@ class Monitor:
         """Lift shuns whose recovery time has come; drop log rows older than monitor_history."""
         last_purge = -1e9
         while True:
-            v = self.app.vars
+            v = self.settings.vars
             now = trio.current_time()
             if not v.monitor_enabled:
                 self._clear_monitor_shuns()
             else:
                 self._disabled_cleared = False
-            for s in recover(self.app.hostgroups, self.health, now, v.shun_recovery_time_sec):
+            for s in recover(self.topology.hostgroups, self.health, now, v.shun_recovery_time_sec):
                 log.info("server %s:%d (hostgroup %d) passes its checks again: ONLINE", s.host, s.port, s.hostgroup)
             if now - last_purge >= 1.0:
                 self.logs.purge(history_ms(v))
@@ -239,7 +240,7 @@ class Monitor:
         for h in self.health.values():
             h.shunned = False
             h.failures = 0
-        for s in self.app.hostgroups.servers():
+        for s in self.topology.hostgroups.servers():
             if s.shun_health or s.shun_lag:
                 s.shun_health = s.shun_lag = False
                 s.lag_over_count = 0
@@ -250,21 +251,21 @@ class Monitor:
 
     def _all_endpoints(self) -> list[Endpoint]:
         """host:port with at least one entry that is not OFFLINE_HARD."""
-        hg = self.app.hostgroups
+        hg = self.topology.hostgroups
         return [ep for ep in hg.endpoints() if any(s.admin_status != OFFLINE_HARD for s in hg.entries(*ep))]
 
     def _replication_endpoints(self) -> list[Endpoint]:
-        hg = self.app.hostgroups
+        hg = self.topology.hostgroups
         return [ep for ep in self._all_endpoints() if hg.replication_pairs_of(*ep)]
 
     def _lag_endpoints(self) -> list[Endpoint]:
-        hg = self.app.hostgroups
+        hg = self.topology.hostgroups
         return [ep for ep in self._all_endpoints() if any(lag_checked(hg, s) for s in hg.entries(*ep))]
 
     def _heartbeat_endpoints(self) -> list[Endpoint]:
         """Writers: in a writer hostgroup, read_only known to be OFF, not shunned for health."""
-        hg = self.app.hostgroups
-        if not self.heartbeat_table or self.app.vars.monitor_heartbeat_write_interval <= 0:
+        hg = self.topology.hostgroups
+        if not self.heartbeat_table or self.settings.vars.monitor_heartbeat_write_interval <= 0:
             return []
         out = []
         for ep in self._all_endpoints():
@@ -296,7 +297,7 @@ class Monitor:
         self.logs.add(PING, ep[0], ep[1], start, r.elapsed_us if r.ok else 0, r.error)
         self._count("ping", r)
         if r.ok:
-            for s in self.app.hostgroups.entries(*ep):
+            for s in self.topology.hostgroups.entries(*ep):
                 s.note_ping_time(r.elapsed_us)
         self._health_result(ep, r, "ping", v)
 
@@ -318,13 +319,13 @@ class Monitor:
         if h.failed(trio.current_time(), r.error or "", v.monitor_ping_max_failures):
             log.warning("monitor: %s:%d failed %d connect/ping checks in a row (last: %s %s): SHUNNED",
                         ep[0], ep[1], h.failures, what, r.error)
-            apply_health(self.app.hostgroups, h)
+            apply_health(self.topology.hostgroups, h)
         else:  # the first failure of a run is worth a line; the rest are in the monitor.* tables
             log.log(logging.INFO if h.failures == 1 else logging.DEBUG, "monitor: %s check of %s:%d failed "
                     "(%d in a row): %s", what, ep[0], ep[1], h.failures, r.error)
 
     async def _read_only_one(self, ep: Endpoint, v: Any) -> None:
-        pairs = self.app.hostgroups.replication_pairs_of(*ep)
+        pairs = self.topology.hostgroups.replication_pairs_of(*ep)
         check_types = sorted({p.check_type for p in pairs})
         if not check_types:
             return
@@ -351,8 +352,8 @@ class Monitor:
 
     def _place(self, ep: Endpoint, values: dict[str, bool]) -> None:
         """Record read_only and move the server between writer and reader hostgroups."""
-        hg = self.app.hostgroups
-        v = self.app.vars
+        hg = self.topology.hostgroups
+        v = self.settings.vars
         pairs = [p for p in hg.replication_pairs_of(*ep) if p.check_type in values]  # (pairs may have changed)
         if not pairs:
             return
@@ -371,10 +372,8 @@ class Monitor:
 
     def _retire(self, server: Server) -> None:
         """A server taken out of its hostgroup: OFFLINE_HARD, handed to the admin's sweeper."""
-        server.set_admin_status(OFFLINE_HARD)  # notifies Proxy.server_status_changed
-        admin = getattr(self.app, "admin", None)
-        if admin is not None and server.connections > 0 and server not in admin.retired:
-            admin.retired.append(server)
+        server.set_admin_status(OFFLINE_HARD)  # notifies Topology.server_status_changed
+        self.topology.note_retired(server)
 
     async def _lag_one(self, ep: Endpoint, v: Any) -> None:
         reference = self.heartbeat_reference if v.monitor_heartbeat_write_interval > 0 else None
@@ -392,7 +391,7 @@ class Monitor:
         lag_ms: int | None = r.value
         self.logs.add(REPLICATION_LAG, ep[0], ep[1], start, r.elapsed_us,
                       None if lag_ms is None else round(lag_ms / 1000), None, lag_ms)
-        hg = self.app.hostgroups
+        hg = self.topology.hostgroups
         for s in apply_lag(hg, ep[0], ep[1], lag_ms, trio.current_time(), v.monitor_replication_lag_count):
             log.warning("monitor: %s:%d (hostgroup %d) is %d ms behind, over max_replication_lag=%d s: SHUNNED",
                         s.host, s.port, s.hostgroup, lag_ms or 0, s.max_replication_lag)

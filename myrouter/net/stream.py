@@ -22,6 +22,7 @@ import trio
 from ..protocol.compression import CompressedChannel
 from ..protocol.errors import MalformedPacket
 from ..protocol.packets import Packet, PacketDecoder, frame
+from .address import is_unix_address
 
 RECV_SIZE = 256 * 1024
 _FAIR_BUDGET = 64  # reads without waiting before a forced checkpoint
@@ -430,12 +431,6 @@ def start_compression(stream: PacketStream, *, client_side: bool) -> PacketStrea
         except MalformedPacket as exc:
             raise ConnectionLost(f"bad compressed packet: {exc}") from exc
     return stream
-
-
-def is_unix_address(host: str, port: int) -> bool:
-    """ProxySQL's convention for ``mysql_servers``: port 0 means the host name is the path of a
-    Unix socket (a server on the same machine), e.g. ``/var/run/mysqld/mysqld.sock``."""
-    return port == 0
 
 
 async def open_stream(host: str, port: int, *, timeout: float, max_payload: int | None = None) -> PacketStream:

@@ -46,7 +46,7 @@ class TLSFiles:
 
 def _generate() -> tuple[bytes, bytes, bytes]:
     """A fresh CA and a server certificate signed by it: (ca_pem, cert_pem, key_pem)."""
-    from cryptography import x509
+    from cryptography import x509  # loaded when first needed: only to generate missing certificates
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID

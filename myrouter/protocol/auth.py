@@ -156,7 +156,7 @@ class RSAKeyPair:
     """The proxy's RSA key for caching_sha2_password full authentication over plain TCP."""
 
     def __init__(self, bits: int = 2048) -> None:
-        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives import serialization  # lazy: protocol imports no third party at load
         from cryptography.hazmat.primitives.asymmetric import rsa
 
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
@@ -166,7 +166,7 @@ class RSAKeyPair:
         )
 
     def decrypt(self, blob: bytes) -> bytes:
-        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives import hashes  # lazy: protocol imports no third party at load
         from cryptography.hazmat.primitives.asymmetric import padding
 
         return self._key.decrypt(
@@ -178,7 +178,7 @@ class RSAKeyPair:
 
 
 def rsa_encrypt_password(public_pem: bytes, password: bytes, nonce: bytes) -> bytes:
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import hashes, serialization  # lazy: no third party at load
     from cryptography.hazmat.primitives.asymmetric import padding
 
     key = serialization.load_pem_public_key(public_pem)
@@ -204,7 +204,7 @@ ED25519_KEY_PREFIX = "$ED$"  # mysql_users.password: "$ED$" + MariaDB's stored f
 
 def _ed25519_secret(password: bytes) -> tuple[bytes, bytes]:
     """(scalar reduced mod L, nonce prefix) derived from the password as MariaDB does."""
-    from nacl.bindings import crypto_core_ed25519_scalar_reduce
+    from nacl.bindings import crypto_core_ed25519_scalar_reduce  # lazy: only for client_ed25519
 
     az = hashlib.sha512(password).digest()
     scalar = bytearray(az[:32])
@@ -216,7 +216,7 @@ def _ed25519_secret(password: bytes) -> tuple[bytes, bytes]:
 
 def ed25519_public_key(password: bytes) -> bytes:
     """The 32-byte public key of a password (base64 of it: MariaDB's ``ed25519_password()``)."""
-    from nacl.bindings import crypto_scalarmult_ed25519_base_noclamp
+    from nacl.bindings import crypto_scalarmult_ed25519_base_noclamp  # lazy: only for client_ed25519
 
     scalar, _ = _ed25519_secret(password)
     return crypto_scalarmult_ed25519_base_noclamp(scalar)
@@ -224,7 +224,7 @@ def ed25519_public_key(password: bytes) -> bytes:
 
 def ed25519_sign(password: bytes, message: bytes) -> bytes:
     """client_ed25519's answer: the 64-byte signature of the server's nonce."""
-    from nacl.bindings import (
+    from nacl.bindings import (  # lazy: only for client_ed25519
         crypto_core_ed25519_scalar_add,
         crypto_core_ed25519_scalar_mul,
         crypto_core_ed25519_scalar_reduce,
@@ -240,7 +240,7 @@ def ed25519_sign(password: bytes, message: bytes) -> bytes:
 
 
 def ed25519_verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
-    from nacl.bindings import crypto_sign_open
+    from nacl.bindings import crypto_sign_open  # lazy: only for client_ed25519
     from nacl.exceptions import CryptoError
 
     if len(signature) != ED25519_SIGNATURE_LENGTH or len(public_key) != 32:

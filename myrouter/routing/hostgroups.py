@@ -55,7 +55,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from ..backend.connection import ServerAddress
+from ..net.address import ServerAddress
 from ..config import ReplicationHostgroupConfig, ServerConfig
 from ..protocol.errors import PROXYSQL_ER_HOSTGROUP_TIMEOUT, MySQLError
 

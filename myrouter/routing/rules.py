@@ -67,9 +67,9 @@ from typing import Any, Callable, Iterable
 
 from myrouter.errors import ConfigError
 from myrouter.schema import SchemaError
-from myrouter.schema.rules import FLAG_NAMES, KIND_NAMES, build_rule, describe
 from myrouter.tomlutil import TomlDoc, load_toml
 
+from .query_rules.columns import FLAG_NAMES, KIND_NAMES, build_rule, describe
 from .query_rules.compiled import _Compiled, _ErrorFn, _prefixed, _Reporter
 from .query_rules.row import _COLUMN_BY_LOWER, COLUMNS, TABLE, QueryRule, RouteDecision, RuleContext
 from .query_rules.ruleset import RuleSet

@@ -8,7 +8,7 @@ the query rules (:mod:`myrouter.routing.rules`, for ``mysql_query_rules`` rows).
 * :mod:`.fields`: the field types (Flag, Int, Str, Choice...), :func:`validate` and :class:`SchemaError`;
 * :mod:`.variables`: ``[mysql_variables]``, ``[admin_variables]``;
 * :mod:`.tables`: ``mysql_servers``, ``mysql_users``, ``mysql_replication_hostgroups``;
-* :mod:`.rules`: ``mysql_query_rules`` columns;
+* ``mysql_query_rules`` columns: :mod:`myrouter.routing.query_rules.columns` (they name the classifier's kinds and flags);
 * :mod:`.sections`: the top-level keys and ``[cluster]``;
 * :mod:`.values`: ProxySQL's text forms (listener lists, credentials, password hashes).
 """

@@ -1,7 +1,7 @@
 """The schema of the configuration tables: one class per ProxySQL table row, each column with its
 type, default and range written once (``[[mysql_servers]]``, ``[[mysql_users]]``,
 ``[[mysql_replication_hostgroups]]``; ``[[mysql_query_rules]]`` is
-:mod:`myrouter.schema.rules`).
+:mod:`myrouter.routing.query_rules.columns`).
 
 Checks of one row live here too (a Unix socket path, a password hash, reader and writer
 hostgroups that differ); checks across rows (duplicates, users' default hostgroups) are the

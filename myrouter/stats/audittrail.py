@@ -49,8 +49,11 @@ class _SessionAudit:
 
 
 class AuditTrail:
-    def __init__(self, app: Any) -> None:
-        self.app = app  # reads app.audit_log (None: off), app.lookup_credential, app.config, app.user
+    def __init__(self, logs: Any, settings: Any, sessions: Any) -> None:
+        # the runtime components (myrouter.runtime, above this package: not imported):
+        self.logs = logs  # Logs: audit_log (None: off)
+        self.settings = settings  # RuntimeConfig: config, user(), lookup_credential()
+        self.sessions = sessions  # SessionRegistry: draining
         self._pending: dict[int, tuple[str, str, str, str | None]] = {}  # session id -> (event, user, schema, why)
         self._sessions: dict[int, _SessionAudit] = {}  # logged-in sessions
 
@@ -65,7 +68,7 @@ class AuditTrail:
         """The handshake's OK was sent: ``MySQL_Client_Connect_OK``."""
         self._pending.pop(session.id, None)
         self._sessions[session.id] = _SessionAudit()
-        log = self.app.audit_log
+        log = self.logs.audit_log
         if log is not None:
             log.event(A.CONNECT_OK, **session_fields(session))
 
@@ -79,9 +82,9 @@ class AuditTrail:
             self._pending[session.id] = (A.CHANGE_USER_ERR, username, schema or "",
                                          self.denied_reason(username, error, session.tls))
             return
-        log = self.app.audit_log
+        log = self.logs.audit_log
         if log is not None:
-            user = self.app.user(username)
+            user = self.settings.user(username)
             fields = session_fields(session)
             fields.update(username=username, schemaname=schema or (user.default_schema if user else "") or "",
                           extra_info=f"previous user {session.username!r}")
@@ -89,7 +92,7 @@ class AuditTrail:
 
     def init_db(self, session, schema: str, error=None) -> None:
         """COM_INIT_DB answered: ``MySQL_Client_Init_DB`` (with the error's fields if it failed)."""
-        log = self.app.audit_log
+        log = self.logs.audit_log
         if log is None:
             return
         fields = session_fields(session)
@@ -111,7 +114,7 @@ class AuditTrail:
             state.last_error = err.code
             state.bytes_in_at_error = session.client.bytes_in
         pending = self._pending.pop(session.id, None)
-        log = self.app.audit_log
+        log = self.logs.audit_log
         if log is None:
             return
         fields = session_fields(session)
@@ -130,7 +133,7 @@ class AuditTrail:
     def backend_error(self, server, hostgroup: int, error: BaseException, *, session=None,
                       during: str = "connect") -> None:
         """A backend connection failed: ``MySQL_Backend_Error`` (see ``Proxy.log_backend_error``)."""
-        log = self.app.audit_log
+        log = self.logs.audit_log
         if log is None:
             return
         fields = session_fields(session) if session is not None else {"thread_id": 0, "ssl": None}
@@ -147,7 +150,7 @@ class AuditTrail:
         """
         self._pending.pop(session.id, None)
         state = self._sessions.pop(session.id, None)
-        log = self.app.audit_log
+        log = self.logs.audit_log
         if state is None or log is None:
             return
         fields = session_fields(session)
@@ -157,7 +160,7 @@ class AuditTrail:
             reason = "client sent COM_QUIT"
         elif crashed:
             reason = "internal error (see the process log)"
-        elif self.app.draining:
+        elif self.sessions.draining:
             reason = "proxy shutdown"
         elif session.killed:
             reason = "killed (KILL CONNECTION)"
@@ -183,8 +186,8 @@ class AuditTrail:
         """Why a login was refused, for the audit log (never the password or its hash)."""
         if error.code != ER_ACCESS_DENIED_ERROR:
             return error.message
-        user = self.app.config.user(username)
-        if self.app.lookup_credential(username) is None:
+        user = self.settings.config.user(username)
+        if self.settings.lookup_credential(username) is None:
             if user is not None and not user.active:
                 return f"user {username!r} is not active"
             return f"unknown user {username!r}"

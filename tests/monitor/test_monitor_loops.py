@@ -53,7 +53,8 @@ class ScriptedChecker(Checker):
 
 
 class App:
-    """What the monitor needs of the proxy."""
+    """What the monitor needs of the proxy: of the topology (hostgroups, status changes) and of the
+    running configuration (vars, backend_tls), both in one object here."""
 
     def __init__(self, servers, pairs=(), **variables) -> None:
         self.vars = MySQLVariables(**{**FAST, **variables})
@@ -64,9 +65,12 @@ class App:
     def server_status_changed(self, s, old) -> None:
         self.changes.append((trio.current_time(), s.hostgroup, s.port, old, s.status))
 
+    def note_retired(self, s) -> None:  # no admin sweeper here
+        pass
+
 
 async def start(nursery, app: App) -> tuple[Monitor, ScriptedChecker]:
-    monitor = Monitor(app)
+    monitor = Monitor(app, app)
     monitor.checker = checker = ScriptedChecker()
     await nursery.start(monitor.run)
     return monitor, checker
@@ -164,7 +168,7 @@ async def test_an_unexpected_error_in_a_check_does_not_stop_the_monitor(autojump
             raise IndexError("a reply nobody expected")
 
     async with trio.open_nursery() as nursery:
-        monitor = Monitor(app)
+        monitor = Monitor(app, app)
         monitor.checker = checker = Broken()
         await nursery.start(monitor.run)
         await trio.sleep(2.5)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
-from myrouter.schema.rules import FLAG_NAMES, KIND_NAMES
+from .columns import FLAG_NAMES, KIND_NAMES
 
 from ..classify.classification import Classification
 from .row import _ACTION_COLUMNS, QueryRule, RouteDecision, RuleContext

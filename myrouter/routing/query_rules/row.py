@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 from pydantic.dataclasses import dataclass
 
-from myrouter.schema.rules import QueryRuleColumns
+from .columns import QueryRuleColumns
 
 from ..classify.classification import Classification
 from ..digest import format_digest
@@ -23,7 +23,7 @@ TABLE = "mysql_query_rules"
 @dataclass(frozen=True, slots=True)
 class QueryRule(QueryRuleColumns):
     """One row of ``mysql_query_rules`` (ProxySQL's columns, plus myrouter's: their types, ranges and
-    defaults are the schema's, :class:`myrouter.schema.rules.QueryRuleColumns`).
+    defaults are the schema's, :class:`myrouter.routing.query_rules.columns.QueryRuleColumns`).
 
     ``None`` is SQL NULL (column not set).  ``source``/``line`` say where the
     rule was defined (for messages); they are not columns.

@@ -1,4 +1,6 @@
-"""The schema of a ``mysql_query_rules`` row: every column with its type and range, written once.
+"""The schema of a ``mysql_query_rules`` row: every column with its type and range, written once
+(with the field types of :mod:`myrouter.schema`; here, beside the rules, because the columns
+``match_kind`` and ``match_flags`` name the classifier's kinds and flags).
 
 :class:`QueryRuleColumns` is the base of :class:`myrouter.routing.rules.QueryRule` (which adds
 where the rule was defined and what the query processor needs). ``None`` is SQL NULL (column
@@ -21,10 +23,10 @@ from pydantic import AfterValidator, BeforeValidator, Strict, ValidationError
 from pydantic.dataclasses import dataclass
 from pydantic_core import PydanticCustomError
 
-from myrouter.routing.classifier import StatementFlag, StatementKind
-from myrouter.routing.digest import parse_digest
+from myrouter.schema.fields import Int, SchemaError, bounds
 
-from .fields import Int, SchemaError, bounds
+from ..classify.classification import StatementFlag, StatementKind
+from ..digest import parse_digest
 
 __all__ = ["QueryRuleColumns", "build_rule", "KIND_NAMES", "FLAG_NAMES", "CAUSAL_READS", "describe"]
 
