@@ -585,6 +585,22 @@ def _side_by_side(sel: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def plane_counts(proxy: ProxyProcess) -> dict[str, int]:
+    """Which plane served the proxy's commands, from its admin interface."""
+    import pymysql
+
+    names = ("Questions", "Data_plane_commands", "Data_plane_handovers")
+    conn = pymysql.connect(host=HOST, port=proxy.admin_port, user="admin", password="admin")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT Variable_Name, Variable_Value FROM stats_mysql_global WHERE Variable_Name IN "
+                        f"({', '.join(repr(n) for n in names)})")
+            found = {name: int(value) for name, value in cur.fetchall()}
+    finally:
+        conn.close()
+    return {name: found.get(name, 0) for name in names}
+
+
 def print_report(pairs: list[dict[str, Any]], summary: list[dict[str, Any]], a: argparse.Namespace,
                  idle_cpu: dict[str, Any]) -> None:
     print()
@@ -867,8 +883,11 @@ def main(argv: list[str] | None = None) -> int:
                     "total_cpu_during_pairs_s": round(proc_cpu_seconds(proxy.pid) - idle_before, 2),
                     "pairs_wall_s": round(time.monotonic() - t0, 1)}
         summary = summarise(pairs, a)
-        results.update(pairs=pairs, summary=summary, proxy_idle_cpu=idle_cpu)
+        planes = plane_counts(proxy)
+        results.update(pairs=pairs, summary=summary, proxy_idle_cpu=idle_cpu, planes=planes)
         print_report(pairs, summary, a, idle_cpu)
+        print(f"myrouter's commands: {planes['Questions']}, {planes['Data_plane_commands']} served wholly by the data "
+              f"plane, {planes['Data_plane_handovers']} handed from it to Trio (stats_mysql_global)")
         if any(s["errors"] for s in summary):
             status = 1
 
