@@ -176,6 +176,43 @@ def run_once(clients: int, queries: int, warmup: int, phases: tuple[str, ...] = 
         sock.close()
         done()
 
+    def write_config(backend_port):
+        """A proxy configuration in front of the fake backend: (its path, the proxy's client port)."""
+        port, admin_port, metrics_port = free_ports(3)
+        tmp = Path(tempfile.mkdtemp(prefix="inproc-"))
+        import myrouter
+
+        rules = Path(myrouter.__file__).resolve().parent.parent / "rules"
+        cfg = tmp / "myrouter.toml"
+        cfg.write_text(_config_text(backend_port, port, admin_port, metrics_port, rules))
+        return cfg, port
+
+    async def run_clients(nursery, port, measured=None):
+        """The clients against ``port``: warm up, then (between the two calls of ``measured``, if
+        given) the measured statements. Returns how many statements were measured."""
+        ready: list = []
+        results: list = []
+        start = trio.Event()
+        finished = trio.Event()
+        left = [clients]
+
+        def done():
+            left[0] -= 1
+            if not left[0]:
+                finished.set()
+
+        for _ in range(clients):
+            nursery.start_soon(client, port, ready, start, done, queries, results)
+        while len(ready) < clients:
+            await trio.sleep(0.01)
+        if measured is not None:
+            measured()
+        start.set()
+        await finished.wait()
+        if measured is not None:
+            measured()
+        return sum(results)
+
     def measure_proxy_process(command_prefix):
         """The proxy as a process of its own (``myrouter serve``, under the engine's host loop, as in
         production), started with ``command_prefix`` (valgrind) in front; the fake peers in this one.
@@ -191,14 +228,8 @@ def run_once(clients: int, queries: int, warmup: int, phases: tuple[str, ...] = 
             backend_port = lsock.getsockname()[1]
             async with trio.open_nursery() as nursery:
                 await nursery.start(serve_backend, lsock)
-                port, admin_port, metrics_port = free_ports(3)
-                tmp = Path(tempfile.mkdtemp(prefix="inproc-"))
-                import myrouter
-
-                rules = Path(myrouter.__file__).resolve().parent.parent / "rules"
-                cfg = tmp / "myrouter.toml"
-                cfg.write_text(_config_text(backend_port, port, admin_port, metrics_port, rules))
-                err = tmp / "stderr"
+                cfg, port = write_config(backend_port)
+                err = cfg.with_name("stderr")
                 with open(err, "wb") as err_file:
                     proc = subprocess.Popen([*command_prefix, sys.executable, "-m", "myrouter", "--log-level",
                                              "warning", "serve", "--config", str(cfg)], stderr=err_file)
@@ -211,23 +242,7 @@ def run_once(clients: int, queries: int, warmup: int, phases: tuple[str, ...] = 
                                 if proc.poll() is not None:
                                     raise RuntimeError(f"the proxy exited: {err.read_text()[-2000:]}")
                                 await trio.sleep(0.2)
-                        ready: list = []
-                        results: list = []
-                        start = trio.Event()
-                        finished = trio.Event()
-                        left = [clients]
-
-                        def done():
-                            left[0] -= 1
-                            if not left[0]:
-                                finished.set()
-
-                        for _ in range(clients):
-                            nursery.start_soon(client, port, ready, start, done, queries, results)
-                        while len(ready) < clients:
-                            await trio.sleep(0.01)
-                        start.set()
-                        await finished.wait()
+                        await run_clients(nursery, port)
                     finally:
                         proc.send_signal(signal.SIGTERM)
                         await trio.to_thread.run_sync(proc.wait)
@@ -251,39 +266,18 @@ def run_once(clients: int, queries: int, warmup: int, phases: tuple[str, ...] = 
                 target = backend_port
                 proxy = None
                 if port_of_target == "proxy":
-                    port, admin_port, metrics_port = free_ports(3)
-                    tmp = Path(tempfile.mkdtemp(prefix="inproc-"))
-                    import myrouter
-
-                    rules = Path(myrouter.__file__).resolve().parent.parent / "rules"
-                    cfg = tmp / "myrouter.toml"
-                    cfg.write_text(_config_text(backend_port, port, admin_port, metrics_port, rules))
+                    cfg, _ = write_config(backend_port)
                     proxy = Proxy(load_config(cfg))
                     await nursery.start(proxy.run)
                     target = proxy.listen_addresses[0][1]
-                ready: list = []
-                results: list = []
-                start = trio.Event()
-                finished = trio.Event()
-                left = [clients]
+                marks: list = []
 
-                def done():
-                    left[0] -= 1
-                    if not left[0]:
-                        finished.set()
+                def measured():
+                    marks.append((resource.getrusage(resource.RUSAGE_SELF), trio.current_time()))
 
-                for _ in range(clients):
-                    nursery.start_soon(client, target, ready, start, finished_cb := done, queries, results)
-                while len(ready) < clients:
-                    await trio.sleep(0.01)
-                r0 = resource.getrusage(resource.RUSAGE_SELF)
-                t0 = trio.current_time()
-                start.set()
-                await finished.wait()
-                r1 = resource.getrusage(resource.RUSAGE_SELF)
-                wall = trio.current_time() - t0
-                del finished_cb
-                total = sum(results)
+                total = await run_clients(nursery, target, measured)
+                (r0, t0), (r1, t1) = marks
+                wall = t1 - t0
                 nursery.cancel_scope.cancel()
             return {
                 "user_us": (r1.ru_utime - r0.ru_utime) / total * 1e6,

@@ -77,6 +77,16 @@ def wait_for(what: str, predicate: Callable[[], bool], timeout: float = 15.0, st
     return time.monotonic()
 
 
+def assert_no_leaks(rp: RunningProxy) -> None:
+    """Once every client has gone: no session, task or backend connection left in use, every open
+    backend connection idle in its pool."""
+    st = rp.wait_idle()
+    assert st.client_connections_connected == 0, st
+    assert st.backend_connections_in_use == 0, st
+    assert st.backend_connections_connected == st.backend_connections_idle, st
+    assert st.tasks == 0, st
+
+
 def admin_port(rp: RunningProxy) -> int:
     return rp.proxy.admin.listen_addresses[0][1]
 

@@ -13,15 +13,8 @@ from myrouter.protocol.constants import Capability as C
 from myrouter.protocol.messages import OK, HandshakeV10, column_definition
 from myrouter.protocol.packets import PacketDecoder, frame
 from myrouter_testbed.mariadb import start_cluster
+from conftest import assert_no_leaks
 from rawclient import RawClient, error_of
-
-
-def assert_no_leaks(proxy) -> None:
-    st = proxy.wait_idle()
-    assert st.client_connections_connected == 0, st
-    assert st.backend_connections_in_use == 0, st
-    assert st.backend_connections_connected == st.backend_connections_idle, st
-    assert st.tasks == 0, st
 
 
 def healthy(conn) -> bool:

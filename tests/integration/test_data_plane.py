@@ -15,7 +15,7 @@ import time
 import mysql.connector
 import pymysql
 import pytest
-from conftest import REPO, admin_sql, wait_for, writer_only
+from conftest import REPO, admin_sql, assert_no_leaks, wait_for, writer_only
 from rawclient import RawClient
 
 from myrouter.protocol.packets import PacketDecoder, frame
@@ -44,12 +44,10 @@ def server_ids(cluster):
     return primary, replicas
 
 
-def assert_no_leaks(rp) -> None:
-    st = rp.wait_idle()
-    assert st.client_connections_connected == 0, st
-    assert st.backend_connections_in_use == 0, st
-    assert st.backend_connections_connected == st.backend_connections_idle, st
-    assert st.tasks == 0, st
+def connector(rp):
+    """A mysql-connector-python connection (server-side prepared statements with cursor(prepared=True))."""
+    return mysql.connector.connect(host="127.0.0.1", port=rp.port, user="app", password="app", database="test",
+                                   autocommit=True)
 
 
 def expect_plane(rp, before: int, data_plane: bool, at_least: int) -> None:
@@ -131,8 +129,7 @@ def test_multiplexing_two_sessions_over_one_backend_connection(proxy_factory, cl
 @PLANES
 def test_prepared_statements(proxy_factory, cluster, data_plane):
     rp = proxy_factory(data_plane=data_plane)
-    conn = mysql.connector.connect(host="127.0.0.1", port=rp.port, user="app", password="app", database="test",
-                                   autocommit=True)
+    conn = connector(rp)
     cur = conn.cursor(prepared=True)
     before = served_on_data_plane(rp)
     for i in range(30):
@@ -150,8 +147,7 @@ def test_prepared_statements(proxy_factory, cluster, data_plane):
 @PLANES
 def test_server_side_cursor_is_served_on_its_pinned_connection(proxy_factory, cluster, data_plane):
     rp = proxy_factory(data_plane=data_plane)
-    conn = mysql.connector.connect(host="127.0.0.1", port=rp.port, user="app", password="app", database="test",
-                                   autocommit=True)
+    conn = connector(rp)
     # a prepared statement executed with a cursor: fetched in batches on the connection that holds it
     cur = conn.cursor(prepared=True)
     cur.execute("SELECT seq FROM seq_1_to_100 WHERE seq > ?", (90,))
