@@ -70,8 +70,8 @@ class BackendsMixin:
         holds, else an idle one from the pool, if it is in line with the session; else None."""
         be = self.backends.get(hg)
         if be is None:
-            sv = self.services
-            be = sv.pools.take_idle(sv.hostgroups, hg, self.pool_key)
+            rt = self.services
+            be = rt.pools.take_idle(rt.hostgroups, hg, self.pool_key)
             if be is None:
                 return None
             self.backends[hg] = be
@@ -86,8 +86,8 @@ class BackendsMixin:
             return be
         be = self.backends.get(hg)
         if be is None:
-            sv = self.services
-            be = await sv.pools.acquire(sv.hostgroups, hg, self.pool_key, self.login, self.schema)
+            rt = self.services
+            be = await rt.pools.acquire(rt.hostgroups, hg, self.pool_key, self.login, self.schema)
             self.backends[hg] = be
         await self._sync_backend(be)
         return be

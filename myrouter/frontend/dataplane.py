@@ -280,22 +280,22 @@ class DataPlane:
 
     def _query(self, pkt: Packet) -> bool:
         s = self.session
-        sv = s.services
+        rt = s.services
         payload = pkt.payload
-        if payload[1:2] in _MAYBE_KILL or not sv.plain_statements:
+        if payload[1:2] in _MAYBE_KILL or not rt.plain_statements:
             self._hand_over(pkt)
             return False
         sql = payload[1:].decode("utf-8", "surrogateescape")
-        digester = sv.digester
+        digester = rt.digester
         dtext, dhash = digester(sql)
         plan = s._plans.get(dhash)
-        if plan is None or plan.plain_hg is None or plan.rules is not sv.rules or plan.flag_in != s.flag_in \
+        if plan is None or plan.plain_hg is None or plan.rules is not rt.rules or plan.flag_in != s.flag_in \
                 or plan.schema != s.schema or digester.capped(sql):
             s.digested = (payload, dtext, dhash)
             self._hand_over(pkt)
             return False
         hg = plan.plain_hg
-        be = sv.pools.take_idle(sv.hostgroups, hg, s.pool_key)
+        be = rt.pools.take_idle(rt.hostgroups, hg, s.pool_key)
         if be is None:
             s.digested = (payload, dtext, dhash)
             self._hand_over(pkt)  # the Trio path waits for one (or connects)
@@ -309,18 +309,18 @@ class DataPlane:
         s.state = _BUSY
         s.command = _COM_QUERY
         s.command_started = time.monotonic()
-        sv.counters.questions += 1
+        rt.counters.questions += 1
         s.statements += 1
         self.busy = True
         s.info = payload
-        sv.rules.count_hits(plan.positions)
-        sv.classifier.count_hit()
+        rt.rules.count_hits(plan.positions)
+        rt.classifier.count_hit()
         s.flag_in = 0
         self.plan, self.dtext, self.dhash, self.stmt = plan, dtext, dhash, None
         retries = 0
         if plan.retry_reads:
             decision = plan.decision
-            retries = decision.retries if decision.retries is not None else sv.vars.query_retries_on_failure
+            retries = decision.retries if decision.retries is not None else rt.vars.query_retries_on_failure
         self.retries = retries
         raw = self.raw
         self._start(be, hg, raw if raw is not None else frame(payload, 0), pkt)
@@ -336,9 +336,9 @@ class DataPlane:
         if st is None or st.cursor is not None or st.long_data or payload[5] & 0x0F or not s.services.plain_statements:
             self._hand_over(pkt)
             return False
-        sv = s.services
+        rt = s.services
         hg = s._route(st.decision, st.classification)
-        be = sv.pools.take_idle(sv.hostgroups, hg, s.pool_key)
+        be = rt.pools.take_idle(rt.hostgroups, hg, s.pool_key)
         if be is None:
             self._hand_over(pkt)
             return False
@@ -357,7 +357,7 @@ class DataPlane:
         be.stmts.move_to_end(key)
         self._begin(_COM_STMT_EXECUTE)
         self.plan, self.stmt = None, st
-        self.retries = sv.vars.query_retries_on_failure if prepared.retries_allowed(st, False) else 0
+        self.retries = rt.vars.query_retries_on_failure if prepared.retries_allowed(st, False) else 0
         self._start(be, hg, frame(wire, 0), pkt)
         return False
 

@@ -61,12 +61,12 @@ class PreparedStatements:
 
     async def _com_stmt_prepare(self, payload: bytes) -> None:
         session = self.session
-        sv = session.services
+        rt = session.services
         sql = payload[1:]
         text = sql.decode("utf-8", "surrogateescape")
-        dtext, dhash = sv.digester(text)
-        cls = sv.classifier.classify(text, dhash, remember=not sv.digester.capped(text))
-        decision = sv.rules.evaluate(RuleContext(
+        dtext, dhash = rt.digester(text)
+        cls = rt.classifier.classify(text, dhash, remember=not rt.digester.capped(text))
+        decision = rt.rules.evaluate(RuleContext(
             session.username, session.schema, session.client_host, session.proxy_host, session.proxy_port, 0,
             dhash, dtext, text, cls,
         ))
@@ -77,18 +77,18 @@ class PreparedStatements:
                              "with its own session ids, in text statements only, not in prepared statements",
                              "42000")
         key = (session.schema, sql, bool(session.capabilities & C.DEPRECATE_EOF))
-        meta = sv.stmt_registry.get(key)
+        meta = rt.stmt_registry.get(key)
         if meta is None:
             hg = session._route(decision, cls)
             be = await session._borrow(hg)
-            meta = sv.stmt_registry.peek(key)  # prepared by another session meanwhile?
+            meta = rt.stmt_registry.peek(key)  # prepared by another session meanwhile?
         if meta is None:
             result = await self._prepare_on(be, key, sql)
             if isinstance(result, bytes):
                 await session.client.send_packet(result, 1)  # the server's ERR, unchanged
                 return
             meta = result
-            sv.stmt_registry.put(meta)
+            rt.stmt_registry.put(meta)
         sid = self.next_stmt_id
         self.next_stmt_id = sid + 1 if sid < 0xFFFFFFFF else 1
         self.stmts[sid] = ClientStmt(sid, meta, cls, decision, (dtext, dhash))
@@ -207,12 +207,12 @@ class PreparedStatements:
         it opened or closed, ROW_COUNT() and FOUND_ROWS()."""
         session = self.session
         hg = be.server_ref.hostgroup if be.server_ref is not None else hg
-        sv = session.services
+        rt = session.services
         us = int((time.monotonic() - session.command_started) * 1_000_000)
         dtext, dhash = st.digest
-        sv.digest_stats.record(hg, session.schema or "", session.username, session.client_host, dhash, dtext, us,
+        rt.digest_stats.record(hg, session.schema or "", session.username, session.client_host, dhash, dtext, us,
                                 affected_rows(tracker.last_ok), tracker.rows)
-        sv.command_counters.record(st.classification.command, us)
+        rt.command_counters.record(st.classification.command, us)
         if cursor and tracker.error is None and tracker.status & _CURSOR_EXISTS:
             self._set_cursor(st, be, hg)
         elif st.cursor is not None:

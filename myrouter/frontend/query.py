@@ -92,25 +92,25 @@ class QueryMixin:
                 return
             await self._forward(payload, ResponseKind.RESULT)
             return
-        sv = self.services
+        rt = self.services
         sql = payload[1:].decode("utf-8", "surrogateescape")
         digested = self.digested
         if digested is not None and digested[0] is payload:  # the data plane digested it before handing it over
             self.digested = None
             dtext, dhash = digested[1], digested[2]
         else:
-            dtext, dhash = sv.digester(sql)
-        rules = sv.rules
+            dtext, dhash = rt.digester(sql)
+        rules = rt.rules
         plan = self._plans.get(dhash)
         if plan is not None and plan.rules is rules and plan.flag_in == self.flag_in and plan.schema == self.schema \
-                and not sv.digester.capped(sql):
+                and not rt.digester.capped(sql):
             cls = plan.cls
             decision = plan.decision
             rules.count_hits(plan.positions)
-            sv.classifier.count_hit()
+            rt.classifier.count_hit()
             if plan.plain_hg is not None and not self.backends and self.trx_hg is None and self.sticky_hg is None \
                     and self.status & _AUTOCOMMIT and not self.temp_tables and self.causal_reads == "off" \
-                    and sv.plain_statements:
+                    and rt.plain_statements:
                 await self._plain_query(payload, plan, dtext, dhash)
                 return
         else:
@@ -162,20 +162,20 @@ class QueryMixin:
         causal = decision.causal_reads or self.causal_reads
         if (causal != "off" and (cls.kind is StatementKind.READ or read_only_start) and hg != self.default_hostgroup
                 and hg not in self.backends and self.trx_hg is None):
-            gtid = self.last_gtid if causal == "session" else sv.global_gtid()
+            gtid = self.last_gtid if causal == "session" else rt.global_gtid()
             if gtid:
                 hg = await self._causal_hostgroup(hg, gtid)
         cache_key = None
         if decision.cache_ttl and cls.kind is StatementKind.READ and not flags & _SESSION_IDS:
             cache_key = (self.username, self.schema, sql)
-            cached = sv.query_cache.get(cache_key)
+            cached = rt.query_cache.get(cache_key)
             if cached is not None:
                 await self.client.send_all(cached)
                 return
         if decision.delay:
             await trio.sleep(decision.delay / 1000)
         if decision.mirror_hostgroup is not None:
-            sv.mirror(self, payload, decision.mirror_hostgroup)
+            rt.mirror(self, payload, decision.mirror_hostgroup)
         stateless_read = cls.kind is StatementKind.READ and not cls.bits & _STATEFUL
         safe_to_retry = stateless_read and self.trx_hg is None and self.status & _AUTOCOMMIT
         prepare = None
@@ -188,12 +188,12 @@ class QueryMixin:
         if read_only_start and (stateless_read or cls.kind is StatementKind.TRANSACTION):
             safe_to_retry = True  # nothing of the transaction has reached the client yet
         held_sets = self.next_trx_sets[:] if read_only_start else None
-        retries = (decision.retries if decision.retries is not None else sv.vars.query_retries_on_failure)
+        retries = (decision.retries if decision.retries is not None else rt.vars.query_retries_on_failure)
         timeout = decision.timeout
-        if timeout is None and sv.vars.default_query_timeout < _DEFAULT_QUERY_TIMEOUT:
-            timeout = sv.vars.default_query_timeout
+        if timeout is None and rt.vars.default_query_timeout < _DEFAULT_QUERY_TIMEOUT:
+            timeout = rt.vars.default_query_timeout
         capture: list[bytes] | None = [] if cache_key is not None else None
-        started = now_us() if sv.query_log is not None else 0
+        started = now_us() if rt.query_log is not None else 0
         tracker = await self._forward(payload, ResponseKind.RESULT, hostgroup=hg, timeout_ms=timeout,
                                       capture=capture, retries=retries if safe_to_retry else 0, prepare=prepare,
                                       trx_effect=self._transaction_effect(cls, sql))
@@ -201,12 +201,12 @@ class QueryMixin:
             self._read_only_started(cls, sql, held_sets)
         if tracker is not None:
             self._account(hg, cls, dtext, dhash, tracker)
-        if started and (decision.log or (decision.log is None and sv.vars.eventslog_default_log)):
+        if started and (decision.log or (decision.log is None and rt.vars.eventslog_default_log)):
             self._log_query(started, hg, dtext, dhash, sql, tracker)
         if tracker is None or tracker.error is not None:
             return
         if capture is not None and tracker.results == 1 and (tracker.rows or decision.cache_empty_result != 0):
-            sv.query_cache.put(cache_key, b"".join(capture), decision.cache_ttl)
+            rt.query_cache.put(cache_key, b"".join(capture), decision.cache_ttl)
         be = self.backends.get(hg)
         changes = self._after_query(hg, cls, decision, payload, be is not None and be.tracks_variables)
         if changes and be is not None:  # the connection is in the session's new schema / variables
@@ -268,15 +268,15 @@ class QueryMixin:
     def _plan(self, sql: str, dtext: str, dhash: int):
         """Classify and route a statement; remember both for the session's next statements with the
         same digest when they hold for them (same rules, flag and schema; see ``_com_query``)."""
-        sv = self.services
-        rules = sv.rules
-        capped = sv.digester.capped(sql)  # the digest stands for a prefix only: nothing is remembered by it
-        cls = sv.classifier.classify(sql, dhash, remember=not capped)
+        rt = self.services
+        rules = rt.rules
+        capped = rt.digester.capped(sql)  # the digest stands for a prefix only: nothing is remembered by it
+        cls = rt.classifier.classify(sql, dhash, remember=not capped)
         decision, positions = rules.evaluate_for_session(RuleContext(
             self.username, self.schema, self.client_host, self.proxy_host, self.proxy_port, self.flag_in,
             dhash, dtext, sql, cls,
         ))
-        if positions is not None and sv.classifier.reusable(cls) and not capped:
+        if positions is not None and rt.classifier.reusable(cls) and not capped:
             plans = self._plans
             if len(plans) >= _SESSION_PLANS:
                 plans.clear()
@@ -311,12 +311,12 @@ class QueryMixin:
 
     def _account(self, hg: int, cls: Classification, dtext: str, dhash: int, tracker: ResponseTracker) -> None:
         """After a statement's response: digest and command statistics; ROW_COUNT()/FOUND_ROWS()."""
-        sv = self.services
+        rt = self.services
         us = int((time.monotonic() - self.command_started) * 1_000_000)
         affected = affected_rows(tracker.last_ok)
-        sv.digest_stats.record(hg, self.schema or "", self.username, self.client_host, dhash, dtext, us, affected,
+        rt.digest_stats.record(hg, self.schema or "", self.username, self.client_host, dhash, dtext, us, affected,
                                 tracker.rows)
-        sv.command_counters.record(cls.command, us)
+        rt.command_counters.record(cls.command, us)
         if tracker.error is not None:
             return
         if tracker.columns:
@@ -328,41 +328,41 @@ class QueryMixin:
     async def _causal_hostgroup(self, hg: int, gtid: str) -> int:
         """``hg`` if the replica this read would use has applied ``gtid`` (known, or after waiting up
         to causal_reads_timeout_ms with MASTER_GTID_WAIT); else the writer (default hostgroup)."""
-        sv = self.services
+        rt = self.services
         need = parse_gtids(gtid)
         if not need:
             return hg
         be = await self._borrow(hg)
         srv = be.server_ref
-        applied = sv.topology.gtid_applied.get(srv)
+        applied = rt.topology.gtid_applied.get(srv)
         if applied is not None and all(applied.get(d, -1) >= n for d, (_, n) in need.items()):
             return hg
         now = time.monotonic()
         ok = False
-        if sv.topology.gtid_lagging.get(srv, 0.0) <= now:
-            sv.counters.causal_waits += 1
-            wait = sv.vars.causal_reads_timeout_ms / 1000
+        if rt.topology.gtid_lagging.get(srv, 0.0) <= now:
+            rt.counters.causal_waits += 1
+            wait = rt.vars.causal_reads_timeout_ms / 1000
             text = ",".join(f"{d}-{s}-{n}" for d, (s, n) in need.items())
             try:
-                with trio.fail_after(wait + sv.vars.connect_timeout_server / 1000):
+                with trio.fail_after(wait + rt.vars.connect_timeout_server / 1000):
                     rows = await be.query_rows(f"SELECT MASTER_GTID_WAIT('{text}', {wait:.3f})")
                 ok = bool(rows) and rows[0][0] == "0"
             except MySQLError as exc:
                 log.info("session %d: causal read: MASTER_GTID_WAIT on %s failed: %s", self.id, be.server, exc)
             except (ConnectionLost, MalformedPacket, trio.TooSlowError) as exc:
                 self._lost_backend(be, exc)
-                sv.counters.causal_fallbacks += 1
+                rt.counters.causal_fallbacks += 1
                 return self.default_hostgroup
             if ok:
-                known = sv.topology.gtid_applied.setdefault(srv, {})
+                known = rt.topology.gtid_applied.setdefault(srv, {})
                 for d, (_, n) in need.items():
                     if known.get(d, -1) < n:
                         known[d] = n
                 return hg
-            sv.topology.gtid_lagging[srv] = time.monotonic() + 1.0  # reads needing new writes skip it for a second
-        sv.counters.causal_fallbacks += 1
+            rt.topology.gtid_lagging[srv] = time.monotonic() + 1.0  # reads needing new writes skip it for a second
+        rt.counters.causal_fallbacks += 1
         del self.backends[hg]
-        sv.pools.release(be)
+        rt.pools.release(be)
         return self.default_hostgroup
 
     def _log_query(self, started: int, hg: int, dtext: str, dhash: int, sql: str,

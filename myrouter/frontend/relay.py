@@ -130,7 +130,8 @@ class RelayMixin:
                 be = await self._borrow(hg)
         except MySQLError as exc:
             # every reader unusable: reads fall back to the writer (reader_fallback_to_writer)
-            fallback = self.services.hostgroups.fallback_for(hg) if exc.code == E.PROXYSQL_ER_HOSTGROUP_TIMEOUT else None
+            fallback = (self.services.hostgroups.fallback_for(hg) if exc.code == E.PROXYSQL_ER_HOSTGROUP_TIMEOUT
+                        else None)
             if fallback is None or fallback == hg:
                 raise
             hg = fallback

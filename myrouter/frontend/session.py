@@ -151,13 +151,13 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
     # ------------------------------------------------------------ handshake
 
     async def _handshake(self) -> bool:
-        sv = self.services
-        v = sv.vars
-        if sv.draining:
+        rt = self.services
+        v = rt.vars
+        if rt.draining:
             await self._try_send_err(E.server_shutdown(), 0)
             return False
-        if sv.registry.logged_in_sessions >= v.max_connections:  # connections still in the handshake are not counted
-            sv.log_throttle.log(log, logging.WARNING, "connections refused: max_connections reached",
+        if rt.registry.logged_in_sessions >= v.max_connections:  # connections still in the handshake are not counted
+            rt.log_throttle.log(log, logging.WARNING, "connections refused: max_connections reached",
                                  "session %d from %s refused: max_connections=%d reached", self.id,
                                  self.client_addr, v.max_connections)
             await self._try_send_err(E.too_many_connections(), 0)
@@ -165,13 +165,13 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
         server_caps = SERVER_CAPABILITIES
         if v.enable_client_deprecate_eof:
             server_caps |= C.DEPRECATE_EOF
-        tls_context = sv.tls_context if v.have_ssl else None
+        tls_context = rt.tls_context if v.have_ssl else None
         if tls_context is not None:
             server_caps |= C.SSL
         if v.have_compress:
             server_caps |= C.COMPRESS
         greeting = HandshakeV10(
-            server_version=sv.runtime_config.server_version,
+            server_version=rt.runtime_config.server_version,
             connection_id=self.id,
             auth_data=self.scramble,
             capabilities=server_caps,
@@ -180,7 +180,7 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
             auth_plugin=v.default_authentication_plugin,
         )
         timeout = v.connect_timeout_client / 1000
-        for other in sv.registry.handshakes.admit(self, self.client_host, limit=v.max_connections_in_handshake,
+        for other in rt.registry.handshakes.admit(self, self.client_host, limit=v.max_connections_in_handshake,
                                           per_source=v.max_connections_in_handshake_per_host):
             other.end_handshake()
         try:
@@ -192,57 +192,57 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
                 self.capabilities = login.capabilities
                 error = step.error or self._tls_refusal(resp.username)
         except trio.TooSlowError:
-            sv.counters.client_connections_aborted += 1
+            rt.counters.client_connections_aborted += 1
             if self.handshake_evicted:
-                sv.log_throttle.log(log, logging.INFO, "handshakes ended for newer connections",
+                rt.log_throttle.log(log, logging.INFO, "handshakes ended for newer connections",
                                      "session %d from %s: handshake ended to make room for newer connections "
                                      "(max_connections_in_handshake=%d, per host %d)", self.id, self.client_addr,
                                      v.max_connections_in_handshake, v.max_connections_in_handshake_per_host)
                 await self._try_send_err(E.too_many_connections(), 2)
                 return False
-            sv.log_throttle.log(log, logging.INFO, "handshakes timed out",
+            rt.log_throttle.log(log, logging.INFO, "handshakes timed out",
                                  "session %d from %s: handshake timed out after %.1fs", self.id, self.client_addr,
                                  timeout)
             await self._try_send_err(E.MySQLError(E.ER_HANDSHAKE_ERROR, "Bad handshake: timeout", "08S01"), 2)
             return False
         except SequenceError:
-            sv.counters.client_connections_aborted += 1
+            rt.counters.client_connections_aborted += 1
             await self._try_send_err(E.packets_out_of_order(), 2)
             return False
         except PacketTooLarge as exc:
-            sv.counters.client_connections_aborted += 1
-            sv.log_throttle.log(log, logging.INFO, "oversized handshake packets",
+            rt.counters.client_connections_aborted += 1
+            rt.log_throttle.log(log, logging.INFO, "oversized handshake packets",
                                  "session %d from %s: handshake packet refused: %s", self.id, self.client_addr, exc)
             await self._try_send_err(E.packet_too_large(), 2)
             return False
         except MalformedPacket:
-            sv.counters.client_connections_aborted += 1
+            rt.counters.client_connections_aborted += 1
             await self._try_send_err(E.bad_handshake(), 2)
             return False
         except TLSFailed as exc:
-            sv.log_throttle.log(log, logging.INFO, "TLS handshakes failed", "session %d from %s: %s",
+            rt.log_throttle.log(log, logging.INFO, "TLS handshakes failed", "session %d from %s: %s",
                                  self.id, self.client_addr, exc)
-            sv.counters.client_connections_aborted += 1
+            rt.counters.client_connections_aborted += 1
             return False
         finally:
             self._handshake_scope = None
-            sv.registry.handshakes.release(self, self.client_host)
-        sv.audit.login(self, resp.username, resp.database, error)  # structured logs (audit)
+            rt.registry.handshakes.release(self, self.client_host)
+        rt.audit.login(self, resp.username, resp.database, error)  # structured logs (audit)
         if error is not None:
-            sv.log_throttle.log(log, logging.INFO, "logins denied", "session %d: access denied for user %r from %s",
+            rt.log_throttle.log(log, logging.INFO, "logins denied", "session %d: access denied for user %r from %s",
                                  self.id, clip(resp.username), self.client_addr)
-            sv.counters.access_denied += 1
+            rt.counters.access_denied += 1
             await self._try_send_err(error, seq)
             return False
-        if sv.registry.logged_in_sessions >= v.max_connections:  # others logged in meanwhile
-            sv.log_throttle.log(log, logging.WARNING, "connections refused: max_connections reached",
+        if rt.registry.logged_in_sessions >= v.max_connections:  # others logged in meanwhile
+            rt.log_throttle.log(log, logging.WARNING, "connections refused: max_connections reached",
                                  "session %d from %s refused after authentication: max_connections=%d reached",
                                  self.id, self.client_addr, v.max_connections)
             await self._try_send_err(E.too_many_connections(), seq)
             return False
-        user = sv.runtime_config.user(resp.username)
+        user = rt.runtime_config.user(resp.username)
         assert user is not None and auth.secret is not None
-        if sv.registry.user_sessions.get(resp.username, 0) >= user.max_connections:
+        if rt.registry.user_sessions.get(resp.username, 0) >= user.max_connections:
             log.warning("session %d: user %r has reached its max_connections=%d", self.id, resp.username,
                         user.max_connections)
             await self._try_send_err(MySQLError(
@@ -250,9 +250,9 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
                 f"User '{resp.username}' has exceeded the 'max_connections' resource (current value: "
                 f"{user.max_connections})", "42000"), seq)
             return False
-        sv.registry.user_sessions[resp.username] = sv.registry.user_sessions.get(resp.username, 0) + 1
+        rt.registry.user_sessions[resp.username] = rt.registry.user_sessions.get(resp.username, 0) + 1
         self.counted_user = True
-        sv.registry.logged_in_sessions += 1
+        rt.registry.logged_in_sessions += 1
         self.username = resp.username
         self.secret = auth.secret
         self._apply_user(user)
@@ -268,9 +268,9 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
         if self.capabilities & C.COMPRESS:
             start_compression(self.client, client_side=False)  # from the packet after that OK
         self.state = SessionState.IDLE
-        if sv.host_loop is not None:
-            self.data_plane = DataPlane(self, sv.host_loop)
-        sv.audit.connected(self)  # structured logs (audit)
+        if rt.host_loop is not None:
+            self.data_plane = DataPlane(self, rt.host_loop)
+        rt.audit.connected(self)  # structured logs (audit)
         log.info("session %d: user %r connected from %s", self.id, self.username, self.client_addr)
         return True
 
@@ -313,15 +313,15 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
 
     def _new_auth(self, tls: bool | None = None) -> ServerAuth:
         """The auth machine for this client (``tls``: the connection just switched to TLS)."""
-        sv = self.services
+        rt = self.services
         if tls:
             self.tls = True
         return ServerAuth(
             scramble=self.scramble,
-            lookup=sv.runtime_config.lookup_credential,
-            default_plugin=sv.vars.default_authentication_plugin,
-            rsa=sv.rsa,
-            sha2_cache=sv.runtime_config.sha2_cache,
+            lookup=rt.runtime_config.lookup_credential,
+            default_plugin=rt.vars.default_authentication_plugin,
+            rsa=rt.rsa,
+            sha2_cache=rt.runtime_config.sha2_cache,
             client_host=self.client_host,
             secure_transport=self.tls,
             cleartext_ok=self.client_is_loopback,
@@ -341,8 +341,8 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
     # --------------------------------------------------------- command loop
 
     async def _command_loop(self) -> None:
-        sv = self.services
-        counters = sv.counters
+        rt = self.services
+        counters = rt.counters
         handlers = self._handlers
         client = self.client
         decoder = client.decoder
@@ -362,7 +362,7 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
                     if self.data_plane is not None and self._parkable():
                         got = await self.data_plane.park()
                         if got is None:  # no longer plain, or it must end
-                            if sv.draining or self.killed:
+                            if rt.draining or self.killed:
                                 return
                             continue
                         if got is PARTIAL:
@@ -423,7 +423,7 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
                 if self.backends:
                     self._release_free()  # multiplexing: unpinned connections go back to the pool
             self.command = None
-            if sv.draining or self.killed:
+            if rt.draining or self.killed:
                 return
 
     def _parkable(self) -> bool:
@@ -592,8 +592,8 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
         await self._send_ok()
 
     async def _com_change_user(self, payload: bytes) -> None:
-        sv = self.services
-        v = sv.vars
+        rt = self.services
+        v = rt.vars
         req = ChangeUser.parse(payload, self.capabilities)
         auth = self._new_auth()
         step = auth.start(req.username, req.auth_response, req.auth_plugin)
@@ -603,20 +603,20 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
         except trio.TooSlowError:
             raise CloseSession from None
         error = step.error or self._tls_refusal(req.username)
-        sv.audit.change_user(self, req.username, req.database, error)  # structured logs (audit)
+        rt.audit.change_user(self, req.username, req.database, error)  # structured logs (audit)
         if error is not None:
             log.info("session %d: COM_CHANGE_USER to %r denied", self.id, clip(req.username))
-            sv.counters.access_denied += 1
+            rt.counters.access_denied += 1
             await self._send_err(error, seq)
             raise CloseSession
-        user = sv.runtime_config.user(req.username)
+        user = rt.runtime_config.user(req.username)
         assert user is not None and auth.secret is not None
         # The old user's backend state (transaction, variables, temporary tables) ends here.
         self._drop_all_backends(quit=True)
         self._reset_session_state()
         if self.counted_user:
-            sv.registry.user_sessions[self.username] -= 1
-        sv.registry.user_sessions[req.username] = sv.registry.user_sessions.get(req.username, 0) + 1
+            rt.registry.user_sessions[self.username] -= 1
+        rt.registry.user_sessions[req.username] = rt.registry.user_sessions.get(req.username, 0) + 1
         self.counted_user = True
         self.username = req.username
         self.secret = auth.secret
