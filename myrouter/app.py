@@ -4,9 +4,10 @@ background services) and drains on shutdown.
 The shared state lives in the components of :mod:`myrouter.runtime` (topology, sessions, stats,
 running configuration, logs, side connections) and of :mod:`myrouter.backend` (pools, open
 connections, character sets); ``Proxy`` keeps only the caches it hands to the sessions (classifier,
-query cache, prepared statements) and the client port's TLS. The sessions (``frontend``) still read it through the ``Proxy``
-object: the attributes they read are the components' own objects (or copies refreshed after each
-runtime change, for the few read on every statement).
+query cache, prepared statements) and the client port's TLS. The sessions (``frontend``) never see
+the ``Proxy``: each gets the one :class:`~myrouter.runtime.services.SessionServices` built here,
+which holds the components they use and plain copies, refreshed after each runtime change, of what
+they read on every statement. The admin interface still works on the ``Proxy``.
 """
 
 from __future__ import annotations
@@ -37,11 +38,11 @@ from .protocol.auth import RSAKeyPair
 from .protocol.errors import MalformedPacket, MySQLError
 from .routing.cache import QueryCache
 from .routing.classifier import Classifier
-from .frontend.common import _DEFAULT_QUERY_TIMEOUT as DEFAULT_QUERY_TIMEOUT
 from .routing.hostgroups import Server
 from .routing.rules import RuleSet
 from .runtime.config import RuntimeConfig, load_rules_for
 from .runtime.logs import Logs
+from .runtime.services import SessionServices
 from .runtime.sessions import SessionRegistry
 from .runtime.side import SideConnections
 from .runtime.stats import Stats
@@ -79,13 +80,11 @@ class Proxy:
         self.stmt_registry = StmtRegistry(rc.vars.max_stmts_cache)
         self.audit = AuditTrail(self.logs, rc, reg)  # the session's audit hooks (structured logs)
         self.rsa = RSAKeyPair()
-        self.tls_context: ssl.SSLContext | None = None  # the client port's TLS (load_tls, at start)
         self.listen_addresses: list[tuple[str, int]] = []
         self._listeners: list[socket.socket] = []
         self._accept_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
-        # -- what the sessions read of the components, by the names they use ---------------
-        # (the session moves onto the components themselves in a later step)
+        # -- shortcuts to parts of the components, for the admin interface and the tests --
         self.counters = self.stats.counters
         self.digest_stats = self.stats.digest_stats
         self.command_counters = self.stats.command_counters
@@ -110,6 +109,15 @@ class Proxy:
         self.mirror = self.side.mirror
         self.kill_session_work = self.side.kill_session_work
         self.kill_backend_query = self.side.kill_backend_query
+        # the engine's host loop when the process runs one (`myrouter serve`): plain sessions park
+        # on its data plane (frontend/dataplane.py); None under a bare trio.run: Trio serves all
+        self.host_loop = current_host_loop()
+        # -- what every client session gets: the components it uses, not the Proxy ---------
+        self.services = SessionServices(
+            runtime_config=rc, topology=self.topology, registry=reg, stats=self.stats, logs=self.logs,
+            side=self.side, pools=self.pools, charsets=self.charsets, classifier=self.classifier,
+            query_cache=self.query_cache, stmt_registry=self.stmt_registry, audit=self.audit, rsa=self.rsa,
+            host_loop=self.host_loop)
         self._refresh_views()
         # -- the services above the sessions --------------------------------------------
         self.monitor = Monitor(self.topology, rc)  # health/read_only/lag checks, shunning, discovery
@@ -117,30 +125,30 @@ class Proxy:
         # [cluster]: configuration shared with other instances through etcd (myrouter/cluster/)
         self.cluster = (ClusterNode(rc, self.admin, config.cluster, lambda: self.listen_addresses)
                         if config.cluster is not None else None)
-        # the engine's host loop when the process runs one (`myrouter serve`): plain sessions park
-        # on its data plane (frontend/dataplane.py); None under a bare trio.run: Trio serves all
-        self.host_loop = current_host_loop()
 
     def _refresh_views(self) -> None:
-        """Copy into plain attributes what the sessions read on every statement (no property call
-        on the hot path), from the components that own it; run after each change of those."""
-        rc = self.runtime_config
-        self.vars = rc.vars
-        self.rules = rc.rules
-        self.digester = rc.digester
-        self.hostgroups = self.topology.hostgroups
-        self.query_log = self.logs.query_log
-        self.draining = self.session_registry.draining
-        # the guard of the plain path and the data plane, computed on each configuration swap: not while
-        # every statement is logged (query log) or given a deadline (default_query_timeout)
-        self.plain_statements = (self.query_log is None
-                                 and self.vars.default_query_timeout >= DEFAULT_QUERY_TIMEOUT)
+        """Refresh the sessions' per-statement views (``SessionServices.refresh_views``) after each
+        change of what they copy, and the same plain attributes here (the admin and tests read them)."""
+        sv = self.services
+        sv.refresh_views()
+        self.vars = sv.vars
+        self.rules = sv.rules
+        self.digester = sv.digester
+        self.hostgroups = sv.hostgroups
+        self.query_log = sv.query_log
+        self.draining = sv.draining
+        self.plain_statements = sv.plain_statements
 
     # -- read through the components (not on the hot path) ------------------------------
 
     @property
     def config(self) -> Config:
         return self.runtime_config.config
+
+    @property
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The client port's TLS (``load_tls``, at start); None while not offered."""
+        return self.services.tls_context
 
     @property
     def backend_tls(self) -> ssl.SSLContext:
@@ -185,7 +193,7 @@ class Proxy:
     def load_tls(self) -> None:
         """(Re)read the client port's certificate files from datadir, generating missing ones
         (``PROXYSQL RELOAD TLS``); new connections use them. Raises ``tls.TLSSetupError``."""
-        self.tls_context = tls.server_context(tls.load_or_create(self.config.datadir))
+        self.services.tls_context = tls.server_context(tls.load_or_create(self.config.datadir))
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Listen and serve until cancelled or drained; ``task_status.started(self)`` once listening."""
@@ -277,7 +285,7 @@ class Proxy:
         except OSError as exc:  # the client is already gone: the session finds out when it reads
             log.debug("client %s: cannot set TCP keepalive: %s", addr, exc)
         stream = PacketStream(conn, max_payload=self.vars.max_allowed_packet)
-        session = ClientSession(self, stream, addr)
+        session = ClientSession(self.services, stream, addr)
         self.session_registry.add(session)
         self.counters.client_connections_created += 1
         scope = None

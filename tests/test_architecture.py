@@ -108,3 +108,41 @@ def test_every_import_inside_a_function_says_why():
     bare = [f"{path.relative_to(REPO)}:{line}" for path in sorted(PACKAGE.rglob("*.py"))
             for line in uncommented_lazy_imports(path.read_text())]
     assert bare == []
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The absolute names of the project's modules ``path`` imports anywhere, ``if TYPE_CHECKING:``
+    blocks included (relative imports resolved against ``path``'s package)."""
+    package = ".".join(path.relative_to(REPO).with_suffix("").parts[:-1])
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.split(".")[0] == "myrouter")
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                found.add(".".join(base + ([node.module] if node.module else [])))
+            elif node.module and node.module.split(".")[0] == "myrouter":
+                found.add(node.module)
+    return found
+
+
+def test_imported_modules_resolves_relative_and_type_checking_imports():
+    path = PACKAGE / "frontend" / "relay.py"
+    names = imported_modules(path)
+    assert "myrouter.runtime.services" in names and "myrouter.frontend.common" in names
+    assert "myrouter.frontend.session" not in names  # relay.py is a part of the session, not its user
+
+
+def test_the_client_session_does_not_name_the_proxy():
+    """The sessions get a ``runtime.services.SessionServices``, not the ``Proxy``: nothing in
+    ``frontend/`` names a module above it, not even for annotations (``if TYPE_CHECKING:``)."""
+    (layers,) = [c for c in contracts() if c["type"] == "layers"]
+    above = [name for layer in layers["layers"][:layers["layers"].index("myrouter.frontend")]
+             for name in (part.strip() for part in layer.replace("|", ":").split(":"))]
+    named = []
+    for path in sorted((PACKAGE / "frontend").glob("*.py")):
+        for module in sorted(imported_modules(path)):
+            if any(module == top or module.startswith(top + ".") for top in above):
+                named.append(f"{path.relative_to(REPO)}: {module}")
+    assert named == []

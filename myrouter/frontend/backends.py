@@ -5,8 +5,6 @@ them, and what a lost connection takes with it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import trio
 
 from ..backend import pins as P
@@ -22,6 +20,7 @@ from ..protocol.messages import (
 )
 from ..protocol.response import ResponseKind
 from ..routing.hostgroups import ONLINE
+from ..runtime.services import SessionServices
 from .decisions import CHARSET_VARS as _CHARSET_VARS, VAR_ALIASES as _VAR_ALIASES
 from .common import (
     _AUTOCOMMIT,
@@ -30,9 +29,6 @@ from .common import (
     _NUMBER_RE,
     log,
 )
-
-if TYPE_CHECKING:
-    from ..app import Proxy
 
 
 def _sql_literal(value: str, no_backslash_escapes: bool = False) -> str:
@@ -67,15 +63,15 @@ def _server_var(be: BackendConnection, name: str) -> str:
 class BackendsMixin:
     """Borrowing, state replay and giving back of backend connections (a part of ``ClientSession``)."""
 
-    app: Proxy
+    services: SessionServices
 
     def _borrow_now(self, hg: int) -> BackendConnection | None:
         """``_borrow`` when it needs no await (the usual case): the connection to ``hg`` the session
         holds, else an idle one from the pool, if it is in line with the session; else None."""
         be = self.backends.get(hg)
         if be is None:
-            app = self.app
-            be = app.pools.take_idle(app.hostgroups, hg, self.pool_key)
+            rt = self.services
+            be = rt.pools.take_idle(rt.hostgroups, hg, self.pool_key)
             if be is None:
                 return None
             self.backends[hg] = be
@@ -90,8 +86,8 @@ class BackendsMixin:
             return be
         be = self.backends.get(hg)
         if be is None:
-            app = self.app
-            be = await app.pools.acquire(app.hostgroups, hg, self.pool_key, self.login, self.schema)
+            rt = self.services
+            be = await rt.pools.acquire(rt.hostgroups, hg, self.pool_key, self.login, self.schema)
             self.backends[hg] = be
         await self._sync_backend(be)
         return be
@@ -130,7 +126,7 @@ class BackendsMixin:
         items: list[str] = []
         reset_names = any(name in _CHARSET_VARS and name not in want for name in have)
         if reset_names:
-            cs, coll = await self.app.charset_names(be, self.charset)
+            cs, coll = await self.services.charsets.names(be, self.charset)
             charset_items.append(f"NAMES {cs} COLLATE {coll}")
         for name in have:
             if name not in want and name not in _CHARSET_VARS:
@@ -159,7 +155,7 @@ class BackendsMixin:
     def _release_free(self) -> None:
         """After a command: give back every held connection nothing pins; count the pins that started."""
         backends = self.backends
-        delay = self.app.vars.connection_delay_multiplex_ms
+        delay = self.services.vars.connection_delay_multiplex_ms
         if delay:  # kept for that long after the statement (see release_delayed)
             self.release_at = trio.current_time() + delay / 1000
         if len(backends) == 1 and not self.hold and not self.mode_pins:
@@ -172,7 +168,7 @@ class BackendsMixin:
                     backends.clear()
                     if not self.status & _AUTOCOMMIT:
                         self._autocommit_off_released(be)
-                    self.app.pools.release(be)
+                    self.services.pools.release(be)
                 return
         for hg in list(backends):
             be = backends[hg]
@@ -183,7 +179,7 @@ class BackendsMixin:
             if pins:
                 started = pins & ~be.pins
                 if started:
-                    self.app.pin_counters.started(started)
+                    self.services.pin_counters.started(started)
                 be.pins = pins
                 be.state = BackendState.PINNED
                 continue
@@ -192,7 +188,7 @@ class BackendsMixin:
                 del backends[hg]
                 if not self.status & _AUTOCOMMIT:
                     self._autocommit_off_released(be)
-                self.app.pools.release(be)
+                self.services.pools.release(be)
 
     def release_delayed(self) -> None:
         """``connection_delay_multiplex_ms`` after the last statement: the connections the session kept
@@ -205,12 +201,12 @@ class BackendsMixin:
             if be.state is not BackendState.CLOSED:
                 if not self.status & _AUTOCOMMIT:
                     self._autocommit_off_released(be)
-                self.app.pools.release(be)
+                self.services.pools.release(be)
 
     def _autocommit_off_released(self, be: BackendConnection) -> None:
         """autocommit_false_not_reusable: a connection an autocommit-off session used is closed when
         the session gives it back, instead of serving other sessions (ProxySQL's semantics)."""
-        if self.app.vars.autocommit_false_not_reusable:
+        if self.services.vars.autocommit_false_not_reusable:
             be.retire = True
 
     def _drop_backend(self, be: BackendConnection, *, quit: bool = False) -> None:
@@ -224,7 +220,7 @@ class BackendsMixin:
         else:
             be.broken = True
         if be.server_ref is not None:
-            self.app.pools.discard(be)
+            self.services.pools.discard(be)
         else:
             be.close()
 
@@ -238,7 +234,7 @@ class BackendsMixin:
         this session (variables, temporary tables, a transaction...): they are reset with
         COM_RESET_CONNECTION first (``Pools.reset_and_release``), or closed when that cannot be done.
         ``quit=False`` (the session was killed: so were its backend threads): every held connection is closed."""
-        pools = self.app.pools
+        pools = self.services.pools
         for hg, be in list(self.backends.items()):
             pins = self.hold.get(hg, 0) | (P.TRANSACTION if be.in_trx else 0)
             if be.state is BackendState.ACTIVE or not quit or (pins and not pools.reset_and_release(be)):
@@ -253,9 +249,9 @@ class BackendsMixin:
     def _lost_backend(self, be: BackendConnection, exc: Exception) -> MySQLError:
         self._drop_backend(be)
         if be.server_ref is not None:
-            self.app.pools.check_idle(be.server_ref)  # its siblings may be dead too (a crash)
-        self.app.counters.backend_errors += 1
-        self.app.log_backend_error(be.server, be.server.hostgroup, exc, session=self, during="query")
+            self.services.pools.check_idle(be.server_ref)  # its siblings may be dead too (a crash)
+        self.services.counters.backend_errors += 1
+        self.services.audit.backend_error(be.server, be.server.hostgroup, exc, session=self, during="query")
         log.warning("session %d: lost backend %s (hostgroup %d): %s", self.id, be.server, be.server.hostgroup, exc)
         self.status &= ~(Status.IN_TRANS | Status.IN_TRANS_READONLY)
         return MySQLError(
@@ -280,7 +276,7 @@ class BackendsMixin:
                 if name == "last_gtid":
                     if val:
                         self.last_gtid = val
-                        self.app.note_written_gtid(val)
+                        self.services.note_written_gtid(val)
                     continue
                 if name in _NOT_RESTORED:
                     continue

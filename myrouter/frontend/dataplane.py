@@ -178,7 +178,7 @@ class DataPlane:
         self._unwatch()
         self.busy = False
         if type(value) is Packet or type(value) is Resume:
-            self.session.app.counters.data_plane_handovers += 1
+            self.session.services.counters.data_plane_handovers += 1
         task, self.task = self.task, None
         result = outcome.Error(value) if isinstance(value, BaseException) else outcome.Value(value)
         trio.lowlevel.reschedule(task, result)
@@ -266,7 +266,7 @@ class DataPlane:
         s.state = _BUSY
         s.command = command
         s.command_started = time.monotonic()
-        s.app.counters.questions += 1
+        s.services.counters.questions += 1
         s.statements += 1
         self.busy = True
 
@@ -280,22 +280,22 @@ class DataPlane:
 
     def _query(self, pkt: Packet) -> bool:
         s = self.session
-        app = s.app
+        rt = s.services
         payload = pkt.payload
-        if payload[1:2] in _MAYBE_KILL or not app.plain_statements:
+        if payload[1:2] in _MAYBE_KILL or not rt.plain_statements:
             self._hand_over(pkt)
             return False
         sql = payload[1:].decode("utf-8", "surrogateescape")
-        digester = app.digester
+        digester = rt.digester
         dtext, dhash = digester(sql)
         plan = s._plans.get(dhash)
-        if plan is None or plan.plain_hg is None or plan.rules is not app.rules or plan.flag_in != s.flag_in \
+        if plan is None or plan.plain_hg is None or plan.rules is not rt.rules or plan.flag_in != s.flag_in \
                 or plan.schema != s.schema or digester.capped(sql):
             s.digested = (payload, dtext, dhash)
             self._hand_over(pkt)
             return False
         hg = plan.plain_hg
-        be = app.pools.take_idle(app.hostgroups, hg, s.pool_key)
+        be = rt.pools.take_idle(rt.hostgroups, hg, s.pool_key)
         if be is None:
             s.digested = (payload, dtext, dhash)
             self._hand_over(pkt)  # the Trio path waits for one (or connects)
@@ -309,18 +309,18 @@ class DataPlane:
         s.state = _BUSY
         s.command = _COM_QUERY
         s.command_started = time.monotonic()
-        app.counters.questions += 1
+        rt.counters.questions += 1
         s.statements += 1
         self.busy = True
         s.info = payload
-        app.rules.count_hits(plan.positions)
-        app.classifier.count_hit()
+        rt.rules.count_hits(plan.positions)
+        rt.classifier.count_hit()
         s.flag_in = 0
         self.plan, self.dtext, self.dhash, self.stmt = plan, dtext, dhash, None
         retries = 0
         if plan.retry_reads:
             decision = plan.decision
-            retries = decision.retries if decision.retries is not None else app.vars.query_retries_on_failure
+            retries = decision.retries if decision.retries is not None else rt.vars.query_retries_on_failure
         self.retries = retries
         raw = self.raw
         self._start(be, hg, raw if raw is not None else frame(payload, 0), pkt)
@@ -333,12 +333,12 @@ class DataPlane:
         payload = pkt.payload
         prepared = s.prepared
         st = prepared.stmts.get(int.from_bytes(payload[1:5], "little")) if len(payload) >= 10 else None
-        if st is None or st.cursor is not None or st.long_data or payload[5] & 0x0F or not s.app.plain_statements:
+        if st is None or st.cursor is not None or st.long_data or payload[5] & 0x0F or not s.services.plain_statements:
             self._hand_over(pkt)
             return False
-        app = s.app
+        rt = s.services
         hg = s._route(st.decision, st.classification)
-        be = app.pools.take_idle(app.hostgroups, hg, s.pool_key)
+        be = rt.pools.take_idle(rt.hostgroups, hg, s.pool_key)
         if be is None:
             self._hand_over(pkt)
             return False
@@ -357,7 +357,7 @@ class DataPlane:
         be.stmts.move_to_end(key)
         self._begin(_COM_STMT_EXECUTE)
         self.plan, self.stmt = None, st
-        self.retries = app.vars.query_retries_on_failure if prepared.retries_allowed(st, False) else 0
+        self.retries = rt.vars.query_retries_on_failure if prepared.retries_allowed(st, False) else 0
         self._start(be, hg, frame(wire, 0), pkt)
         return False
 
@@ -515,8 +515,8 @@ class DataPlane:
             s._release_free()
         s.command = None
         self.busy = False
-        s.app.counters.data_plane_commands += 1
-        if s.app.draining or s.killed or not s._parkable():
+        s.services.counters.data_plane_commands += 1
+        if s.services.draining or s.killed or not s._parkable():
             self._hand_over(None)
             return False
         s.state = _IDLE

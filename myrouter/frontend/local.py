@@ -75,7 +75,7 @@ class LocalAnswers:
 
     async def kill(self, target_id: int, query_only: bool) -> None:
         session = self.session
-        target = session.app.sessions.get(target_id)
+        target = session.services.registry.sessions.get(target_id)
         if target is None or target.state is SessionState.HANDSHAKE:
             raise MySQLError(E.ER_NO_SUCH_THREAD, f"Unknown thread id: {target_id}", "HY000")
         if target.username != session.username and not await self._has_privilege(proxyids.MAY_KILL_OTHERS):
@@ -86,7 +86,7 @@ class LocalAnswers:
                 return
             await session._send_err(MySQLError(E.ER_QUERY_INTERRUPTED, "Query execution was interrupted", "70100"))
             raise CloseSession
-        await session.app.kill_session_work(target, query_only=query_only)
+        await session.services.side.kill_session_work(target, query_only=query_only)
         await session._send_ok()
 
     async def kill_statement(self, sql: str) -> None:
@@ -97,14 +97,14 @@ class LocalAnswers:
             await self.kill(k.thread_id, k.query_only)
             return
         user = session.username if k.current_user else k.user
-        targets = [s for s in list(session.app.sessions.values())
+        targets = [s for s in list(session.services.registry.sessions.values())
                    if s.username == user and s.state is not SessionState.HANDSHAKE
                    and proxyids.host_matches(k.host, s.client_host)]
         if targets and user != session.username and not await self._has_privilege(proxyids.MAY_KILL_OTHERS):
             raise MySQLError(E.ER_KILL_DENIED_ERROR, f"Operation KILL USER failed for {user}@{k.host or '%'}", "HY000")
         for target in targets:
             if target is not session:
-                await session.app.kill_session_work(target, query_only=k.query_only)
+                await session.services.side.kill_session_work(target, query_only=k.query_only)
         if session in targets and not k.query_only:
             await session._send_err(MySQLError(E.ER_QUERY_INTERRUPTED, "Query execution was interrupted", "70100"))
             raise CloseSession
@@ -121,11 +121,11 @@ class LocalAnswers:
         """SHOW GRANTS as the session's user: on the connection it holds or an idle one of its default
         hostgroup, else on a connection of its own (as KILL's), so that a full pool never blocks a KILL."""
         session = self.session
-        app = session.app
+        rt = session.services
         hg = session.default_hostgroup
         be = session.backends.get(hg)
         if be is None:
-            be = app.pools.take_idle(app.hostgroups, hg, session.pool_key)
+            be = rt.pools.take_idle(rt.hostgroups, hg, session.pool_key)
             if be is not None:
                 session.backends[hg] = be  # given back after the command, as any borrowed connection
         if be is not None:
@@ -134,13 +134,13 @@ class LocalAnswers:
             except (ConnectionLost, MalformedPacket) as exc:
                 raise session._lost_backend(be, exc) from exc
             return [r[0] or "" for r in rows if r]
-        online = [s for s in app.hostgroups.by_hostgroup.get(hg, ()) if s.status == "ONLINE"]
+        online = [s for s in rt.hostgroups.by_hostgroup.get(hg, ()) if s.status == "ONLINE"]
         if not online:
             raise MySQLError(9001, f"cannot check the privileges of '{session.username}': hostgroup {hg} has no "
                              "ONLINE server", "HY000")
-        timeout = app.vars.connect_timeout_server / 1000
+        timeout = rt.vars.connect_timeout_server / 1000
         conn = await open_backend(online[0].address, username=session.username, secret=session.secret, database=None,
-                                  client_capabilities=0, connect_timeout=timeout, tls=app.backend_tls)
+                                  client_capabilities=0, connect_timeout=timeout, tls=rt.runtime_config.backend_tls)
         try:
             with trio.fail_after(timeout):
                 rows = await conn.query_rows("SHOW GRANTS")
@@ -154,7 +154,8 @@ class LocalAnswers:
     async def _visible_processes(self) -> list[proxyids.ProcessRow]:
         """The proxy's sessions this one may see, as PROCESSLIST rows: its user's, or all with PROCESS."""
         session = self.session
-        sessions = [s for s in list(session.app.sessions.values()) if s.state is not SessionState.HANDSHAKE]
+        sessions = [s for s in list(session.services.registry.sessions.values())
+                    if s.state is not SessionState.HANDSHAKE]
         if any(s.username != session.username for s in sessions) \
                 and not await self._has_privilege(proxyids.MAY_SEE_OTHERS):
             sessions = [s for s in sessions if s.username == session.username]

@@ -61,12 +61,12 @@ class PreparedStatements:
 
     async def _com_stmt_prepare(self, payload: bytes) -> None:
         session = self.session
-        app = session.app
+        rt = session.services
         sql = payload[1:]
         text = sql.decode("utf-8", "surrogateescape")
-        dtext, dhash = app.digester(text)
-        cls = app.classifier.classify(text, dhash, remember=not app.digester.capped(text))
-        decision = app.rules.evaluate(RuleContext(
+        dtext, dhash = rt.digester(text)
+        cls = rt.classifier.classify(text, dhash, remember=not rt.digester.capped(text))
+        decision = rt.rules.evaluate(RuleContext(
             session.username, session.schema, session.client_host, session.proxy_host, session.proxy_port, 0,
             dhash, dtext, text, cls,
         ))
@@ -77,18 +77,18 @@ class PreparedStatements:
                              "with its own session ids, in text statements only, not in prepared statements",
                              "42000")
         key = (session.schema, sql, bool(session.capabilities & C.DEPRECATE_EOF))
-        meta = app.stmt_registry.get(key)
+        meta = rt.stmt_registry.get(key)
         if meta is None:
             hg = session._route(decision, cls)
             be = await session._borrow(hg)
-            meta = app.stmt_registry.peek(key)  # prepared by another session meanwhile?
+            meta = rt.stmt_registry.peek(key)  # prepared by another session meanwhile?
         if meta is None:
             result = await self._prepare_on(be, key, sql)
             if isinstance(result, bytes):
                 await session.client.send_packet(result, 1)  # the server's ERR, unchanged
                 return
             meta = result
-            app.stmt_registry.put(meta)
+            rt.stmt_registry.put(meta)
         sid = self.next_stmt_id
         self.next_stmt_id = sid + 1 if sid < 0xFFFFFFFF else 1
         self.stmts[sid] = ClientStmt(sid, meta, cls, decision, (dtext, dhash))
@@ -111,7 +111,7 @@ class PreparedStatements:
             if old is not None:  # prepared here before (its metadata changed): one copy only
                 await be.stream.send_all(frame(b"\x19" + old.to_bytes(4, "little"), 0))
             be.stmts[key] = ok.statement_id
-            cap = session.app.vars.max_stmts_per_connection
+            cap = session.services.vars.max_stmts_per_connection
             if len(be.stmts) > cap:
                 await self._evict_statements(be, cap)
         except (ConnectionLost, MalformedPacket) as exc:
@@ -129,7 +129,7 @@ class PreparedStatements:
                 continue
             old = be.stmts.pop(key)
             await be.stream.send_all(frame(b"\x19" + old.to_bytes(4, "little"), 0))  # COM_STMT_CLOSE: no reply
-            session.app.counters.stmts_evicted += 1
+            session.services.counters.stmts_evicted += 1
 
     async def _backend_stmt_id(self, be: BackendConnection, st: ClientStmt) -> int | None:
         """``st``'s id on ``be``, preparing it there first if needed; None after sending the client an ERR."""
@@ -144,7 +144,7 @@ class PreparedStatements:
             await session.client.send_packet(result, 1)
             return None
         if result.num_params != meta.num_params or result.num_columns != meta.num_columns:
-            session.app.stmt_registry.put(result)  # the table changed: later PREPAREs get the new shape
+            session.services.stmt_registry.put(result)  # the table changed: later PREPAREs get the new shape
             raise MySQLError(1615, "Prepared statement needs to be re-prepared", "HY000")
         return be.stmts[meta.key]
 
@@ -184,7 +184,7 @@ class PreparedStatements:
             used.append(be)
             return execute_for_backend(payload, bid, st)
 
-        retries = session.app.vars.query_retries_on_failure if self.retries_allowed(st, cursor) else 0
+        retries = session.services.vars.query_retries_on_failure if self.retries_allowed(st, cursor) else 0
         if retried and retries:
             retries -= 1  # the data plane's attempt was the first
         tracker = await session._forward(b"", ResponseKind.RESULT, hostgroup=hg, cursor=cursor, retries=retries,
@@ -207,12 +207,12 @@ class PreparedStatements:
         it opened or closed, ROW_COUNT() and FOUND_ROWS()."""
         session = self.session
         hg = be.server_ref.hostgroup if be.server_ref is not None else hg
-        app = session.app
+        rt = session.services
         us = int((time.monotonic() - session.command_started) * 1_000_000)
         dtext, dhash = st.digest
-        app.digest_stats.record(hg, session.schema or "", session.username, session.client_host, dhash, dtext, us,
+        rt.digest_stats.record(hg, session.schema or "", session.username, session.client_host, dhash, dtext, us,
                                 affected_rows(tracker.last_ok), tracker.rows)
-        app.command_counters.record(st.classification.command, us)
+        rt.command_counters.record(st.classification.command, us)
         if cursor and tracker.error is None and tracker.status & _CURSOR_EXISTS:
             self._set_cursor(st, be, hg)
         elif st.cursor is not None:

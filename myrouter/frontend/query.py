@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import TYPE_CHECKING
 
 import trio
 
@@ -20,6 +19,7 @@ from ..routing.digest import format_digest
 from ..stats.digests import affected_rows
 from ..stats.querylog import now_us
 from ..routing.rules import RouteDecision, RuleContext
+from ..runtime.services import SessionServices
 from . import proxyids
 from .decisions import (
     SCHEMA_CHANGED,
@@ -47,9 +47,6 @@ from .common import (
     _STATEMENT_MODE_REFUSED,
     log,
 )
-
-if TYPE_CHECKING:
-    from ..app import Proxy
 
 from .backends import _state_error
 
@@ -79,7 +76,7 @@ class _Plan:
 class QueryMixin:
     """COM_QUERY (a part of ``ClientSession``)."""
 
-    app: Proxy
+    services: SessionServices
 
     async def _com_query(self, payload: bytes) -> None:
         if payload[1:2] in _MAYBE_KILL and payload[1:32].lstrip()[:4].lower() == b"kill":
@@ -95,25 +92,25 @@ class QueryMixin:
                 return
             await self._forward(payload, ResponseKind.RESULT)
             return
-        app = self.app
+        rt = self.services
         sql = payload[1:].decode("utf-8", "surrogateescape")
         digested = self.digested
         if digested is not None and digested[0] is payload:  # the data plane digested it before handing it over
             self.digested = None
             dtext, dhash = digested[1], digested[2]
         else:
-            dtext, dhash = app.digester(sql)
-        rules = app.rules
+            dtext, dhash = rt.digester(sql)
+        rules = rt.rules
         plan = self._plans.get(dhash)
         if plan is not None and plan.rules is rules and plan.flag_in == self.flag_in and plan.schema == self.schema \
-                and not app.digester.capped(sql):
+                and not rt.digester.capped(sql):
             cls = plan.cls
             decision = plan.decision
             rules.count_hits(plan.positions)
-            app.classifier.count_hit()
+            rt.classifier.count_hit()
             if plan.plain_hg is not None and not self.backends and self.trx_hg is None and self.sticky_hg is None \
                     and self.status & _AUTOCOMMIT and not self.temp_tables and self.causal_reads == "off" \
-                    and app.plain_statements:
+                    and rt.plain_statements:
                 await self._plain_query(payload, plan, dtext, dhash)
                 return
         else:
@@ -165,20 +162,20 @@ class QueryMixin:
         causal = decision.causal_reads or self.causal_reads
         if (causal != "off" and (cls.kind is StatementKind.READ or read_only_start) and hg != self.default_hostgroup
                 and hg not in self.backends and self.trx_hg is None):
-            gtid = self.last_gtid if causal == "session" else app.global_gtid()
+            gtid = self.last_gtid if causal == "session" else rt.global_gtid()
             if gtid:
                 hg = await self._causal_hostgroup(hg, gtid)
         cache_key = None
         if decision.cache_ttl and cls.kind is StatementKind.READ and not flags & _SESSION_IDS:
             cache_key = (self.username, self.schema, sql)
-            cached = app.query_cache.get(cache_key)
+            cached = rt.query_cache.get(cache_key)
             if cached is not None:
                 await self.client.send_all(cached)
                 return
         if decision.delay:
             await trio.sleep(decision.delay / 1000)
         if decision.mirror_hostgroup is not None:
-            app.mirror(self, payload, decision.mirror_hostgroup)
+            rt.mirror(self, payload, decision.mirror_hostgroup)
         stateless_read = cls.kind is StatementKind.READ and not cls.bits & _STATEFUL
         safe_to_retry = stateless_read and self.trx_hg is None and self.status & _AUTOCOMMIT
         prepare = None
@@ -191,12 +188,12 @@ class QueryMixin:
         if read_only_start and (stateless_read or cls.kind is StatementKind.TRANSACTION):
             safe_to_retry = True  # nothing of the transaction has reached the client yet
         held_sets = self.next_trx_sets[:] if read_only_start else None
-        retries = (decision.retries if decision.retries is not None else app.vars.query_retries_on_failure)
+        retries = (decision.retries if decision.retries is not None else rt.vars.query_retries_on_failure)
         timeout = decision.timeout
-        if timeout is None and app.vars.default_query_timeout < _DEFAULT_QUERY_TIMEOUT:
-            timeout = app.vars.default_query_timeout
+        if timeout is None and rt.vars.default_query_timeout < _DEFAULT_QUERY_TIMEOUT:
+            timeout = rt.vars.default_query_timeout
         capture: list[bytes] | None = [] if cache_key is not None else None
-        started = now_us() if app.query_log is not None else 0
+        started = now_us() if rt.query_log is not None else 0
         tracker = await self._forward(payload, ResponseKind.RESULT, hostgroup=hg, timeout_ms=timeout,
                                       capture=capture, retries=retries if safe_to_retry else 0, prepare=prepare,
                                       trx_effect=self._transaction_effect(cls, sql))
@@ -204,12 +201,12 @@ class QueryMixin:
             self._read_only_started(cls, sql, held_sets)
         if tracker is not None:
             self._account(hg, cls, dtext, dhash, tracker)
-        if started and (decision.log or (decision.log is None and app.vars.eventslog_default_log)):
+        if started and (decision.log or (decision.log is None and rt.vars.eventslog_default_log)):
             self._log_query(started, hg, dtext, dhash, sql, tracker)
         if tracker is None or tracker.error is not None:
             return
         if capture is not None and tracker.results == 1 and (tracker.rows or decision.cache_empty_result != 0):
-            app.query_cache.put(cache_key, b"".join(capture), decision.cache_ttl)
+            rt.query_cache.put(cache_key, b"".join(capture), decision.cache_ttl)
         be = self.backends.get(hg)
         changes = self._after_query(hg, cls, decision, payload, be is not None and be.tracks_variables)
         if changes and be is not None:  # the connection is in the session's new schema / variables
@@ -224,7 +221,7 @@ class QueryMixin:
         with the ``read_only_transaction`` flag (the shipped rules: the readers)."""
         if not cls.bits & _READ_ONLY_TRANSACTION:
             cls = dataclasses.replace(cls, flags=cls.flags | _F.READ_ONLY_TRANSACTION)
-            decision, _ = self.app.rules.evaluate_for_session(RuleContext(
+            decision, _ = self.services.rules.evaluate_for_session(RuleContext(
                 self.username, self.schema, self.client_host, self.proxy_host, self.proxy_port, self.flag_in,
                 dhash, dtext, sql, cls,
             ))
@@ -238,7 +235,7 @@ class QueryMixin:
         if hg is None:
             return  # the server did not open one (a read-write SET TRANSACTION followed, an error...)
         self.trx_read_only = True
-        counters = self.app.counters
+        counters = self.services.counters
         if hg == self.default_hostgroup:
             counters.read_only_trx_writer += 1
         else:
@@ -271,15 +268,15 @@ class QueryMixin:
     def _plan(self, sql: str, dtext: str, dhash: int):
         """Classify and route a statement; remember both for the session's next statements with the
         same digest when they hold for them (same rules, flag and schema; see ``_com_query``)."""
-        app = self.app
-        rules = app.rules
-        capped = app.digester.capped(sql)  # the digest stands for a prefix only: nothing is remembered by it
-        cls = app.classifier.classify(sql, dhash, remember=not capped)
+        rt = self.services
+        rules = rt.rules
+        capped = rt.digester.capped(sql)  # the digest stands for a prefix only: nothing is remembered by it
+        cls = rt.classifier.classify(sql, dhash, remember=not capped)
         decision, positions = rules.evaluate_for_session(RuleContext(
             self.username, self.schema, self.client_host, self.proxy_host, self.proxy_port, self.flag_in,
             dhash, dtext, sql, cls,
         ))
-        if positions is not None and app.classifier.reusable(cls) and not capped:
+        if positions is not None and rt.classifier.reusable(cls) and not capped:
             plans = self._plans
             if len(plans) >= _SESSION_PLANS:
                 plans.clear()
@@ -301,7 +298,7 @@ class QueryMixin:
         decision = plan.decision
         retries = 0
         if plan.retry_reads:
-            retries = decision.retries if decision.retries is not None else self.app.vars.query_retries_on_failure
+            retries = decision.retries if decision.retries is not None else self.services.vars.query_retries_on_failure
         tracker = await self._forward(payload, ResponseKind.RESULT, hostgroup=plan.plain_hg, retries=retries)
         if tracker is not None:
             self._plain_done(plan, dtext, dhash, tracker)
@@ -314,12 +311,12 @@ class QueryMixin:
 
     def _account(self, hg: int, cls: Classification, dtext: str, dhash: int, tracker: ResponseTracker) -> None:
         """After a statement's response: digest and command statistics; ROW_COUNT()/FOUND_ROWS()."""
-        app = self.app
+        rt = self.services
         us = int((time.monotonic() - self.command_started) * 1_000_000)
         affected = affected_rows(tracker.last_ok)
-        app.digest_stats.record(hg, self.schema or "", self.username, self.client_host, dhash, dtext, us, affected,
+        rt.digest_stats.record(hg, self.schema or "", self.username, self.client_host, dhash, dtext, us, affected,
                                 tracker.rows)
-        app.command_counters.record(cls.command, us)
+        rt.command_counters.record(cls.command, us)
         if tracker.error is not None:
             return
         if tracker.columns:
@@ -331,41 +328,41 @@ class QueryMixin:
     async def _causal_hostgroup(self, hg: int, gtid: str) -> int:
         """``hg`` if the replica this read would use has applied ``gtid`` (known, or after waiting up
         to causal_reads_timeout_ms with MASTER_GTID_WAIT); else the writer (default hostgroup)."""
-        app = self.app
+        rt = self.services
         need = parse_gtids(gtid)
         if not need:
             return hg
         be = await self._borrow(hg)
         srv = be.server_ref
-        applied = app.gtid_applied.get(srv)
+        applied = rt.topology.gtid_applied.get(srv)
         if applied is not None and all(applied.get(d, -1) >= n for d, (_, n) in need.items()):
             return hg
         now = time.monotonic()
         ok = False
-        if app.gtid_lagging.get(srv, 0.0) <= now:
-            app.counters.causal_waits += 1
-            wait = app.vars.causal_reads_timeout_ms / 1000
+        if rt.topology.gtid_lagging.get(srv, 0.0) <= now:
+            rt.counters.causal_waits += 1
+            wait = rt.vars.causal_reads_timeout_ms / 1000
             text = ",".join(f"{d}-{s}-{n}" for d, (s, n) in need.items())
             try:
-                with trio.fail_after(wait + app.vars.connect_timeout_server / 1000):
+                with trio.fail_after(wait + rt.vars.connect_timeout_server / 1000):
                     rows = await be.query_rows(f"SELECT MASTER_GTID_WAIT('{text}', {wait:.3f})")
                 ok = bool(rows) and rows[0][0] == "0"
             except MySQLError as exc:
                 log.info("session %d: causal read: MASTER_GTID_WAIT on %s failed: %s", self.id, be.server, exc)
             except (ConnectionLost, MalformedPacket, trio.TooSlowError) as exc:
                 self._lost_backend(be, exc)
-                app.counters.causal_fallbacks += 1
+                rt.counters.causal_fallbacks += 1
                 return self.default_hostgroup
             if ok:
-                known = app.gtid_applied.setdefault(srv, {})
+                known = rt.topology.gtid_applied.setdefault(srv, {})
                 for d, (_, n) in need.items():
                     if known.get(d, -1) < n:
                         known[d] = n
                 return hg
-            app.gtid_lagging[srv] = time.monotonic() + 1.0  # reads needing new writes skip it for a second
-        app.counters.causal_fallbacks += 1
+            rt.topology.gtid_lagging[srv] = time.monotonic() + 1.0  # reads needing new writes skip it for a second
+        rt.counters.causal_fallbacks += 1
         del self.backends[hg]
-        app.pools.release(be)
+        rt.pools.release(be)
         return self.default_hostgroup
 
     def _log_query(self, started: int, hg: int, dtext: str, dhash: int, sql: str,
@@ -389,13 +386,14 @@ class QueryMixin:
         }
         if tracker is None or tracker.error is not None:
             event["error"] = True
-        self.app.query_log.write(event)
+        self.services.query_log.write(event)
 
     async def _set_locally(self, cls: Classification) -> bool:
         """``SET autocommit = ...`` or ``SET NAMES ...`` alone, with no connection held: recorded and
         answered by the proxy (``StatementState._record_set``). True if answered."""
-        app = self.app
-        if not self._record_set(cls, self.charset, app.collations, app.collation_charset, app.default_collation):
+        charsets = self.services.charsets
+        if not self._record_set(cls, self.charset, charsets.collations, charsets.collation_charset,
+                                charsets.default_collation):
             return False
         await self._send_ok()
         return True

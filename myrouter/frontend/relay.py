@@ -8,7 +8,6 @@ response's final OK packet tells (status, session tracking, insert ids) are hand
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
 import trio
 
@@ -25,6 +24,7 @@ from ..protocol.messages import (
 from ..protocol.codec import Reader
 from ..protocol.packets import frame
 from ..protocol.response import ResponseKind, ResponseTracker
+from ..runtime.services import SessionServices
 from .decisions import TRX_KEEPS
 from .common import (
     CloseSession,
@@ -36,9 +36,6 @@ from .common import (
     _wait_readable,
     log,
 )
-
-if TYPE_CHECKING:
-    from ..app import Proxy
 
 
 def _strip_session_state(chunk: bytes, ok: bytes | None, keep=None) -> bytes:
@@ -100,7 +97,7 @@ def _ok_insert_id(ok: bytes) -> int:
 class RelayMixin:
     """The relay of one command and its response (a part of ``ClientSession``)."""
 
-    app: Proxy
+    services: SessionServices
 
     async def _forward(
         self,
@@ -133,7 +130,8 @@ class RelayMixin:
                 be = await self._borrow(hg)
         except MySQLError as exc:
             # every reader unusable: reads fall back to the writer (reader_fallback_to_writer)
-            fallback = self.app.hostgroups.fallback_for(hg) if exc.code == E.PROXYSQL_ER_HOSTGROUP_TIMEOUT else None
+            fallback = (self.services.hostgroups.fallback_for(hg) if exc.code == E.PROXYSQL_ER_HOSTGROUP_TIMEOUT
+                        else None)
             if fallback is None or fallback == hg:
                 raise
             hg = fallback
@@ -246,13 +244,13 @@ class RelayMixin:
         if tracker.done and tracker.status & _STATE_CHANGED:
             if not self.capabilities & _SESSION_TRACK:
                 return _strip_session_state(chunk, tracker.last_ok)
-            if not self.app.vars.client_session_track_gtid:
+            if not self.services.vars.client_session_track_gtid:
                 return _strip_session_state(chunk, tracker.last_ok, keep=_not_gtid)
         return chunk
 
     async def _local_infile(self, be: BackendConnection, tracker: ResponseTracker) -> None:
         """The server asked for the client's file (LOAD DATA LOCAL INFILE): relay it."""
-        self.app.pin_counters.started(P.LOCAL_INFILE)
+        self.services.pin_counters.started(P.LOCAL_INFILE)
         await self._relay_local_infile(be, tracker)
 
     def _response_done(self, be: BackendConnection, tracker: ResponseTracker, hg: int, kind: ResponseKind,
@@ -286,7 +284,7 @@ class RelayMixin:
                     if insert_id:
                         self.last_insert_id = insert_id
                         self.last_insert_hg = hg
-                        delay = self.app.vars.auto_increment_delay_multiplex
+                        delay = self.services.vars.auto_increment_delay_multiplex
                         if delay:
                             self.autoinc_left = delay + 1
                             self.hold[hg] = self.hold.get(hg, 0) | P.AUTO_INCREMENT
@@ -316,8 +314,8 @@ class RelayMixin:
         """
         log.info("session %d: statement exceeded its %d ms timeout on %s; killing it", self.id, timeout_ms,
                  be.server)
-        self.app.counters.query_timeouts += 1
-        await self.app.kill_backend_query(be, self.username, self.secret)
+        self.services.counters.query_timeouts += 1
+        await self.services.kill_backend_query(be, self.username, self.secret)
         if sent:
             return False
         try:
@@ -340,7 +338,7 @@ class RelayMixin:
     async def _relay_local_infile(self, be: BackendConnection, tracker: ResponseTracker) -> None:
         """Relay the client's file (packets ended by an empty one) to the backend."""
         client = self.client
-        v = self.app.vars
+        v = self.services.vars
         backend_ok = True
         while True:
             try:

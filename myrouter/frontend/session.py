@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
 
 import trio
 
@@ -44,6 +43,7 @@ from ..protocol.messages import (
     parse_err,
 )
 from ..protocol.response import ResponseKind, response_kind
+from ..runtime.services import SessionServices
 from ..stats.logsafe import clip
 from .dataplane import PARTIAL, DataPlane, Resume
 from .decisions import StatementState
@@ -62,9 +62,6 @@ from .common import (
     log,
 )
 
-if TYPE_CHECKING:
-    from ..app import Proxy
-
 from .backends import BackendsMixin, _sql_literal  # noqa: F401 (_sql_literal: tests)
 from .local import LocalAnswers
 from .prepared import PreparedStatements
@@ -74,10 +71,10 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
     """One client: the Trio driver of the session (handshake, command loop, replies, COM_CHANGE_USER
     and COM_RESET_CONNECTION) over its parts (see the module docstring)."""
 
-    def __init__(self, app: Proxy, stream: PacketStream, peer: tuple) -> None:
+    def __init__(self, services: SessionServices, stream: PacketStream, peer: tuple) -> None:
         StatementState.__init__(self)
-        self.app = app
-        self.id = app.next_session_id()
+        self.services = services
+        self.id = services.registry.next_session_id()
         self.client = stream
         self.client_addr = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.client_host = peer[0] if peer else "?"
@@ -115,7 +112,7 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
         self.idle_since = time.monotonic()
         self.killed = False
         self.local = LocalAnswers(self)  # KILL, PROCESSLIST, local functions
-        self.counted_user = False  # counted in app.user_sessions under self.username
+        self.counted_user = False  # counted in the registry's user_sessions under self.username
         self.command: int | None = None
         self.info: bytes = b""
         self.command_started = 0.0
@@ -141,7 +138,7 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
             log.debug("session %d: client connection lost: %s", self.id, exc)
         except MySQLError as exc:
             if self.state is SessionState.HANDSHAKE:  # any client can repeat this: rate-limited
-                self.app.log_throttle.log(log, logging.INFO, "handshakes refused", "session %d from %s: closing "
+                self.services.log_throttle.log(log, logging.INFO, "handshakes refused", "session %d from %s: closing "
                                           "after error %s", self.id, self.client_addr, exc)
             else:
                 log.info("session %d: closing after error %s", self.id, exc)
@@ -154,13 +151,13 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
     # ------------------------------------------------------------ handshake
 
     async def _handshake(self) -> bool:
-        app = self.app
-        v = app.vars
-        if app.draining:
+        rt = self.services
+        v = rt.vars
+        if rt.draining:
             await self._try_send_err(E.server_shutdown(), 0)
             return False
-        if app.logged_in_sessions >= v.max_connections:  # connections still in the handshake are not counted
-            app.log_throttle.log(log, logging.WARNING, "connections refused: max_connections reached",
+        if rt.registry.logged_in_sessions >= v.max_connections:  # connections still in the handshake are not counted
+            rt.log_throttle.log(log, logging.WARNING, "connections refused: max_connections reached",
                                  "session %d from %s refused: max_connections=%d reached", self.id,
                                  self.client_addr, v.max_connections)
             await self._try_send_err(E.too_many_connections(), 0)
@@ -168,13 +165,13 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
         server_caps = SERVER_CAPABILITIES
         if v.enable_client_deprecate_eof:
             server_caps |= C.DEPRECATE_EOF
-        tls_context = app.tls_context if v.have_ssl else None
+        tls_context = rt.tls_context if v.have_ssl else None
         if tls_context is not None:
             server_caps |= C.SSL
         if v.have_compress:
             server_caps |= C.COMPRESS
         greeting = HandshakeV10(
-            server_version=app.server_version,
+            server_version=rt.runtime_config.server_version,
             connection_id=self.id,
             auth_data=self.scramble,
             capabilities=server_caps,
@@ -183,7 +180,7 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
             auth_plugin=v.default_authentication_plugin,
         )
         timeout = v.connect_timeout_client / 1000
-        for other in app.handshakes.admit(self, self.client_host, limit=v.max_connections_in_handshake,
+        for other in rt.registry.handshakes.admit(self, self.client_host, limit=v.max_connections_in_handshake,
                                           per_source=v.max_connections_in_handshake_per_host):
             other.end_handshake()
         try:
@@ -195,57 +192,57 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
                 self.capabilities = login.capabilities
                 error = step.error or self._tls_refusal(resp.username)
         except trio.TooSlowError:
-            app.counters.client_connections_aborted += 1
+            rt.counters.client_connections_aborted += 1
             if self.handshake_evicted:
-                app.log_throttle.log(log, logging.INFO, "handshakes ended for newer connections",
+                rt.log_throttle.log(log, logging.INFO, "handshakes ended for newer connections",
                                      "session %d from %s: handshake ended to make room for newer connections "
                                      "(max_connections_in_handshake=%d, per host %d)", self.id, self.client_addr,
                                      v.max_connections_in_handshake, v.max_connections_in_handshake_per_host)
                 await self._try_send_err(E.too_many_connections(), 2)
                 return False
-            app.log_throttle.log(log, logging.INFO, "handshakes timed out",
+            rt.log_throttle.log(log, logging.INFO, "handshakes timed out",
                                  "session %d from %s: handshake timed out after %.1fs", self.id, self.client_addr,
                                  timeout)
             await self._try_send_err(E.MySQLError(E.ER_HANDSHAKE_ERROR, "Bad handshake: timeout", "08S01"), 2)
             return False
         except SequenceError:
-            app.counters.client_connections_aborted += 1
+            rt.counters.client_connections_aborted += 1
             await self._try_send_err(E.packets_out_of_order(), 2)
             return False
         except PacketTooLarge as exc:
-            app.counters.client_connections_aborted += 1
-            app.log_throttle.log(log, logging.INFO, "oversized handshake packets",
+            rt.counters.client_connections_aborted += 1
+            rt.log_throttle.log(log, logging.INFO, "oversized handshake packets",
                                  "session %d from %s: handshake packet refused: %s", self.id, self.client_addr, exc)
             await self._try_send_err(E.packet_too_large(), 2)
             return False
         except MalformedPacket:
-            app.counters.client_connections_aborted += 1
+            rt.counters.client_connections_aborted += 1
             await self._try_send_err(E.bad_handshake(), 2)
             return False
         except TLSFailed as exc:
-            app.log_throttle.log(log, logging.INFO, "TLS handshakes failed", "session %d from %s: %s",
+            rt.log_throttle.log(log, logging.INFO, "TLS handshakes failed", "session %d from %s: %s",
                                  self.id, self.client_addr, exc)
-            app.counters.client_connections_aborted += 1
+            rt.counters.client_connections_aborted += 1
             return False
         finally:
             self._handshake_scope = None
-            app.handshakes.release(self, self.client_host)
-        app.audit.login(self, resp.username, resp.database, error)  # structured logs (audit)
+            rt.registry.handshakes.release(self, self.client_host)
+        rt.audit.login(self, resp.username, resp.database, error)  # structured logs (audit)
         if error is not None:
-            app.log_throttle.log(log, logging.INFO, "logins denied", "session %d: access denied for user %r from %s",
+            rt.log_throttle.log(log, logging.INFO, "logins denied", "session %d: access denied for user %r from %s",
                                  self.id, clip(resp.username), self.client_addr)
-            app.counters.access_denied += 1
+            rt.counters.access_denied += 1
             await self._try_send_err(error, seq)
             return False
-        if app.logged_in_sessions >= v.max_connections:  # others logged in meanwhile
-            app.log_throttle.log(log, logging.WARNING, "connections refused: max_connections reached",
+        if rt.registry.logged_in_sessions >= v.max_connections:  # others logged in meanwhile
+            rt.log_throttle.log(log, logging.WARNING, "connections refused: max_connections reached",
                                  "session %d from %s refused after authentication: max_connections=%d reached",
                                  self.id, self.client_addr, v.max_connections)
             await self._try_send_err(E.too_many_connections(), seq)
             return False
-        user = app.user(resp.username)
+        user = rt.runtime_config.user(resp.username)
         assert user is not None and auth.secret is not None
-        if app.user_sessions.get(resp.username, 0) >= user.max_connections:
+        if rt.registry.user_sessions.get(resp.username, 0) >= user.max_connections:
             log.warning("session %d: user %r has reached its max_connections=%d", self.id, resp.username,
                         user.max_connections)
             await self._try_send_err(MySQLError(
@@ -253,9 +250,9 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
                 f"User '{resp.username}' has exceeded the 'max_connections' resource (current value: "
                 f"{user.max_connections})", "42000"), seq)
             return False
-        app.user_sessions[resp.username] = app.user_sessions.get(resp.username, 0) + 1
+        rt.registry.user_sessions[resp.username] = rt.registry.user_sessions.get(resp.username, 0) + 1
         self.counted_user = True
-        app.logged_in_sessions += 1
+        rt.registry.logged_in_sessions += 1
         self.username = resp.username
         self.secret = auth.secret
         self._apply_user(user)
@@ -271,14 +268,14 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
         if self.capabilities & C.COMPRESS:
             start_compression(self.client, client_side=False)  # from the packet after that OK
         self.state = SessionState.IDLE
-        if app.host_loop is not None:
-            self.data_plane = DataPlane(self, app.host_loop)
-        app.audit.connected(self)  # structured logs (audit)
+        if rt.host_loop is not None:
+            self.data_plane = DataPlane(self, rt.host_loop)
+        rt.audit.connected(self)  # structured logs (audit)
         log.info("session %d: user %r connected from %s", self.id, self.username, self.client_addr)
         return True
 
     def end_handshake(self) -> None:
-        """End this session's handshake now to make room for newer ones (``Proxy.handshakes``):
+        """End this session's handshake now to make room for newer ones (``SessionRegistry.handshakes``):
         it gets ERR 1040 and is closed."""
         self.handshake_evicted = True
         if self._handshake_scope is not None:
@@ -292,7 +289,7 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
         if not self.schema:
             return None
         hg = self.default_hostgroup
-        scope = trio.move_on_after(self.app.vars.connect_timeout_client / 1000)
+        scope = trio.move_on_after(self.services.vars.connect_timeout_client / 1000)
         try:
             with scope:
                 await self._borrow(hg)
@@ -311,20 +308,20 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
             else:
                 for hg, be in list(self.backends.items()):  # no statement ran: back at once, no delay
                     del self.backends[hg]
-                    self.app.pools.release(be)
+                    self.services.pools.release(be)
         return None
 
     def _new_auth(self, tls: bool | None = None) -> ServerAuth:
         """The auth machine for this client (``tls``: the connection just switched to TLS)."""
-        app = self.app
+        rt = self.services
         if tls:
             self.tls = True
         return ServerAuth(
             scramble=self.scramble,
-            lookup=app.lookup_credential,
-            default_plugin=app.vars.default_authentication_plugin,
-            rsa=app.rsa,
-            sha2_cache=app.sha2_cache,
+            lookup=rt.runtime_config.lookup_credential,
+            default_plugin=rt.vars.default_authentication_plugin,
+            rsa=rt.rsa,
+            sha2_cache=rt.runtime_config.sha2_cache,
             client_host=self.client_host,
             secure_transport=self.tls,
             cleartext_ok=self.client_is_loopback,
@@ -335,7 +332,7 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
         the same 1045 as a wrong password (as ProxySQL does); the log says why."""
         if self.tls:
             return None
-        user = self.app.user(username)
+        user = self.services.runtime_config.user(username)
         if user is None or not user.use_ssl:
             return None
         log.info("session %d: user %r has use_ssl=1 and connected without TLS", self.id, username)
@@ -344,8 +341,8 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
     # --------------------------------------------------------- command loop
 
     async def _command_loop(self) -> None:
-        app = self.app
-        counters = app.counters
+        rt = self.services
+        counters = rt.counters
         handlers = self._handlers
         client = self.client
         decoder = client.decoder
@@ -365,7 +362,7 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
                     if self.data_plane is not None and self._parkable():
                         got = await self.data_plane.park()
                         if got is None:  # no longer plain, or it must end
-                            if app.draining or self.killed:
+                            if rt.draining or self.killed:
                                 return
                             continue
                         if got is PARTIAL:
@@ -426,7 +423,7 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
                 if self.backends:
                     self._release_free()  # multiplexing: unpinned connections go back to the pool
             self.command = None
-            if app.draining or self.killed:
+            if rt.draining or self.killed:
                 return
 
     def _parkable(self) -> bool:
@@ -447,7 +444,7 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
     async def _wait_rest_of_packet(self):
         """Part of a packet has arrived: the rest must follow within client_packet_timeout."""
         client = self.client
-        timeout = self.app.vars.client_packet_timeout / 1000
+        timeout = self.services.vars.client_packet_timeout / 1000
         try:
             with trio.move_on_after(timeout):
                 while True:
@@ -465,7 +462,7 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
     def wait_timeout_ms(self) -> int:
         """How long this session may wait for its client's next command: mysql-wait_timeout, or the
         client's own ``SET [SESSION] wait_timeout`` (seconds, as the server counts it) if shorter."""
-        limit = self.app.vars.wait_timeout
+        limit = self.services.vars.wait_timeout
         own = self.vars.get("wait_timeout")
         if own is not None:
             try:
@@ -485,12 +482,12 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
 
     @property
     def autocommit_false_is_transaction(self) -> bool:  # the live mysql-autocommit_false_is_transaction
-        return self.app.vars.autocommit_false_is_transaction
+        return self.services.vars.autocommit_false_is_transaction
 
     @property
     def backend_capabilities(self) -> int:
         """The client's capabilities as passed on to backends (LOCAL INFILE only if enabled)."""
-        if self.app.vars.enable_load_data_local_infile:
+        if self.services.vars.enable_load_data_local_infile:
             return self.capabilities
         return self.capabilities & ~C.LOCAL_FILES
 
@@ -503,7 +500,7 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
         self.mode_pins = 0
         if mode == "session" or self.fast_forward:
             self.mode_pins = P.POOL_MODE_SESSION
-        elif not self.app.vars.multiplexing:
+        elif not self.services.vars.multiplexing:
             self.mode_pins = P.MULTIPLEXING_OFF
         self.statement_mode = mode == "statement" and not self.mode_pins
         self.causal_reads = user.causal_reads
@@ -533,12 +530,12 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
     # ------------------------------------------------------------- replies
 
     async def _send_err(self, err: MySQLError, seq: int = 1) -> None:
-        self.app.audit.error(self, err)  # structured logs (audit)
+        self.services.audit.error(self, err)  # structured logs (audit)
         await self.client.send_packet(error_payload(err, self.capabilities or C.PROTOCOL_41), seq)
 
     async def _try_send_err(self, err: MySQLError, seq: int) -> None:
         """Send an error on a connection that is about to close; a dead peer is fine."""
-        self.app.audit.error(self, err)  # structured logs (audit)
+        self.services.audit.error(self, err)  # structured logs (audit)
         try:
             await self.client.send_packet(error_payload(err, self.capabilities or C.PROTOCOL_41), seq)
         except ConnectionLost as exc:
@@ -558,7 +555,7 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
         tracker = await self._forward(payload, ResponseKind.SIMPLE)
         schema = payload[1:].decode("utf-8", "surrogateescape")
         if tracker is not None:
-            self.app.audit.init_db(self, schema, parse_err(tracker.error) if tracker.error is not None else None)
+            self.services.audit.init_db(self, schema, parse_err(tracker.error) if tracker.error is not None else None)
         if tracker is not None and tracker.error is None:
             self.schema = payload[1:].decode("utf-8", "surrogateescape")
             be = self.backends.get(self.default_hostgroup)
@@ -595,8 +592,8 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
         await self._send_ok()
 
     async def _com_change_user(self, payload: bytes) -> None:
-        app = self.app
-        v = app.vars
+        rt = self.services
+        v = rt.vars
         req = ChangeUser.parse(payload, self.capabilities)
         auth = self._new_auth()
         step = auth.start(req.username, req.auth_response, req.auth_plugin)
@@ -606,20 +603,20 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
         except trio.TooSlowError:
             raise CloseSession from None
         error = step.error or self._tls_refusal(req.username)
-        app.audit.change_user(self, req.username, req.database, error)  # structured logs (audit)
+        rt.audit.change_user(self, req.username, req.database, error)  # structured logs (audit)
         if error is not None:
             log.info("session %d: COM_CHANGE_USER to %r denied", self.id, clip(req.username))
-            app.counters.access_denied += 1
+            rt.counters.access_denied += 1
             await self._send_err(error, seq)
             raise CloseSession
-        user = app.user(req.username)
+        user = rt.runtime_config.user(req.username)
         assert user is not None and auth.secret is not None
         # The old user's backend state (transaction, variables, temporary tables) ends here.
         self._drop_all_backends(quit=True)
         self._reset_session_state()
         if self.counted_user:
-            app.user_sessions[self.username] -= 1
-        app.user_sessions[req.username] = app.user_sessions.get(req.username, 0) + 1
+            rt.registry.user_sessions[self.username] -= 1
+        rt.registry.user_sessions[req.username] = rt.registry.user_sessions.get(req.username, 0) + 1
         self.counted_user = True
         self.username = req.username
         self.secret = auth.secret

@@ -160,19 +160,26 @@ def test_a_log_file_that_cannot_be_opened_refuses_the_change_and_leaves_nothing_
 # -- the Proxy's wiring -------------------------------------------------------------------
 
 
-def test_the_sessions_see_a_runtime_change_through_the_proxy(tmp_path):
-    """After apply_runtime, what the sessions read on the Proxy is the components' new state."""
+def test_the_sessions_see_a_runtime_change_through_their_services(tmp_path):
+    """After apply_runtime, what the sessions read on their SessionServices (and the admin on the
+    Proxy) is the components' new state."""
     cfg = config(tmp_path)
     proxy = Proxy(cfg)
-    old_digester = proxy.digester
+    sv = proxy.services
+    old_digester = sv.digester
+    assert sv.plain_statements is True
     changed = dataclasses.replace(cfg, mysql_variables=dataclasses.replace(
-        cfg.mysql_variables, query_digests_max_query_length=100, commands_stats=False))
+        cfg.mysql_variables, query_digests_max_query_length=100, commands_stats=False,
+        default_query_timeout=5000))
     assert proxy.apply_runtime(changed) == []
-    assert proxy.vars is proxy.runtime_config.vars is changed.mysql_variables
+    assert sv.vars is proxy.vars is proxy.runtime_config.vars is changed.mysql_variables
     assert proxy.config is changed
-    assert proxy.digester is proxy.runtime_config.digester is not old_digester
-    assert proxy.command_counters.enabled is False
-    assert proxy.hostgroups is proxy.topology.hostgroups
+    assert sv.digester is proxy.digester is proxy.runtime_config.digester is not old_digester
+    assert sv.command_counters is proxy.command_counters and sv.command_counters.enabled is False
+    assert sv.hostgroups is proxy.hostgroups is proxy.topology.hostgroups
+    assert sv.rules is proxy.rules is proxy.runtime_config.rules
+    # every statement now gets a deadline: no plain path, no data plane
+    assert sv.plain_statements is proxy.plain_statements is False
 
 
 def test_a_status_change_is_announced_by_the_topology(tmp_path):
@@ -200,9 +207,10 @@ def test_offline_servers_with_connections_are_soft_or_hard_by_status(tmp_path):
 
 
 async def test_a_drain_is_seen_by_the_sessions_and_by_the_registry(tmp_path):
-    """The sessions read ``app.draining`` after every statement (a plain attribute); the registry
+    """The sessions read ``services.draining`` after every statement (a plain attribute); the registry
     (and the audit trail through it) owns the flag."""
     proxy = Proxy(config(tmp_path))
-    assert proxy.draining is False
+    assert proxy.draining is False and proxy.services.draining is False
     await proxy.drain_and_stop(0.1)
+    assert proxy.services.draining is True
     assert proxy.draining is True and proxy.session_registry.draining is True

@@ -187,7 +187,7 @@ def session(proxy):
     client = socket.create_connection(listener.getsockname())
     server, peer = listener.accept()
     listener.close()
-    s = ClientSession(proxy, PacketStream(server), peer)
+    s = ClientSession(proxy.services, PacketStream(server), peer)
     yield s
     server.close()
     client.close()
