@@ -16,6 +16,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 import myrouter
 
 REPO = Path(__file__).resolve().parent.parent
@@ -134,14 +136,16 @@ def test_imported_modules_resolves_relative_and_type_checking_imports():
     assert "myrouter.frontend.session" not in names  # relay.py is a part of the session, not its user
 
 
-def test_the_client_session_does_not_name_the_proxy():
-    """The sessions get a ``runtime.services.SessionServices``, not the ``Proxy``: nothing in
-    ``frontend/`` names a module above it, not even for annotations (``if TYPE_CHECKING:``)."""
+@pytest.mark.parametrize("package", ["frontend", "admin", "monitor"])
+def test_sessions_admin_and_monitor_do_not_name_the_proxy(package: str):
+    """The sessions get a ``runtime.services.SessionServices``, the admin a ``ProxyControl``
+    (``admin/control.py``, a protocol ``app.Proxy`` satisfies), the monitor the components: none of
+    them names a module above it, not even for annotations (``if TYPE_CHECKING:``)."""
     (layers,) = [c for c in contracts() if c["type"] == "layers"]
-    above = [name for layer in layers["layers"][:layers["layers"].index("myrouter.frontend")]
+    above = [name for layer in layers["layers"][:layers["layers"].index(f"myrouter.{package}")]
              for name in (part.strip() for part in layer.replace("|", ":").split(":"))]
     named = []
-    for path in sorted((PACKAGE / "frontend").glob("*.py")):
+    for path in sorted((PACKAGE / package).glob("*.py")):
         for module in sorted(imported_modules(path)):
             if any(module == top or module.startswith(top + ".") for top in above):
                 named.append(f"{path.relative_to(REPO)}: {module}")

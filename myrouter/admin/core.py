@@ -60,7 +60,7 @@ from .sqlpolicy import MAX_VALUE_BYTES, refusal
 from .sqltext import UnknownVariable, loggable, substitute_variables, translate
 
 if TYPE_CHECKING:
-    from myrouter.app import Proxy
+    from .control import ProxyControl
 
 log = logging.getLogger("myrouter.admin")
 
@@ -130,7 +130,7 @@ _MANAGED = frozenset(list(CONFIG_TABLES) + [f"runtime_{n}" for n in CONFIG_TABLE
 class Admin:
     """The admin interface of one proxy: database, statements, layers, servers."""
 
-    def __init__(self, app: Proxy) -> None:
+    def __init__(self, app: ProxyControl) -> None:
         self.app = app
         self.started = time.time()
         self.listen_addresses: list[tuple[str, int]] = []

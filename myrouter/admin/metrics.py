@@ -35,7 +35,7 @@ from myrouter.stats.digests import LATENCY_BUCKETS_US
 from . import stats as S
 
 if TYPE_CHECKING:
-    from myrouter.cluster.node import ClusterNode
+    from .control import ClusterControl
 
     from .core import Admin
 
@@ -199,7 +199,7 @@ class ProxyCollector(Collector):
             yield from _cluster_metrics(app.cluster)
 
 
-def _cluster_metrics(cluster: ClusterNode) -> Iterator[Any]:
+def _cluster_metrics(cluster: ClusterControl) -> Iterator[Any]:
     """[cluster]: the revision each module runs, etcd reachability, time since the last confirmed sync."""
     revision = GaugeMetricFamily("myrouter_cluster_applied_revision",
                                  "etcd revision of the configuration module running here (0: never synced).",

@@ -24,12 +24,12 @@ from myrouter.frontend.session import SessionState
 __all__ = ["release_connections"]  # which servers: Topology.offline_servers
 
 if TYPE_CHECKING:
-    from myrouter.app import Proxy
+    from .control import ProxyControl
     from myrouter.routing.hostgroups import Server
 
 log = logging.getLogger("myrouter.admin")
 
-def release_connections(app: Proxy, soft: set[Server], hard: set[Server]) -> tuple[int, int]:
+def release_connections(app: ProxyControl, soft: set[Server], hard: set[Server]) -> tuple[int, int]:
     """Close idle connections to ``soft``/``hard`` servers; end sessions holding one to a ``hard`` server.
 
     Returns (connections closed, sessions ended).

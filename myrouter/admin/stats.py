@@ -16,7 +16,7 @@ from myrouter.routing.digest import format_digest
 from myrouter.runtime.sessions import command_name as _command_name
 
 if TYPE_CHECKING:
-    from myrouter.app import Proxy
+    from .control import ProxyControl
     from myrouter.routing.hostgroups import Server
 
 __all__ = [
@@ -50,7 +50,7 @@ class PoolRow(NamedTuple):
     Latency_us: int  # noqa: N815
 
 
-def connection_pool(app: Proxy, retired: list[Server] | None = None) -> list[PoolRow]:
+def connection_pool(app: ProxyControl, retired: list[Server] | None = None) -> list[PoolRow]:
     """Per server: connections handed to sessions (ConnUsed) and idle in the pool (ConnFree), opened,
     failed, the most at once, queries, bytes (``Server.bytes_*`` of closed connections plus the live
     connections' streams) and the last ping round trip (Latency_us: the monitor's, else the pool's
@@ -85,15 +85,15 @@ def digest_rows(snapshot) -> list[tuple]:
              r.sum_rows_sent) for r in snapshot]
 
 
-def query_rule_rows(app: Proxy) -> list[tuple[int, int]]:
+def query_rule_rows(app: ProxyControl) -> list[tuple[int, int]]:
     return sorted(app.rules.hits().items())
 
 
-def commands_counters_rows(app: Proxy) -> list[tuple]:
+def commands_counters_rows(app: ProxyControl) -> list[tuple]:
     return [(r.command, r.total_time_us, r.total_cnt, *r.buckets) for r in app.command_counters.snapshot()]
 
 
-def processlist_rows(app: Proxy, *, full: bool = True) -> list[tuple]:
+def processlist_rows(app: ProxyControl, *, full: bool = True) -> list[tuple]:
     """``stats_mysql_processlist``: one row per client session, what it is doing now."""
     now = time.monotonic()
     rows = []
@@ -121,7 +121,7 @@ def processlist_rows(app: Proxy, *, full: bool = True) -> list[tuple]:
     return rows
 
 
-def global_status(app: Proxy, started: float) -> list[tuple[str, Any]]:
+def global_status(app: ProxyControl, started: float) -> list[tuple[str, Any]]:
     """``stats_mysql_global`` (Variable_Name, Variable_Value): ProxySQL's names where one fits."""
     st = app.statistics()
     c = app.counters
@@ -186,7 +186,7 @@ def global_status(app: Proxy, started: float) -> list[tuple[str, Any]]:
     return rows
 
 
-def user_rows(app: Proxy) -> list[tuple[str, int, int]]:
+def user_rows(app: ProxyControl) -> list[tuple[str, int, int]]:
     """``stats_mysql_users``: frontend users with their connections now and their limit."""
     out = []
     for u in app.config.mysql_users:

@@ -10,6 +10,7 @@ import pytest
 import trio
 
 from myrouter.app import Proxy
+from myrouter.admin.control import ProxyControl
 from myrouter.config import load_config
 from myrouter.protocol.errors import MySQLError
 from myrouter.runtime.logs import Logs
@@ -214,3 +215,14 @@ async def test_a_drain_is_seen_by_the_sessions_and_by_the_registry(tmp_path):
     await proxy.drain_and_stop(0.1)
     assert proxy.services.draining is True
     assert proxy.draining is True and proxy.session_registry.draining is True
+
+
+def test_the_proxy_gives_the_admin_everything_its_control_protocol_names(tmp_path):
+    """``admin/control.py`` writes down what the admin uses of the running proxy; ``app.Proxy`` must
+    have all of it (no type checker runs in CI: this keeps the protocol and the proxy in step)."""
+    proxy = Proxy(config(tmp_path))
+    declared = set(ProxyControl.__annotations__)
+    declared |= {name for name, value in vars(ProxyControl).items()
+                 if not name.startswith("_") and (callable(value) or isinstance(value, property))}
+    assert "apply_runtime" in declared and "config" in declared
+    assert sorted(name for name in declared if not hasattr(proxy, name)) == []
