@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import logging.handlers
 import signal
@@ -120,12 +121,19 @@ def _load(path: str):
         raise SystemExit(2) from None
 
 
+def run_proxy(config, *, ready=None) -> None:
+    """``serve`` as production runs it: Trio (the control plane) as the guest of the engine's epoll
+    loop, whose callbacks serve plain statements (the data plane). Under a bare ``trio.run`` every
+    session would stay on Trio. Used by ``myrouter serve`` and the test bed's ``make run``."""
+    with HostLoop() as loop:
+        loop.run(functools.partial(serve, config, ready=ready))
+
+
 def cmd_serve(args) -> int:
     config = _load_for_serve(args)
     status = 0
     try:
-        with HostLoop() as loop:  # the data plane's epoll loop, with Trio (the control plane) as its guest
-            loop.run(serve, config)
+        run_proxy(config)
     except* OSError as group:  # a listener that cannot bind (address in use, ...)
         for exc in group.exceptions:
             print(f"myrouter: {exc}", file=sys.stderr)

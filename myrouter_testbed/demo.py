@@ -9,12 +9,9 @@ it like ``myrouter serve`` does, and stops the MariaDB servers when the proxy st
 from __future__ import annotations
 
 import argparse
-import functools
 from pathlib import Path
 
-import trio
-
-from myrouter.__main__ import _setup_logging, serve
+from myrouter.__main__ import _setup_logging, run_proxy
 from myrouter.config import load_config
 from myrouter_testbed.mariadb import ensure_packages, start_cluster
 
@@ -44,7 +41,7 @@ def cmd_demo(args) -> int:
             print(f"\nConnect with:\n  mariadb -h127.0.0.1 -P{port} -uapp -papp test\n")
             print("Stop with Ctrl-C.", flush=True)
 
-        trio.run(functools.partial(serve, config, ready=ready))
+        run_proxy(config, ready=ready)  # as `myrouter serve`: the host loop, plain statements on the data plane
     finally:
         print("demo: stopping MariaDB servers...", flush=True)
         cluster.stop()
