@@ -58,6 +58,11 @@ log = logging.getLogger("myrouter")
 FALLBACK_SERVER_VERSION = "8.0.35-myrouter"
 
 
+def _view(name: str) -> property:
+    """A read-only view of the sessions' services' ``name`` (``SessionServices.refresh_views``)."""
+    return property(lambda self: getattr(self.services, name), doc=f"``SessionServices.{name}``")
+
+
 class Proxy:
     """One proxy process: its runtime components, wired; the listeners and the session nursery."""
 
@@ -128,16 +133,17 @@ class Proxy:
 
     def _refresh_views(self) -> None:
         """Refresh the sessions' per-statement views (``SessionServices.refresh_views``) after each
-        change of what they copy, and the same plain attributes here (the admin and tests read them)."""
-        sv = self.services
-        sv.refresh_views()
-        self.vars = sv.vars
-        self.rules = sv.rules
-        self.digester = sv.digester
-        self.hostgroups = sv.hostgroups
-        self.query_log = sv.query_log
-        self.draining = sv.draining
-        self.plain_statements = sv.plain_statements
+        change of what they copy; the admin and tests read the same through ``Proxy``'s views below."""
+        self.services.refresh_views()
+
+    # the sessions' per-statement views, for the admin and the tests (not on the hot path)
+    vars = _view("vars")
+    rules = _view("rules")
+    digester = _view("digester")
+    hostgroups = _view("hostgroups")
+    query_log = _view("query_log")
+    draining = _view("draining")
+    plain_statements = _view("plain_statements")
 
     # -- read through the components (not on the hot path) ------------------------------
 
