@@ -130,8 +130,13 @@ def run_once(clients: int, queries: int, warmup: int, phases: tuple[str, ...] = 
         finally:
             sock.close()
 
-    async def serve_backend(lsock, task_status=trio.TASK_STATUS_IGNORED):
-        task_status.started()
+    async def serve_backend(task_status=trio.TASK_STATUS_IGNORED):
+        """The fake backend on a port of 127.0.0.1 the kernel picks (given to ``nursery.start``)."""
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(128)
+        lsock.setblocking(False)
+        task_status.started(lsock.getsockname()[1])
         async with trio.open_nursery() as nursery:
             while True:
                 await wait_readable(lsock)
@@ -221,13 +226,8 @@ def run_once(clients: int, queries: int, warmup: int, phases: tuple[str, ...] = 
         import subprocess
 
         async def main():
-            lsock = socket.socket()
-            lsock.bind(("127.0.0.1", 0))
-            lsock.listen(128)
-            lsock.setblocking(False)
-            backend_port = lsock.getsockname()[1]
             async with trio.open_nursery() as nursery:
-                await nursery.start(serve_backend, lsock)
+                backend_port = await nursery.start(serve_backend)
                 cfg, port = write_config(backend_port)
                 err = cfg.with_name("stderr")
                 with open(err, "wb") as err_file:
@@ -256,13 +256,8 @@ def run_once(clients: int, queries: int, warmup: int, phases: tuple[str, ...] = 
 
     def measure_phase(port_of_target):
         async def main():
-            lsock = socket.socket()
-            lsock.bind(("127.0.0.1", 0))
-            lsock.listen(128)
-            lsock.setblocking(False)
-            backend_port = lsock.getsockname()[1]
             async with trio.open_nursery() as nursery:
-                await nursery.start(serve_backend, lsock)
+                backend_port = await nursery.start(serve_backend)
                 target = backend_port
                 proxy = None
                 if port_of_target == "proxy":

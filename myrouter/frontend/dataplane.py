@@ -43,7 +43,7 @@ from ..protocol.errors import MalformedPacket, PacketTooLarge, SequenceError
 from ..protocol.messages import OK
 from ..protocol.packets import Packet, frame
 from ..protocol.response import ResponseKind, ResponseTracker
-from .common import CloseSession, SessionState, _MAYBE_KILL, _STATE_CHANGED, log
+from .common import CloseSession, SessionState, _MAYBE_KILL, log
 from .decisions import TRX_OPENS
 
 if TYPE_CHECKING:
@@ -306,22 +306,13 @@ class DataPlane:
             self._hand_over(pkt)  # the Trio path brings it in line with the session (round trips)
             return False
         # the statement is the data plane's from here: the same effects as _plain_query
-        s.state = _BUSY
-        s.command = _COM_QUERY
-        s.command_started = time.monotonic()
-        rt.counters.questions += 1
-        s.statements += 1
-        self.busy = True
+        self._begin(_COM_QUERY)
         s.info = payload
         rt.rules.count_hits(plan.positions)
         rt.classifier.count_hit()
         s.flag_in = 0
         self.plan, self.dtext, self.dhash, self.stmt = plan, dtext, dhash, None
-        retries = 0
-        if plan.retry_reads:
-            decision = plan.decision
-            retries = decision.retries if decision.retries is not None else rt.vars.query_retries_on_failure
-        self.retries = retries
+        self.retries = plan.retries(rt.vars)
         raw = self.raw
         self._start(be, hg, raw if raw is not None else frame(payload, 0), pkt)
         return False
@@ -431,12 +422,8 @@ class DataPlane:
         except (ConnectionLost, MalformedPacket) as exc:
             self._backend_failed(exc)
             return
-        if n == len(data) and not tracker.status & _STATE_CHANGED:
-            chunk = data  # the usual case: forwarded as it came
-            self.extra = 0
-        else:
-            chunk = self.session._client_chunk(tracker, data, n)
-            self.extra = len(data) - n
+        chunk = self.session._client_chunk(tracker, data, n)
+        self.extra = len(data) - n
         self.sent = True
         if not self._to_client(chunk):
             if self.watch is not None:  # not read again until the client has taken this chunk

@@ -72,6 +72,15 @@ class _Plan:
         self.plain_hg = plain_hg  # the hostgroup when the statement is plain (see _plain_query), else None
         self.retry_reads = retry_reads  # a failed read may be retried on another connection
 
+    def retries(self, v) -> int:
+        """How many times the statement may be retried on another connection when its own fails
+        before any byte reached the client: the rule's ``retries``, else mysql-query_retries_on_failure
+        (``v``); none for a statement that is not a stateless read."""
+        if not self.retry_reads:
+            return 0
+        retries = self.decision.retries
+        return retries if retries is not None else v.query_retries_on_failure
+
 
 class QueryMixin:
     """COM_QUERY (a part of ``ClientSession``)."""
@@ -108,9 +117,7 @@ class QueryMixin:
             decision = plan.decision
             rules.count_hits(plan.positions)
             rt.classifier.count_hit()
-            if plan.plain_hg is not None and not self.backends and self.trx_hg is None and self.sticky_hg is None \
-                    and self.status & _AUTOCOMMIT and not self.temp_tables and self.causal_reads == "off" \
-                    and rt.plain_statements:
+            if plan.plain_hg is not None and rt.plain_statements and self._routing_is_plain():
                 await self._plain_query(payload, plan, dtext, dhash)
                 return
         else:
@@ -295,11 +302,8 @@ class QueryMixin:
         nothing that bends routing (transaction, stickiness, temporary tables, causal reads, rule or
         default timeouts, query log). Same effects as the general path of ``_com_query``."""
         self.flag_in = 0
-        decision = plan.decision
-        retries = 0
-        if plan.retry_reads:
-            retries = decision.retries if decision.retries is not None else self.services.vars.query_retries_on_failure
-        tracker = await self._forward(payload, ResponseKind.RESULT, hostgroup=plan.plain_hg, retries=retries)
+        tracker = await self._forward(payload, ResponseKind.RESULT, hostgroup=plan.plain_hg,
+                                      retries=plan.retries(self.services.vars))
         if tracker is not None:
             self._plain_done(plan, dtext, dhash, tracker)
 

@@ -426,12 +426,18 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
             if rt.draining or self.killed:
                 return
 
+    def _routing_is_plain(self) -> bool:
+        """The session holds no connection and nothing bends its routing (transaction, stickiness,
+        temporary tables, causal reads): what ``_plain_query`` needs of the session."""
+        return bool(not self.backends and self.status & _AUTOCOMMIT and self.trx_hg is None
+                    and self.sticky_hg is None and not self.temp_tables and self.causal_reads == "off")
+
     def _parkable(self) -> bool:
-        """Whether the session's next command may be served on the data plane: it holds no connection
-        and nothing bends its routing (the conditions of ``_plain_query``, less the plan's own)."""
-        return (not self.backends and self.status & _AUTOCOMMIT and self.trx_hg is None and self.sticky_hg is None
-                and not self.temp_tables and self.causal_reads == "off" and not self.release_at
-                and not self.next_trx_sets and not self.fast_forward and self.client.plain)
+        """Whether the session's next command may be served on the data plane: its routing is plain,
+        nothing waits to run before the next statement (a delayed release, held SET TRANSACTION), and
+        its client connection is neither fast_forward nor TLS nor compressed."""
+        return (self._routing_is_plain() and not self.release_at and not self.next_trx_sets
+                and not self.fast_forward and self.client.plain)
 
     async def _bad_client_packet(self, exc: Exception) -> None:
         if isinstance(exc, PacketTooLarge):

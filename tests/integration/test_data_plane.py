@@ -44,6 +44,31 @@ def server_ids(cluster):
     return primary, replicas
 
 
+def run_in_thread(conn, sql: str):
+    """Run ``sql`` on ``conn`` in a thread; returns it and the dict it fills: ``row`` (the first row)
+    or ``error`` (the MySQL error code), and ``elapsed`` (seconds)."""
+    result: dict = {}
+
+    def run():
+        started = time.monotonic()
+        try:
+            result["row"] = one(conn, sql)
+        except pymysql.MySQLError as exc:
+            result["error"] = exc.args[0]
+        result["elapsed"] = time.monotonic() - started
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, result
+
+
+def wait_until_running(rp, session_id: int) -> None:
+    """Until the proxy's processlist shows the session running a statement."""
+    wait_for("the statement to run", lambda: any(
+        r[0] == session_id and r[1] == "Query" for r in admin_sql(
+            rp, "SELECT SessionID, command FROM stats_mysql_processlist")))
+
+
 def connector(rp):
     """A mysql-connector-python connection (server-side prepared statements with cursor(prepared=True))."""
     return mysql.connector.connect(host="127.0.0.1", port=rp.port, user="app", password="app", database="test",
@@ -187,21 +212,8 @@ def test_kill_query_of_a_statement_running_on_the_data_plane(proxy_factory, clus
     victim_id = one(victim, "SELECT CONNECTION_ID()")[0]
     assert one(victim, "SELECT SLEEP(0)") == (0,)  # its plan is remembered: the next one is plain
     before = served_on_data_plane(rp)
-    result: dict = {}
-
-    def run():
-        started = time.monotonic()
-        try:
-            result["row"] = one(victim, "SELECT SLEEP(20)")
-        except pymysql.MySQLError as exc:
-            result["error"] = exc.args[0]
-        result["elapsed"] = time.monotonic() - started
-
-    t = threading.Thread(target=run)
-    t.start()
-    wait_for("the statement to run", lambda: any(
-        r[0] == victim_id and r[1] == "Query" for r in admin_sql(
-            rp, "SELECT SessionID, command FROM stats_mysql_processlist")))
+    t, result = run_in_thread(victim, "SELECT SLEEP(20)")
+    wait_until_running(rp, victim_id)
     with killer.cursor() as cur:
         cur.execute(f"KILL QUERY {victim_id}")
     t.join(15)
@@ -222,25 +234,14 @@ def test_kill_connection_of_a_session_busy_on_the_data_plane(proxy_factory, clus
     killer = rp.connect(autocommit=True)
     victim_id = one(victim, "SELECT CONNECTION_ID()")[0]
     one(victim, "SELECT SLEEP(0)")
-    errors: list = []
-
-    def run():
-        try:
-            one(victim, "SELECT SLEEP(20)")
-        except pymysql.MySQLError as exc:
-            errors.append(exc.args[0])
-
-    t = threading.Thread(target=run)
-    t.start()
-    wait_for("the statement to run", lambda: any(
-        r[0] == victim_id and r[1] == "Query" for r in admin_sql(
-            rp, "SELECT SessionID, command FROM stats_mysql_processlist")))
+    t, result = run_in_thread(victim, "SELECT SLEEP(20)")
+    wait_until_running(rp, victim_id)
     with killer.cursor() as cur:
         cur.execute(f"KILL {victim_id}")
     t.join(15)
     assert not t.is_alive()
     # the backend's thread is killed first: the session's statement fails (1158), then it is closed
-    assert errors and errors[0] in (1158, 1317, 1927, 2013), errors
+    assert result.get("error") in (1158, 1317, 1927, 2013), result
     assert one(killer, "SELECT 1") == (1,)
     killer.close()
     assert_no_leaks(rp)
@@ -393,16 +394,7 @@ def test_drain_with_sessions_on_both_planes(proxy_factory, cluster):
     one(in_trx, "SELECT 1")  # holds its connection: waits on the Trio path
     busy = rp.connect(autocommit=True)
     one(busy, "SELECT SLEEP(0)")
-    result: dict = {}
-
-    def run():
-        try:
-            result["row"] = one(busy, "SELECT SLEEP(1)")  # running on the data plane when the drain starts
-        except pymysql.MySQLError as exc:
-            result["error"] = exc
-
-    t = threading.Thread(target=run)
-    t.start()
+    t, result = run_in_thread(busy, "SELECT SLEEP(1)")  # running on the data plane when the drain starts
     wait_for("the statement to run", lambda: rp.stats().sessions_busy >= 1)
     before = served_on_data_plane(rp)
     rp.stop()  # drain_and_stop (as SIGTERM): running statements finish, then every session ends
@@ -441,26 +433,15 @@ def test_a_read_whose_connection_dies_is_retried_and_a_write_fails_cleanly(proxy
     one(conn, "INSERT INTO dp_retry SELECT SLEEP(0) + 1")
     errors = rp.stats().backend_errors
     handed = global_stat(rp, "Data_plane_handovers")
-    result: dict = {}
-
-    def run(sql: str) -> None:
-        try:
-            result["row"] = one(conn, sql)
-        except pymysql.MySQLError as exc:
-            result["error"] = exc.args[0]
-
-    t = threading.Thread(target=run, args=(slow_read,))
-    t.start()
+    t, result = run_in_thread(conn, slow_read)
     _kill_when_running(cluster, slow_read)
     t.join(30)
-    assert result == {"row": (4285714,)}  # retried on another connection, where it ran whole
+    assert "error" not in result and result["row"] == (4285714,)  # retried on another connection, ran whole
     assert rp.stats().backend_errors == errors + 1
-    result.clear()
-    t = threading.Thread(target=run, args=("INSERT INTO dp_retry SELECT SLEEP(1) + 2",))
-    t.start()
+    t, result = run_in_thread(conn, "INSERT INTO dp_retry SELECT SLEEP(1) + 2")
     _kill_when_running(cluster, "INSERT INTO dp_retry SELECT SLEEP(1) + 2")
     t.join(15)
-    assert result == {"error": 1158}
+    assert "row" not in result and result["error"] == 1158
     assert one(conn, "SELECT id FROM dp_retry ORDER BY id") == (1,)
     if data_plane:  # both failed on the data plane and were handed to the Trio path (retry, error)
         assert global_stat(rp, "Data_plane_handovers") >= handed + 2
