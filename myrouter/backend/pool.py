@@ -244,7 +244,14 @@ class Pools:
         group = hostgroups.by_hostgroup.get(hostgroup)
         if not group:
             return None
-        server = group[0] if len(group) == 1 else self._pick(group, key)
+        if len(group) == 1:
+            server = group[0]
+        else:
+            # a draw that found no idle connection stands until a connection is had for it (here or by
+            # acquire): a second attempt (the data plane hands the statement to the Trio path, which
+            # asks again) must not draw again, or servers that have idle connections get more than
+            # their weight's share
+            server = self._drawn.pop((hostgroup, key), None) or self._pick(group, key)
         if server is None or server.status != ONLINE or server.slow:
             return None
         p = self._pools.get(server)
