@@ -23,6 +23,8 @@ from .runtime.config import load_rules_for
 from .stats.jsonlog import JsonFormatter
 from .stats.logsafe import SafeTextFormatter, quiet_parser_logs
 from .stats.querylog import MaskPasswords
+from .workers.supervisor import Supervisor, worker_command
+from .workers.worker import run_worker
 
 log = logging.getLogger("myrouter")
 
@@ -80,14 +82,15 @@ def _load_for_serve(args):
     return config
 
 
-async def serve(config, *, ready=None) -> None:
+async def serve(config, *, ready=None, make_proxy=Proxy) -> None:
     """Run the proxy until SIGTERM/SIGINT, then drain and return."""
-    proxy = Proxy(config)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(proxy.run)
-        if ready is not None:
-            ready(proxy)
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+    proxy = make_proxy(config)
+    # signals from the start: one sent while the proxy starts (workers take a moment) waits for it
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(proxy.run)
+            if ready is not None:
+                ready(proxy)
             async for signum in signals:
                 if signum == signal.SIGHUP:
                     await _reload(proxy)
@@ -96,7 +99,7 @@ async def serve(config, *, ready=None) -> None:
                          proxy.vars.shutdown_timeout)
                 await proxy.drain_and_stop(proxy.vars.shutdown_timeout / 1000)
                 break
-        nursery.cancel_scope.cancel()
+            nursery.cancel_scope.cancel()
 
 
 async def _reload(proxy) -> None:
@@ -121,19 +124,24 @@ def _load(path: str):
         raise SystemExit(2) from None
 
 
-def run_proxy(config, *, ready=None) -> None:
+def run_proxy(config, *, ready=None, log_level: str = "info", log_format: str = "text") -> None:
     """``serve`` as production runs it: Trio (the control plane) as the guest of the engine's epoll
     loop, whose callbacks serve plain statements (the data plane). Under a bare ``trio.run`` every
-    session would stay on Trio. Used by ``myrouter serve`` and the test bed's ``make run``."""
+    session would stay on Trio. With ``threads`` > 1 this process is the supervisor of that many
+    worker processes (myrouter/workers), each serving clients so. Used by ``myrouter serve`` and
+    the test bed's ``make run``."""
+    make_proxy = Proxy
+    if config.mysql_variables.threads > 1:
+        make_proxy = functools.partial(Supervisor, worker_command=worker_command(log_level, log_format))
     with HostLoop() as loop:
-        loop.run(functools.partial(serve, config, ready=ready))
+        loop.run(functools.partial(serve, config, ready=ready, make_proxy=make_proxy))
 
 
 def cmd_serve(args) -> int:
     config = _load_for_serve(args)
     status = 0
     try:
-        run_proxy(config)
+        run_proxy(config, log_level=args.log_level, log_format=args.log_format or config.log_format)
     except* OSError as group:  # a listener that cannot bind (address in use, ...)
         for exc in group.exceptions:
             print(f"myrouter: {exc}", file=sys.stderr)
@@ -148,6 +156,32 @@ def cmd_serve(args) -> int:
             print(f"myrouter: configuration error: {exc}", file=sys.stderr)
         status = 2
     return status
+
+
+def cmd_worker(args) -> int:
+    """One worker of a supervisor (``threads`` > 1): started by it, never by hand."""
+    _handler.addFilter(WorkerName(args.index))
+    status = 0
+    try:
+        run_worker(args.channel_fd, args.index, args.threads, args.supervisor_pid)
+    except* (OSError, TLSSetupError) as group:  # cannot bind the client port, unusable certificates
+        for exc in group.exceptions:
+            log.error("worker %d cannot serve: %s", args.index, exc)
+        status = 1
+    return status
+
+
+class WorkerName(logging.Filter):
+    """A worker's process log names it: ``myrouter[worker 1]``."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.suffix = f"[worker {index}]"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.endswith(self.suffix):
+            record.name += self.suffix
+        return True
 
 
 def cmd_explain(args) -> int:
@@ -179,6 +213,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="process log on stderr: text lines or one JSON object per line "
                         "(default: the config's log_format, else text)")
     p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("worker", help=argparse.SUPPRESS)  # started by the supervisor (threads > 1)
+    p.add_argument("--channel-fd", type=int, required=True)
+    p.add_argument("--index", type=int, required=True)
+    p.add_argument("--threads", type=int, required=True)
+    p.add_argument("--supervisor-pid", type=int, required=True)
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_worker)
     p = sub.add_parser("explain", help="show how a statement would be digested, classified and routed")
     p.add_argument("--config", "-c", required=True)
     p.add_argument("--user", default=None, help="username (default: the first configured user)")

@@ -16,10 +16,13 @@ import logging
 import socket
 import ssl
 import time
+from typing import Any, NamedTuple
 
 import trio
 
 from .admin.core import Admin
+from .admin.runtime import release_connections
+from .admin.server import SWEEP_INTERVAL
 from .backend.charsets import Charsets
 from .backend.connection import read_greeting
 from .backend.opened import OpenBackends
@@ -42,6 +45,7 @@ from .routing.hostgroups import Server
 from .routing.rules import RuleSet
 from .runtime.config import RuntimeConfig, load_rules_for
 from .runtime.logs import Logs
+from .runtime.role import SINGLE, ProcessRole
 from .runtime.services import SessionServices
 from .runtime.sessions import SessionRegistry
 from .runtime.side import SideConnections
@@ -63,14 +67,25 @@ def _view(name: str) -> property:
     return property(lambda self: getattr(self.services, name), doc=f"``SessionServices.{name}``")
 
 
+class PreparedRuntime(NamedTuple):
+    """A configuration whose fallible parts are done (``Proxy.prepare_runtime``)."""
+
+    config: Config
+    opened: Any  # the log files it opens (Logs.prepare)
+    backend_tls: ssl.SSLContext
+
+
 class Proxy:
     """One proxy process: its runtime components, wired; the listeners and the session nursery."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, role: ProcessRole = SINGLE, rules: RuleSet | None = None) -> None:
+        # which part of the instance this process is (runtime/role.py): the single process, the
+        # supervisor of worker processes (myrouter/workers), or one of them
+        self.role = role
         # -- the components (myrouter/runtime, myrouter/backend), each owning one thing ------
-        self.runtime_config = rc = RuntimeConfig(config)  # Config, rules, vars, users, TLS to servers
+        self.runtime_config = rc = RuntimeConfig(config, rules)  # Config, rules, vars, users, TLS to servers
         self.topology = Topology(config)  # hostgroups, server statuses, replication (GTIDs), retired servers
-        self.session_registry = reg = SessionRegistry()  # ids, live sessions, per-user counts
+        self.session_registry = reg = SessionRegistry(role)  # ids, live sessions, per-user counts
         self.stats = Stats(rc.vars)  # counters, digest and command stats, pin counters
         self.logs = Logs(rc.vars)  # query log, audit log, process-log throttle
         self.open_backends = OpenBackends(on_opened=self._count_backend_created)
@@ -86,6 +101,7 @@ class Proxy:
         self.audit = AuditTrail(self.logs, rc, reg)  # the session's audit hooks (structured logs)
         self.rsa = RSAKeyPair()
         self.listen_addresses: list[tuple[str, int]] = []
+        self.client_addresses: list[tuple[str, int]] | None = None  # a worker's: the ports the supervisor holds
         self._listeners: list[socket.socket] = []
         self._accept_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
@@ -193,6 +209,9 @@ class Proxy:
         log.warning("cannot open a connection to %s (hostgroup %d): %s", server.address, server.hostgroup,
                     error.message)
         self.log_backend_error(server, server.hostgroup, error, during="connect")
+        peers = self.session_registry.peers
+        if peers is not None:  # a worker: the supervisor's count decides the instance's shun
+            peers.connect_error(server.hostgroup, server.host, server.port, error.code)
 
     # -- serving ------------------------------------------------------------
 
@@ -202,29 +221,41 @@ class Proxy:
         self.services.tls_context = tls.server_context(tls.load_or_create(self.config.datadir))
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Listen and serve until cancelled or drained; ``task_status.started(self)`` once listening."""
-        if self.server_version == "auto":
+        """Listen and serve until cancelled or drained; ``task_status.started(self)`` once listening.
+
+        What runs depends on the role: the single process runs everything; a worker serves clients
+        (client port with SO_REUSEPORT, pools, the sweeper of offline servers' connections) and
+        no admin, monitor or cluster; the supervisor runs the admin interface, the monitor and the
+        cluster node, and no client."""
+        role = self.role
+        if self.server_version == "auto" and role.kind != "worker":  # a worker gets it from the supervisor
             self.runtime_config.server_version = await self._discover_server_version()
-        if self.vars.have_ssl:
+        if self.vars.have_ssl and role.serves_clients:
             self.load_tls()  # bad certificate files stop the start here, with a clear TLSSetupError
-        addresses = self.vars.listen_addresses()
-        for host, port in addresses:
-            self._listeners.append(listen(host, port))
-        self.listen_addresses = [s.getsockname()[:2] for s in self._listeners]
-        try:
-            self.admin.bind()  # admin interface and /metrics: an address in use is an OSError here
-        except OSError:
-            for lsock in self._listeners:
-                close_listener(lsock)
-            raise
-        log.info("myrouter listening for MySQL clients on %s (server version %s)",
-                 ", ".join(f"{h}:{p}" for h, p in self.listen_addresses), self.server_version)
+        if role.serves_clients:
+            for host, port in self.client_addresses or self.vars.listen_addresses():
+                self._listeners.append(listen(host, port, reuse_port=role.kind == "worker"))
+            self.listen_addresses = [s.getsockname()[:2] for s in self._listeners]
+        if role.controls:
+            try:
+                self.admin.bind()  # admin interface and /metrics: an address in use is an OSError here
+            except OSError:
+                for lsock in self._listeners:
+                    close_listener(lsock)
+                raise
+        if role.serves_clients:
+            log.info("myrouter listening for MySQL clients on %s (server version %s)",
+                     ", ".join(f"{h}:{p}" for h, p in self.listen_addresses), self.server_version)
         try:
             async with trio.open_nursery() as services:  # admin interface and /metrics, the monitor
-                await services.start(self.admin.serve)
-                await services.start(self.pools.run)
-                await services.start(self.monitor.run)  # monitor (issue 6)
-                if self.cluster is not None:  # takes the cluster's configuration before clients come
+                if role.controls:
+                    await services.start(self.admin.serve)
+                    await services.start(self.monitor.run)  # monitor (issue 6)
+                else:
+                    services.start_soon(self._sweep_offline_servers)  # the admin's sweeper does it otherwise
+                if role.serves_clients:
+                    await services.start(self.pools.run)
+                if self.cluster is not None and role.controls:  # takes the cluster's configuration before clients
                     await services.start(self.cluster.run)
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
@@ -239,11 +270,21 @@ class Proxy:
                             task_status.started(self)
                 services.cancel_scope.cancel()
         finally:
-            self.admin.close()
+            if role.controls:
+                self.admin.close()
             for lsock in self._listeners:
                 close_listener(lsock)
             self.open_backends.close_all()
             self.logs.close()  # structured logs: closed last, after every session has written its Close event
+
+    async def _sweep_offline_servers(self) -> None:
+        """A worker's connections to OFFLINE_SOFT/OFFLINE_HARD/removed servers, released once their
+        sessions allow it (in a single process the admin's sweeper does this)."""
+        while True:
+            await trio.sleep(SWEEP_INTERVAL)
+            soft, hard = self.topology.offline_servers()
+            if soft or hard:
+                release_connections(self, soft, hard)
 
     async def _discover_server_version(self) -> str:
         """Copy the version string of the first reachable backend (its greeting needs no login)."""
@@ -370,18 +411,37 @@ class Proxy:
         if a new query log or audit log file cannot be opened, or the TLS context for servers
         (mysql-ssl_p2s_*) cannot be built.
         """
+        return self.commit_runtime(self.prepare_runtime(config), rules)
+
+    async def apply_everywhere(self, config: Config, rules: RuleSet | None = None) -> list[Server]:
+        """``apply_runtime`` in every process of the instance (the supervisor's override asks its
+        workers first, all or nothing); here, this process is the instance."""
+        return self.apply_runtime(config, rules)
+
+    def prepare_runtime(self, config: Config) -> PreparedRuntime:
+        """What can fail in applying ``config``, done first: new log files, a new TLS context for
+        servers. Raises MySQLError with nothing changed; ``commit_runtime`` or
+        ``discard_prepared`` follows."""
+        rc = self.runtime_config
+        opened = self.logs.prepare(rc.vars, config.mysql_variables)
+        try:
+            backend_tls = rc.prepare_backend_tls(config.mysql_variables)
+        except MySQLError:
+            self.logs.discard(opened)
+            raise
+        return PreparedRuntime(config, opened, backend_tls)
+
+    def discard_prepared(self, prepared: PreparedRuntime) -> None:
+        self.logs.discard(prepared.opened)
+
+    def commit_runtime(self, prepared: PreparedRuntime, rules: RuleSet | None = None) -> list[Server]:
+        """Swap to a prepared configuration; nothing here can fail."""
+        config = prepared.config
         rc = self.runtime_config
         old = rc.config
         old_vars = rc.vars
         new_vars = config.mysql_variables
-        # -- what can fail, first: new log files, a new TLS context for servers ---------------
-        opened = self.logs.prepare(old_vars, new_vars)
-        try:
-            backend_tls = rc.prepare_backend_tls(new_vars)
-        except MySQLError:
-            self.logs.discard(opened)
-            raise
-        # -- from here on nothing can fail: swap ---------------------------------
+        opened, backend_tls = prepared.opened, prepared.backend_tls
         retired: list[Server] = []
         if (config.mysql_servers != old.mysql_servers
                 or config.mysql_replication_hostgroups != old.mysql_replication_hostgroups):
@@ -423,3 +483,37 @@ class Proxy:
     def flush_logs(self) -> list[str]:
         """``PROXYSQL FLUSH LOGS``: rotate the query log and the audit log. OSError if one fails."""
         return self.logs.flush()
+
+    # -- the instance: this process alone (the supervisor overrides these: myrouter/workers) --
+
+    async def gather_stats(self, names: frozenset[str]) -> dict[str, list]:
+        """The instance's rows of those stats tables that other processes hold; none here."""
+        return {}
+
+    async def in_workers(self, action: str) -> int:
+        """Carry out an admin action (``FLUSH QUERY CACHE``, ``FLUSH LOGS``, ``RELOAD TLS``) in the
+        other processes of the instance before this one does; none here (returns 0 entries flushed)."""
+        return 0
+
+    def run_admin_action(self, action: str) -> int:
+        """An admin action (see ``in_workers``) in this process: what a worker does when asked."""
+        if action == "FLUSH QUERY CACHE":
+            n = len(self.query_cache)
+            self.query_cache.clear()
+            return n
+        if action == "FLUSH LOGS":
+            self.flush_logs()
+        elif action == "RELOAD TLS":
+            if self.vars.have_ssl or self.tls_context is not None:
+                self.load_tls()
+        else:
+            raise ValueError(f"unknown admin action {action!r}")
+        return 0
+
+    async def kill_session(self, session_id: int, *, query_only: bool) -> bool:
+        """The admin's ``KILL [QUERY] id``; False when no such session is logged in."""
+        target = self.sessions.get(session_id)
+        if target is None:
+            return False
+        await self.kill_session_work(target, query_only=query_only)
+        return True

@@ -425,11 +425,6 @@ class _Loader:
 
     def _mysql_variables(self, raw: dict[str, Any]) -> MySQLVariables:
         section, variables = self._variables("mysql_variables", raw, MySQLVariables, MYSQL_COMPAT_VARIABLES)
-        if variables.threads != 1:
-            log.warning(
-                "%s:%s: mysql_variables.threads = %d: myrouter runs a single process for now; ignored",
-                self.doc.path, section.line("threads"), variables.threads,
-            )
         for name in ("eventslog_filename", "auditlog_filename"):
             filename = getattr(variables, name)
             if filename and (filename.endswith("/") or Path(filename).is_dir()):

@@ -8,6 +8,7 @@ locator) and the key.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import re
 import textwrap
@@ -368,7 +369,7 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
     assert v.connect_timeout_client == 10000
     assert v.wait_timeout == 28_800_000
     assert v.monitor_username == "monitor" and v.monitor_enabled is True
-    assert v.threads == 1
+    assert v.threads == max(1, min(255, len(os.sched_getaffinity(0))))  # one worker per usable CPU
     a = config.admin_variables
     assert (a.mysql_ifaces, a.admin_credentials, a.stats_credentials) == ("127.0.0.1:6032", "admin:admin", "stats:stats")
     assert (a.restapi_enabled, a.restapi_port) == (True, 6070)
@@ -449,11 +450,14 @@ def test_datadir_is_resolved_against_the_config_file(tmp_path: Path) -> None:
     assert_error(err, path, 1, "datadir", "not a directory")
 
 
-def test_threads_other_than_one_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_threads_is_the_number_of_workers(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="myrouter.config"):
         config = load_config(write(tmp_path, "[mysql_variables]\nthreads = 4\n"))
     assert config.mysql_variables.threads == 4
-    assert any("threads" in r.getMessage() and "single process" in r.getMessage() for r in caplog.records)
+    assert not caplog.records  # honoured (myrouter.workers), not "ignored"
+    for bad in (0, 256):
+        with pytest.raises(ConfigError, match="threads"):
+            load_config(write(tmp_path, f"[mysql_variables]\nthreads = {bad}\n"))
 
 
 def test_user_frontend_and_backend_rows(tmp_path: Path) -> None:

@@ -143,6 +143,7 @@ class Admin:
         self._deny_reason: MySQLError | None = None
         self._busy = trio.Lock()  # one statement at a time owns the database (see execute)
         self.host_errors = HostErrors()  # failed admin logins per client address
+        self.scrape_tables: dict[str, list] | None = None  # the stats rows of the /metrics scrape being served
         # no statement cache: the authorizer runs when a statement is prepared, and a cached copy of an
         # internal statement (DELETE FROM stats.x) would let an operator skip it
         self.db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False, cached_statements=0)
@@ -467,14 +468,32 @@ class Admin:
         if _DISK_RE.search(sql):
             self.layers.refresh_disk()
         fills: list[tuple[str, Any]] = []
+        gathered = await self.app.gather_stats(frozenset(names))  # the workers' rows, merged (if there are workers)
         for name in sorted(names):  # ..._digest before ..._digest_reset
             schema = "main." if name.startswith("runtime_") else "monitor." if name in MONITOR_TABLES else "stats."
-            if name == "stats_mysql_query_digest":
+            if name in gathered:
+                rows: Any = gathered[name]
+            elif name == "stats_mysql_query_digest":
                 rows: Any = functools.partial(S.digest_rows, await self._digest_snapshot())
             else:
                 rows = self.dynamic_rows(name)
             fills.append((schema + name, rows))
         return fills
+
+    async def stats_tables(self, names: frozenset[str]) -> dict[str, list]:
+        """The rows of the stats tables ``names`` for the whole instance (every worker's, merged,
+        when it runs several), made now."""
+        tables = await self.app.gather_stats(names)
+        local = self.local_stats_tables(names - tables.keys())
+        return {**local, **tables}
+
+    def local_stats_tables(self, names: frozenset[str]) -> dict[str, list]:
+        """This process's rows of the stats tables ``names`` (no digest table: see ``dynamic_fills``)."""
+        out = {}
+        for name in names:
+            rows = self.dynamic_rows(name)
+            out[name] = rows() if callable(rows) else rows
+        return out
 
     async def _digest_snapshot(self) -> list:
         """The digest table's rows, copied a slice at a time with the event loop free in between
@@ -615,7 +634,7 @@ class Admin:
         if isinstance(cmd, Use):
             return self.use(sess, cmd.schema)
         if isinstance(cmd, ProxySQLCommand):
-            return self._proxysql(cmd)
+            return await self._proxysql(cmd)
         if isinstance(cmd, Kill):
             return await self._kill(cmd)
         raise MySQLError(ER_UNKNOWN_ERROR, f"unhandled admin command {cmd!r}", "HY000")
@@ -725,10 +744,15 @@ class Admin:
                 self.db.execute("INSERT INTO main.global_variables VALUES (?, ?)", (canon, cmd.value))
         return OkResult(affected_rows=1)
 
-    def _proxysql(self, cmd: ProxySQLCommand) -> Result:
+    async def _proxysql(self, cmd: ProxySQLCommand) -> Result:
         app = self.app
+        if cmd.action in ("FLUSH QUERY CACHE", "FLUSH LOGS", "RELOAD TLS"):
+            # in every worker first (the instance's query caches, log files, client-port TLS)
+            n = await app.in_workers(cmd.action)
+        else:
+            n = 0
         if cmd.action == "FLUSH QUERY CACHE":
-            n = len(app.query_cache)
+            n += len(app.query_cache)
             app.query_cache.clear()
             return OkResult(affected_rows=n)
         if cmd.action == "FLUSH LOGS":
@@ -752,10 +776,8 @@ class Admin:
         return OkResult(affected_rows=self.host_errors.flush())
 
     async def _kill(self, cmd: Kill) -> Result:
-        target = self.app.sessions.get(cmd.session_id)
-        if target is None:
+        if not await self.app.kill_session(cmd.session_id, query_only=cmd.query_only):
             raise MySQLError(ER_NO_SUCH_THREAD, f"Unknown thread id: {cmd.session_id}", "HY000")
-        await self.app.kill_session_work(target, query_only=cmd.query_only)
         return OkResult()
 
     # ------------------------------------------------------------------ serving

@@ -94,7 +94,7 @@ class Layers:
             cluster = self.app.cluster
             if cluster is not None and cluster.shares(cmd.modules):
                 return await cluster.load_to_runtime(cmd, self)  # [cluster]: published through etcd first
-            return self.memory_to_runtime(cmd)
+            return await self.memory_to_runtime(cmd)
         if direction == ("runtime", "memory"):
             return self.runtime_to_memory(cmd)
         if direction == ("disk", "memory"):
@@ -158,17 +158,18 @@ class Layers:
 
     # ------------------------------------------------------------------ memory -> runtime
 
-    def memory_to_runtime(self, cmd: LoadSave) -> str:
+    async def memory_to_runtime(self, cmd: LoadSave) -> str:
         app = self.app
         config, rules = self._validate(cmd, app.config, app.rules, "running")
-        return self.apply_validated(cmd.text, config, rules)
+        return await self.apply_validated(cmd.text, config, rules)
 
-    def apply_validated(self, what: str, config: Config, rules: RuleSet | None) -> str:
-        """Make a validated configuration the running one (a LOAD, or a revision from the cluster)."""
+    async def apply_validated(self, what: str, config: Config, rules: RuleSet | None) -> str:
+        """Make a validated configuration the running one (a LOAD, or a revision from the cluster),
+        in every process of the instance before returning."""
         app = self.app
         old = app.config
         config = runtime_users(config)  # admin-hash_passwords (a LOAD, or a revision from the cluster)
-        retired = app.apply_runtime(config, rules)  # MySQLError before any change if it cannot apply
+        retired = await app.apply_everywhere(config, rules)  # MySQLError before any change if it cannot apply
         admin = self.admin
         admin.apply_variables()
         soft, hard = app.topology.offline_servers(retired)
@@ -317,6 +318,8 @@ def _restart_notes(old: Config, new: Config) -> list[str]:
     notes = []
     if old.mysql_variables.interfaces != new.mysql_variables.interfaces:
         notes.append("mysql-interfaces takes effect when myrouter restarts")
+    if old.mysql_variables.threads != new.mysql_variables.threads:
+        notes.append("mysql-threads takes effect when myrouter restarts")
     a, b = old.admin_variables, new.admin_variables
     if a.mysql_ifaces != b.mysql_ifaces:
         notes.append("admin-mysql_ifaces takes effect when myrouter restarts")

@@ -41,7 +41,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("myrouter.admin")
 
-__all__ = ["ProxyCollector", "registry_for", "serve_metrics_client"]
+__all__ = ["METRIC_TABLES", "ProxyCollector", "registry_for", "serve_metrics_client"]
+
+#: the stats tables a scrape reads
+METRIC_TABLES = frozenset({"stats_mysql_global", "stats_mysql_query_rules", "stats_mysql_connection_pool",
+                           "stats_mysql_users", "stats_mysql_commands_counters"})
 
 MAX_REQUEST = 16 * 1024
 REQUEST_TIMEOUT = 10.0
@@ -59,55 +63,54 @@ class ProxyCollector(Collector):
     def collect(self) -> Iterator[Any]:
         admin = self.admin
         app = admin.app
-        st = app.statistics()
-        c = app.counters
-        qc = app.query_cache
+        # the stats tables' rows: taken for this scrape (serve_metrics_client: every worker's, merged,
+        # when the instance runs several), else this process's now
+        tables = admin.scrape_tables if admin.scrape_tables is not None else admin.local_stats_tables(METRIC_TABLES)
+        status = dict(tables["stats_mysql_global"])
 
-        def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
-            return CounterMetricFamily(f"myrouter_{name}", doc, value=value)
+        def counter(name: str, doc: str, key: str) -> CounterMetricFamily:
+            return CounterMetricFamily(f"myrouter_{name}", doc, value=status[key])
 
-        def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
-            return GaugeMetricFamily(f"myrouter_{name}", doc, value=value)
+        def gauge(name: str, doc: str, key: str) -> GaugeMetricFamily:
+            return GaugeMetricFamily(f"myrouter_{name}", doc, value=status[key])
 
         yield GaugeMetricFamily("myrouter_start_time_seconds", "Start time of the proxy, seconds since the epoch.",
                                 value=admin.started)
-        yield counter("client_connections_created", "Client connections accepted.", st.client_connections_created)
+        yield counter("client_connections_created", "Client connections accepted.", "Client_Connections_created")
         yield counter("client_connections_aborted", "Client connections that failed the handshake.",
-                      st.client_connections_aborted)
-        yield counter("access_denied", "Client logins refused (wrong user or password).", st.access_denied)
-        yield counter("questions", "Client commands received.", st.questions)
-        yield counter("backend_connections_created", "Backend connections opened.", st.backend_connections_created)
-        yield counter("backend_errors", "Backend connections lost during a statement.", st.backend_errors)
-        yield counter("query_timeouts", "Statements killed after their rule's timeout.", c.query_timeouts)
-        yield counter("mirrored_queries", "Statements mirrored to another hostgroup.", c.mirrored)
-        yield counter("mirror_errors", "Mirrored statements that failed.", c.mirror_errors)
+                      "Client_Connections_aborted")
+        yield counter("access_denied", "Client logins refused (wrong user or password).", "Access_Denied_Wrong_Password")
+        yield counter("questions", "Client commands received.", "Questions")
+        yield counter("backend_connections_created", "Backend connections opened.", "Server_Connections_created")
+        yield counter("backend_errors", "Backend connections lost during a statement.", "Server_Connections_aborted")
+        yield counter("query_timeouts", "Statements killed after their rule's timeout.", "Query_Timeouts")
+        yield counter("mirrored_queries", "Statements mirrored to another hostgroup.", "Mirror_Queries")
+        yield counter("mirror_errors", "Mirrored statements that failed.", "Mirror_Errors")
         ro_trx = CounterMetricFamily("myrouter_read_only_transactions", "Read-only transactions by declaration, "
                                      "by where they ran.", labels=["destination"])
-        ro_trx.add_metric(["readers"], c.read_only_trx_readers)
-        ro_trx.add_metric(["writer"], c.read_only_trx_writer)
+        ro_trx.add_metric(["readers"], status["ReadOnly_transactions_readers"])
+        ro_trx.add_metric(["writer"], status["ReadOnly_transactions_writer"])
         yield ro_trx
         yield counter("data_plane_commands", "Client commands served wholly by the data plane (no Trio task).",
-                      c.data_plane_commands)
+                      "Data_plane_commands")
         yield counter("data_plane_handovers", "Client commands the data plane handed to the session's Trio task.",
-                      c.data_plane_handovers)
-        yield counter("slow_queries", "Statements that took mysql-long_query_time or more.",
-                      app.command_counters.slow_queries)
-        yield gauge("client_connections_connected", "Client connections open now.", st.client_connections_connected)
-        yield gauge("client_connections_busy", "Client sessions running a statement now.", st.sessions_busy)
-        yield gauge("backend_connections_connected", "Backend connections open now.", st.backend_connections_connected)
+                      "Data_plane_handovers")
+        yield counter("slow_queries", "Statements that took mysql-long_query_time or more.", "Slow_queries")
+        yield gauge("client_connections_connected", "Client connections open now.", "Client_Connections_connected")
+        yield gauge("client_connections_busy", "Client sessions running a statement now.", "Client_Connections_busy")
+        yield gauge("backend_connections_connected", "Backend connections open now.", "Server_Connections_connected")
 
-        yield counter("query_cache_gets", "Query cache lookups.", qc.hits + qc.misses)
-        yield counter("query_cache_hits", "Query cache lookups that found an entry.", qc.hits)
-        yield counter("query_cache_stores", "Result sets stored in the query cache.", qc.stores)
-        yield counter("query_cache_purged", "Query cache entries evicted for space.", qc.evictions)
-        yield gauge("query_cache_bytes", "Bytes held by the query cache.", qc.bytes)
-        yield gauge("query_cache_entries", "Entries in the query cache.", len(qc))
-        yield gauge("query_digest_entries", "Entries in the query digest statistics.", len(app.digest_stats))
+        yield counter("query_cache_gets", "Query cache lookups.", "Query_Cache_count_GET")
+        yield counter("query_cache_hits", "Query cache lookups that found an entry.", "Query_Cache_count_GET_OK")
+        yield counter("query_cache_stores", "Result sets stored in the query cache.", "Query_Cache_count_SET")
+        yield counter("query_cache_purged", "Query cache entries evicted for space.", "Query_Cache_Purged")
+        yield gauge("query_cache_bytes", "Bytes held by the query cache.", "Query_Cache_Memory_bytes")
+        yield gauge("query_cache_entries", "Entries in the query cache.", "Query_Cache_Entries")
+        yield gauge("query_digest_entries", "Entries in the query digest statistics.", "Query_Digest_Entries")
         yield counter("query_digest_evictions", "Query digest entries evicted past mysql-query_digests_max_digests.",
-                      app.digest_stats.evicted)
+                      "Query_Digest_Evictions")
 
-        status = dict(S.global_status(app, admin.started))
-        yield gauge("active_transactions", "Client sessions with an open transaction.", status["Active_Transactions"])
+        yield gauge("active_transactions", "Client sessions with an open transaction.", "Active_Transactions")
         pinned = GaugeMetricFamily("myrouter_sessions_pinned", "Client sessions bound to their backend connection, "
                                    "by reason.", labels=["reason"])
         pins_total = CounterMetricFamily("myrouter_multiplexing_pins", "Times a backend connection was pinned to its "
@@ -119,19 +122,20 @@ class ProxyCollector(Collector):
                 pins_total.add_metric([name[len("Multiplexing_pins_"):]], value)
         yield pinned
         yield pins_total
-        yield gauge("backend_connections_free", "Backend connections idle in the pools.", st.backend_connections_idle)
+        yield gauge("backend_connections_free", "Backend connections idle in the pools.", "Server_Connections_free")
         yield gauge("pool_sessions_waiting", "Client sessions waiting for a backend connection.",
-                    st.sessions_waiting_for_connection)
+                    "ConnPool_sessions_waiting")
         yield counter("pool_wait_timeouts", "Waits for a backend connection that timed out (ERR 9001).",
-                      app.counters.pool_wait_timeouts)
+                      "ConnPool_wait_timeouts")
         yield counter("pool_connection_resets", "Backend connections with session state of their own reset "
-                      "(COM_RESET_CONNECTION) and given back to the pool instead of closed.", app.counters.backend_resets)
+                      "(COM_RESET_CONNECTION) and given back to the pool instead of closed.",
+                      "ConnPool_connections_reset")
         yield counter("pool_connection_reset_failures", "Backend connection resets that failed (closed instead).",
-                      app.counters.backend_reset_failures)
+                      "ConnPool_connections_reset_failed")
 
         hits = CounterMetricFamily("myrouter_query_rule_hits", "Statements matched by each query rule.",
                                    labels=["rule_id"])
-        for rule_id, n in S.query_rule_rows(app):
+        for rule_id, n in tables["stats_mysql_query_rules"]:
             hits.add_metric([str(rule_id)], n)
         yield hits
 
@@ -157,7 +161,7 @@ class ProxyCollector(Collector):
         status_fam = GaugeMetricFamily("myrouter_server_status", "Status of the server (the series with the current "
                                        "status label is 1).", labels=[*labels, "status"])
         weights = {(s.hostgroup, s.host, s.port): s.weight for s in app.hostgroups.servers()}
-        for r in S.connection_pool(app, app.topology.retired):
+        for r in map(S.PoolRow._make, tables["stats_mysql_connection_pool"]):
             lv = [str(r.hostgroup), f"{r.srv_host}:{r.srv_port}"]
             fams["conn_used"].add_metric(lv, r.ConnUsed)
             fams["conn_free"].add_metric(lv, r.ConnFree)
@@ -176,7 +180,7 @@ class ProxyCollector(Collector):
         users = GaugeMetricFamily("myrouter_user_connections", "Client connections open now, by user.",
                                   labels=["user"])
         limits = GaugeMetricFamily("myrouter_user_max_connections", "Connection limit of the user.", labels=["user"])
-        for name, n, limit in S.user_rows(app):
+        for name, n, limit in tables["stats_mysql_users"]:
             users.add_metric([name], n)
             limits.add_metric([name], limit)
         yield users
@@ -185,15 +189,15 @@ class ProxyCollector(Collector):
         hist = HistogramMetricFamily("myrouter_command_duration_seconds",
                                      "Statement latency by command (ProxySQL's command names).", labels=["command"])
         bounds = [str(b / 1e6) for b in LATENCY_BUCKETS_US] + ["+Inf"]
-        for row in app.command_counters.snapshot():
-            if not row.total_cnt:
+        for command, total_time_us, total_cnt, *buckets in tables["stats_mysql_commands_counters"]:
+            if not total_cnt:
                 continue
             cumulative = []
             total = 0
-            for bound, n in zip(bounds, row.buckets):
+            for bound, n in zip(bounds, buckets):
                 total += n
                 cumulative.append((bound, total))
-            hist.add_metric([row.command], cumulative, sum_value=row.total_time_us / 1e6)
+            hist.add_metric([command], cumulative, sum_value=total_time_us / 1e6)
         yield hist
         if app.cluster is not None:
             yield from _cluster_metrics(app.cluster)
@@ -247,7 +251,11 @@ async def serve_metrics_client(admin: Admin, conn: socket.socket, addr: Any) -> 
         if target not in ("/metrics", "/metrics/"):
             await _respond(stream, 404, b"not found: try /metrics\n")
             return
-        body = generate_latest(admin.metrics_registry)
+        admin.scrape_tables = await admin.stats_tables(METRIC_TABLES)
+        try:
+            body = generate_latest(admin.metrics_registry)  # no await in between: this scrape's tables
+        finally:
+            admin.scrape_tables = None
         await _respond(stream, 200, body, content_type=CONTENT_TYPE_LATEST.encode(), head=method == "HEAD")
     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
         log.debug("metrics client %s: %s", addr, exc)

@@ -144,7 +144,7 @@ class ClusterNode:
             config, rules = self._build(base, running.rules, tables, cmd.text)
             now = time.time()
             try:
-                info = layers.apply_validated(cmd.text, config, rules)
+                info = await layers.apply_validated(cmd.text, config, rules)
             except MySQLError as exc:
                 for m in modules:
                     self.book.refuse(m, revision, exc.message)
@@ -230,7 +230,7 @@ class ClusterNode:
                 else:
                     log.info("%s: catching up: %s", self.where,
                              ", ".join(f"{m} revision {kv.mod_revision}" for m, kv in sorted(newer.items())))
-                self._apply({m: (kv.mod_revision, kv.value) for m, kv in newer.items()})
+                await self._apply({m: (kv.mod_revision, kv.value) for m, kv in newer.items()})
             for m in MODULES:
                 if m not in current and self.book.modules[m].seen:
                     self.book.deleted(m, revision)
@@ -256,7 +256,7 @@ class ClusterNode:
             return 0
         revision = header_revision(answer)
         # what runs here: the seeded rows (users' passwords as hashes), the same as other instances will run
-        self._apply({m: (revision, encode_module(m, t, self.instance)) for m, t in tables.items()}, quiet=True)
+        await self._apply({m: (revision, encode_module(m, t, self.instance)) for m, t in tables.items()}, quiet=True)
         log.info("%s: seeded from this instance's runtime as revision %d: %s", self.where, revision,
                  ", ".join(modules))
         return revision
@@ -275,7 +275,7 @@ class ClusterNode:
                     async with aclosing(watch) as results:
                         async for result in results:
                             async with self._lock:  # never between a LOAD's validation and its apply
-                                revision = self._on_watch_result(result, revision)
+                                revision = await self._on_watch_result(result, revision)
                 # cancelled by the heartbeat: etcd has revisions the watch did not bring (a silent stream)
                 log.info("%s: the watch fell behind etcd; reading the configuration again", self.where)
                 revision = None
@@ -294,7 +294,7 @@ class ClusterNode:
                 await trio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
-    def _on_watch_result(self, result: dict[str, Any], revision: int) -> int:
+    async def _on_watch_result(self, result: dict[str, Any], revision: int) -> int:
         """Apply one watch answer's events (grouped by revision); the newest revision known."""
         self._set_connected(True)
         events = []
@@ -308,7 +308,7 @@ class ClusterNode:
             events.append((kv.mod_revision, module, ev.get("type") == "DELETE", kv.value))
             revision = max(revision, kv.mod_revision)
         for rev, changes in group_events(events):
-            self._apply_changes(rev, changes)
+            await self._apply_changes(rev, changes)
         return max(revision, header_revision(result))
 
     async def _leave(self) -> None:
@@ -360,7 +360,7 @@ class ClusterNode:
 
     # ------------------------------------------------------------------ applying revisions
 
-    def _apply_changes(self, revision: int, changes: dict[str, bytes | None]) -> None:
+    async def _apply_changes(self, revision: int, changes: dict[str, bytes | None]) -> None:
         fresh: dict[str, tuple[int, bytes]] = {}
         for m, value in changes.items():
             if value is None:
@@ -371,9 +371,9 @@ class ClusterNode:
             elif revision > self.book.modules[m].seen:
                 fresh[m] = (revision, value)
         if fresh:
-            self._apply(fresh)
+            await self._apply(fresh)
 
-    def _apply(self, values: dict[str, tuple[int, bytes]], *, quiet: bool = False) -> None:
+    async def _apply(self, values: dict[str, tuple[int, bytes]], *, quiet: bool = False) -> None:
         """Decode, validate and apply module values (module -> (revision, value)) as one change."""
         running = self.running
         name = self.where
@@ -391,7 +391,7 @@ class ClusterNode:
         what = ", ".join(f"{m} revision {values[m][0]} (written by {writers[m]})" for m in decoded)
         try:
             config, rules = build_from_modules(running.config, running.rules, decoded)
-            self.admin.layers.apply_validated(f"{name}: {what}", config, rules)
+            await self.admin.layers.apply_validated(f"{name}: {what}", config, rules)
         except (AdminValidationError, MySQLError) as exc:
             reason = exc.message if isinstance(exc, MySQLError) else str(exc)
             for m in decoded:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import trio
 
 from ..backend import pins as P
-from ..backend.connection import BackendConnection, BackendState
+from ..backend.connection import REQUIRED_CAPABILITIES as _BACKEND_CAPABILITIES, BackendConnection, BackendState
 from ..net.stream import ConnectionLost
 from ..protocol import errors as E
 from ..protocol.constants import SessionTrack, Status
@@ -259,6 +259,21 @@ class BackendsMixin:
             f"Lost connection to backend {be.server} (hostgroup {be.server.hostgroup}) during query: {exc}",
             "08S01",
         )
+
+    def _publish_written_gtid(self, ok: bytes | None) -> None:
+        """The GTID of a write, noted before its OK is forwarded: with worker processes, a read that
+        the client sends after it has the OK, on any worker, waits for it (causal_reads=global).
+        ``_absorb_state`` notes it again afterwards (no change then)."""
+        if ok is None:
+            return
+        try:
+            state = OK.parse(ok, _BACKEND_CAPABILITIES).session_state
+            changes = parse_session_state(state) if state else ()
+        except MalformedPacket:
+            return  # _absorb_state says so
+        for kind, value in changes:
+            if kind == SessionTrack.SYSTEM_VARIABLES and value[0].lower() == "last_gtid" and value[1]:
+                self.services.note_written_gtid(value[1])
 
     def _absorb_state(self, be: BackendConnection, ok: bytes) -> None:
         """Session-state changes a backend reported in an OK packet: the source of truth for variables and schema."""

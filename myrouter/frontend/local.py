@@ -36,6 +36,23 @@ if TYPE_CHECKING:
     from .session import ClientSession
 
 
+def process_rows(sessions) -> list[tuple[proxyids.ProcessRow, str]]:
+    """Logged-in ``sessions`` as (PROCESSLIST row, client host): SHOW PROCESSLIST and KILL USER read
+    them, here and (through the supervisor) from the other workers."""
+    now = time.monotonic()
+    rows = []
+    for s in list(sessions):
+        if s.state is SessionState.HANDSHAKE:
+            continue
+        busy = s.state is SessionState.BUSY and s.command is not None
+        info = s.info[1:].decode("utf-8", "replace") if busy and s.info and s.command == _COM_QUERY else None
+        rows.append((proxyids.ProcessRow(
+            s.id, s.username, s.client_addr, s.schema, _command_name(s),
+            int((now - (s.command_started if busy else s.idle_since)) * 1000), "executing" if busy else "", info),
+            s.client_host))
+    return rows
+
+
 class LocalAnswers:
     """What the proxy answers itself for one session: local functions, KILL, PROCESSLIST."""
 
@@ -75,7 +92,11 @@ class LocalAnswers:
 
     async def kill(self, target_id: int, query_only: bool) -> None:
         session = self.session
-        target = session.services.registry.sessions.get(target_id)
+        registry = session.services.registry
+        target = registry.sessions.get(target_id)
+        if target is None and registry.peers is not None and registry.role.worker_of(target_id) != registry.role.index:
+            await self._kill_elsewhere(target_id, query_only)  # the id says: another worker's session
+            return
         if target is None or target.state is SessionState.HANDSHAKE:
             raise MySQLError(E.ER_NO_SUCH_THREAD, f"Unknown thread id: {target_id}", "HY000")
         if target.username != session.username and not await self._has_privilege(proxyids.MAY_KILL_OTHERS):
@@ -89,6 +110,20 @@ class LocalAnswers:
         await session.services.side.kill_session_work(target, query_only=query_only)
         await session._send_ok()
 
+    async def _kill_elsewhere(self, target_id: int, query_only: bool) -> None:
+        """KILL of another worker's session, with the same rules as of one of ours."""
+        session = self.session
+        peers = session.services.registry.peers
+        assert peers is not None
+        found = await peers.find(target_id)
+        if found is None or found["state"] == SessionState.HANDSHAKE.value:
+            raise MySQLError(E.ER_NO_SUCH_THREAD, f"Unknown thread id: {target_id}", "HY000")
+        if found["username"] != session.username and not await self._has_privilege(proxyids.MAY_KILL_OTHERS):
+            raise MySQLError(E.ER_KILL_DENIED_ERROR, f"You are not owner of thread {target_id}", "HY000")
+        if not await peers.kill(target_id, query_only=query_only):
+            raise MySQLError(E.ER_NO_SUCH_THREAD, f"Unknown thread id: {target_id}", "HY000")
+        await session._send_ok()
+
     async def kill_statement(self, sql: str) -> None:
         """A KILL the fast test at the top of ``_com_query`` did not read (comments, HARD/SOFT, USER...)."""
         session = self.session
@@ -100,15 +135,24 @@ class LocalAnswers:
         targets = [s for s in list(session.services.registry.sessions.values())
                    if s.username == user and s.state is not SessionState.HANDSHAKE
                    and proxyids.host_matches(k.host, s.client_host)]
-        if targets and user != session.username and not await self._has_privilege(proxyids.MAY_KILL_OTHERS):
+        peers = session.services.registry.peers
+        elsewhere = [] if peers is None else [
+            row.id for row, client_host in await peers.sessions()
+            if row.user == user and proxyids.host_matches(k.host, client_host)]
+        if (targets or elsewhere) and user != session.username \
+                and not await self._has_privilege(proxyids.MAY_KILL_OTHERS):
             raise MySQLError(E.ER_KILL_DENIED_ERROR, f"Operation KILL USER failed for {user}@{k.host or '%'}", "HY000")
         for target in targets:
             if target is not session:
                 await session.services.side.kill_session_work(target, query_only=k.query_only)
+        killed = len(targets)
+        for target_id in elsewhere:
+            assert peers is not None
+            killed += await peers.kill(target_id, query_only=k.query_only)
         if session in targets and not k.query_only:
             await session._send_err(MySQLError(E.ER_QUERY_INTERRUPTED, "Query execution was interrupted", "70100"))
             raise CloseSession
-        await session._send_ok(affected=len(targets))
+        await session._send_ok(affected=killed)
 
     async def _has_privilege(self, any_of: frozenset[str]) -> bool:
         """Whether the user has one of ``any_of`` globally on the backend: SHOW GRANTS on a connection of
@@ -152,21 +196,17 @@ class LocalAnswers:
         return [r[0] or "" for r in rows if r]
 
     async def _visible_processes(self) -> list[proxyids.ProcessRow]:
-        """The proxy's sessions this one may see, as PROCESSLIST rows: its user's, or all with PROCESS."""
+        """The instance's sessions this one may see, as PROCESSLIST rows: its user's, or all with
+        PROCESS (every worker's, when the instance runs several)."""
         session = self.session
-        sessions = [s for s in list(session.services.registry.sessions.values())
-                    if s.state is not SessionState.HANDSHAKE]
-        if any(s.username != session.username for s in sessions) \
+        registry = session.services.registry
+        rows = [row for row, _ in process_rows(registry.sessions.values())]
+        if registry.peers is not None:
+            rows += [row for row, _ in await registry.peers.sessions()]
+            rows.sort(key=lambda r: r.id)
+        if any(r.user != session.username for r in rows) \
                 and not await self._has_privilege(proxyids.MAY_SEE_OTHERS):
-            sessions = [s for s in sessions if s.username == session.username]
-        now = time.monotonic()
-        rows = []
-        for s in sessions:
-            busy = s.state is SessionState.BUSY and s.command is not None
-            info = s.info[1:].decode("utf-8", "replace") if busy and s.info and s.command == _COM_QUERY else None
-            rows.append(proxyids.ProcessRow(
-                s.id, s.username, s.client_addr, s.schema, _command_name(s),
-                int((now - (s.command_started if busy else s.idle_since)) * 1000), "executing" if busy else "", info))
+            rows = [r for r in rows if r.user == session.username]
         return rows
 
     async def send_processlist(self, full: bool) -> None:

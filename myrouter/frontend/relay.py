@@ -242,6 +242,8 @@ class RelayMixin:
         the GTIDs with mysql-client_session_track_gtid=false)."""
         chunk = data if n == len(data) else data[:n]
         if tracker.done and tracker.status & _STATE_CHANGED:
+            if self.services.registry.peers is not None:
+                self._publish_written_gtid(tracker.last_ok)  # before the client has the OK (workers)
             if not self.capabilities & _SESSION_TRACK:
                 return _strip_session_state(chunk, tracker.last_ok)
             if not self.services.vars.client_session_track_gtid:

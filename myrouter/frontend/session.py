@@ -234,15 +234,16 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
             rt.counters.access_denied += 1
             await self._try_send_err(error, seq)
             return False
-        if rt.registry.logged_in_sessions >= v.max_connections:  # others logged in meanwhile
+        user = rt.runtime_config.user(resp.username)
+        assert user is not None and auth.secret is not None
+        refusal = await rt.registry.admit(resp.username, user.max_connections, v.max_connections)
+        if refusal == "max_connections":  # others logged in meanwhile (in any worker)
             rt.log_throttle.log(log, logging.WARNING, "connections refused: max_connections reached",
                                  "session %d from %s refused after authentication: max_connections=%d reached",
                                  self.id, self.client_addr, v.max_connections)
             await self._try_send_err(E.too_many_connections(), seq)
             return False
-        user = rt.runtime_config.user(resp.username)
-        assert user is not None and auth.secret is not None
-        if rt.registry.user_sessions.get(resp.username, 0) >= user.max_connections:
+        if refusal is not None:
             log.warning("session %d: user %r has reached its max_connections=%d", self.id, resp.username,
                         user.max_connections)
             await self._try_send_err(MySQLError(
@@ -250,9 +251,7 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
                 f"User '{resp.username}' has exceeded the 'max_connections' resource (current value: "
                 f"{user.max_connections})", "42000"), seq)
             return False
-        rt.registry.user_sessions[resp.username] = rt.registry.user_sessions.get(resp.username, 0) + 1
         self.counted_user = True
-        rt.registry.logged_in_sessions += 1
         self.username = resp.username
         self.secret = auth.secret
         self._apply_user(user)
@@ -621,9 +620,10 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
         self._drop_all_backends(quit=True)
         self._reset_session_state()
         if self.counted_user:
-            rt.registry.user_sessions[self.username] -= 1
-        rt.registry.user_sessions[req.username] = rt.registry.user_sessions.get(req.username, 0) + 1
-        self.counted_user = True
+            rt.registry.change_user(self.username, req.username)
+        else:
+            rt.registry.count_login(req.username)
+            self.counted_user = True
         self.username = req.username
         self.secret = auth.secret
         self.local.privileges = None

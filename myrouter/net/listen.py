@@ -14,14 +14,21 @@ from ..stats.logsafe import LogThrottle
 log = logging.getLogger(__name__)
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A non-blocking listening TCP socket on host:port (IPv6 when ``host`` has a colon)."""
+def listen(host: str, port: int, *, reuse_port: bool = False, backlog: int | None = 4096) -> socket.socket:
+    """A non-blocking listening TCP socket on host:port (IPv6 when ``host`` has a colon).
+
+    ``reuse_port``: SO_REUSEPORT, so that every worker of the instance listens on the same port and
+    the kernel spreads new connections over them. ``backlog=None``: bound, not listening (the
+    supervisor holds the port so, learning the number of port 0, without taking connections)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
-        sock.listen(4096)
+        if backlog is not None:
+            sock.listen(backlog)
     except OSError:
         sock.close()
         raise

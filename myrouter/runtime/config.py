@@ -24,7 +24,9 @@ _P2S = ("ssl_p2s_ca", "ssl_p2s_capath", "ssl_p2s_crl", "ssl_p2s_crlpath", "ssl_p
 
 
 class RuntimeConfig:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, rules: RuleSet | None = None) -> None:
+        """``rules``: the running query rules when they are not the files' (a worker gets the
+        supervisor's); by default, the rules of ``config`` and its rules_dir."""
         self.config = config
         self.vars = config.mysql_variables
         try:
@@ -36,7 +38,7 @@ class RuntimeConfig:
         self._users: dict[str, UserConfig] = {}
         self._credentials: dict[str, Credential] = {}
         self._load_users(config)
-        self.rules = load_rules_for(config)
+        self.rules = rules if rules is not None else load_rules_for(config)
         self.digester = Digester.from_vars(self.vars)  # mysql-query_digests_* limits
 
     # -- lookups -------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from ..backend.gtid import parse_gtids
 from ..config import Config
@@ -24,6 +25,14 @@ log = logging.getLogger("myrouter")
 
 SOFT_STATUSES = ("OFFLINE_SOFT", "SHUNNED")
 HARD_STATUSES = (OFFLINE_HARD,)
+
+class SharedGtids(Protocol):
+    """The newest GTIDs written through every worker of the instance."""
+
+    def note(self, gtid: str) -> None: ...
+
+    def global_gtid(self) -> str: ...
+
 
 StatusListener = Callable[[Server, str], None]  # (server, old status); server.status is the new one
 
@@ -36,6 +45,8 @@ class Topology:
         # causal reads: the newest GTID written through the proxy per replication domain, and per
         # replica what it is known to have applied (or until when it is known to lag)
         self.written_gtids: dict[int, tuple[int, int]] = {}  # domain -> (server_id, seq)
+        # a worker of several: every worker's writes, in shared memory (myrouter.workers.gtidboard)
+        self.shared_gtids: SharedGtids | None = None
         self.gtid_applied: dict[Server, dict[int, int]] = {}
         self.gtid_lagging: dict[Server, float] = {}
 
@@ -95,6 +106,9 @@ class Topology:
 
     def note_written_gtid(self, gtid: str) -> None:
         """A session's write committed with ``gtid`` (MariaDB ``domain-server-seq``)."""
+        if self.shared_gtids is not None:
+            self.shared_gtids.note(gtid)
+            return
         for domain, (server_id, seq) in parse_gtids(gtid).items():
             old = self.written_gtids.get(domain)
             if old is None or seq > old[1]:
@@ -102,4 +116,6 @@ class Topology:
 
     def global_gtid(self) -> str:
         """Every domain's newest GTID written through the proxy, as MASTER_GTID_WAIT takes it."""
+        if self.shared_gtids is not None:
+            return self.shared_gtids.global_gtid()
         return ",".join(f"{d}-{s}-{n}" for d, (s, n) in sorted(self.written_gtids.items()))

@@ -8,6 +8,7 @@ are listed (name -> ProxySQL's default) in ``MYSQL_COMPAT_VARIABLES`` / ``ADMIN_
 """
 
 import dataclasses
+import os
 import re
 from typing import Any
 
@@ -22,6 +23,8 @@ __all__ = ["MySQLVariables", "AdminVariables", "MYSQL_COMPAT_VARIABLES", "ADMIN_
 AUTH_PLUGINS = ("mysql_native_password", "caching_sha2_password")
 
 _DAY_MS = 24 * 3600 * 1000
+#: mysql-threads by default: one worker per CPU this process may run on
+DEFAULT_THREADS = max(1, min(255, len(os.sched_getaffinity(0))))
 _VERSION_RE = re.compile(r"[0-9]+\.[0-9]+[\x21-\x7e]*")
 
 
@@ -208,9 +211,10 @@ class MySQLVariables:
     # sessions to finish (in-flight statements, open transactions) before
     # closing them. ProxySQL has no equivalent.
     shutdown_timeout: Int(0, 3600 * 1000) = 30000
-    # Accepted for compatibility: myrouter runs one process for now (a value
-    # other than 1 is logged). DIFFERS: ProxySQL's default is 4.
-    threads: Int(1, 255) = 1
+    # Worker processes serving clients (myrouter.workers): N > 1 runs a supervisor (admin, monitor,
+    # configuration) and N workers sharing the client port; 1 runs one process. Default: the CPUs
+    # this process may run on. Takes effect at start. DIFFERS: ProxySQL's are threads, default 4.
+    threads: Int(1, 255) = DEFAULT_THREADS
     default_schema: Str = "information_schema"
     # Only the default is accepted (see _unsupported_values): SELECT @@x never pins here.
     keep_multiplexing_variables: Str = "tx_isolation,transaction_isolation,version"

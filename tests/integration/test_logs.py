@@ -400,7 +400,7 @@ def _serve(cluster, tmp_path: Path, *args: str, top: str = ""):
     cfg = tmp_path / "myrouter.toml"
     (tmp_path / "no-rules").mkdir(exist_ok=True)
     cfg.write_text(top + render_config(cluster, port=port, rules_dir=tmp_path / "no-rules",
-                                       variables={"threads": 2}))  # threads=2: a warning while loading
+                                       variables={"add_ldap_user_comment": "x"}))  # a warning while loading
     proc = subprocess.Popen([*MYROUTER, "serve", "--config", str(cfg), *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20
@@ -438,7 +438,7 @@ def test_process_log_as_json_lines(cluster, tmp_path, how):
         assert {"ts", "level", "logger", "message"} <= r.keys()
         assert r["ts"].endswith("Z") and r["level"] in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
     messages = [r["message"] for r in records]
-    assert any("threads = 2" in m for m in messages)  # logged while loading the config: JSON too
+    assert any("add_ldap_user_comment" in m for m in messages)  # logged while loading the config: JSON too
     assert any("listening for MySQL clients" in m for m in messages)
     assert any("access denied for user 'app'" in m for m in messages)
     assert any("drain finished" in m for m in messages)

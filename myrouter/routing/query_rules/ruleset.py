@@ -88,6 +88,10 @@ class RuleSet:
         # on nothing else, so its decision is reused and only the hit counters are bumped
         self._plans: dict[tuple[int, int], tuple[RouteDecision, tuple[int, ...]]] = {}
 
+    def __reduce__(self) -> tuple:
+        """Pickled as its rules (a worker process compiles them again; hit counters start at 0)."""
+        return (_rebuilt, (self._rules, self.iterations, self._mask_capacity))
+
     # -- inspection --------------------------------------------------------
 
     @property
@@ -255,6 +259,10 @@ _MAX_PLANS = 4096
 
 
 _NO_DECISIONS: dict[int, RouteDecision] = {}
+
+
+def _rebuilt(rules: tuple[QueryRule, ...], iterations: int, digest_cache_size: int) -> RuleSet:
+    return RuleSet(rules, iterations=iterations, digest_cache_size=digest_cache_size)
 
 
 def _no_decision(flag: int) -> RouteDecision:

@@ -1,0 +1,385 @@
+"""``threads = 2``: one supervisor and two worker processes, seen by clients and operators as one proxy.
+
+Real MariaDB, real clients, the real ``myrouter serve`` process tree. Which worker holds a session is
+in its id (``worker + 1 + k * threads``: the handshake's connection id, ``thread_id()``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pymysql
+import pytest
+
+from conftest import render_config, wait_for
+from myrouter_testbed.mariadb import free_ports
+
+MYROUTER = [sys.executable, "-m", "myrouter"]
+THREADS = 2
+
+
+class Instance:
+    """``myrouter serve`` with worker processes, its client, admin and /metrics ports."""
+
+    def __init__(self, cluster, tmp_path: Path, *, threads: int = THREADS, name: str = "myrouter", **kw) -> None:
+        self.port, self.admin_port, self.metrics_port = free_ports(3)
+        variables = {"threads": threads, **kw.pop("variables", {})}
+        if "rules_dir" not in kw:  # no query rules: everything to the user's default hostgroup
+            kw["rules_dir"] = tmp_path / "no-rules"
+            kw["rules_dir"].mkdir(exist_ok=True)
+        text = render_config(cluster, port=self.port, variables=variables, **kw)
+        text = text.replace('mysql_ifaces = "127.0.0.1:0"', f'mysql_ifaces = "127.0.0.1:{self.admin_port}"')
+        text = text.replace("restapi_port = 0", f"restapi_port = {self.metrics_port}\nrestapi_enabled = true")
+        self.config_path = tmp_path / f"{name}.toml"
+        self.config_path.write_text(text)
+        self.log_path = tmp_path / f"{name}.log"
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([*MYROUTER, "serve", "--config", str(self.config_path)],
+                                     stdout=subprocess.DEVNULL, stderr=self._log)
+        wait_for("the admin port", self._admin_up, timeout=60)
+        if threads > 1:
+            wait_for(f"{threads} workers", lambda: f"with {threads} workers" in self.log(), timeout=60)
+
+    def _admin_up(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"myrouter exited early: {self.log()}")
+        try:
+            self.admin("SELECT 1")
+            return True
+        except pymysql.err.OperationalError:
+            return False
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def worker_pids(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    def connect(self, user: str = "app", password: str = "app", **kw) -> pymysql.Connection:
+        kw.setdefault("autocommit", True)
+        return pymysql.connect(host="127.0.0.1", port=self.port, user=user, password=password, database="test", **kw)
+
+    def connect_to_worker(self, worker: int, keep: list) -> pymysql.Connection:
+        """A connection that landed on ``worker`` (the kernel spreads them; others are kept open in
+        ``keep`` so that it does not hand the same ports to the same worker again)."""
+        for _ in range(200):
+            conn = self.connect()
+            if (conn.thread_id() - 1) % THREADS == worker:
+                return conn
+            keep.append(conn)
+        raise AssertionError(f"no connection landed on worker {worker}")
+
+    def admin(self, *statements: str) -> list:
+        conn = pymysql.connect(host="127.0.0.1", port=self.admin_port, user="admin", password="admin")
+        try:
+            with conn.cursor() as cur:
+                rows = []
+                for st in statements:
+                    cur.execute(st)
+                    rows = list(cur.fetchall())
+                return rows
+        finally:
+            conn.close()
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._log.close()
+
+    def kill(self) -> None:
+        pids = self.worker_pids()
+        if self.proc.poll() is None:
+            self.proc.kill()  # our own child, by its Popen handle
+            self.proc.wait()
+        for pid in pids:  # its workers, which die with it (PR_SET_PDEATHSIG): only if one did not
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture
+def instance(cluster, tmp_path):
+    started: list[Instance] = []
+
+    def start(**kw) -> Instance:
+        inst = Instance(cluster, tmp_path, name=f"myrouter-{len(started)}", **kw)
+        started.append(inst)
+        return inst
+
+    yield start
+    for inst in started:
+        inst.kill()
+
+
+def both_workers(inst: Instance) -> tuple[pymysql.Connection, pymysql.Connection, list]:
+    keep: list = []
+    a = inst.connect_to_worker(0, keep)
+    b = inst.connect_to_worker(1, keep)
+    return a, b, keep
+
+
+def query(conn, sql: str):
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        return cur.fetchall()
+
+
+def global_stat(inst: Instance, name: str) -> int:
+    return int(inst.admin(f"SELECT Variable_Value FROM stats_mysql_global WHERE Variable_Name = '{name}'")[0][0])
+
+
+def test_sessions_land_on_both_workers_with_unique_ids(instance):
+    inst = instance()
+    conns = [inst.connect() for _ in range(40)]
+    ids = [c.thread_id() for c in conns]
+    assert len(set(ids)) == len(ids)
+    assert {(i - 1) % THREADS for i in ids} == {0, 1}  # the kernel spread them over both workers
+    for c in conns:
+        assert query(c, "SELECT 1") == ((1,),)
+    rows = inst.admin("SELECT ThreadID, SessionID FROM stats_mysql_processlist")
+    assert sorted(r[1] for r in rows) == sorted(ids)
+    assert all(r[0] == (r[1] - 1) % THREADS for r in rows)  # ThreadID: the worker holding it
+    assert global_stat(inst, "Client_Connections_connected") == 40
+    for c in conns:
+        c.close()
+    wait_for("sessions to end", lambda: global_stat(inst, "Client_Connections_connected") == 0)
+    assert inst.stop() == 0
+
+
+WHICH_SERVER = "SELECT variable_value FROM information_schema.global_variables WHERE variable_name = 'PORT'"
+
+
+def test_a_rule_loaded_through_admin_reaches_both_workers_within_the_statement(instance, cluster):
+    inst = instance()
+    a, b, keep = both_workers(inst)
+    primary = str(cluster.primary.port)
+    for conn in (a, b):  # no rules: the writer, on both workers (and the digest is remembered there)
+        assert {query(conn, WHICH_SERVER)[0][0] for _ in range(3)} == {primary}
+    inst.admin("INSERT INTO mysql_query_rules (rule_id, active, match_pattern, destination_hostgroup, apply) "
+               "VALUES (5, 1, '^SELECT variable_value FROM information_schema', 1, 1)",
+               "LOAD MYSQL QUERY RULES TO RUNTIME")
+    # right after LOAD returned: both workers route with the new rule (hostgroup 1: the replicas)
+    replicas = {str(r.port) for r in cluster.replicas}
+    for conn in (a, b):
+        assert {query(conn, WHICH_SERVER)[0][0] for _ in range(4)} <= replicas
+    assert inst.admin("SELECT rule_id, hits FROM stats_mysql_query_rules") == [(5, 8)]
+    for c in (a, b, *keep):
+        c.close()
+
+
+def test_kill_reaches_a_session_on_the_other_worker(instance):
+    inst = instance()
+    a, b, keep = both_workers(inst)
+    assert (a.thread_id() - 1) % THREADS == 0 and (b.thread_id() - 1) % THREADS == 1
+    done = {}
+
+    def sleeper():
+        started = time.monotonic()
+        try:
+            done["result"] = query(b, "SELECT SLEEP(20)")[0][0]  # MariaDB: 1 when interrupted
+        except pymysql.err.OperationalError as exc:
+            done["result"] = exc.args[0]  # or 1317, query execution was interrupted
+        done["took"] = time.monotonic() - started
+
+    t = threading.Thread(target=sleeper)
+    t.start()
+    wait_for("the sleep to run", lambda: any(r[0] == "Query" for r in inst.admin(
+        f"SELECT command FROM stats_mysql_processlist WHERE SessionID = {b.thread_id()}")))
+    query(a, f"KILL QUERY {b.thread_id()}")  # from worker 0 to worker 1
+    t.join(15)
+    assert done["result"] in (1, 1317) and done["took"] < 10
+    assert query(b, "SELECT 1") == ((1,),)  # KILL QUERY: the session stays
+    query(a, f"KILL {b.thread_id()}")  # KILL <id>: the connection
+    with pytest.raises(pymysql.err.OperationalError):
+        query(b, "SELECT 1")
+    c = inst.connect_to_worker(1, keep)
+    a.kill(c.thread_id())  # COM_PROCESS_KILL
+    with pytest.raises(pymysql.err.OperationalError):
+        query(c, "SELECT 1")
+    with pytest.raises(pymysql.err.OperationalError) as err:
+        query(a, "KILL 999999")  # no such session on any worker
+    assert err.value.args[0] == 1094
+    for conn in (a, *keep):
+        conn.close()
+
+
+def test_show_processlist_and_admin_kill_see_every_worker(instance):
+    inst = instance()
+    a, b, keep = both_workers(inst)
+    ids = {r[0] for r in query(a, "SHOW PROCESSLIST")}
+    assert {a.thread_id(), b.thread_id()} <= ids
+    inst.admin(f"KILL CONNECTION {b.thread_id()}")
+    with pytest.raises(pymysql.err.OperationalError):
+        query(b, "SELECT 1")
+    assert query(a, "SELECT 1") == ((1,),)
+    for conn in (a, *keep):
+        conn.close()
+
+
+def test_pool_digest_and_command_stats_add_up_over_workers(instance):
+    inst = instance()
+    a, b, keep = both_workers(inst)
+    before = global_stat(inst, "Questions")
+    for _ in range(7):
+        query(a, "SELECT 'workers-digest'")
+    for _ in range(5):
+        query(b, "SELECT 'workers-digest'")
+    rows = inst.admin("SELECT count_star FROM stats_mysql_query_digest WHERE digest_text = 'SELECT ?'")
+    assert sum(int(r[0]) for r in rows) >= 12
+    assert global_stat(inst, "Questions") - before >= 12
+    pool = inst.admin("SELECT hostgroup, srv_port, status, ConnUsed, ConnFree, Queries FROM "
+                      "stats_mysql_connection_pool WHERE hostgroup = 0")
+    assert len(pool) == 1 and pool[0][2] == "ONLINE"
+    assert int(pool[0][5]) >= 12 and int(pool[0][3]) + int(pool[0][4]) >= 2  # both workers' connections
+    select = inst.admin("SELECT Total_cnt FROM stats_mysql_commands_counters WHERE Command = 'SELECT'")
+    assert int(select[0][0]) >= 12
+    body = urllib.request.urlopen(f"http://127.0.0.1:{inst.metrics_port}/metrics").read()
+    assert b"myrouter_client_connections_connected" in body
+    for line in body.decode().splitlines():
+        if line.startswith("myrouter_client_connections_connected "):
+            assert float(line.split()[1]) == 2 + len(keep)
+    for conn in (a, b, *keep):
+        conn.close()
+
+
+def test_max_connections_hold_for_the_instance(instance, cluster):
+    servers = [{"hostgroup_id": 0, "hostname": "127.0.0.1", "port": cluster.primary.port, "max_connections": 4}]
+    users = [{"username": "app", "password": "app", "default_hostgroup": 0, "default_schema": "test",
+              "max_connections": 30}]
+    inst = instance(servers=servers, users=users, variables={"connect_timeout_server_max": 20000})
+    conns: list = []
+    refused = 0
+    for _ in range(35):
+        try:
+            conns.append(inst.connect())
+        except pymysql.err.OperationalError as exc:
+            assert exc.args[0] == 1226  # the user's max_connections, counted over both workers
+            refused += 1
+    assert len(conns) == 30 and refused == 5
+    assert {(c.thread_id() - 1) % THREADS for c in conns} == {0, 1}
+    errors: list = []
+
+    def run(conn):
+        try:
+            for _ in range(3):
+                query(conn, "SELECT SLEEP(0.05)")
+        except pymysql.err.MySQLError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in conns]
+    for t in threads:
+        t.start()
+    peak = 0
+    while any(t.is_alive() for t in threads):
+        rows = cluster.primary.query("SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE USER = 'app'")
+        peak = max(peak, int(rows[0]["n"]))
+        time.sleep(0.02)
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert 2 <= peak <= 4  # the server's max_connections = 4 holds for both workers together
+    for c in conns:
+        c.close()
+
+
+def test_a_killed_worker_is_restarted_and_the_other_workers_clients_do_not_notice(instance):
+    inst = instance()
+    a, b, keep = both_workers(inst)
+    victim = [p for p in inst.worker_pids()]
+    assert len(victim) == 2
+    # which pid is worker 1: the one whose sessions the log names... ask /proc: the command line
+    by_index = {}
+    for pid in victim:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        by_index[int(cmd[cmd.index(b"--index") + 1])] = pid
+    os.kill(by_index[1], signal.SIGKILL)
+    for _ in range(50):
+        assert query(a, "SELECT 1") == ((1,),)  # worker 0's client goes on
+    with pytest.raises(pymysql.err.OperationalError):
+        query(b, "SELECT 1")
+    wait_for("worker 1 to be restarted", lambda: len(inst.worker_pids()) == 2 and by_index[1] not in
+             inst.worker_pids(), timeout=20)
+    assert "worker 1" in inst.log() and "killed by SIGKILL" in inst.log()
+    fresh = inst.connect_to_worker(1, keep)
+    assert query(fresh, "SELECT 1") == ((1,),)
+    assert global_stat(inst, "Worker_restarts") == 1
+    for conn in (a, fresh, *keep):
+        conn.close()
+    assert inst.stop() == 0
+
+
+def test_sigterm_drains_both_workers_and_exits_0(instance):
+    inst = instance(variables={"shutdown_timeout": 8000})
+    a, b, keep = both_workers(inst)
+    results = {}
+
+    def run(name, conn):
+        results[name] = query(conn, "SELECT SLEEP(1), 'drained'")
+
+    threads = [threading.Thread(target=run, args=(n, c)) for n, c in (("a", a), ("b", b))]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    pids = inst.worker_pids()
+    inst.proc.send_signal(signal.SIGTERM)
+    for t in threads:
+        t.join(15)
+    assert results == {"a": ((0, "drained"),), "b": ((0, "drained"),)}  # both statements finished
+    assert inst.proc.wait(20) == 0
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or b"Z" in Path(f"/proc/{pid}/stat").read_bytes()[:64]
+
+
+def test_workers_die_with_their_supervisor(instance):
+    inst = instance()
+    pids = inst.worker_pids()
+    inst.proc.kill()  # SIGKILL: no drain, no goodbye
+    inst.proc.wait()
+
+    def gone() -> bool:
+        return all(not Path(f"/proc/{p}").exists() for p in pids)
+
+    wait_for("the workers to end", gone, timeout=15)
+
+
+def test_causal_reads_global_see_the_writes_of_the_other_worker(instance, cluster):
+    """Reads on worker 1 wait for a write committed through worker 0 the moment its client has the OK
+    (the write's GTID is in shared memory before the OK is forwarded); the replica does not apply."""
+    replica = cluster.replicas[0]
+    with cluster.primary.connect("app", "app", database="test") as c, c.cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS workers_causal (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
+    cluster.wait_replication()
+    servers = [{"hostgroup_id": 0, "hostname": "127.0.0.1", "port": cluster.primary.port},
+               {"hostgroup_id": 1, "hostname": "127.0.0.1", "port": replica.port}]
+    users = [{"username": "app", "password": "app", "default_hostgroup": 0, "default_schema": "test",
+              "causal_reads": "global"}]
+    inst = instance(servers=servers, users=users, rules_dir=Path(__file__).resolve().parents[2] / "rules",
+                    variables={"causal_reads_timeout_ms": 20})
+    writer, reader, keep = both_workers(inst)
+    replica.query("STOP SLAVE SQL_THREAD")
+    try:
+        for i in range(20):
+            with writer.cursor() as cur:
+                cur.execute("INSERT INTO workers_causal (v) VALUES (%s)", (i,))
+                rid = cur.lastrowid
+            with reader.cursor() as cur:
+                cur.execute("SELECT v FROM workers_causal WHERE id = %s", (rid,))
+                assert cur.fetchone() == (i,)  # from the writer: the stalled replica has not applied it
+    finally:
+        replica.query("START SLAVE SQL_THREAD")
+        cluster.wait_replication()
+    for conn in (writer, reader, *keep):
+        conn.close()
