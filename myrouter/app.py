@@ -87,7 +87,7 @@ class Proxy:
         self.topology = Topology(config)  # hostgroups, server statuses, replication (GTIDs), retired servers
         self.session_registry = reg = SessionRegistry(role)  # ids, live sessions, per-user counts
         self.stats = Stats(rc.vars)  # counters, digest and command stats, pin counters
-        self.logs = Logs(rc.vars)  # query log, audit log, process-log throttle
+        self.logs = Logs(rc.vars, rotates=role.kind != "worker")  # query log, audit log, process-log throttle
         self.open_backends = OpenBackends(on_opened=self._count_backend_created)
         self.charsets = Charsets()  # the servers' character sets, learned from the first connection
         self.pools = Pools(PoolSettings.from_vars(rc.vars), self.topology, self.open_backends, self.charsets,
@@ -492,17 +492,18 @@ class Proxy:
 
     async def in_workers(self, action: str) -> int:
         """Carry out an admin action (``FLUSH QUERY CACHE``, ``FLUSH LOGS``, ``RELOAD TLS``) in the
-        other processes of the instance before this one does; none here (returns 0 entries flushed)."""
+        other processes of the instance, after this one did; none here (returns 0 entries flushed)."""
         return 0
 
     def run_admin_action(self, action: str) -> int:
-        """An admin action (see ``in_workers``) in this process: what a worker does when asked."""
+        """An admin action (see ``in_workers``) in this process: what a worker does when asked
+        (``FLUSH LOGS`` arrives as ``REOPEN LOGS``: the supervisor has rotated the shared files)."""
         if action == "FLUSH QUERY CACHE":
             n = len(self.query_cache)
             self.query_cache.clear()
             return n
-        if action == "FLUSH LOGS":
-            self.flush_logs()
+        if action == "REOPEN LOGS":  # the supervisor rotated them (FLUSH LOGS, or past their size)
+            self.logs.reopen()
         elif action == "RELOAD TLS":
             if self.vars.have_ssl or self.tls_context is not None:
                 self.load_tls()

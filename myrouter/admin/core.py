@@ -746,14 +746,10 @@ class Admin:
 
     async def _proxysql(self, cmd: ProxySQLCommand) -> Result:
         app = self.app
-        if cmd.action in ("FLUSH QUERY CACHE", "FLUSH LOGS", "RELOAD TLS"):
-            # in every worker first (the instance's query caches, log files, client-port TLS)
-            n = await app.in_workers(cmd.action)
-        else:
-            n = 0
         if cmd.action == "FLUSH QUERY CACHE":
-            n += len(app.query_cache)
+            n = len(app.query_cache)
             app.query_cache.clear()
+            n += await app.in_workers(cmd.action)  # the other processes' caches (worker processes)
             return OkResult(affected_rows=n)
         if cmd.action == "FLUSH LOGS":
             # ProxySQL: a new query log and audit log file (here: the current ones get the
@@ -763,6 +759,7 @@ class Admin:
             except OSError as exc:
                 raise MySQLError(ER_UNKNOWN_ERROR, f"PROXYSQL FLUSH LOGS: cannot rotate "
                                  f"{exc.filename or 'a log file'}: {exc.strerror or exc}", "HY000") from exc
+            await app.in_workers(cmd.action)  # they write to the new files from now on
             return OkResult()
         if cmd.action == "RELOAD TLS":
             # the certificate files in datadir, read again (missing ones generated): new client
@@ -771,6 +768,7 @@ class Admin:
                 app.load_tls()
             except TLSSetupError as exc:
                 raise MySQLError(ER_UNKNOWN_ERROR, f"PROXYSQL RELOAD TLS: {exc}", "HY000") from exc
+            await app.in_workers(cmd.action)
             return OkResult()
         # FLUSH MYSQL CLIENT HOSTS: the admin port's failed logins per address (hostblock.py)
         return OkResult(affected_rows=self.host_errors.flush())

@@ -156,6 +156,23 @@ class JsonLinesWriter:
             log.info("%s %s reopened", self.what, self.filename, extra={"log_file": self.filename})
         return rotated
 
+    def reopen(self) -> None:
+        """Write to the file under its configured name again (another process rotated it away):
+        OSError keeps the old descriptor."""
+        if self._fd < 0:
+            return
+        fd = self._open()
+        os.close(self._fd)
+        self._fd = fd
+        self.size = os.fstat(fd).st_size
+
+    def file_size(self) -> int:
+        """The size of the file under its configured name now, whoever wrote it (0 if it is gone)."""
+        try:
+            return os.stat(self.filename).st_size
+        except FileNotFoundError:
+            return 0
+
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)

@@ -56,6 +56,7 @@ START_TIMEOUT = 60.0  # a worker's start: its config, binding the client port
 SERVER_PUSH_INTERVAL = 1.0  # the servers' state goes to the workers at least this often
 RESTART_DELAY = 0.5  # first wait before restarting a dead worker; doubles up to RESTART_DELAY_MAX
 RESTART_DELAY_MAX = 10.0
+LOG_SIZE_CHECK_INTERVAL = 1.0  # how often the supervisor looks at the shared log files' size
 STABLE_AFTER = 60.0  # a worker that ran this long restarts at once again
 
 
@@ -115,6 +116,7 @@ class Supervisor(Proxy):
                     for index in range(self.threads):
                         starting.start_soon(nursery.start, self._keep_worker, index)
                 nursery.start_soon(self._push_servers)
+                nursery.start_soon(self._rotate_logs_by_size)
                 log.info("myrouter listening for MySQL clients on %s with %d workers (server version %s)",
                          ", ".join(f"{h}:{p}" for h, p in self.listen_addresses), self.threads, self.server_version)
                 task_status.started(self)
@@ -211,6 +213,22 @@ class Supervisor(Proxy):
             states = server_states(self.topology)
             for w in self._live():
                 w.channel.note_nowait("servers", servers=states)
+
+    async def _rotate_logs_by_size(self) -> None:
+        """The query log and the audit log rotated here past their size, whichever workers wrote them
+        (a worker never rotates the shared files itself); then the workers reopen them."""
+        while True:
+            await trio.sleep(LOG_SIZE_CHECK_INTERVAL)
+            try:
+                rotated = self.logs.rotate_oversized()
+            except OSError as exc:
+                log.error("cannot rotate a log file: %s", exc)
+                continue
+            if rotated:
+                try:
+                    await self.in_workers("REOPEN LOGS")
+                except MySQLError as exc:
+                    log.error("after rotating %s: %s", ", ".join(rotated), exc.message)
 
     async def drain_and_stop(self, timeout: float) -> None:
         """SIGTERM: every worker drains (within ``timeout``) and exits; then the supervisor stops."""
@@ -374,6 +392,8 @@ class Supervisor(Proxy):
         return out
 
     async def in_workers(self, action: str) -> int:
+        if action == "FLUSH LOGS":
+            action = "REOPEN LOGS"  # rotated here already: the workers go on in the new files
         total = 0
         for w in self._live():
             try:

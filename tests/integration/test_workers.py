@@ -6,7 +6,9 @@ in its id (``worker + 1 + k * threads``: the handshake's connection id, ``thread
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -255,20 +257,11 @@ def test_pool_digest_and_command_stats_add_up_over_workers(instance):
         conn.close()
 
 
-def test_max_connections_hold_for_the_instance(instance, cluster):
+def test_a_servers_max_connections_holds_for_both_workers_together(instance, cluster):
+    """Each worker has its share (2 + 2) of the server's 4: 50 clients on both never open more."""
     servers = [{"hostgroup_id": 0, "hostname": "127.0.0.1", "port": cluster.primary.port, "max_connections": 4}]
-    users = [{"username": "app", "password": "app", "default_hostgroup": 0, "default_schema": "test",
-              "max_connections": 30}]
-    inst = instance(servers=servers, users=users, variables={"connect_timeout_server_max": 20000})
-    conns: list = []
-    refused = 0
-    for _ in range(35):
-        try:
-            conns.append(inst.connect())
-        except pymysql.err.OperationalError as exc:
-            assert exc.args[0] == 1226  # the user's max_connections, counted over both workers
-            refused += 1
-    assert len(conns) == 30 and refused == 5
+    inst = instance(servers=servers)
+    conns = [inst.connect() for _ in range(50)]
     assert {(c.thread_id() - 1) % THREADS for c in conns} == {0, 1}
     errors: list = []
 
@@ -290,7 +283,40 @@ def test_max_connections_hold_for_the_instance(instance, cluster):
     for t in threads:
         t.join()
     assert errors == []
-    assert 2 <= peak <= 4  # the server's max_connections = 4 holds for both workers together
+    assert 2 <= peak <= 4  # both workers used the server, never past its max_connections together
+    pool = inst.admin("SELECT ConnUsed + ConnFree, MaxConnUsed FROM stats_mysql_connection_pool WHERE hostgroup = 0")
+    assert int(pool[0][0]) <= 4 and int(pool[0][1]) <= 4
+    for c in conns:
+        c.close()
+
+
+def test_client_and_user_max_connections_count_logins_on_every_worker(instance):
+    users = [{"username": "app", "password": "app", "default_hostgroup": 0, "default_schema": "test",
+              "max_connections": 6},
+             {"username": "other", "password": "other", "default_hostgroup": 0, "default_schema": "test"}]
+    inst = instance(users=users, variables={"max_connections": 10})
+    conns: list = []
+    codes = []
+    for _ in range(9):
+        try:
+            conns.append(inst.connect())
+        except pymysql.err.OperationalError as exc:
+            codes.append(exc.args[0])
+    assert len(conns) == 6 and codes == [1226] * 3  # the user's limit, over both workers
+    assert {(c.thread_id() - 1) % THREADS for c in conns} == {0, 1}
+    assert inst.admin("SELECT username, frontend_connections, frontend_max_connections FROM stats_mysql_users "
+                      "WHERE username = 'app'") == [("app", 6, 6)]
+    for _ in range(6):
+        try:
+            conns.append(inst.connect("other", "other"))
+        except pymysql.err.OperationalError as exc:
+            codes.append(exc.args[0])
+    assert len(conns) == 10 and codes == [1226] * 3 + [1040] * 2  # mysql-max_connections, for the instance
+    conns.pop().close()
+    wait_for("a login slot to be free", lambda: inst.admin(
+        "SELECT Variable_Value FROM stats_mysql_global WHERE Variable_Name = 'Client_Connections_connected'")
+        == [("9",)])
+    conns.append(inst.connect("other", "other"))  # freed on whichever worker: usable on any
     for c in conns:
         c.close()
 
@@ -382,4 +408,95 @@ def test_causal_reads_global_see_the_writes_of_the_other_worker(instance, cluste
         replica.query("START SLAVE SQL_THREAD")
         cluster.wait_replication()
     for conn in (writer, reader, *keep):
+        conn.close()
+
+
+def sysbench(port: int, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["sysbench", "oltp_point_select", "--mysql-host=127.0.0.1", f"--mysql-port={port}", "--mysql-user=app",
+         "--mysql-password=app", "--mysql-db=test", "--tables=1", "--table-size=1000", *args],
+        capture_output=True, text=True, timeout=120)
+
+
+def worker_pid(inst: Instance, index: int) -> int:
+    for pid in inst.worker_pids():
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if int(argv[argv.index(b"--index") + 1]) == index:
+            return pid
+    raise AssertionError(f"no worker {index}")
+
+
+def test_a_worker_killed_under_sysbench_is_restarted_and_sysbench_on_the_other_sees_no_error(instance, cluster):
+    """sysbench 1.0.20 crashes when it reconnects after a lost connection, and stops at any other error,
+    so its sessions are put on worker 0 (started while worker 1 restarts); worker 1 is killed under it,
+    with a client of its own that loses its connection."""
+    sysbench(cluster.primary.port, "cleanup")
+    prep = sysbench(cluster.primary.port, "prepare")
+    assert prep.returncode == 0, prep.stdout + prep.stderr
+    inst = instance()
+    keep: list = []
+    run: list[subprocess.CompletedProcess] = []
+    for _attempt in range(3):
+        os.kill(worker_pid(inst, 1), signal.SIGKILL)  # worker 0 alone takes new connections a moment
+        run.clear()
+        t = threading.Thread(target=lambda: run.append(sysbench(inst.port, "--threads=8", "--time=8", "run")))
+        t.start()
+        wait_for("sysbench's sessions", lambda: len(inst.admin(
+            "SELECT SessionID FROM stats_mysql_processlist WHERE user = 'app'")) == 8)
+        if not inst.admin("SELECT SessionID FROM stats_mysql_processlist WHERE ThreadID = 1"):
+            break
+        t.join(60)  # one of them reached the restarted worker 1 already: again
+    else:
+        raise AssertionError("sysbench's sessions never all landed on worker 0")
+    wait_for("worker 1 to be back", lambda: inst.log().count("worker 1 started") >= 2, timeout=20)
+    victim = inst.connect_to_worker(1, keep)
+    restarts = global_stat(inst, "Worker_restarts")
+    os.kill(worker_pid(inst, 1), signal.SIGKILL)  # under sysbench
+    with pytest.raises(pymysql.err.OperationalError):
+        query(victim, "SELECT 1")  # worker 1's client lost its connection
+    t.join(60)
+    out = run[0].stdout + run[0].stderr
+    assert run[0].returncode == 0, out[-3000:]
+    assert re.search(r"errors:\s+0 ", out), out[-3000:]  # worker 0's sysbench sessions saw nothing
+    assert int(re.search(r"queries:\s+(\d+)", out).group(1)) > 1000
+    wait_for("worker 1 to be restarted again", lambda: global_stat(inst, "Worker_restarts") == restarts + 1)
+    fresh = inst.connect_to_worker(1, keep)
+    assert query(fresh, "SELECT 1") == ((1,),)
+    for conn in (fresh, *keep):
+        conn.close()
+    sysbench(cluster.primary.port, "cleanup")
+
+
+def test_both_workers_write_one_query_log_which_only_the_supervisor_rotates(instance, tmp_path):
+    qlog = tmp_path / "queries.log"
+    rules = tmp_path / "log-rules"
+    rules.mkdir()
+    (rules / "10-log.toml").write_text('[[mysql_query_rules]]\nrule_id = 20\nactive = 1\n'
+                                       'match_pattern = "^SELECT"\nlog = 1\n')
+    inst = instance(rules_dir=rules, variables={"eventslog_filename": str(qlog), "eventslog_filesize": 8192})
+    a, b, keep = both_workers(inst)
+
+    def events() -> list[dict]:
+        out = []
+        for f in [*sorted(tmp_path.glob("queries.log.*")), qlog]:
+            out += [json.loads(line) for line in f.read_text().splitlines()] if f.exists() else []
+        return out
+
+    for i in range(30):
+        query(a if i % 2 else b, f"SELECT {i}, '{'x' * 500}'")
+    wait_for("every statement logged", lambda: len(events()) == 30)
+    wait_for("the supervisor to rotate past 8 KiB", lambda: len(list(tmp_path.glob("queries.log.*"))) >= 1)
+    rotated = sorted(tmp_path.glob("queries.log.*"))
+    assert [p.name for p in rotated] == [f"queries.log.{i:08d}" for i in range(1, len(rotated) + 1)]
+    for f in rotated:
+        for line in f.read_text().splitlines():
+            json.loads(line)  # whole lines: one write per record, whichever worker wrote it
+    assert sorted(int(e["query"].split(",")[0].split()[1]) for e in events()) == list(range(30))
+    before = len(rotated)
+    inst.admin("PROXYSQL FLUSH LOGS")
+    assert len(list(tmp_path.glob("queries.log.*"))) == before + 1  # one new file for the instance
+    query(a, "SELECT 'after flush a'")
+    query(b, "SELECT 'after flush b'")
+    wait_for("both workers writing the new file", lambda: qlog.exists() and len(qlog.read_text().splitlines()) == 2)
+    for conn in (a, b, *keep):
         conn.close()
