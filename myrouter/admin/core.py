@@ -32,7 +32,7 @@ import trio
 from myrouter.net.listen import close_listener
 from myrouter.net.tls import TLSSetupError
 from myrouter.protocol.auth import Credential
-from myrouter.protocol.errors import MySQLError
+from myrouter.protocol.errors import ER_UNKNOWN_ERROR, MySQLError
 from myrouter.routing.explain import explain
 
 from . import stats as S
@@ -74,7 +74,6 @@ RESULT_MAX_BYTES = 64 * 1024 * 1024
 DIGEST_SNAPSHOT_SLICE = 5000
 VERSION_COMMENT = "(myrouter Admin Module)"
 
-ER_UNKNOWN_ERROR = 1105
 ER_PARSE_ERROR = 1064
 ER_NO_SUCH_TABLE = 1146
 ER_BAD_FIELD_ERROR = 1054
@@ -624,7 +623,7 @@ class Admin:
             info = await self.layers.run(cmd)
             return OkResult(info=info)
         if isinstance(cmd, Show):
-            return self._show(sess, cmd)
+            return await self._show(sess, cmd)
         if isinstance(cmd, ExplainRouting):
             return self._explain(cmd)
         if isinstance(cmd, SetVariable):
@@ -657,7 +656,7 @@ class Admin:
         sess.schema = schema
         return OkResult()
 
-    def _show(self, sess: AdminSession, cmd: Show) -> Result:
+    async def _show(self, sess: AdminSession, cmd: Show) -> Result:
         w = cmd.what
         if w == "tables":
             schema = cmd.schema or sess.schema
@@ -680,10 +679,11 @@ class Admin:
                 if row is not None:
                     return ResultSet(["table", "Create Table"], [(cmd.table, row[0])])
             raise MySQLError(ER_NO_SUCH_TABLE, f"Table '{cmd.table}' doesn't exist", "42S02")
-        if w == "processlist":
-            rows = S.processlist_rows(self.app, full=cmd.full)
+        if w == "processlist":  # every worker's sessions
+            rows = (await self.stats_tables(frozenset({"stats_mysql_processlist"})))["stats_mysql_processlist"]
             return ResultSet(["SessionID", "user", "db", "hostgroup", "command", "time_ms", "info"],
-                             [(r[1], r[2], r[3], r[6], r[11], r[12], r[13]) for r in rows])
+                             [(r[1], r[2], r[3], r[6], r[11], r[12], r[13] if cmd.full or r[13] is None else r[13][:100])
+                              for r in rows])
         if w in ("mysql_variables", "admin_variables"):
             if sess.read_only:
                 raise MySQLError(ER_TABLEACCESS_DENIED_ERROR, f"SELECT command denied to user '{sess.username}'@"
@@ -694,7 +694,7 @@ class Admin:
                                    "WHERE variable_name LIKE ? ORDER BY variable_name", (prefix + "%",)).fetchall()
             return ResultSet(["Variable_name", "Value"], [r for r in rows if _like(cmd.like, r[0])])
         if w in ("mysql_status", "status"):
-            rows = S.global_status(self.app, self.started)
+            rows = (await self.stats_tables(frozenset({"stats_mysql_global"})))["stats_mysql_global"]
             return ResultSet(["Variable_name", "Value"], [r for r in rows if _like(cmd.like, r[0])])
         if w == "variables":
             rows = list(self.session_variables(sess))

@@ -32,7 +32,7 @@ from myrouter.config import (
     load_config,
 )
 from myrouter.errors import ConfigError
-from myrouter.protocol.errors import MySQLError
+from myrouter.protocol.errors import ER_UNKNOWN_ERROR, MySQLError
 from myrouter.routing.rules import RuleSet
 from myrouter.runtime.config import load_rules_for
 
@@ -58,7 +58,6 @@ log = logging.getLogger("myrouter.admin")
 
 __all__ = ["Layers"]
 
-ER_UNKNOWN_ERROR = 1105
 
 SERVERS, USERS, RULES, MYSQL_VARS, ADMIN_VARS = (
     "MYSQL SERVERS", "MYSQL USERS", "MYSQL QUERY RULES", "MYSQL VARIABLES", "ADMIN VARIABLES")

@@ -357,9 +357,10 @@ class _AdminClient:
         elif cmd == Command.FIELD_LIST:
             await self._field_list(payload[1:])
         elif cmd == Command.STATISTICS:
-            st = self.app.statistics()
-            text = (f"Uptime: {int(time.time() - self.admin.started)}  Threads: {st.client_connections_connected}  "
-                    f"Questions: {st.questions}  Slow queries: {self.app.command_counters.slow_queries}")
+            tables = await self.admin.stats_tables(frozenset({"stats_mysql_global"}))  # every worker's
+            status = dict(tables["stats_mysql_global"])
+            text = (f"Uptime: {int(time.time() - self.admin.started)}  Threads: {status['Client_Connections_connected']}"
+                    f"  Questions: {status['Questions']}  Slow queries: {status['Slow_queries']}")
             await self.stream.send_packet(text.encode(), 1)
         elif cmd == Command.SET_OPTION:
             await self.stream.send_packet(encode_eof(Status.AUTOCOMMIT), 1)

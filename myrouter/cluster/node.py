@@ -36,7 +36,7 @@ import trio
 
 from myrouter.admin.validate import AdminValidationError
 from myrouter.config import ClusterConfig, Config
-from myrouter.protocol.errors import MySQLError
+from myrouter.protocol.errors import ER_UNKNOWN_ERROR, MySQLError
 from myrouter.routing.rules import RuleSet
 
 from .candidate import ModuleTables, build_from_modules, module_tables
@@ -68,7 +68,6 @@ log = logging.getLogger("myrouter.cluster")
 
 __all__ = ["ClusterNode"]
 
-ER_UNKNOWN_ERROR = 1105
 HEARTBEAT_INTERVAL = 1.0  # seconds between heartbeats (and consistency checks)
 LEASE_TTL = 10  # seconds a node stays listed after its last heartbeat
 STARTUP_WAIT = 5.0  # how long the start waits for etcd before serving with the file's configuration

@@ -32,6 +32,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from typing import Any
@@ -57,7 +58,8 @@ SERVER_PUSH_INTERVAL = 1.0  # the servers' state goes to the workers at least th
 RESTART_DELAY = 0.5  # first wait before restarting a dead worker; doubles up to RESTART_DELAY_MAX
 RESTART_DELAY_MAX = 10.0
 LOG_SIZE_CHECK_INTERVAL = 1.0  # how often the supervisor looks at the shared log files' size
-STABLE_AFTER = 60.0  # a worker that ran this long restarts at once again
+STABLE_AFTER = 60.0
+DRAIN_GRACE = 10.0  # past shutdown_timeout, a worker that has not exited is killed  # a worker that ran this long restarts at once again
 
 
 def worker_share(total: int, index: int, threads: int) -> int:
@@ -75,7 +77,7 @@ def config_for_worker(config: Config, index: int, threads: int) -> Config:
 @dataclasses.dataclass(eq=False)
 class WorkerProcess:
     index: int
-    process: trio.Process
+    process: subprocess.Popen
     channel: Channel
     started_at: float = dataclasses.field(default_factory=time.monotonic)
     ready: bool = False
@@ -140,17 +142,21 @@ class Supervisor(Proxy):
             if first:
                 task_status.started()
                 first = False
-            status = await worker.process.wait()
+            status = await exited(worker.process)
             self._forget(worker)
             if self.stopping:
                 return
             lived = time.monotonic() - worker.started_at
-            how = f"killed by {signal.Signals(-status).name}" if status < 0 else f"exited with status {status}"
             self.worker_restarts += 1
             if lived > STABLE_AFTER:
                 delay = RESTART_DELAY
-            log.error("worker %d (pid %d) %s after %.0fs; its clients lost their connections; restarting it in "
-                      "%.1fs", index, worker.process.pid, how, lived, delay)
+            if status == 0:  # it drained and stopped (someone sent it SIGTERM): its clients were told
+                log.error("worker %d (pid %d) stopped on its own after %.0fs; restarting it in %.1fs", index,
+                          worker.process.pid, lived, delay)
+            else:
+                how = f"killed by {signal.Signals(-status).name}" if status < 0 else f"exited with status {status}"
+                log.error("worker %d (pid %d) %s after %.0fs; its clients lost their connections; restarting it "
+                          "in %.1fs", index, worker.process.pid, how, lived, delay)
             await trio.sleep(delay)
             delay = min(delay * 2, RESTART_DELAY_MAX)
             if self.stopping:
@@ -162,7 +168,9 @@ class Supervisor(Proxy):
         command = [*self.worker_command, "--channel-fd", str(theirs.fileno()), "--index", str(index),
                    "--threads", str(self.threads), "--supervisor-pid", str(os.getpid())]
         try:
-            process = await trio.lowlevel.open_process(command, pass_fds=(theirs.fileno(), self.gtid_fd))
+            # started from this (the main) thread: a worker's PR_SET_PDEATHSIG follows the thread that
+            # started it, and a helper thread (trio.lowlevel.open_process's) ends after 10 s idle
+            process = subprocess.Popen(command, pass_fds=(theirs.fileno(), self.gtid_fd))
         finally:
             theirs.close()
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
@@ -179,7 +187,7 @@ class Supervisor(Proxy):
                     servers=server_states(self.topology), gtid_board=self.gtid_fd)
         except (ChannelBroken, RemoteError, MySQLError, trio.TooSlowError) as exc:
             process.kill()
-            status = await process.wait()
+            status = await exited(process)
             self._forget(worker)
             if first:  # the instance does not start: the worker's log says why (address in use, ...)
                 raise OSError(f"worker {index} did not start ({exc}; exit status {status})") from None
@@ -245,17 +253,20 @@ class Supervisor(Proxy):
             self._nursery.cancel_scope.cancel()
 
     async def _drain_worker(self, worker: WorkerProcess, timeout: float) -> None:
-        with trio.move_on_after(timeout + 10):
-            try:
-                await worker.channel.call("drain", timeout=timeout)
-            except (ChannelBroken, RemoteError, MySQLError) as exc:
-                log.debug("worker %d: drain: %s", worker.index, exc)
-            await worker.process.wait()
+        with trio.move_on_after(timeout + DRAIN_GRACE):
+            if worker.ready:
+                try:
+                    await worker.channel.call("drain", timeout=timeout)
+                except (ChannelBroken, RemoteError, MySQLError) as exc:
+                    log.debug("worker %d: drain: %s", worker.index, exc)
+            else:  # still starting: it has no client; SIGTERM ends it (drained, if it got that far)
+                worker.process.terminate()
+            await exited(worker.process)
             return
         log.error("worker %d (pid %d) did not stop within shutdown_timeout: killing it", worker.index,
                   worker.process.pid)
         worker.process.kill()
-        await worker.process.wait()
+        await exited(worker.process)
 
     # -- what the workers ask -----------------------------------------------------------
 
@@ -406,6 +417,18 @@ class Supervisor(Proxy):
 
     async def kill_session(self, session_id: int, *, query_only: bool) -> bool:
         return await self._ask_owner(session_id, "kill", False, session_id=session_id, query_only=query_only)
+
+
+async def exited(process: subprocess.Popen) -> int:
+    """Wait for ``process`` to end (a pidfd is readable then); its exit status (-N: killed by signal N)."""
+    if process.returncode is not None:
+        return process.returncode
+    fd = os.pidfd_open(process.pid)
+    try:
+        await trio.lowlevel.wait_readable(fd)
+    finally:
+        os.close(fd)
+    return process.wait()
 
 
 def worker_command(log_level: str, log_format: str) -> list[str]:

@@ -60,6 +60,7 @@ class SupervisorLink:
         self.proxy: Proxy | None = None
         self.started = trio.Event()
         self._start_args: dict[str, Any] | None = None
+        self.stop_before_start = False
         self._prepared: PreparedRuntime | None = None
         self.gtid_board: GtidBoard | None = None
 
@@ -95,6 +96,10 @@ class SupervisorLink:
             await self._wait_serving()
             return {"pid": os.getpid(), "addresses": self.proxy.listen_addresses}
         proxy = self.proxy
+        if proxy is None and kind == "drain":  # stopping before it served anyone
+            self.stop_before_start = True
+            self.started.set()
+            return True
         if proxy is None:
             raise RuntimeError(f"{kind} before start")
         if kind == "rows":
@@ -219,8 +224,9 @@ async def _worker_main(channel_fd: int, role: ProcessRole) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_run_channel, link, nursery.cancel_scope)
         await link.started.wait()
-        assert link._start_args is not None
-        await _serve(link, link._start_args)
+        if not link.stop_before_start:
+            assert link._start_args is not None
+            await _serve(link, link._start_args)
         nursery.cancel_scope.cancel()
 
 

@@ -17,6 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import MySQLdb
 import pymysql
 import pytest
 
@@ -59,7 +60,8 @@ class Instance:
             return False
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text()
 
     def worker_pids(self) -> list[int]:
@@ -248,6 +250,9 @@ def test_pool_digest_and_command_stats_add_up_over_workers(instance):
     assert int(pool[0][5]) >= 12 and int(pool[0][3]) + int(pool[0][4]) >= 2  # both workers' connections
     select = inst.admin("SELECT Total_cnt FROM stats_mysql_commands_counters WHERE Command = 'SELECT'")
     assert int(select[0][0]) >= 12
+    admin = MySQLdb.connect(host="127.0.0.1", port=inst.admin_port, user="admin", password="admin")
+    assert f"Threads: {2 + len(keep)}  Questions: " in admin.stat()  # COM_STATISTICS: every worker's sessions
+    admin.close()
     body = urllib.request.urlopen(f"http://127.0.0.1:{inst.metrics_port}/metrics").read()
     assert b"myrouter_client_connections_connected" in body
     for line in body.decode().splitlines():
@@ -500,3 +505,24 @@ def test_both_workers_write_one_query_log_which_only_the_supervisor_rotates(inst
     wait_for("both workers writing the new file", lambda: qlog.exists() and len(qlog.read_text().splitlines()) == 2)
     for conn in (a, b, *keep):
         conn.close()
+
+
+def test_workers_outlive_the_supervisors_idle_helper_threads(instance):
+    """PR_SET_PDEATHSIG follows the thread that started a worker: started from a helper thread that
+    ends when idle (Trio's, after 10 s), every worker was stopped and restarted 10 s after its start."""
+    inst = instance()
+    pids = sorted(inst.worker_pids())
+    time.sleep(12)
+    assert sorted(inst.worker_pids()) == pids
+    assert global_stat(inst, "Worker_restarts") == 0
+    assert "stopped on its own" not in inst.log()
+
+
+def test_sigterm_while_a_worker_restarts_still_drains_within_shutdown_timeout(instance):
+    inst = instance(variables={"shutdown_timeout": 3000})
+    os.kill(worker_pid(inst, 1), signal.SIGKILL)
+    wait_for("worker 1 to be restarting", lambda: "restarting it" in inst.log())
+    started = time.monotonic()
+    assert inst.stop(timeout=20) == 0
+    assert time.monotonic() - started < 3 + 5
+    assert "Traceback" not in inst.log()
