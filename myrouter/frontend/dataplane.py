@@ -271,11 +271,11 @@ class DataPlane:
         self._hand_over(pkt)
         return False
 
-    def _begin(self, command: int) -> None:
+    def _begin(self, command: int, now: float | None = None) -> None:
         s = self.session
         s.state = _BUSY
         s.command = command
-        s.command_started = time.monotonic()
+        s.command_started = time.monotonic() if now is None else now
         s.services.counters.questions += 1
         s.statements += 1
         self.busy = True
@@ -324,7 +324,8 @@ class DataPlane:
         s.statements += 1
         self.busy = True
         s.info = payload
-        rt.rules.count_hits(plan.positions)
+        if plan.positions:
+            rt.rules.count_hits(plan.positions)
         rt.classifier.count_hit()
         s.flag_in = 0
         self.plan, self.dtext, self.dhash, self.stmt = plan, dtext, dhash, None
@@ -346,7 +347,8 @@ class DataPlane:
             return False
         rt = s.services
         hg = s._route(st.decision, st.classification)
-        be = rt.pools.take_idle(rt.hostgroups, hg, s.pool_key)
+        now = time.monotonic()  # the statement's start, if it stays here
+        be = rt.pools.take_idle(rt.hostgroups, hg, s.pool_key, now)
         if be is None:
             self._hand_over(pkt)
             return False
@@ -363,7 +365,7 @@ class DataPlane:
             self._hand_over(pkt)  # the Trio path answers it
             return False
         be.stmts.move_to_end(key)
-        self._begin(_COM_STMT_EXECUTE)
+        self._begin(_COM_STMT_EXECUTE, now)
         self.plan, self.stmt = None, st
         self.retries = rt.vars.query_retries_on_failure if prepared.retries_allowed(st, False) else 0
         self._start(be, hg, frame(wire, 0), pkt)
@@ -395,15 +397,15 @@ class DataPlane:
         if bstream.decoder.buffered:  # bytes of this response came with the end of the previous one
             self._relay_chunk()
 
-    def _finish(self, tracker: ResponseTracker, be: BackendConnection) -> None:
-        """The statement's accounting, as on the Trio path."""
+    def _finish(self, tracker: ResponseTracker, be: BackendConnection, now: float | None = None) -> None:
+        """The statement's accounting, as on the Trio path (``now``: its end, if read already)."""
         plan = self.plan
         if plan is not None:
-            self.session._plain_done(plan, self.dtext, self.dhash, tracker)
+            self.session._plain_done(plan, self.dtext, self.dhash, tracker, now)
         else:
             st = self.stmt
             st.long_data.clear()
-            self.session.prepared.executed(st, be, self.hg, False, tracker)
+            self.session.prepared.executed(st, be, self.hg, False, tracker, now)
 
     def _retries_left(self) -> int:
         """How many times the running statement may be retried on another connection (a COM_QUERY's
@@ -531,7 +533,7 @@ class DataPlane:
         if plan is not None:  # as _finish
             s._plain_done(plan, self.dtext, self.dhash, tracker, now)
         else:
-            self._finish(tracker, be)
+            self._finish(tracker, be, now)
         if self._command_done(now) and s.client.decoder.buffered:
             self._serve_commands()  # pipelined commands
 
