@@ -316,13 +316,8 @@ class DataPlane:
             s.digested = (payload, dtext, dhash)
             self._hand_over(pkt)  # the Trio path brings it in line with the session (round trips)
             return False
-        # the statement is the data plane's from here: the same effects as _plain_query (and _begin)
-        s.state = _BUSY
-        s.command = _COM_QUERY
-        s.command_started = now
-        rt.counters.questions += 1
-        s.statements += 1
-        self.busy = True
+        # the statement is the data plane's from here: the same effects as _plain_query
+        self._begin(_COM_QUERY, now)
         s.info = payload
         if plan.positions:
             rt.rules.count_hits(plan.positions)
@@ -529,11 +524,7 @@ class DataPlane:
         self.be = self.tracker = self.watch = None
         s._response_done(be, tracker, self.hg, _RESULT, TRX_OPENS, self.extra)
         now = time.monotonic()  # the statement's end
-        plan = self.plan
-        if plan is not None:  # as _finish
-            s._plain_done(plan, self.dtext, self.dhash, tracker, now)
-        else:
-            self._finish(tracker, be, now)
+        self._finish(tracker, be, now)
         if self._command_done(now) and s.client.decoder.buffered:
             self._serve_commands()  # pipelined commands
 
