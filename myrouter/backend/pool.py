@@ -252,7 +252,8 @@ class Pools:
             # acquire): a second attempt (the data plane hands the statement to the Trio path, which
             # asks again) must not draw again, or servers that have idle connections get more than
             # their weight's share
-            server = self._drawn.pop((hostgroup, key), None) or self._pick(group, key)
+            drawn = self._drawn
+            server = (drawn and drawn.pop((hostgroup, key), None)) or self._pick(group, key)
         if server is None or server.status != ONLINE or server.slow:
             return None
         p = self._pools.get(server)
