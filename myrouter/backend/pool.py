@@ -235,11 +235,12 @@ class Pools:
 
     # -- borrowing ------------------------------------------------------------
 
-    def take_idle(self, hostgroups: Hostgroups, hostgroup: int, key: PoolKey) -> BackendConnection | None:
+    def take_idle(self, hostgroups: Hostgroups, hostgroup: int, key: PoolKey,
+                  now: float | None = None) -> BackendConnection | None:
         """An idle connection for ``key`` in ``hostgroup`` right now (no await), or None.
 
         A connection that sat idle past the ping threshold is not returned here
-        (``acquire`` pings it first).
+        (``acquire`` pings it first). ``now``: ``time.monotonic()``, if the caller has read it already.
         """
         group = hostgroups.by_hostgroup.get(hostgroup)
         if not group:
@@ -251,7 +252,8 @@ class Pools:
             # acquire): a second attempt (the data plane hands the statement to the Trio path, which
             # asks again) must not draw again, or servers that have idle connections get more than
             # their weight's share
-            server = self._drawn.pop((hostgroup, key), None) or self._pick(group, key)
+            drawn = self._drawn
+            server = (drawn and drawn.pop((hostgroup, key), None)) or self._pick(group, key)
         if server is None or server.status != ONLINE or server.slow:
             return None
         p = self._pools.get(server)
@@ -260,7 +262,7 @@ class Pools:
             self._drawn[(hostgroup, key)] = server
             return None
         be = stack[-1]
-        idle = time.monotonic() - be.last_used
+        idle = (time.monotonic() if now is None else now) - be.last_used
         if idle > self.settings.ping_after_idle:
             self._drawn[(hostgroup, key)] = server
             return None
@@ -549,7 +551,9 @@ class Pools:
     def release(self, be: BackendConnection) -> None:
         """A session is done with ``be``: hand it to a waiter, keep it idle, or close it."""
         server = be.server_ref
-        p = self.pool(server)
+        p = self._pools.get(server)
+        if p is None:
+            p = self.pool(server)
         if be.state is BackendState.CLOSED or be.broken:
             self._discard(be, p)
             return

@@ -184,13 +184,6 @@ class HostLoop:
             del self._writers[fd]
             raise
 
-    def swap_reader(self, fd: int, callback: Callable[[], object]) -> None:
-        """Replace the callback of ``fd``, which is watched for readability already: no system call
-        (a descriptor that changes hands between statements stays registered with epoll)."""
-        if fd not in self._readers:
-            raise KeyError(f"fd {fd} is not watched for readability")
-        self._readers[fd] = callback
-
     def remove_reader(self, fd: int) -> None:
         if self._readers.pop(fd, None) is not None:
             self._update(fd)

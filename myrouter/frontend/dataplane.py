@@ -43,7 +43,7 @@ from ..protocol.errors import MalformedPacket, PacketTooLarge, SequenceError
 from ..protocol.messages import OK
 from ..protocol.packets import Packet, frame
 from ..protocol.response import ResponseKind, ResponseTracker
-from .common import CloseSession, SessionState, _MAYBE_KILL, log
+from .common import CloseSession, SessionState, _MAYBE_KILL, _STATE_CHANGED, log
 from .decisions import TRX_OPENS
 
 if TYPE_CHECKING:
@@ -78,42 +78,46 @@ PARTIAL = object()  # handed over: part of a packet has arrived; the rest must c
 class BackendWatch:
     """A backend connection's socket in the host loop. Registered the first time the data plane runs
     a statement on the connection, it stays registered between statements while the connection
-    sits in its pool or goes to another parked session: changing hands is a swap of callbacks, no
-    system call. An event while no statement of the data plane runs on it (the Trio path uses the
-    connection, or the server closed it while idle) takes it out of the loop (``_stray``); the
-    stream's ``close`` takes it out too (``PacketStream.watched_by``)."""
+    sits in its pool or goes to another parked session: changing hands sets who ``follows`` its
+    events, no system call and no change to the loop's tables. An event while nobody follows (the
+    Trio path uses the connection, or the server closed it while idle) takes it out of the loop
+    (a stray event); the stream's ``close`` takes it out too (``PacketStream.watched_by``)."""
 
-    __slots__ = ("loop", "stream", "fd", "registered")
+    __slots__ = ("loop", "stream", "fd", "registered", "follower")
 
     def __init__(self, loop, stream: PacketStream) -> None:
         self.loop = loop
         self.stream = stream
         self.fd = stream.sock.fileno()
         self.registered = False
+        self.follower: Callable[[], None] | None = None
 
     def follow(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` when the socket is readable (a statement of the data plane runs on it)."""
-        if self.registered:
-            self.loop.swap_reader(self.fd, callback)
-        else:
-            self.loop.add_reader(self.fd, callback)
+        self.follower = callback
+        if not self.registered:
+            self.loop.add_reader(self.fd, self._readable)
             self.stream.watched_by = self.loop
             self.registered = True
 
     def release(self) -> None:
         """The statement ended: stay registered, with nobody following."""
-        if self.registered:
-            self.loop.swap_reader(self.fd, self._stray)
+        self.follower = None
 
     def stop(self) -> None:
         """Out of the loop (backpressure, a hand-over to Trio, a failed connection)."""
+        self.follower = None
         if self.registered:
             self.registered = False
             self.stream.watched_by = None
             self.loop.remove(self.fd)
 
-    def _stray(self) -> None:
-        self.stop()
+    def _readable(self) -> None:
+        follower = self.follower
+        if follower is None:
+            self.stop()  # a stray event
+        else:
+            follower()
 
 
 class DataPlane:
@@ -121,7 +125,7 @@ class DataPlane:
 
     __slots__ = ("session", "loop", "client", "client_sock", "client_fd", "task", "reading_client", "busy", "pending",
                  "be", "watch", "tracker", "hg", "sent", "extra", "raw", "request", "plan", "dtext", "dhash", "stmt",
-                 "retries")
+                 "retries", "vars")
 
     def __init__(self, session: ClientSession, loop) -> None:
         self.session = session
@@ -145,7 +149,8 @@ class DataPlane:
         self.dtext = ""
         self.dhash = 0
         self.stmt: ClientStmt | None = None
-        self.retries = 0
+        self.retries: int | None = 0  # None: the plan's, under ``vars`` (see _retries_left)
+        self.vars = None  # the mysql_variables in force when the running COM_QUERY started
         self.sent = False  # bytes of the response reached the client
         self.extra = 0  # bytes the backend sent past the end of the response
 
@@ -240,8 +245,13 @@ class DataPlane:
                     self._hand_over(PARTIAL)
                 return  # a spurious wake-up, or every command served
             # the client's bytes, when they are exactly this packet: a COM_QUERY goes on unchanged
-            self.raw = raw if raw is not None and len(raw) == 4 + len(pkt.payload) else None
-            if not self._serve(pkt):
+            payload = pkt.payload
+            self.raw = raw if raw is not None and len(raw) == 4 + len(payload) else None
+            # as _serve, without a call for the usual command
+            if payload and payload[0] == _COM_QUERY and pkt.seq == 0:
+                if not self._query(pkt):
+                    return
+            elif not self._serve(pkt):
                 return
         if not self.reading_client:  # more may be buffered: come back on the loop's next turn
             self.loop.add_reader(self.client_fd, self._client_readable)
@@ -261,11 +271,11 @@ class DataPlane:
         self._hand_over(pkt)
         return False
 
-    def _begin(self, command: int) -> None:
+    def _begin(self, command: int, now: float | None = None) -> None:
         s = self.session
         s.state = _BUSY
         s.command = command
-        s.command_started = time.monotonic()
+        s.command_started = time.monotonic() if now is None else now
         s.services.counters.questions += 1
         s.statements += 1
         self.busy = True
@@ -290,12 +300,13 @@ class DataPlane:
         dtext, dhash = digester(sql)
         plan = s._plans.get(dhash)
         if plan is None or plan.plain_hg is None or plan.rules is not rt.rules or plan.flag_in != s.flag_in \
-                or plan.schema != s.schema or digester.capped(sql):
+                or plan.schema != s.schema or len(sql) > digester.max_query_length:  # (digester.capped)
             s.digested = (payload, dtext, dhash)
             self._hand_over(pkt)
             return False
         hg = plan.plain_hg
-        be = rt.pools.take_idle(rt.hostgroups, hg, s.pool_key)
+        now = time.monotonic()  # the statement's start, if it stays here
+        be = rt.pools.take_idle(rt.hostgroups, hg, s.pool_key, now)
         if be is None:
             s.digested = (payload, dtext, dhash)
             self._hand_over(pkt)  # the Trio path waits for one (or connects)
@@ -306,13 +317,15 @@ class DataPlane:
             self._hand_over(pkt)  # the Trio path brings it in line with the session (round trips)
             return False
         # the statement is the data plane's from here: the same effects as _plain_query
-        self._begin(_COM_QUERY)
+        self._begin(_COM_QUERY, now)
         s.info = payload
-        rt.rules.count_hits(plan.positions)
+        if plan.positions:
+            rt.rules.count_hits(plan.positions)
         rt.classifier.count_hit()
         s.flag_in = 0
         self.plan, self.dtext, self.dhash, self.stmt = plan, dtext, dhash, None
-        self.retries = plan.retries(rt.vars)
+        self.retries = None  # plan.retries(rt.vars), worked out if the connection fails (_retries_left)
+        self.vars = rt.vars
         raw = self.raw
         self._start(be, hg, raw if raw is not None else frame(payload, 0), pkt)
         return False
@@ -329,7 +342,8 @@ class DataPlane:
             return False
         rt = s.services
         hg = s._route(st.decision, st.classification)
-        be = rt.pools.take_idle(rt.hostgroups, hg, s.pool_key)
+        now = time.monotonic()  # the statement's start, if it stays here
+        be = rt.pools.take_idle(rt.hostgroups, hg, s.pool_key, now)
         if be is None:
             self._hand_over(pkt)
             return False
@@ -346,7 +360,7 @@ class DataPlane:
             self._hand_over(pkt)  # the Trio path answers it
             return False
         be.stmts.move_to_end(key)
-        self._begin(_COM_STMT_EXECUTE)
+        self._begin(_COM_STMT_EXECUTE, now)
         self.plan, self.stmt = None, st
         self.retries = rt.vars.query_retries_on_failure if prepared.retries_allowed(st, False) else 0
         self._start(be, hg, frame(wire, 0), pkt)
@@ -378,20 +392,28 @@ class DataPlane:
         if bstream.decoder.buffered:  # bytes of this response came with the end of the previous one
             self._relay_chunk()
 
-    def _finish(self, tracker: ResponseTracker, be: BackendConnection) -> None:
-        """The statement's accounting, as on the Trio path."""
+    def _finish(self, tracker: ResponseTracker, be: BackendConnection, now: float | None = None) -> None:
+        """The statement's accounting, as on the Trio path (``now``: its end, if read already)."""
         plan = self.plan
         if plan is not None:
-            self.session._plain_done(plan, self.dtext, self.dhash, tracker)
+            self.session._plain_done(plan, self.dtext, self.dhash, tracker, now)
         else:
             st = self.stmt
             st.long_data.clear()
-            self.session.prepared.executed(st, be, self.hg, False, tracker)
+            self.session.prepared.executed(st, be, self.hg, False, tracker, now)
+
+    def _retries_left(self) -> int:
+        """How many times the running statement may be retried on another connection (a COM_QUERY's
+        is worked out only when its connection fails: the common statement never needs it)."""
+        retries = self.retries
+        if retries is None:
+            retries = self.retries = self.plan.retries(self.vars)
+        return retries
 
     def _retry_on_trio(self) -> Callable[[], Awaitable[None]]:
         """The Trio path's retry of the running statement, whose connection failed before any byte of
         the response reached the client: one attempt less than the statement was allowed."""
-        s, payload, hg, retries = self.session, self.request, self.hg, self.retries
+        s, payload, hg, retries = self.session, self.request, self.hg, self._retries_left()
         plan, dtext, dhash = self.plan, self.dtext, self.dhash
         if plan is None:
             return functools.partial(s.prepared._com_stmt_execute, payload, retried=True)
@@ -421,6 +443,16 @@ class DataPlane:
             n = tracker.feed(data)
         except (ConnectionLost, MalformedPacket) as exc:
             self._backend_failed(exc)
+            return
+        if n == len(data) and not tracker.status & _STATE_CHANGED and tracker.done:
+            # the usual read: a whole response (what _client_chunk gives for it: ``data`` itself)
+            self.extra = 0
+            self.sent = True
+            if not self._to_client(data):
+                if self.watch is not None:  # not read again until the client has taken this chunk
+                    self.watch.stop()
+                return
+            self._statement_done()
             return
         chunk = self.session._client_chunk(tracker, data, n)
         self.extra = len(data) - n
@@ -488,15 +520,17 @@ class DataPlane:
     def _statement_done(self) -> None:
         s = self.session
         be, tracker = self.be, self.tracker
-        self.watch.release()  # it stays in the loop while the connection waits in its pool
+        self.watch.follower = None  # release(): it stays in the loop while the connection waits in its pool
         self.be = self.tracker = self.watch = None
         s._response_done(be, tracker, self.hg, _RESULT, TRX_OPENS, self.extra)
-        self._finish(tracker, be)
-        if self._command_done() and s.client.decoder.buffered:
+        now = time.monotonic()  # the statement's end
+        self._finish(tracker, be, now)
+        if self._command_done(now) and s.client.decoder.buffered:
             self._serve_commands()  # pipelined commands
 
-    def _command_done(self) -> bool:
-        """After a command: give back the connections nothing pins; True if the session stays here."""
+    def _command_done(self, now: float | None = None) -> bool:
+        """After a command (that ended at ``now``, if read already): give back the connections nothing
+        pins; True if the session stays here."""
         s = self.session
         if s.backends:
             s._release_free()
@@ -507,7 +541,7 @@ class DataPlane:
             self._hand_over(None)
             return False
         s.state = _IDLE
-        s.idle_since = time.monotonic()
+        s.idle_since = time.monotonic() if now is None else now
         if not self.reading_client:
             self.loop.add_reader(self.client_fd, self._client_readable)
             self.reading_client = True
@@ -532,7 +566,7 @@ class DataPlane:
         if tracker.in_packet or (self.sent and isinstance(exc, MalformedPacket)):
             self._hand_over(CloseSession())
             return
-        if not self.sent and self.retries > 0:
+        if not self.sent and self._retries_left() > 0:
             log.info("session %d: retrying on another connection after: %s", s.id, exc)
             self._hand_over(Resume(self._retry_on_trio()))
             return

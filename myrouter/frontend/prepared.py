@@ -202,13 +202,15 @@ class PreparedStatements:
         return bool(cls.kind is StatementKind.READ and not cls.bits & _STATEFUL and not cursor and st.cursor is None
                     and session.trx_hg is None and session.status & _AUTOCOMMIT)
 
-    def executed(self, st: ClientStmt, be: BackendConnection, hg: int, cursor: bool, tracker) -> None:
+    def executed(self, st: ClientStmt, be: BackendConnection, hg: int, cursor: bool, tracker,
+                 now: float | None = None) -> None:
         """After an execution's response (on the Trio path or the data plane): statistics, the cursor
-        it opened or closed, ROW_COUNT() and FOUND_ROWS()."""
+        it opened or closed, ROW_COUNT() and FOUND_ROWS(). ``now``: ``time.monotonic()`` at the
+        response's end, if the caller has read it already."""
         session = self.session
         hg = be.server_ref.hostgroup if be.server_ref is not None else hg
         rt = session.services
-        us = int((time.monotonic() - session.command_started) * 1_000_000)
+        us = int(((time.monotonic() if now is None else now) - session.command_started) * 1_000_000)
         dtext, dhash = st.digest
         rt.digest_stats.record(hg, session.schema or "", session.username, session.client_host, dhash, dtext, us,
                                 affected_rows(tracker.last_ok), tracker.rows)

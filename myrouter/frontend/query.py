@@ -307,16 +307,20 @@ class QueryMixin:
         if tracker is not None:
             self._plain_done(plan, dtext, dhash, tracker)
 
-    def _plain_done(self, plan: _Plan, dtext: str, dhash: int, tracker: ResponseTracker) -> None:
-        """After a plain statement's response (here or on the data plane): its accounting."""
-        self._account(plan.plain_hg, plan.cls, dtext, dhash, tracker)
+    def _plain_done(self, plan: _Plan, dtext: str, dhash: int, tracker: ResponseTracker,
+                    now: float | None = None) -> None:
+        """After a plain statement's response (here or on the data plane): its accounting (``now``: see
+        ``_account``)."""
+        self._account(plan.plain_hg, plan.cls, dtext, dhash, tracker, now)
         if plan.cls.kind is not StatementKind.READ and tracker.error is None:
             self.found_rows = 0  # as _after_query
 
-    def _account(self, hg: int, cls: Classification, dtext: str, dhash: int, tracker: ResponseTracker) -> None:
-        """After a statement's response: digest and command statistics; ROW_COUNT()/FOUND_ROWS()."""
+    def _account(self, hg: int, cls: Classification, dtext: str, dhash: int, tracker: ResponseTracker,
+                 now: float | None = None) -> None:
+        """After a statement's response: digest and command statistics; ROW_COUNT()/FOUND_ROWS().
+        ``now``: ``time.monotonic()`` at the response's end, if the caller has read it already."""
         rt = self.services
-        us = int((time.monotonic() - self.command_started) * 1_000_000)
+        us = int(((time.monotonic() if now is None else now) - self.command_started) * 1_000_000)
         affected = affected_rows(tracker.last_ok)
         rt.digest_stats.record(hg, self.schema or "", self.username, self.client_host, dhash, dtext, us, affected,
                                 tracker.rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 from hashlib import blake2b
 
 import pytest
@@ -231,3 +232,50 @@ def test_long_inputs_are_linear_enough() -> None:
     assert digest(f"SELECT * FROM t WHERE id IN ({in_list})")[0] == "SELECT * FROM t WHERE id IN (?,...)"
     # pathological: many quotes and parentheses
     assert digest("(" * 5000 + "'" * 5001)[0].startswith("(")
+
+
+# -- the callback-free substitution for statements that hold numbers only (digest._substituted) ----------
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import myrouter.routing.digest  # noqa: E402
+
+_digest_module = sys.modules["myrouter.routing.digest"]
+
+
+def _scanned(sql: str) -> str:
+    """The general scanner's substitution, which the shortcut must reproduce exactly."""
+    return _digest_module._SCAN.sub(_digest_module._repl, sql)
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT c FROM sbtest1 WHERE id=4711",
+    "SELECT 0x1F, 0b101, 1e10, 12abc, a1, $1, @2, t1 FROM t2 WHERE x=3;",
+    "SELECT c FROM t WHERE k=0xZZ OR j=0b12 OR l=1e OR m=7$",
+    "UPDATE sbtest3 SET k=k WHERE id=99",
+])
+def test_a_statement_with_numbers_only_takes_the_shortcut_with_the_scanners_text(sql) -> None:
+    assert _digest_module._NEEDS_SCAN.search(sql) is None  # the shortcut is taken
+    assert _digest_module._substituted(sql) == _scanned(sql)
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT 'a1'", "SELECT `t1`", "SELECT 1 -- 2\n", "SELECT a-1", "SELECT +1", "SELECT .5",
+    "SELECT x FROM t WHERE id IN (1, 2)", "SELECT 1 # 2", "SELECT /* 3 */ 4", 'SELECT "5"',
+])
+def test_a_statement_with_anything_else_is_scanned(sql) -> None:
+    assert _digest_module._NEEDS_SCAN.search(sql) is not None
+    assert _digest_module._substituted(sql) == _scanned(sql)
+
+
+_SQLISH = st.lists(st.sampled_from(list("0123456789abexXbBnN_$@ =,;<>*?!\n\t")
+                                   + ["SELECT ", "WHERE ", "id", "0x", "0b", "1e", "e-", "'", "(", "-", "."]),
+                   max_size=30).map("".join)
+
+
+@given(_SQLISH)
+@settings(max_examples=2000, deadline=None)
+def test_the_shortcut_gives_the_scanners_text_for_any_statement_it_takes(sql) -> None:
+    assert _digest_module._substituted(sql) == _scanned(sql)
