@@ -237,8 +237,10 @@ class ProxyProcess:
     """
 
     def __init__(self, cluster: Any, workdir: Path, *, log_level: str, source: Path = ROOT,
-                 env: dict[str, str] | None = None, unix_sockets: bool = False, threads: int | None = None) -> None:
-        """``threads``: ``[mysql_variables] threads`` (worker processes); None leaves myrouter's default."""
+                 env: dict[str, str] | None = None, unix_sockets: bool = False, threads: int | None = 1) -> None:
+        """``threads``: ``[mysql_variables] threads``. 1 (default): one process, the one whose CPU the
+        scripts measure by its pid (myrouter's own default is one worker process per CPU, with a
+        supervisor that serves no client); None leaves myrouter's default."""
         from myrouter_testbed.demo import demo_config
         from myrouter_testbed.mariadb import free_ports
 
