@@ -302,6 +302,8 @@ def summarise(pairs: list[dict[str, Any]], settings: list[int], modes: list[str]
                 "median_sessions_per_worker": {i: _round(median([p["sessions_per_worker"].get(i, 0) for p in prox]), 0)
                                                for i in sessions},
                 "median_p95_ms": _round(median([p["latency_p95_ms"] for p in prox]), 2),
+                "median_mariadbd_cpu_pct": _round(median([p["mariadbd_cpu_pct"] for p in prox]), 0),
+                "median_idle_pct": _round(median([p["idle_pct"] for p in prox]), 1),
                 "errors": sum(r["direct"]["errors"] + r["proxied"]["errors"] for r in sel),
             })
     return out
@@ -352,9 +354,11 @@ def print_report(pairs: list[dict[str, Any]], summary: list[dict[str, Any]], set
              fmt(s["median_supervisor_us_per_query"], ".1f") + "/" + fmt(s["median_workers_us_per_query"], ".1f"),
              fmt(s["median_proxy_cpu_pct"], ".0f"), _worker_pcts(s["median_worker_cpu_pct"]),
              _spread({i: int(n) for i, n in s["median_sessions_per_worker"].items() if n is not None}, s["workers"]),
-             fmt(s["median_p95_ms"], ".2f"), str(s["errors"])] for s in summary]
+             fmt(s["median_p95_ms"], ".2f"), fmt(s["median_mariadbd_cpu_pct"], ".0f"), fmt(s["median_idle_pct"], ".1f"),
+             str(s["errors"])] for s in summary]
     print(format_table(["threads", "mode", "pairs (noisy)", "direct qps", "proxied qps", "ratio", "proxy us/q",
-                        "user/sys", "sup/workers", "proxy CPU%", "CPU% per worker", "sessions", "p95 ms", "errors"],
+                        "user/sys", "sup/workers", "proxy CPU%", "CPU% per worker", "sessions", "p95 ms",
+                        "mariadbd CPU%", "idle%", "errors"],
                        rows, left=(1,)))
     comparison = against_one(summary)
     if comparison:
@@ -383,6 +387,8 @@ def print_report(pairs: list[dict[str, Any]], summary: list[dict[str, Any]], set
           "  supervisor's and the workers' parts (the supervisor serves no client: near 0 under load).\n"
           "proxy CPU% / CPU% per worker: of one core. sessions: client sessions per worker (ThreadID in\n"
           "  stats_mysql_processlist) halfway through the run; the kernel spreads SO_REUSEPORT connections by hash.\n"
+          "mariadbd CPU%: all the test bed's servers, of one core; idle%: of the whole machine, during the proxied\n"
+          "  runs (near 0: the machine is saturated, and a worker can only get CPU that MariaDB or sysbench lose).\n"
           "idle us/s: the tree's CPU per second during the direct runs (monitor, timers, the supervisor's pushes).\n"
           "other CPU%: anything but the proxy, mariadbd, sysbench and softirq (a shared machine's other users);\n"
           f"  a pair where it exceeds {a.noisy_threshold:g}% on either side is marked noisy.")
