@@ -1,6 +1,7 @@
 """Small helpers shared by the benchmark scripts (stdlib only).
 
-* ``ProcCPU``: CPU time (user + system) of a process from ``/proc/<pid>/stat``.
+* ``ProcCPU``: CPU time (user + system) of a process from ``/proc/<pid>/stat``;
+  ``ProcTreeCPU``: the same for a process and its descendants (myrouter's workers).
 * ``median``, ``format_table``: reporting.
 * ``top_frames``: read a py-spy "raw" (collapsed stacks) profile and rank frames.
 
@@ -101,6 +102,11 @@ class ProcCPU:
         self.pid = pid
         self._start: tuple[float, float] | None = None
 
+    @property
+    def pids(self) -> set[int]:
+        """The processes measured."""
+        return {self.pid}
+
     def start(self) -> None:
         self._start = proc_cpu_times(self.pid)
 
@@ -108,6 +114,75 @@ class ProcCPU:
         assert self._start is not None, "stop() without start()"
         user, system = proc_cpu_times(self.pid)
         return CPUSample(user - self._start[0], system - self._start[1])
+
+
+def child_pids(pid: int) -> list[int]:
+    """The children of ``pid`` now (``/proc/<pid>/task/*/children``: children of any of its threads)."""
+    out: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return out
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(x) for x in f.read().split()]
+        except OSError:
+            continue  # the thread ended meanwhile
+    return out
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants now (parents before children)."""
+    tree, i = [pid], 0
+    while i < len(tree):
+        tree += [c for c in child_pids(tree[i]) if c not in tree]
+        i += 1
+    return tree
+
+
+class ProcTreeCPU:
+    """CPU seconds a process and its descendants spend between ``start()`` and ``stop()``.
+
+    The tree is read at both ends: a descendant born in between counts with all its CPU time (its
+    whole life is in the window); one that ended in between is in ``gone`` and its time since
+    ``start()`` is lost (it went to its parent's cutime, which is not counted). After ``stop()``,
+    ``parts`` holds each process's own sample.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._start: dict[int, tuple[float, float]] | None = None
+        self.parts: dict[int, CPUSample] = {}
+        self.gone: set[int] = set()
+
+    @property
+    def pids(self) -> set[int]:
+        """The processes measured (at either end)."""
+        return {self.pid, *(self._start or {}), *self.parts, *self.gone}
+
+    @staticmethod
+    def _read(pids: list[int]) -> dict[int, tuple[float, float]]:
+        out = {}
+        for p in pids:
+            try:
+                out[p] = proc_cpu_times(p)
+            except ProcessLookupError:
+                continue
+        return out
+
+    def start(self) -> None:
+        self._start = self._read(process_tree(self.pid))
+        self.parts, self.gone = {}, set()
+
+    def stop(self) -> CPUSample:
+        assert self._start is not None, "stop() without start()"
+        now = self._read(process_tree(self.pid))
+        for p, (user, system) in now.items():
+            u0, s0 = self._start.get(p, (0.0, 0.0))
+            self.parts[p] = CPUSample(user - u0, system - s0)
+        self.gone = set(self._start) - set(now)
+        return CPUSample(sum(x.user for x in self.parts.values()), sum(x.system for x in self.parts.values()))
 
 
 class MachineCPU:

@@ -56,6 +56,7 @@ from _common import (  # noqa: E402 - after the sys.path change
     ChildrenCPU,
     MachineCPU,
     ProcCPU,
+    ProcTreeCPU,
     all_processes_cpu,
     fmt,
     format_table,
@@ -236,7 +237,10 @@ class ProxyProcess:
     """
 
     def __init__(self, cluster: Any, workdir: Path, *, log_level: str, source: Path = ROOT,
-                 env: dict[str, str] | None = None, unix_sockets: bool = False) -> None:
+                 env: dict[str, str] | None = None, unix_sockets: bool = False, threads: int | None = 1) -> None:
+        """``threads``: ``[mysql_variables] threads``. 1 (default): one process, the one whose CPU the
+        scripts measure by its pid (myrouter's own default is one worker process per CPU, with a
+        supervisor that serves no client); None leaves myrouter's default."""
         from myrouter_testbed.demo import demo_config
         from myrouter_testbed.mariadb import free_ports
 
@@ -244,10 +248,11 @@ class ProxyProcess:
         self.extra_env = dict(env or {})
         self.port, self.admin_port, self.metrics_port = free_ports(3)
         self.config_path = workdir / "myrouter.toml"
-        self.config_path.write_text(
-            demo_config(cluster, rules_dir=self.source / "rules", port=self.port, admin_port=self.admin_port,
-                        metrics_port=self.metrics_port, unix_sockets=unix_sockets)
-        )
+        config = demo_config(cluster, rules_dir=self.source / "rules", port=self.port, admin_port=self.admin_port,
+                             metrics_port=self.metrics_port, unix_sockets=unix_sockets)
+        if threads is not None:
+            config = config.replace("[mysql_variables]\n", f"[mysql_variables]\nthreads = {threads}\n", 1)
+        self.config_path.write_text(config)
         self.log_path = workdir / "myrouter.log"
         self.drain_timeout = _drain_timeout(self.config_path)
         self.log_level = log_level
@@ -399,11 +404,15 @@ def _drain_timeout(config_path: Path) -> float:
 
 
 def measure(runner: Runner, *, target: str, port: int, threads: int, mode: str, proxy: ProxyProcess,
-            cluster: Any) -> dict[str, Any]:
-    """One sysbench run, with the CPU time of everything involved around it."""
+            cluster: Any, proxy_cpu: ProcCPU | ProcTreeCPU | None = None) -> dict[str, Any]:
+    """One sysbench run, with the CPU time of everything involved around it.
+
+    ``proxy_cpu``: what counts as the proxy's CPU (default: ``ProcCPU(proxy.pid)``, its process alone;
+    a ``ProcTreeCPU`` adds its worker processes)."""
     a = runner.args
     cmd = runner.command(port, "run", workload=a.workload, threads=threads, mode=mode, seconds=a.time)
-    proxy_cpu, machine, sysbench_cpu = ProcCPU(proxy.pid), MachineCPU(), ChildrenCPU()
+    proxy_cpu = proxy_cpu or ProcCPU(proxy.pid)
+    machine, sysbench_cpu = MachineCPU(), ChildrenCPU()
     server_cpus = [ProcCPU(s.pid) for s in cluster.servers if s.pid]
     primary_cpu = next((c for c in server_cpus if c.pid == cluster.primary.pid), None)
     procs_before = all_processes_cpu()
@@ -417,7 +426,7 @@ def measure(runner: Runner, *, target: str, port: int, threads: int, mode: str, 
     scpu = {c.pid: c.stop() for c in server_cpus}
     mach = machine.stop()
     others = top_cpu_users(procs_before, all_processes_cpu(),
-                           exclude={proxy.pid, os.getpid(), *(c.pid for c in server_cpus)})
+                           exclude={*proxy_cpu.pids, os.getpid(), *(c.pid for c in server_cpus)})
     servers_s = sum(x.seconds for x in scpu.values())
     queries = res.queries or 0
 
@@ -587,9 +596,13 @@ def _side_by_side(sel: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def plane_counts(proxy: ProxyProcess) -> dict[str, int]:
     """Which plane served the proxy's commands, from its admin interface."""
+    return global_counters(proxy, ("Questions", "Data_plane_commands", "Data_plane_handovers"))
+
+
+def global_counters(proxy: ProxyProcess, names: tuple[str, ...]) -> dict[str, int]:
+    """These ``stats_mysql_global`` values of the proxy (0 for a name it does not have)."""
     import pymysql
 
-    names = ("Questions", "Data_plane_commands", "Data_plane_handovers")
     conn = pymysql.connect(host=HOST, port=proxy.admin_port, user="admin", password="admin")
     try:
         with conn.cursor() as cur:
@@ -807,18 +820,10 @@ def _say(text: str, *, err: bool = False) -> None:
         pass
 
 
-def main(argv: list[str] | None = None) -> int:
-    a = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO, format="%(name)s: %(message)s")
-    if a.replicas < 1:
-        print("note: with no replica, the shipped rules send reads to an empty reader hostgroup and every "
-              "proxied read fails", flush=True)
-    if min(a.threads) < 8:
-        print("note: below 8 threads the ratio mostly measures latency, not throughput; compare at >= 8",
-              flush=True)
-
-    # The first SIGINT/SIGTERM/SIGHUP interrupts the benchmark; later ones must not break the
-    # cleanup (stopping the proxy and the MariaDB servers), which is bounded by its own timeouts.
+def install_interrupt_handlers() -> list[str]:
+    """The first SIGINT/SIGTERM/SIGHUP interrupts the benchmark (KeyboardInterrupt); later ones must not
+    break the cleanup (stopping the proxy and the MariaDB servers), which is bounded by its own timeouts.
+    Returns the list the cleanup appends to (non-empty: signals only print a message)."""
     interrupted: list[str] = []
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -831,6 +836,69 @@ def main(argv: list[str] | None = None) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
+    return interrupted
+
+
+def prepare_tables(runner: Runner, cluster: Any) -> None:
+    """sysbench's tables on the primary, then wait until the replicas have them."""
+    a = runner.args
+    prep = runner.run(runner.command(cluster.primary.port, "prepare", workload="oltp_point_select"),
+                      timeout=600)
+    if prep.returncode != 0:
+        raise RuntimeError(f"sysbench prepare failed (exit {prep.returncode}):\n{prep.output[-3000:]}")
+    if a.replicas:
+        cluster.wait_replication(timeout=300)
+    print(f"  prepared {a.tables} tables x {a.table_size} rows in {DB}; replicas caught up", flush=True)
+
+
+def stop_proxy_checked(proxy: ProxyProcess) -> tuple[dict[str, Any], bool]:
+    """SIGTERM the proxy and say how it went: (its exit record, True if it exited 0 within its drain timeout)."""
+    code, secs = proxy.stop()
+    record = {"code": code, "seconds": round(secs, 2), "drain_timeout": proxy.drain_timeout}
+    if code == 0 and secs <= proxy.drain_timeout:
+        _say(f"myrouter stopped with exit 0 {secs:.2f} s after SIGTERM")
+        return record, True
+    if code == 0:
+        _say(f"!!! myrouter exited 0 but only {secs:.1f} s after SIGTERM, beyond its drain timeout "
+             f"({proxy.drain_timeout:.0f} s)", err=True)
+    else:
+        _say(f"!!! myrouter did not stop cleanly after SIGTERM: "
+             f"{'killed after the timeout' if code is None else f'exit code {code}'} ({secs:.1f} s)\n"
+             f"--- tail of {proxy.log_path} ---\n{proxy.log_tail()}", err=True)
+    return record, False
+
+
+def stop_testbed(cluster: Any) -> bool:
+    try:
+        cluster.stop()
+        return True
+    except Exception as exc:  # noqa: BLE001
+        _say(f"!!! could not stop the test bed: {exc}", err=True)
+        return False
+
+
+def write_json(path: Path, results: dict[str, Any]) -> bool:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        _say(f"results written to {path}")
+        return True
+    except OSError as exc:
+        _say(f"!!! could not write {path}: {exc}", err=True)
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO, format="%(name)s: %(message)s")
+    if a.replicas < 1:
+        print("note: with no replica, the shipped rules send reads to an empty reader hostgroup and every "
+              "proxied read fails", flush=True)
+    if min(a.threads) < 8:
+        print("note: below 8 threads the ratio mostly measures latency, not throughput; compare at >= 8",
+              flush=True)
+
+    interrupted = install_interrupt_handlers()
 
     from myrouter_testbed import mariadb as testbed
 
@@ -849,13 +917,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"starting the test bed (primary + {a.replicas} replicas)...", flush=True)
         cluster = testbed.start_cluster(replicas=a.replicas)
         print(f"  primary on {HOST}:{cluster.primary.port}", flush=True)
-        prep = runner.run(runner.command(cluster.primary.port, "prepare", workload="oltp_point_select"),
-                          timeout=600)
-        if prep.returncode != 0:
-            raise RuntimeError(f"sysbench prepare failed (exit {prep.returncode}):\n{prep.output[-3000:]}")
-        if a.replicas:
-            cluster.wait_replication(timeout=300)
-        print(f"  prepared {a.tables} tables x {a.table_size} rows in {DB}; replicas caught up", flush=True)
+        prepare_tables(runner, cluster)
 
         proxy = ProxyProcess(cluster, workdir, log_level=a.proxy_log_level, unix_sockets=a.backend == "unix")
         proxy.start()
@@ -910,34 +972,14 @@ def main(argv: list[str] | None = None) -> int:
         for relay in relays.values():
             relay.stop()
         if proxy is not None and proxy.proc is not None:
-            code, secs = proxy.stop()
-            results["proxy_exit"] = {"code": code, "seconds": round(secs, 2), "drain_timeout": proxy.drain_timeout}
-            if code == 0 and secs <= proxy.drain_timeout:
-                _say(f"myrouter stopped with exit 0 {secs:.2f} s after SIGTERM")
-            else:
+            results["proxy_exit"], clean = stop_proxy_checked(proxy)
+            if not clean:
                 failure = True
                 status = status or 1
-                if code == 0:
-                    _say(f"!!! myrouter exited 0 but only {secs:.1f} s after SIGTERM, beyond its drain timeout "
-                         f"({proxy.drain_timeout:.0f} s)", err=True)
-                else:
-                    _say(f"!!! myrouter did not stop cleanly after SIGTERM: "
-                         f"{'killed after the timeout' if code is None else f'exit code {code}'} ({secs:.1f} s)\n"
-                         f"--- tail of {proxy.log_path} ---\n{proxy.log_tail()}", err=True)
-        if cluster is not None:
-            try:
-                cluster.stop()
-            except Exception as exc:  # noqa: BLE001
-                _say(f"!!! could not stop the test bed: {exc}", err=True)
-                status = status or 1
-        if a.json is not None:
-            try:
-                a.json.parent.mkdir(parents=True, exist_ok=True)
-                a.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
-                _say(f"results written to {a.json}")
-            except OSError as exc:
-                _say(f"!!! could not write {a.json}: {exc}", err=True)
-                status = status or 1
+        if cluster is not None and not stop_testbed(cluster):
+            status = status or 1
+        if a.json is not None and not write_json(a.json, results):
+            status = status or 1
         if failure:
             _say(f"(proxy config and log kept in {workdir})", err=True)
         else:
