@@ -87,16 +87,17 @@ def assert_no_leaks(rp: RunningProxy) -> None:
     assert st.tasks == 0, st
 
 
-def admin_port(rp: RunningProxy) -> int:
-    return rp.proxy.admin.listen_addresses[0][1]
+def admin_port(rp: RunningProxy | int) -> int:
+    """The admin port of a proxy running in this process, or the port itself (a proxy process's)."""
+    return rp if isinstance(rp, int) else rp.proxy.admin.listen_addresses[0][1]
 
 
-def admin_connect(rp: RunningProxy, user: str = "admin", password: str = "admin", **kw) -> pymysql.Connection:
+def admin_connect(rp: RunningProxy | int, user: str = "admin", password: str = "admin", **kw) -> pymysql.Connection:
     return pymysql.connect(host="127.0.0.1", port=admin_port(rp), user=user, password=password, autocommit=True,
                            connect_timeout=10, **kw)
 
 
-def admin_sql(rp: RunningProxy, *statements: str, user: str = "admin", password: str = "admin") -> list:
+def admin_sql(rp: RunningProxy | int, *statements: str, user: str = "admin", password: str = "admin") -> list:
     """Run statements on the proxy's admin interface; the rows of the last one."""
     conn = admin_connect(rp, user, password)
     try:

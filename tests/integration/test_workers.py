@@ -21,7 +21,7 @@ import MySQLdb
 import pymysql
 import pytest
 
-from conftest import render_config, wait_for
+from conftest import admin_sql, render_config, wait_for
 from myrouter_testbed.mariadb import free_ports
 
 MYROUTER = [sys.executable, "-m", "myrouter"]
@@ -83,16 +83,7 @@ class Instance:
         raise AssertionError(f"no connection landed on worker {worker}")
 
     def admin(self, *statements: str) -> list:
-        conn = pymysql.connect(host="127.0.0.1", port=self.admin_port, user="admin", password="admin")
-        try:
-            with conn.cursor() as cur:
-                rows = []
-                for st in statements:
-                    cur.execute(st)
-                    rows = list(cur.fetchall())
-                return rows
-        finally:
-            conn.close()
+        return admin_sql(self.admin_port, *statements)
 
     def stop(self, timeout: float = 30) -> int:
         if self.proc.poll() is None:
@@ -265,6 +256,12 @@ def test_pool_digest_and_command_stats_add_up_over_workers(instance):
 def test_a_servers_max_connections_holds_for_both_workers_together(instance, cluster):
     """Each worker has its share (2 + 2) of the server's 4: 50 clients on both never open more."""
     servers = [{"hostgroup_id": 0, "hostname": "127.0.0.1", "port": cluster.primary.port, "max_connections": 4}]
+
+    def app_threads() -> int:
+        rows = cluster.primary.query("SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE USER = 'app'")
+        return int(rows[0]["n"])
+
+    wait_for("the server to have no 'app' connection of earlier tests", lambda: app_threads() == 0)
     inst = instance(servers=servers)
     conns = [inst.connect() for _ in range(50)]
     assert {(c.thread_id() - 1) % THREADS for c in conns} == {0, 1}
@@ -282,8 +279,7 @@ def test_a_servers_max_connections_holds_for_both_workers_together(instance, clu
         t.start()
     peak = 0
     while any(t.is_alive() for t in threads):
-        rows = cluster.primary.query("SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE USER = 'app'")
-        peak = max(peak, int(rows[0]["n"]))
+        peak = max(peak, app_threads())
         time.sleep(0.02)
     for t in threads:
         t.join()
@@ -329,13 +325,7 @@ def test_client_and_user_max_connections_count_logins_on_every_worker(instance):
 def test_a_killed_worker_is_restarted_and_the_other_workers_clients_do_not_notice(instance):
     inst = instance()
     a, b, keep = both_workers(inst)
-    victim = [p for p in inst.worker_pids()]
-    assert len(victim) == 2
-    # which pid is worker 1: the one whose sessions the log names... ask /proc: the command line
-    by_index = {}
-    for pid in victim:
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        by_index[int(cmd[cmd.index(b"--index") + 1])] = pid
+    by_index = {i: worker_pid(inst, i) for i in (0, 1)}
     os.kill(by_index[1], signal.SIGKILL)
     for _ in range(50):
         assert query(a, "SELECT 1") == ((1,),)  # worker 0's client goes on
@@ -425,8 +415,11 @@ def sysbench(port: int, *args: str) -> subprocess.CompletedProcess:
 
 def worker_pid(inst: Instance, index: int) -> int:
     for pid in inst.worker_pids():
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        if int(argv[argv.index(b"--index") + 1]) == index:
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except FileNotFoundError:
+            continue  # gone meanwhile
+        if b"--index" in argv and int(argv[argv.index(b"--index") + 1]) == index:  # (a zombie has no argv)
             return pid
     raise AssertionError(f"no worker {index}")
 
