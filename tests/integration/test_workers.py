@@ -22,6 +22,7 @@ import pymysql
 import pytest
 
 from conftest import admin_sql, render_config, wait_for
+from myrouter.net import tls
 from myrouter_testbed.mariadb import free_ports
 
 MYROUTER = [sys.executable, "-m", "myrouter"]
@@ -519,3 +520,22 @@ def test_sigterm_while_a_worker_restarts_still_drains_within_shutdown_timeout(in
     assert inst.stop(timeout=20) == 0
     assert time.monotonic() - started < 3 + 5
     assert "Traceback" not in inst.log()
+
+
+def test_tls_clients_on_both_workers_use_the_certificates_the_supervisor_made(instance, tmp_path):
+    datadir = tmp_path / "datadir"
+    inst = instance(datadir=datadir, variables={"have_ssl": True})
+    ca = str(datadir / tls.CA_FILE)
+    keep: list = []
+    seen = set()
+    for _ in range(40):
+        conn = inst.connect(ssl_ca=ca, ssl_verify_cert=True, ssl_verify_identity=True)
+        assert query(conn, "SHOW STATUS LIKE 'Ssl_cipher'") is not None
+        seen.add((conn.thread_id() - 1) % THREADS)
+        keep.append(conn)
+        if seen == {0, 1}:
+            break
+    assert seen == {0, 1}  # one certificate set, made once (by the supervisor), served by both workers
+    assert inst.log().count("TLS: generated") == 1
+    for conn in keep:
+        conn.close()
