@@ -39,6 +39,10 @@ class ChannelBroken(Exception):
     """The other end closed the channel, or sent something unreadable."""
 
 
+class CallTimedOut(ChannelBroken):
+    """The other end did not reply in time (a wedged process): its late reply is dropped."""
+
+
 def encode(message: tuple) -> bytes:
     payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     return HEADER.pack(len(payload), FORMAT_VERSION) + payload
@@ -115,8 +119,9 @@ class Channel:
         if not self.closed:
             self._out_send.send_nowait(encode(("note", kind, body)))
 
-    async def call(self, kind: str, **body: Any) -> Any:
-        """Send a request and wait for its reply; a MySQLError on the other end is raised here."""
+    async def call(self, kind: str, *, timeout: float = float("inf"), **body: Any) -> Any:
+        """Send a request and wait for its reply, at most ``timeout`` seconds (CallTimedOut); a
+        MySQLError on the other end is raised here."""
         if self.closed:
             raise ChannelBroken(f"{self.name}: closed")
         rid = next(self._ids)
@@ -125,9 +130,12 @@ class Channel:
         self._waiting[rid] = (event, slot)
         try:
             self._out_send.send_nowait(encode(("req", rid, kind, body)))
-            await event.wait()
+            with trio.move_on_after(timeout) as scope:
+                await event.wait()
         finally:
             self._waiting.pop(rid, None)
+        if scope.cancelled_caught:
+            raise CallTimedOut(f"{self.name}: no reply to {kind} within {timeout:g}s")
         if not slot:
             raise ChannelBroken(f"{self.name}: closed before replying to {kind}")
         ok, value = slot

@@ -53,7 +53,8 @@ from .worker import server_states
 
 log = logging.getLogger("myrouter")
 
-START_TIMEOUT = 60.0  # a worker's start: its config, binding the client port
+START_TIMEOUT = 60.0
+CALL_TIMEOUT = 10.0  # a worker that does not answer a request in this time is treated as gone for it  # a worker's start: its config, binding the client port
 SERVER_PUSH_INTERVAL = 1.0  # the servers' state goes to the workers at least this often
 RESTART_DELAY = 0.5  # first wait before restarting a dead worker; doubles up to RESTART_DELAY_MAX
 RESTART_DELAY_MAX = 10.0
@@ -256,7 +257,7 @@ class Supervisor(Proxy):
         with trio.move_on_after(timeout + DRAIN_GRACE):
             if worker.ready:
                 try:
-                    await worker.channel.call("drain", timeout=timeout)
+                    await worker.channel.call("drain", seconds=timeout)
                 except (ChannelBroken, RemoteError, MySQLError) as exc:
                     log.debug("worker %d: drain: %s", worker.index, exc)
             else:  # still starting: it has no client; SIGTERM ends it (drained, if it got that far)
@@ -283,7 +284,7 @@ class Supervisor(Proxy):
             for w in self._live():
                 if w.index != index:
                     try:
-                        rows += await w.channel.call("sessions")
+                        rows += await w.channel.call("sessions", timeout=CALL_TIMEOUT)
                     except (ChannelBroken, RemoteError) as exc:
                         log.debug("worker %d: sessions: %s", w.index, exc)
             return rows
@@ -329,7 +330,7 @@ class Supervisor(Proxy):
         if worker is None or not worker.ready:
             return missing
         try:
-            return await worker.channel.call(kind, **body)
+            return await worker.channel.call(kind, **body, timeout=CALL_TIMEOUT)
         except (ChannelBroken, RemoteError) as exc:
             log.debug("worker %d: %s: %s", worker.index, kind, exc)
             return missing
@@ -345,7 +346,8 @@ class Supervisor(Proxy):
 
         async def prepare(w: WorkerProcess) -> None:
             try:
-                await w.channel.call("prepare", config=config_for_worker(config, w.index, self.threads))
+                await w.channel.call("prepare", config=config_for_worker(config, w.index, self.threads),
+                                     timeout=CALL_TIMEOUT)
                 ready.append(w)
             except (ChannelBroken, RemoteError, MySQLError) as exc:
                 errors.append((w.index, exc))
@@ -356,7 +358,7 @@ class Supervisor(Proxy):
         if errors:
             for w in ready:
                 try:
-                    await w.channel.call("abort")
+                    await w.channel.call("abort", timeout=CALL_TIMEOUT)
                 except (ChannelBroken, RemoteError) as exc:
                     log.debug("worker %d: abort: %s", w.index, exc)
             self.discard_prepared(prepared)
@@ -369,7 +371,7 @@ class Supervisor(Proxy):
 
         async def commit(w: WorkerProcess) -> None:
             try:
-                await w.channel.call("commit", rules=rules, servers=servers)
+                await w.channel.call("commit", rules=rules, servers=servers, timeout=CALL_TIMEOUT)
             except (ChannelBroken, RemoteError) as exc:  # it died meanwhile: it restarts with this config
                 log.warning("worker %d: commit: %s", w.index, exc)
 
@@ -386,7 +388,7 @@ class Supervisor(Proxy):
 
         async def ask(w: WorkerProcess) -> None:
             try:
-                per_worker[w.index] = await w.channel.call("rows", names=sorted(wanted))
+                per_worker[w.index] = await w.channel.call("rows", names=sorted(wanted), timeout=CALL_TIMEOUT)
             except (ChannelBroken, RemoteError) as exc:
                 log.debug("worker %d: rows: %s", w.index, exc)
 
@@ -408,11 +410,11 @@ class Supervisor(Proxy):
         total = 0
         for w in self._live():
             try:
-                total += await w.channel.call("action", action=action)
+                total += await w.channel.call("action", action=action, timeout=CALL_TIMEOUT)
             except RemoteError as exc:
                 raise MySQLError(ER_UNKNOWN_ERROR, f"PROXYSQL {action}: worker {w.index}: {exc}", "HY000") from None
-            except ChannelBroken as exc:
-                log.debug("worker %d: %s: %s", w.index, action, exc)
+            except ChannelBroken as exc:  # gone, or wedged: it does not hold this up
+                log.warning("worker %d: %s: %s", w.index, action, exc)
         return total
 
     async def kill_session(self, session_id: int, *, query_only: bool) -> bool:

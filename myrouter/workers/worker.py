@@ -31,12 +31,13 @@ from ..frontend.local import process_rows
 from ..routing.hostgroups import OFFLINE_HARD
 from ..runtime.role import ProcessRole
 from ..runtime.topology import Topology
-from .channel import Channel
+from .channel import Channel, ChannelBroken
 from .gtidboard import GtidBoard
 
 log = logging.getLogger("myrouter")
 
 PR_SET_PDEATHSIG = 1
+CALL_TIMEOUT = 10.0  # a supervisor that does not answer in this time is treated as gone for that request
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -67,7 +68,12 @@ class SupervisorLink:
     # -- Peers: what the sessions ask of the instance ----------------------------------
 
     async def admit(self, username: str, user_limit: int, limit: int) -> str | None:
-        return await self.channel.call("admit", username=username, user_limit=user_limit, limit=limit)
+        try:
+            return await self.channel.call("admit", username=username, user_limit=user_limit, limit=limit,
+                                           timeout=CALL_TIMEOUT)
+        except ChannelBroken as exc:  # the instance's count cannot be asked: refused, not let in uncounted
+            log.warning("worker %d: cannot count a login with the supervisor (%s): refused", self.role.index, exc)
+            return "max_connections"
 
     def left(self, username: str) -> None:
         self.channel.note_nowait("left", username=username)
@@ -76,13 +82,21 @@ class SupervisorLink:
         self.channel.note_nowait("changed_user", old=old, new=new)
 
     async def find(self, session_id: int) -> dict[str, Any] | None:
-        return await self.channel.call("find", session_id=session_id)
+        return await self._ask("find", None, session_id=session_id)
 
     async def kill(self, session_id: int, *, query_only: bool) -> bool:
-        return await self.channel.call("kill", session_id=session_id, query_only=query_only)
+        return await self._ask("kill", False, session_id=session_id, query_only=query_only)
 
     async def sessions(self) -> list:
-        return await self.channel.call("sessions")
+        return await self._ask("sessions", [])
+
+    async def _ask(self, kind: str, otherwise: Any, **body: Any) -> Any:
+        """Another worker's answer through the supervisor; ``otherwise`` if none comes (logged)."""
+        try:
+            return await self.channel.call(kind, timeout=CALL_TIMEOUT, **body)
+        except ChannelBroken as exc:
+            log.warning("worker %d: %s through the supervisor failed: %s", self.role.index, kind, exc)
+            return otherwise
 
     def connect_error(self, hostgroup: int, host: str, port: int, code: int | None) -> None:
         self.channel.note_nowait("connect_error", hostgroup=hostgroup, host=host, port=port, code=code)
@@ -134,7 +148,7 @@ class SupervisorLink:
         if kind == "sessions":
             return process_rows(proxy.sessions.values())
         if kind == "drain":
-            await proxy.drain_and_stop(body["timeout"])
+            await proxy.drain_and_stop(body["seconds"])
             return True
         raise RuntimeError(f"unknown request {kind!r}")
 

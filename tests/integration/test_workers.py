@@ -257,14 +257,17 @@ def test_pool_digest_and_command_stats_add_up_over_workers(instance):
 def test_a_servers_max_connections_holds_for_both_workers_together(instance, cluster):
     """Each worker has its share (2 + 2) of the server's 4: 50 clients on both never open more."""
     servers = [{"hostgroup_id": 0, "hostname": "127.0.0.1", "port": cluster.primary.port, "max_connections": 4}]
+    # a user of its own: the server's connections of this user are this test's (other tests' linger)
+    cluster.primary.query("CREATE USER IF NOT EXISTS 'wk4'@'%' IDENTIFIED BY 'wk4'")
+    cluster.primary.query("GRANT ALL ON test.* TO 'wk4'@'%'")
+    users = [{"username": "wk4", "password": "wk4", "default_hostgroup": 0, "default_schema": "test"}]
 
     def app_threads() -> int:
-        rows = cluster.primary.query("SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE USER = 'app'")
+        rows = cluster.primary.query("SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE USER = 'wk4'")
         return int(rows[0]["n"])
 
-    wait_for("the server to have no 'app' connection of earlier tests", lambda: app_threads() == 0)
-    inst = instance(servers=servers)
-    conns = [inst.connect() for _ in range(50)]
+    inst = instance(servers=servers, users=users)
+    conns = [inst.connect("wk4", "wk4") for _ in range(50)]
     assert {(c.thread_id() - 1) % THREADS for c in conns} == {0, 1}
     errors: list = []
 
@@ -538,4 +541,32 @@ def test_tls_clients_on_both_workers_use_the_certificates_the_supervisor_made(in
     assert seen == {0, 1}  # one certificate set, made once (by the supervisor), served by both workers
     assert inst.log().count("TLS: generated") == 1
     for conn in keep:
+        conn.close()
+
+
+def test_a_wedged_worker_neither_hangs_the_admin_nor_half_applies_a_load(instance):
+    """SIGSTOP stands for a worker stuck in a long computation: the admin answers from the others
+    after the call timeout, and a LOAD it cannot confirm changes nothing anywhere."""
+    inst = instance()
+    a, b, keep = both_workers(inst)
+    stuck = worker_pid(inst, 1)
+    os.kill(stuck, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        rows = inst.admin("SELECT ThreadID, SessionID FROM stats_mysql_processlist")
+        assert time.monotonic() - started < 30
+        assert {r[1] for r in rows} >= {a.thread_id()} and {r[0] for r in rows} == {0}  # worker 0's only
+        inst.admin("INSERT INTO mysql_query_rules (rule_id, active, match_pattern, destination_hostgroup, apply) "
+                   "VALUES (9, 1, '^SELECT wedged', 1, 1)")
+        with pytest.raises(pymysql.err.OperationalError) as err:
+            inst.admin("LOAD MYSQL QUERY RULES TO RUNTIME")
+        assert "worker 1" in err.value.args[1]
+        assert inst.admin("SELECT rule_id FROM runtime_mysql_query_rules") == []  # nothing changed here
+        assert query(a, "SELECT 1") == ((1,),)
+    finally:
+        os.kill(stuck, signal.SIGCONT)
+    assert query(b, "SELECT 1") == ((1,),)  # it goes on where it stopped
+    inst.admin("LOAD MYSQL QUERY RULES TO RUNTIME")  # and takes the next LOAD with the others
+    assert inst.admin("SELECT rule_id FROM runtime_mysql_query_rules") == [(9,)]
+    for conn in (a, b, *keep):
         conn.close()
