@@ -132,6 +132,20 @@ def child_pids(pid: int) -> list[int]:
     return out
 
 
+def proc_context_switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of ``pid``'s threads so far (``/proc/<pid>/status``
+    counts the main thread only; the task directory has every thread)."""
+    vol = invol = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/status") as f:
+            for line in f:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    vol += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches:"):
+                    invol += int(line.split()[1])
+    return vol, invol
+
+
 def process_tree(pid: int) -> list[int]:
     """``pid`` and all its descendants now (parents before children)."""
     tree, i = [pid], 0
@@ -153,8 +167,12 @@ class ProcTreeCPU:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self._start: dict[int, tuple[float, float]] | None = None
+        self._switches_start: dict[int, tuple[int, int]] = {}
         self.parts: dict[int, CPUSample] = {}
         self.gone: set[int] = set()
+        # (voluntary, involuntary) context switches of the processes alive at both ends: a process
+        # that sleeps for want of work makes voluntary ones, one preempted involuntary ones
+        self.switches: tuple[int, int] = (0, 0)
 
     @property
     def pids(self) -> set[int]:
@@ -171,13 +189,30 @@ class ProcTreeCPU:
                 continue
         return out
 
+    @staticmethod
+    def _read_switches(pids: list[int]) -> dict[int, tuple[int, int]]:
+        out = {}
+        for p in pids:
+            try:
+                out[p] = proc_context_switches(p)
+            except (ProcessLookupError, FileNotFoundError):
+                continue
+        return out
+
     def start(self) -> None:
-        self._start = self._read(process_tree(self.pid))
+        tree = process_tree(self.pid)
+        self._start = self._read(tree)
+        self._switches_start = self._read_switches(tree)
         self.parts, self.gone = {}, set()
 
     def stop(self) -> CPUSample:
         assert self._start is not None, "stop() without start()"
-        now = self._read(process_tree(self.pid))
+        tree = process_tree(self.pid)
+        switches = self._read_switches(tree)
+        vol = sum(v - self._switches_start[p][0] for p, (v, _) in switches.items() if p in self._switches_start)
+        invol = sum(n - self._switches_start[p][1] for p, (_, n) in switches.items() if p in self._switches_start)
+        self.switches = (vol, invol)
+        now = self._read(tree)
         for p, (user, system) in now.items():
             u0, s0 = self._start.get(p, (0.0, 0.0))
             self.parts[p] = CPUSample(user - u0, system - s0)

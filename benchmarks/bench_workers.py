@@ -216,6 +216,9 @@ def measure_proxied(runner: Runner, cluster: Any, proxy: ProxyProcess, *, mode: 
         "worker_cpu_pct": {i: round(100.0 * s / wall, 1) if wall else None for i, s in sorted(per_worker.items())},
         "sessions_per_worker": spread.counts,
         "sessions_error": spread.error,
+        # context switches of the proxy's processes per query: voluntary ones are sleeps for want of
+        # work (a worker with fewer sessions sleeps more), involuntary ones preemptions
+        "switches_per_query": [round(n / queries, 2) for n in tree.switches] if queries else None,
         "processes_gone": sorted(tree.gone),
     })
     if tree.gone:
@@ -302,6 +305,9 @@ def summarise(pairs: list[dict[str, Any]], settings: list[int], modes: list[str]
                 "median_sessions_per_worker": {i: _round(median([p["sessions_per_worker"].get(i, 0) for p in prox]), 0)
                                                for i in sessions},
                 "median_p95_ms": _round(median([p["latency_p95_ms"] for p in prox]), 2),
+                "median_switches_per_query": [
+                    _round(median([p["switches_per_query"][k] for p in prox if p.get("switches_per_query")]), 2)
+                    for k in (0, 1)],
                 "median_mariadbd_cpu_pct": _round(median([p["mariadbd_cpu_pct"] for p in prox]), 0),
                 "median_idle_pct": _round(median([p["idle_pct"] for p in prox]), 1),
                 "errors": sum(r["direct"]["errors"] + r["proxied"]["errors"] for r in sel),
@@ -354,11 +360,13 @@ def print_report(pairs: list[dict[str, Any]], summary: list[dict[str, Any]], set
              fmt(s["median_supervisor_us_per_query"], ".1f") + "/" + fmt(s["median_workers_us_per_query"], ".1f"),
              fmt(s["median_proxy_cpu_pct"], ".0f"), _worker_pcts(s["median_worker_cpu_pct"]),
              _spread({i: int(n) for i, n in s["median_sessions_per_worker"].items() if n is not None}, s["workers"]),
-             fmt(s["median_p95_ms"], ".2f"), fmt(s["median_mariadbd_cpu_pct"], ".0f"), fmt(s["median_idle_pct"], ".1f"),
+             fmt(s["median_p95_ms"], ".2f"),
+             "/".join(fmt(x, ".2f") for x in s["median_switches_per_query"]),
+             fmt(s["median_mariadbd_cpu_pct"], ".0f"), fmt(s["median_idle_pct"], ".1f"),
              str(s["errors"])] for s in summary]
     print(format_table(["threads", "mode", "pairs (noisy)", "direct qps", "proxied qps", "ratio", "proxy us/q",
                         "user/sys", "sup/workers", "proxy CPU%", "CPU% per worker", "sessions", "p95 ms",
-                        "mariadbd CPU%", "idle%", "errors"],
+                        "ctx sw/q vol/invol", "mariadbd CPU%", "idle%", "errors"],
                        rows, left=(1,)))
     comparison = against_one(summary)
     if comparison:
@@ -389,6 +397,8 @@ def print_report(pairs: list[dict[str, Any]], summary: list[dict[str, Any]], set
           "  stats_mysql_processlist) halfway through the run; the kernel spreads SO_REUSEPORT connections by hash.\n"
           "mariadbd CPU%: all the test bed's servers, of one core; idle%: of the whole machine, during the proxied\n"
           "  runs (near 0: the machine is saturated, and a worker can only get CPU that MariaDB or sysbench lose).\n"
+          "ctx sw/q: the proxy's context switches per query, voluntary (a process that sleeps for want of work:\n"
+          "  workers with fewer sessions each sleep and wake more, which costs CPU per query) / involuntary.\n"
           "idle us/s: the tree's CPU per second during the direct runs (monitor, timers, the supervisor's pushes).\n"
           "other CPU%: anything but the proxy, mariadbd, sysbench and softirq (a shared machine's other users);\n"
           f"  a pair where it exceeds {a.noisy_threshold:g}% on either side is marked noisy.")
