@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import struct
@@ -139,7 +140,7 @@ def test_domains_beyond_the_board_are_logged_not_fatal(caplog):
     assert any("replication domains" in r.getMessage() for r in caplog.records)
 
 
-def test_a_worker_mirrors_the_supervisors_moves_and_statuses(tmp_path):
+def test_a_worker_mirrors_the_supervisors_moves_and_statuses(tmp_path, caplog):
     config = load(tmp_path, '[[mysql_servers]]\nhostgroup_id = 0\nhostname = "a"\nport = 1\n'
                             '[[mysql_servers]]\nhostgroup_id = 1\nhostname = "b"\nport = 2\n')
     sup, wrk = Topology(config), Topology(config)
@@ -152,7 +153,10 @@ def test_a_worker_mirrors_the_supervisors_moves_and_statuses(tmp_path):
     changes = []
     wrk.on_status_change(lambda s, old: changes.append((s.hostgroup, s.host, old, s.status)))
     gone = wrk.hostgroups.find(0, "a", 1)
+    caplog.set_level(logging.INFO, logger="myrouter")
     mirror_servers(wrk, server_states(sup))
+    # the supervisor logged each change: its workers do not log it once more each (debug only)
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO and " -> " in r.getMessage()]
     assert sorted((s.hostgroup, s.host, s.status) for s in wrk.hostgroups.servers()) == \
         [(0, "b", "SHUNNED"), (1, "b", "SHUNNED")]
     assert gone.status == "OFFLINE_HARD"

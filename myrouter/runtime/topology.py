@@ -53,17 +53,18 @@ class Topology:
     def on_status_change(self, listener: StatusListener) -> None:
         self._listeners.append(listener)
 
-    def server_status_changed(self, server: Server, old_status: str) -> None:
+    def server_status_changed(self, server: Server, old_status: str, *, mirrored: bool = False) -> None:
         """Called after every change of a Server's ``status``: by the monitor (health and lag
         shunning, recovery, a server moved out of its hostgroup, which becomes OFFLINE_HARD),
         by the traffic-side rule (``Server.note_connect_error``) and by LOAD MYSQL SERVERS TO
         RUNTIME (including servers removed from the configuration, which become
         OFFLINE_HARD). ``server.status`` is the new status. Runs synchronously on the event
-        loop: it must not block.
+        loop: it must not block. ``mirrored``: a worker takes the change from its supervisor, which
+        has logged it already (logged at debug level here, not once more per worker).
         """
         reason = f" ({server.shun_reason})" if server.shun_reason and server.status == "SHUNNED" else ""
-        log.info("server %s:%d (hostgroup %d): %s -> %s%s", server.host, server.port, server.hostgroup, old_status,
-                 server.status, reason)
+        log.log(logging.DEBUG if mirrored else logging.INFO, "server %s:%d (hostgroup %d): %s -> %s%s", server.host,
+                server.port, server.hostgroup, old_status, server.status, reason)
         if server.status != "ONLINE":
             self.gtid_applied.pop(server, None)
         for listener in self._listeners:

@@ -182,7 +182,7 @@ def mirror_servers(topology: Topology, states: list[tuple]) -> None:
             hg.remove(s)
             old = s.status
             if s.set_admin_status(OFFLINE_HARD, notify=False) is not None:
-                topology.server_status_changed(s, old)
+                topology.server_status_changed(s, old, mirrored=True)
             topology.note_retired(s)
     for key, (hostgroup, host, port, admin_status, shun_health, shun_lag, shun_traffic, read_only, lag,
               ping) in wanted.items():
@@ -201,7 +201,7 @@ def mirror_servers(topology: Topology, states: list[tuple]) -> None:
             s.note_ping_time(ping)
         old = s.refresh_status(notify=False)
         if old is not None:
-            topology.server_status_changed(s, old)  # the pools close what no longer serves
+            topology.server_status_changed(s, old, mirrored=True)  # the pools close what no longer serves
 
 
 async def _serve(link: SupervisorLink, args: dict[str, Any]) -> None:
