@@ -5,16 +5,27 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import socket
 import struct
 
 import pytest
+import trio
 
 from myrouter.config import Config, load_config
 from myrouter.routing.hostgroups import Hostgroups
 from myrouter.runtime.role import ProcessRole
 from myrouter.runtime.topology import Topology
 from myrouter.workers import merge
-from myrouter.workers.channel import FORMAT_VERSION, HEADER, ChannelBroken, FrameDecoder, encode
+from myrouter.workers.channel import (
+    FORMAT_VERSION,
+    HEADER,
+    CallTimedOut,
+    Channel,
+    ChannelBroken,
+    FrameDecoder,
+    RemoteError,
+    encode,
+)
 from myrouter.workers.gtidboard import SLOTS, GtidBoard, create_board
 from myrouter.workers.supervisor import config_for_worker, worker_share
 from myrouter.workers.worker import mirror_servers, server_states
@@ -162,3 +173,56 @@ def test_a_worker_mirrors_the_supervisors_moves_and_statuses(tmp_path, caplog):
     assert gone.status == "OFFLINE_HARD"
     assert (0, "a", "ONLINE", "OFFLINE_HARD") in changes and (1, "b", "ONLINE", "SHUNNED") in changes
     assert isinstance(wrk.hostgroups, Hostgroups)
+
+
+def _channels(**ours_kw) -> tuple[Channel, Channel]:
+    """Two channels over a socketpair: ours (with ``ours_kw``'s handlers) and its peer."""
+    a, b = socket.socketpair()
+    ours = Channel(trio.SocketStream(trio.socket.from_stdlib_socket(a)), name="ours", **ours_kw)
+    peer = Channel(trio.SocketStream(trio.socket.from_stdlib_socket(b)), name="peer")
+    return ours, peer
+
+
+async def test_an_unreadable_frame_ends_the_channel_and_fails_the_waiting_call():
+    ours, peer = _channels()
+    result = {}
+
+    async def ask():
+        try:
+            await ours.call("rows", names=[])
+        except ChannelBroken as exc:
+            result["error"] = exc
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(ours.run)
+        nursery.start_soon(ask)
+        await trio.sleep(0.05)
+        garbage = b"not a pickle"
+        await peer.stream.send_all(HEADER.pack(len(garbage), FORMAT_VERSION) + garbage)
+    # ours.run ended by itself (logged), without raising into the nursery
+    assert isinstance(result["error"], ChannelBroken)
+    assert ours.closed
+
+
+async def test_a_failing_notice_handler_and_an_unencodable_reply_keep_the_channel():
+    def on_note(kind, body):
+        raise RuntimeError("cannot apply")
+
+    async def on_request(kind, body):
+        return lambda: None  # a function: pickle refuses it
+
+    ours, peer = _channels(on_note=on_note, on_request=on_request)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(ours.run)
+        await nursery.start(peer.run)
+        peer.note_nowait("servers", servers=[])
+        with pytest.raises(RemoteError, match="(?i)pickle"):
+            await peer.call("rows", timeout=5)
+        assert not ours.closed and not peer.closed
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_call_nobody_answers_times_out():
+    ours, _peer = _channels()  # the peer never reads
+    with pytest.raises(CallTimedOut):
+        await ours.call("rows", timeout=0.05)

@@ -67,7 +67,10 @@ class FrameDecoder:
             end = HEADER.size + length
             if len(self._buf) < end:
                 break
-            message = pickle.loads(self._buf[HEADER.size:end])
+            try:
+                message = pickle.loads(self._buf[HEADER.size:end])
+            except Exception as exc:  # a frame of the right size and version that is not a message
+                raise ChannelBroken(f"unreadable channel frame: {exc}") from exc
             del self._buf[:end]
             if not isinstance(message, tuple) or not message:
                 raise ChannelBroken(f"unreadable channel message: {type(message).__name__}")
@@ -146,17 +149,21 @@ class Channel:
     # -- running ---------------------------------------------------------------
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Read and write until the other end closes (then return) or a frame is unreadable
-        (ChannelBroken). Pending calls fail with ChannelBroken either way."""
+        """Read and write until the other end closes or sends something unreadable (logged); then
+        close the stream and return. Pending calls fail with ChannelBroken either way."""
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._write_loop)
                 task_status.started()
-                await self._read_loop()
+                try:
+                    await self._read_loop()
+                except ChannelBroken as exc:  # the other end is not to be trusted any more: end here
+                    log.error("%s: %s; closing the channel", self.name, exc)
                 nursery.cancel_scope.cancel()
         finally:
             self._close()
+            await trio.aclose_forcefully(self.stream)
 
     def _close(self) -> None:
         self.closed = True
@@ -181,7 +188,10 @@ class Channel:
             if not data:
                 return
             for message in decoder.feed(data):
-                self._dispatch(message)
+                try:
+                    self._dispatch(message)
+                except (ValueError, TypeError) as exc:  # a tuple of the wrong shape
+                    raise ChannelBroken(f"malformed {message[0]!r} message: {exc}") from exc
 
     def _dispatch(self, message: tuple) -> None:
         kind = message[0]
@@ -194,14 +204,17 @@ class Channel:
         elif kind == "note":
             _, what, body = message
             if self.on_note is None:
-                raise ChannelBroken(f"{self.name}: unexpected notice {what!r}")
-            self.on_note(what, body)
+                raise ChannelBroken(f"unexpected notice {what!r}")
+            try:
+                self.on_note(what, body)
+            except Exception:  # a notice this end cannot apply: said, and the channel goes on
+                log.exception("%s: notice %s failed", self.name, what)
         elif kind == "req":
             _, rid, what, body = message
             assert self._nursery is not None
             self._nursery.start_soon(self._answer, rid, what, body)
         else:
-            raise ChannelBroken(f"{self.name}: unknown message kind {kind!r}")
+            raise ChannelBroken(f"unknown message kind {kind!r}")
 
     async def _answer(self, rid: int, what: str, body: dict) -> None:
         try:
@@ -213,5 +226,11 @@ class Channel:
             if not isinstance(exc, MySQLError):
                 log.exception("%s: request %s failed", self.name, what)
             reply = ("rep", rid, False, _error_value(exc))
-        if not self.closed:
-            self._out_send.send_nowait(encode(reply))
+        if self.closed:
+            return
+        try:
+            frame = encode(reply)
+        except Exception as exc:  # a reply that cannot be sent: the caller gets why
+            log.exception("%s: the reply to %s cannot be encoded", self.name, what)
+            frame = encode(("rep", rid, False, _error_value(exc)))
+        self._out_send.send_nowait(frame)

@@ -53,14 +53,15 @@ from .worker import server_states
 
 log = logging.getLogger("myrouter")
 
-START_TIMEOUT = 60.0
-CALL_TIMEOUT = 10.0  # a worker that does not answer a request in this time is treated as gone for it  # a worker's start: its config, binding the client port
+START_TIMEOUT = 60.0  # a worker's start: its config, binding the client port
+CALL_TIMEOUT = 10.0  # a worker that does not answer a request in this time is treated as gone for it
 SERVER_PUSH_INTERVAL = 1.0  # the servers' state goes to the workers at least this often
 RESTART_DELAY = 0.5  # first wait before restarting a dead worker; doubles up to RESTART_DELAY_MAX
 RESTART_DELAY_MAX = 10.0
+STABLE_AFTER = 60.0  # a worker that ran this long restarts at once again
 LOG_SIZE_CHECK_INTERVAL = 1.0  # how often the supervisor looks at the shared log files' size
-STABLE_AFTER = 60.0
-DRAIN_GRACE = 10.0  # past shutdown_timeout, a worker that has not exited is killed  # a worker that ran this long restarts at once again
+DRAIN_GRACE = 10.0  # past shutdown_timeout, a worker that has not exited is killed
+CHANNEL_END_GRACE = 2.0  # a worker whose channel ended and that has not exited this long after is killed
 
 
 def worker_share(total: int, index: int, threads: int) -> int:
@@ -179,7 +180,7 @@ class Supervisor(Proxy):
                           on_note=functools.partial(self._worker_note, index), name=f"worker {index}")
         worker = WorkerProcess(index, process, channel)
         self.workers[index] = worker
-        await self._workers_nursery.start(channel.run)
+        await self._workers_nursery.start(self._keep_channel, worker)
         try:
             with trio.fail_after(START_TIMEOUT):
                 reply = await channel.call(
@@ -197,6 +198,16 @@ class Supervisor(Proxy):
         worker.ready = True
         log.info("worker %d started (pid %d)", index, reply["pid"])
         return worker
+
+    async def _keep_channel(self, worker: WorkerProcess, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """The worker's channel; a worker that is still running once it ended (it sent something
+        unreadable) cannot be steered: it is killed, and ``_keep_worker`` starts another."""
+        await worker.channel.run(task_status=task_status)
+        with trio.move_on_after(CHANNEL_END_GRACE):  # the usual case: the worker is ending (or ended)
+            await exited(worker.process)
+        if worker.process.poll() is None and not self.stopping:
+            log.error("worker %d (pid %d): its channel is closed: killing it", worker.index, worker.process.pid)
+            worker.process.kill()
 
     def _forget(self, worker: WorkerProcess) -> None:
         """A worker ended: its logins leave the instance's counts."""
