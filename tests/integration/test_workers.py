@@ -439,12 +439,19 @@ def test_a_worker_killed_under_sysbench_is_restarted_and_sysbench_on_the_other_s
     keep: list = []
     run: list[subprocess.CompletedProcess] = []
     for _attempt in range(3):
+        restarts = inst.log().count("restarting it")
         os.kill(worker_pid(inst, 1), signal.SIGKILL)  # worker 0 alone takes new connections a moment
+        # once it is dead: a connection queued on a dying worker's listener is lost with it (unless the
+        # host sets net.ipv4.tcp_migrate_req), which would stop sysbench
+        wait_for("worker 1 to be dead", lambda: inst.log().count("restarting it") > restarts)
         run.clear()
         t = threading.Thread(target=lambda: run.append(sysbench(inst.port, "--threads=8", "--time=8", "run")))
         t.start()
-        wait_for("sysbench's sessions", lambda: len(inst.admin(
-            "SELECT SessionID FROM stats_mysql_processlist WHERE user = 'app'")) == 8)
+        def sessions_up() -> bool:
+            assert not run, run[0].stdout[-2000:] + run[0].stderr[-2000:]  # sysbench ended already
+            return len(inst.admin("SELECT SessionID FROM stats_mysql_processlist WHERE user = 'app'")) == 8
+
+        wait_for("sysbench's sessions", sessions_up)
         if not inst.admin("SELECT SessionID FROM stats_mysql_processlist WHERE ThreadID = 1"):
             break
         t.join(60)  # one of them reached the restarted worker 1 already: again
