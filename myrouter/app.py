@@ -45,12 +45,12 @@ from .routing.hostgroups import Server
 from .routing.rules import RuleSet
 from .runtime.config import RuntimeConfig, load_rules_for
 from .runtime.logs import Logs
-from .runtime.role import SINGLE, ProcessRole
+from .runtime.role import SINGLE, Peers, ProcessRole
 from .runtime.services import SessionServices
 from .runtime.sessions import SessionRegistry
 from .runtime.side import SideConnections
 from .runtime.stats import Stats
-from .runtime.topology import Topology
+from .runtime.topology import SharedGtids, Topology
 from .stats.auditlog import AuditLog
 from .stats.audittrail import AuditTrail
 from .stats.counters import ProxyStats
@@ -146,6 +146,16 @@ class Proxy:
         # [cluster]: configuration shared with other instances through etcd (myrouter/cluster/)
         self.cluster = (ClusterNode(rc, self.admin, config.cluster, lambda: self.listen_addresses)
                         if config.cluster is not None else None)
+
+    def join_instance(self, *, peers: Peers, shared_gtids: SharedGtids, client_addresses: list[tuple[str, int]],
+                      server_version: str) -> None:
+        """A worker's ties to the rest of its instance (myrouter.workers): ``peers`` for logins, KILL and
+        processlists across workers, ``shared_gtids`` for causal reads, the client addresses the
+        supervisor holds, its server version (never asked again of a backend)."""
+        self.session_registry.peers = peers
+        self.topology.shared_gtids = shared_gtids
+        self.client_addresses = client_addresses
+        self.runtime_config.server_version = server_version
 
     def _refresh_views(self) -> None:
         """Refresh the sessions' per-statement views (``SessionServices.refresh_views``) after each

@@ -483,11 +483,19 @@ class Admin:
         """The rows of the stats tables ``names`` for the whole instance (every worker's, merged,
         when it runs several), made now."""
         tables = await self.app.gather_stats(names)
-        local = self.local_stats_tables(names - tables.keys())
-        return {**local, **tables}
+        return {**await self.own_stats_tables(names - tables.keys()), **tables}
+
+    async def own_stats_tables(self, names: frozenset[str]) -> dict[str, list]:
+        """This process's rows of the stats tables ``names``; the digest table a slice at a time, with
+        the event loop free in between (``_digest_snapshot``)."""
+        out = self.local_stats_tables(names - {"stats_mysql_query_digest"})
+        if "stats_mysql_query_digest" in names:
+            out["stats_mysql_query_digest"] = S.digest_rows(await self._digest_snapshot())
+        return out
 
     def local_stats_tables(self, names: frozenset[str]) -> dict[str, list]:
-        """This process's rows of the stats tables ``names`` (no digest table: see ``dynamic_fills``)."""
+        """This process's rows of the stats tables ``names``, taken at once (``own_stats_tables`` takes
+        the digest table a slice at a time)."""
         out = {}
         for name in names:
             rows = self.dynamic_rows(name)

@@ -59,7 +59,8 @@ class SupervisorLink:
         self.channel = Channel(stream, on_request=self._on_request, on_note=self._on_note,
                                name=f"worker {role.index}")
         self.proxy: Proxy | None = None
-        self.started = trio.Event()
+        self.started = trio.Event()  # the supervisor's start request came
+        self.serving = trio.Event()  # the proxy listens
         self._start_args: dict[str, Any] | None = None
         self.stop_before_start = False
         self._prepared: PreparedRuntime | None = None
@@ -107,7 +108,8 @@ class SupervisorLink:
         if kind == "start":
             self._start_args = body
             self.started.set()
-            await self._wait_serving()
+            await self.serving.wait()  # a start that fails ends the process (and the channel)
+            assert self.proxy is not None
             return {"pid": os.getpid(), "addresses": self.proxy.listen_addresses}
         proxy = self.proxy
         if proxy is None and kind == "drain":  # stopping before it served anyone
@@ -117,7 +119,7 @@ class SupervisorLink:
         if proxy is None:
             raise RuntimeError(f"{kind} before start")
         if kind == "rows":
-            return proxy.admin.local_stats_tables(frozenset(body["names"]))
+            return await proxy.admin.own_stats_tables(frozenset(body["names"]))
         if kind == "prepare":
             if self._prepared is not None:
                 proxy.discard_prepared(self._prepared)
@@ -158,10 +160,6 @@ class SupervisorLink:
                 mirror_servers(self.proxy.topology, body["servers"])
         else:
             log.warning("worker %d: unknown notice %r from the supervisor", self.role.index, kind)
-
-    async def _wait_serving(self) -> None:
-        while self.proxy is None or not self.proxy.listen_addresses:
-            await trio.sleep(0.01)
 
 
 def server_states(topology: Topology) -> list[tuple]:
@@ -207,15 +205,13 @@ def mirror_servers(topology: Topology, states: list[tuple]) -> None:
 async def _serve(link: SupervisorLink, args: dict[str, Any]) -> None:
     role = link.role
     proxy = Proxy(args["config"], role, args["rules"])  # the supervisor's rules, not the files'
-    proxy.runtime_config.server_version = args["server_version"]
-    proxy.client_addresses = args["addresses"]
-    proxy.session_registry.peers = link
     link.gtid_board = GtidBoard.attach(args["gtid_board"], role)
-    proxy.topology.shared_gtids = link.gtid_board
-    proxy._refresh_views()
+    proxy.join_instance(peers=link, shared_gtids=link.gtid_board, client_addresses=args["addresses"],
+                        server_version=args["server_version"])
     mirror_servers(proxy.topology, args["servers"])
     async with trio.open_nursery() as nursery:
         link.proxy = await nursery.start(_run_proxy, proxy, nursery.cancel_scope)
+        link.serving.set()
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async for signum in signals:
                 if signum == signal.SIGHUP:
