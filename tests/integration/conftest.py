@@ -234,3 +234,19 @@ def proxy(proxy_factory) -> RunningProxy:
     """Everything to the user's default hostgroup (the primary): no read/write split, so
     protocol tests read their own writes. Routing tests load rules explicitly."""
     return proxy_factory()
+
+
+@pytest.fixture
+def stalled_replica(cluster):
+    """The first replica with its SQL thread stopped (restarted afterwards), and the table ``causal_t``
+    (id, v) on every server: a row written now is on the primary only (causal reads)."""
+    r = cluster.replicas[0]
+    with cluster.primary.connect("app", "app", database="test") as c, c.cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS causal_t (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
+    cluster.wait_replication()
+    r.query("STOP SLAVE SQL_THREAD")
+    try:
+        yield r
+    finally:
+        r.query("START SLAVE SQL_THREAD")
+        cluster.wait_replication()

@@ -4,24 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def stalled_replica(cluster):
-    """The first replica with its SQL thread stopped (restarted afterwards)."""
-    r = cluster.replicas[0]
-    with cluster.primary.connect("app", "app", database="test") as c, c.cursor() as cur:
-        cur.execute("CREATE TABLE IF NOT EXISTS causal_t (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
-    cluster.wait_replication()
-    r.query("STOP SLAVE SQL_THREAD")
-    try:
-        yield r
-    finally:
-        r.query("START SLAVE SQL_THREAD")
-        cluster.wait_replication()
 
 
 def run_iterations(rp, n: int) -> int:

@@ -453,31 +453,22 @@ def test_a_read_whose_connection_dies_is_retried_and_a_write_fails_cleanly(proxy
 
 
 @PLANES
-def test_causal_reads_see_every_own_write(proxy_factory, cluster, data_plane):
+def test_causal_reads_see_every_own_write(proxy_factory, cluster, stalled_replica, data_plane):
     """causal_reads=session: a read after a write waits for (or falls back from) a replica that has not
     applied it. Such a session is never parked on the data plane: it reads its own writes on both."""
-    replica = cluster.replicas[0]
-    with cluster.primary.connect("app", "app", database="test") as c, c.cursor() as cur:
-        cur.execute("CREATE TABLE IF NOT EXISTS dp_causal (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
-    cluster.wait_replication()
-    replica.query("STOP SLAVE SQL_THREAD")
-    try:
-        servers = [{"hostgroup_id": 0, "hostname": "127.0.0.1", "port": cluster.primary.port},
-                   {"hostgroup_id": 1, "hostname": "127.0.0.1", "port": replica.port}]
-        users = [{"username": "app", "password": "app", "default_hostgroup": 0, "default_schema": "test",
-                  "causal_reads": "session"}]
-        rp = proxy_factory(servers=servers, users=users, rules_dir=REPO / "rules",
-                           variables={"causal_reads_timeout_ms": 20}, data_plane=data_plane)
-        conn = rp.connect(autocommit=True)
-        with conn.cursor() as cur:
-            for i in range(30):
-                cur.execute("INSERT INTO dp_causal (v) VALUES (%s)", (i,))
-                rid = cur.lastrowid
-                cur.execute("SELECT v FROM dp_causal WHERE id = %s", (rid,))
-                assert cur.fetchone() == (i,)
-        assert served_on_data_plane(rp) == 0
-        conn.close()
-        assert_no_leaks(rp)
-    finally:
-        replica.query("START SLAVE SQL_THREAD")
-        cluster.wait_replication()
+    servers = [{"hostgroup_id": 0, "hostname": "127.0.0.1", "port": cluster.primary.port},
+               {"hostgroup_id": 1, "hostname": "127.0.0.1", "port": stalled_replica.port}]
+    users = [{"username": "app", "password": "app", "default_hostgroup": 0, "default_schema": "test",
+              "causal_reads": "session"}]
+    rp = proxy_factory(servers=servers, users=users, rules_dir=REPO / "rules",
+                       variables={"causal_reads_timeout_ms": 20}, data_plane=data_plane)
+    conn = rp.connect(autocommit=True)
+    with conn.cursor() as cur:
+        for i in range(30):
+            cur.execute("INSERT INTO causal_t (v) VALUES (%s)", (i,))
+            rid = cur.lastrowid
+            cur.execute("SELECT v FROM causal_t WHERE id = %s", (rid,))
+            assert cur.fetchone() == (i,)
+    assert served_on_data_plane(rp) == 0
+    conn.close()
+    assert_no_leaks(rp)
