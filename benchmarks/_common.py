@@ -16,8 +16,10 @@ import re
 import resource
 import statistics
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -180,21 +182,12 @@ class ProcTreeCPU:
         return {self.pid, *(self._start or {}), *self.parts, *self.gone}
 
     @staticmethod
-    def _read(pids: list[int]) -> dict[int, tuple[float, float]]:
+    def _read(pids: list[int], sample: Callable[[int], tuple[Any, Any]] = proc_cpu_times) -> dict[int, tuple]:
+        """``sample(pid)`` of each of ``pids`` that still exists."""
         out = {}
         for p in pids:
             try:
-                out[p] = proc_cpu_times(p)
-            except ProcessLookupError:
-                continue
-        return out
-
-    @staticmethod
-    def _read_switches(pids: list[int]) -> dict[int, tuple[int, int]]:
-        out = {}
-        for p in pids:
-            try:
-                out[p] = proc_context_switches(p)
+                out[p] = sample(p)
             except (ProcessLookupError, FileNotFoundError):
                 continue
         return out
@@ -202,13 +195,13 @@ class ProcTreeCPU:
     def start(self) -> None:
         tree = process_tree(self.pid)
         self._start = self._read(tree)
-        self._switches_start = self._read_switches(tree)
+        self._switches_start = self._read(tree, proc_context_switches)
         self.parts, self.gone = {}, set()
 
     def stop(self) -> CPUSample:
         assert self._start is not None, "stop() without start()"
         tree = process_tree(self.pid)
-        switches = self._read_switches(tree)
+        switches = self._read(tree, proc_context_switches)
         vol = sum(v - self._switches_start[p][0] for p, (v, _) in switches.items() if p in self._switches_start)
         invol = sum(n - self._switches_start[p][1] for p, (_, n) in switches.items() if p in self._switches_start)
         self.switches = (vol, invol)
