@@ -551,9 +551,7 @@ class Pools:
     def release(self, be: BackendConnection) -> None:
         """A session is done with ``be``: hand it to a waiter, keep it idle, or close it."""
         server = be.server_ref
-        p = self._pools.get(server)
-        if p is None:
-            p = self.pool(server)
+        p = self.pool(server)
         if be.state is BackendState.CLOSED or be.broken:
             self._discard(be, p)
             return

@@ -300,7 +300,7 @@ class DataPlane:
         dtext, dhash = digester(sql)
         plan = s._plans.get(dhash)
         if plan is None or plan.plain_hg is None or plan.rules is not rt.rules or plan.flag_in != s.flag_in \
-                or plan.schema != s.schema or len(sql) > digester.max_query_length:  # (digester.capped)
+                or plan.schema != s.schema or digester.capped(sql):
             s.digested = (payload, dtext, dhash)
             self._hand_over(pkt)
             return False
@@ -444,17 +444,10 @@ class DataPlane:
         except (ConnectionLost, MalformedPacket) as exc:
             self._backend_failed(exc)
             return
-        if n == len(data) and not tracker.status & _STATE_CHANGED and tracker.done:
-            # the usual read: a whole response (what _client_chunk gives for it: ``data`` itself)
-            self.extra = 0
-            self.sent = True
-            if not self._to_client(data):
-                if self.watch is not None:  # not read again until the client has taken this chunk
-                    self.watch.stop()
-                return
-            self._statement_done()
-            return
-        chunk = self.session._client_chunk(tracker, data, n)
+        if n == len(data) and not tracker.status & _STATE_CHANGED:
+            chunk = data  # the usual read: what _client_chunk gives for it, without the call
+        else:
+            chunk = self.session._client_chunk(tracker, data, n)
         self.extra = len(data) - n
         self.sent = True
         if not self._to_client(chunk):
@@ -520,7 +513,7 @@ class DataPlane:
     def _statement_done(self) -> None:
         s = self.session
         be, tracker = self.be, self.tracker
-        self.watch.follower = None  # release(): it stays in the loop while the connection waits in its pool
+        self.watch.release()  # it stays in the loop while the connection waits in its pool
         self.be = self.tracker = self.watch = None
         s._response_done(be, tracker, self.hg, _RESULT, TRX_OPENS, self.extra)
         now = time.monotonic()  # the statement's end
