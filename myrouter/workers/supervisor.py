@@ -176,9 +176,12 @@ class Supervisor(Proxy):
         finally:
             theirs.close()
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
-        channel = Channel(stream, on_request=functools.partial(self._worker_request, index),
-                          on_note=functools.partial(self._worker_note, index), name=f"worker {index}")
+        channel = Channel(stream, name=f"worker {index}")
         worker = WorkerProcess(index, process, channel)
+        # what it asks is bound to this process, not to its index: a late message of a dead worker
+        # never touches the counts of the one started in its place
+        channel.on_request = functools.partial(self._worker_request, worker)
+        channel.on_note = functools.partial(self._worker_note, worker)
         self.workers[index] = worker
         await self._workers_nursery.start(self._keep_channel, worker)
         try:
@@ -282,9 +285,9 @@ class Supervisor(Proxy):
 
     # -- what the workers ask -----------------------------------------------------------
 
-    async def _worker_request(self, index: int, kind: str, body: dict) -> Any:
+    async def _worker_request(self, worker: WorkerProcess, kind: str, body: dict) -> Any:
         if kind == "admit":
-            return self._admit(index, body["username"], body["user_limit"], body["limit"])
+            return self._admit(worker, body["username"], body["user_limit"], body["limit"])
         if kind == "find":
             return await self._ask_owner(body["session_id"], "find", None, session_id=body["session_id"])
         if kind == "kill":
@@ -293,7 +296,7 @@ class Supervisor(Proxy):
         if kind == "sessions":
             rows: list = []
             for w in self._live():
-                if w.index != index:
+                if w is not worker:
                     try:
                         rows += await w.channel.call("sessions", timeout=CALL_TIMEOUT)
                     except (ChannelBroken, RemoteError) as exc:
@@ -301,17 +304,16 @@ class Supervisor(Proxy):
             return rows
         raise RemoteError(f"unknown request {kind!r}")
 
-    def _worker_note(self, index: int, kind: str, body: dict) -> None:
-        worker = self.workers.get(index)
+    def _worker_note(self, worker: WorkerProcess, kind: str, body: dict) -> None:
         reg = self.session_registry
         if kind == "left":
             user = body["username"]
-            if worker is not None and worker.logins.get(user, 0) > 0:
+            if worker.logins.get(user, 0) > 0:  # (none once it was forgotten: _forget uncounted them all)
                 worker.logins[user] -= 1
                 reg.uncount_login(user)
         elif kind == "changed_user":
             old, new = body["old"], body["new"]
-            if worker is not None and worker.logins.get(old, 0) > 0:
+            if worker.logins.get(old, 0) > 0:
                 worker.logins[old] -= 1
                 worker.logins[new] = worker.logins.get(new, 0) + 1
                 reg.change_user(old, new)
@@ -320,16 +322,15 @@ class Supervisor(Proxy):
             if server is not None:
                 server.note_connect_error(body["code"])  # the instance's count: may shun (pushed to all)
         else:
-            log.warning("worker %d: unknown notice %r", index, kind)
+            log.warning("worker %d: unknown notice %r", worker.index, kind)
 
-    def _admit(self, index: int, user: str, user_limit: int, limit: int) -> str | None:
+    def _admit(self, worker: WorkerProcess, user: str, user_limit: int, limit: int) -> str | None:
         reg = self.session_registry
         if reg.logged_in_sessions >= limit:
             return "max_connections"
         if reg.user_sessions.get(user, 0) >= user_limit:
             return "user"
-        worker = self.workers.get(index)
-        if worker is None:
+        if self.workers.get(worker.index) is not worker:
             return "max_connections"  # a worker that is gone cannot hold a login
         reg.count_login(user)
         worker.logins[user] = worker.logins.get(user, 0) + 1
