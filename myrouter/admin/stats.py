@@ -93,8 +93,9 @@ def commands_counters_rows(app: ProxyControl) -> list[tuple]:
     return [(r.command, r.total_time_us, r.total_cnt, *r.buckets) for r in app.command_counters.snapshot()]
 
 
-def processlist_rows(app: ProxyControl, *, full: bool = True) -> list[tuple]:
-    """``stats_mysql_processlist``: one row per client session, what it is doing now."""
+def processlist_rows(app: ProxyControl) -> list[tuple]:
+    """``stats_mysql_processlist``: one row per client session, what it is doing now (the whole
+    statement: SHOW PROCESSLIST without FULL cuts it at 100 characters itself)."""
     now = time.monotonic()
     rows = []
     for s in list(app.sessions.values()):
@@ -112,8 +113,6 @@ def processlist_rows(app: ProxyControl, *, full: bool = True) -> list[tuple]:
         info = None
         if busy and s.info:
             info = s.info[1:].decode("utf-8", "replace")
-            if not full and len(info) > 100:
-                info = info[:100]
         time_ms = int((now - s.command_started) * 1000) if busy else 0
         rows.append((0, s.id, s.username or None, s.schema, cli_host or s.client_host,
                      int(cli_port) if cli_port.isdigit() else None, hg, l_host, l_port, srv_host, srv_port,
