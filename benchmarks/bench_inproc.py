@@ -57,6 +57,7 @@ rules_dir = "{rules_dir}"
 
 [mysql_variables]
 interfaces = "127.0.0.1:{port}"
+threads = 1
 server_version = "5.5.5-10.11.0-MariaDB-fake"
 
 [admin_variables]
