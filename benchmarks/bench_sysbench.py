@@ -237,10 +237,13 @@ class ProxyProcess:
     """
 
     def __init__(self, cluster: Any, workdir: Path, *, log_level: str, source: Path = ROOT,
-                 env: dict[str, str] | None = None, unix_sockets: bool = False, threads: int | None = 1) -> None:
+                 env: dict[str, str] | None = None, unix_sockets: bool = False, threads: int | None = 1,
+                 routing: str = "split") -> None:
         """``threads``: ``[mysql_variables] threads``. 1 (default): one process, the one whose CPU the
         scripts measure by its pid (myrouter's own default is one worker process per CPU, with a
-        supervisor that serves no client); None leaves myrouter's default."""
+        supervisor that serves no client); None leaves myrouter's default. ``routing``: ``split``, the
+        shipped rules (reads to the replicas); ``writer``, no rules: every statement goes to the
+        user's default hostgroup, the primary, as the yardstick relays send them."""
         from myrouter_testbed.demo import demo_config
         from myrouter_testbed.mariadb import free_ports
 
@@ -248,7 +251,13 @@ class ProxyProcess:
         self.extra_env = dict(env or {})
         self.port, self.admin_port, self.metrics_port = free_ports(3)
         self.config_path = workdir / "myrouter.toml"
-        config = demo_config(cluster, rules_dir=self.source / "rules", port=self.port, admin_port=self.admin_port,
+        if routing not in ("split", "writer"):
+            raise ValueError(f"routing must be split or writer, not {routing!r}")
+        rules_dir = self.source / "rules"
+        if routing == "writer":
+            rules_dir = workdir / "no-rules"
+            rules_dir.mkdir(exist_ok=True)
+        config = demo_config(cluster, rules_dir=rules_dir, port=self.port, admin_port=self.admin_port,
                              metrics_port=self.metrics_port, unix_sockets=unix_sockets)
         if threads is not None:
             config = config.replace("[mysql_variables]\n", f"[mysql_variables]\nthreads = {threads}\n", 1)
@@ -617,8 +626,10 @@ def global_counters(proxy: ProxyProcess, names: tuple[str, ...]) -> dict[str, in
 def print_report(pairs: list[dict[str, Any]], summary: list[dict[str, Any]], a: argparse.Namespace,
                  idle_cpu: dict[str, Any]) -> None:
     print()
+    routing = ("the shipped rules, reads to the replicas" if a.routing == "split"
+               else "no rules, every statement to the primary")
     print(f"{a.workload}: {a.time:g} s per run, {a.rounds} round(s), {a.tables} tables x {a.table_size} rows; "
-          f"qps = sysbench queries/s; ratio = proxied/direct")
+          f"qps = sysbench queries/s; ratio = proxied/direct; myrouter's routing: {routing}")
     rows = []
     for r in pairs:
         d, p = r["direct"], r["proxied"]
@@ -778,6 +789,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tables", type=int, default=4)
     p.add_argument("--table-size", type=int, default=10000)
     p.add_argument("--replicas", type=int, default=2, help="replicas in the test bed (default 2, as `make run`)")
+    p.add_argument("--routing", choices=("split", "writer"), default="split",
+                   help="split (default): the shipped rules, reads to the replicas; writer: no rules, every "
+                        "statement to the primary, as the yardstick relays do (the proxy's own cost, like for like)")
     p.add_argument("--warmup", type=float, default=3, help="seconds of warm-up on each side first (0: none)")
     p.add_argument("--sysbench-arg", action="append", default=[], metavar="ARG",
                    help="extra argument for each sysbench run (repeatable), e.g. --sysbench-arg=--rand-type=uniform")
@@ -891,7 +905,7 @@ def write_json(path: Path, results: dict[str, Any]) -> bool:
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO, format="%(name)s: %(message)s")
-    if a.replicas < 1:
+    if a.replicas < 1 and a.routing == "split":
         print("note: with no replica, the shipped rules send reads to an empty reader hostgroup and every "
               "proxied read fails", flush=True)
     if min(a.threads) < 8:
@@ -919,7 +933,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  primary on {HOST}:{cluster.primary.port}", flush=True)
         prepare_tables(runner, cluster)
 
-        proxy = ProxyProcess(cluster, workdir, log_level=a.proxy_log_level, unix_sockets=a.backend == "unix")
+        proxy = ProxyProcess(cluster, workdir, log_level=a.proxy_log_level, unix_sockets=a.backend == "unix",
+                             routing=a.routing)
         proxy.start()
         print(f"  myrouter pid {proxy.pid} on {HOST}:{proxy.port}, code from {proxy.package} (log {proxy.log_path})",
               flush=True)
