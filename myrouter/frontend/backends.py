@@ -92,6 +92,23 @@ class BackendsMixin:
         await self._sync_backend(be)
         return be
 
+    async def _borrow_or_fall_back(self, hg: int) -> tuple[int, BackendConnection]:
+        """``_borrow(hg)``, except that when no server of a reader hostgroup can take the statement (all
+        SHUNNED or OFFLINE, or none), its writer hostgroup serves it (``Hostgroups.fallback_for``:
+        mysql-reader_fallback_to_writer). Returns the hostgroup that serves and the connection. Every
+        read goes through here: text statements, PREPARE and the causal-read check alike."""
+        try:
+            be = self._borrow_now(hg)  # a plain call: no coroutine in the usual case
+            if be is None:
+                be = await self._borrow(hg)
+            return hg, be
+        except MySQLError as exc:
+            fallback = (self.services.hostgroups.fallback_for(hg) if exc.code == E.PROXYSQL_ER_HOSTGROUP_TIMEOUT
+                        else None)
+            if fallback is None or fallback == hg:
+                raise
+        return fallback, await self._borrow(fallback)
+
     async def _sync_backend(self, be: BackendConnection) -> None:
         """Bring a borrowed connection in line with the session: schema, then session variables, one round trip each."""
         what = ""

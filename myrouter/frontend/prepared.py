@@ -79,8 +79,7 @@ class PreparedStatements:
         key = (session.schema, sql, bool(session.capabilities & C.DEPRECATE_EOF))
         meta = rt.stmt_registry.get(key)
         if meta is None:
-            hg = session._route(decision, cls)
-            be = await session._borrow(hg)
+            _, be = await session._borrow_or_fall_back(session._route(decision, cls))
             meta = rt.stmt_registry.peek(key)  # prepared by another session meanwhile?
         if meta is None:
             result = await self._prepare_on(be, key, sql)

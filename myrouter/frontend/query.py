@@ -340,7 +340,10 @@ class QueryMixin:
         need = parse_gtids(gtid)
         if not need:
             return hg
-        be = await self._borrow(hg)
+        serving, be = await self._borrow_or_fall_back(hg)
+        if serving != hg:  # no reader can serve: the writer it fell back to has every write
+            rt.counters.causal_fallbacks += 1
+            return serving
         srv = be.server_ref
         applied = rt.topology.gtid_applied.get(srv)
         if applied is not None and all(applied.get(d, -1) >= n for d, (_, n) in need.items()):

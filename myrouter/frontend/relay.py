@@ -14,7 +14,6 @@ import trio
 from ..backend import pins as P
 from ..backend.connection import BackendConnection, BackendState
 from ..net.stream import ConnectionLost
-from ..protocol import errors as E
 from ..protocol.constants import SessionTrack
 from ..protocol.errors import MalformedPacket, MySQLError
 from ..protocol.messages import (
@@ -123,19 +122,7 @@ class RelayMixin:
         ``trx_effect``: what the command does to an autocommit-off session's transaction (``TRX_OPENS``,
         ``TRX_KEEPS``, ``TRX_ENDS``; see ``_track_transaction``).
         """
-        hg = self.default_hostgroup if hostgroup is None else hostgroup
-        try:
-            be = self._borrow_now(hg)  # a plain call: no coroutine in the usual case
-            if be is None:
-                be = await self._borrow(hg)
-        except MySQLError as exc:
-            # every reader unusable: reads fall back to the writer (reader_fallback_to_writer)
-            fallback = (self.services.hostgroups.fallback_for(hg) if exc.code == E.PROXYSQL_ER_HOSTGROUP_TIMEOUT
-                        else None)
-            if fallback is None or fallback == hg:
-                raise
-            hg = fallback
-            be = await self._borrow(hg)
+        hg, be = await self._borrow_or_fall_back(self.default_hostgroup if hostgroup is None else hostgroup)
         if self.next_trx_sets and trx_effect != TRX_KEEPS:
             await self._run_next_transaction_sets(be)
         if prepare is not None:

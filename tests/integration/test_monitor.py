@@ -14,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import RunningProxy, admin_sql, wait_for
+import mysql.connector
+from conftest import REPO, RunningProxy, admin_sql, wait_for
 
 from myrouter.backend.connection import ServerAddress, open_backend, query_rows
 from myrouter.monitor.checks import Checker, Credentials
@@ -277,6 +278,49 @@ def test_fallback_to_the_writer_when_every_reader_is_shunned(own_cluster, start_
         first.start()
     wait_for("readers back", lambda: set(layout(rp).values()) == {"ONLINE"}, timeout=15)
     assert fallback() is None
+    cluster.wait_replication()
+
+
+def test_reads_of_every_kind_fall_back_to_the_writer_when_every_reader_is_down(own_cluster, proxy_factory):
+    """The shipped rules send reads to the readers; with both down, a text read, a server-side prepared
+    read (PREPARE borrows a connection of its own) and a causal read after a write are all served by
+    the primary (mysql-reader_fallback_to_writer), never refused with 9001."""
+    cluster = own_cluster
+    servers = [{"hostgroup_id": 0, "hostname": "127.0.0.1", "port": cluster.primary.port}]
+    servers += [{"hostgroup_id": 1, "hostname": "127.0.0.1", "port": r.port} for r in cluster.replicas]
+    users = [{"username": "app", "password": "app", "default_hostgroup": 0, "default_schema": "test",
+              "causal_reads": "session"}]
+    rp = proxy_factory(cluster=cluster, variables=FAST, servers=servers, users=users, rules_dir=REPO / "rules",
+                       replication_hostgroups=((0, 1),))
+    primary = server_id(cluster.primary)
+    cluster.primary.query("CREATE TABLE IF NOT EXISTS test.fallback_t (id INT AUTO_INCREMENT PRIMARY KEY)")
+    cluster.wait_replication()
+    wait_for("first pings", lambda: len(rp.proxy.monitor.logs.rows("mysql_server_ping_log")) >= 3)
+    for replica in cluster.replicas:
+        replica.kill()
+    try:
+        wait_for("both readers shunned", lambda: {status for (hg, _), status in layout(rp).items() if hg == 1}
+                 == {"SHUNNED"}, timeout=10)
+        text = rp.connect(autocommit=True)
+        assert served_by(text) == primary
+        prepared = mysql.connector.connect(host="127.0.0.1", port=rp.port, user="app", password="app",
+                                           database="test", autocommit=True)
+        cur = prepared.cursor(prepared=True)
+        cur.execute("SELECT @@server_id")
+        assert cur.fetchall() == [(primary,)]
+        prepared.close()
+        fallbacks = rp.proxy.counters.causal_fallbacks
+        with text.cursor() as c:
+            c.execute("INSERT INTO fallback_t VALUES ()")
+            c.execute("SELECT id, @@server_id FROM fallback_t WHERE id = %s", (c.lastrowid,))
+            assert c.fetchone()[1] == primary
+        assert rp.proxy.counters.causal_fallbacks == fallbacks + 1
+        text.close()
+    finally:
+        for replica in cluster.replicas:
+            replica.start()
+    wait_for("readers back", lambda: set(layout(rp).values()) == {"ONLINE"}, timeout=15)
+    cluster.primary.query("DROP TABLE test.fallback_t")
     cluster.wait_replication()
 
 
