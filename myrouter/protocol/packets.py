@@ -69,11 +69,14 @@ class PacketDecoder:
     consecutive.
     """
 
-    __slots__ = ("_buf", "_pos", "max_payload", "expect_seq", "check_continuation")
+    __slots__ = ("_buf", "_pos", "buffered", "max_payload", "expect_seq", "check_continuation")
 
     def __init__(self, max_payload: int | None = None) -> None:
         self._buf = bytearray()
         self._pos = 0
+        # bytes received but not yet returned as a packet: len(_buf) - _pos, kept by every change of
+        # either (an attribute, not a property: the data plane asks five times per statement)
+        self.buffered = 0
         self.max_payload = max_payload
         self.expect_seq: int | None = None
         self.check_continuation = True
@@ -83,24 +86,21 @@ class PacketDecoder:
             del self._buf[: self._pos]
             self._pos = 0
         self._buf += data
-
-    @property
-    def buffered(self) -> int:
-        """Bytes received but not yet returned as a packet."""
-        return len(self._buf) - self._pos
+        self.buffered = len(self._buf) - self._pos
 
     def take_buffered(self) -> bytes:
         """Remove and return every byte not yet returned as a packet."""
         data = bytes(self._buf[self._pos :])
         self._buf.clear()
         self._pos = 0
+        self.buffered = 0
         return data
 
     def receive(self, data: bytes | bytearray | memoryview) -> Packet | None:
         """``feed(data)`` then ``next_packet()``; without copying ``data`` into the buffer when
         nothing is buffered and ``data`` is exactly one packet (the usual client request)."""
         n = len(data)
-        if n >= 4 and self._pos == len(self._buf):
+        if n >= 4 and not self.buffered:
             length = data[0] | data[1] << 8 | data[2] << 16
             seq = data[3]
             if self.expect_seq is not None and seq != self.expect_seq:
@@ -129,7 +129,8 @@ class PacketDecoder:
             if avail < 4 + length:
                 return None
             payload = bytes(buf[pos + 4 : pos + 4 + length])
-            self._pos = pos + 4 + length
+            self._pos = pos = pos + 4 + length
+            self.buffered = len(buf) - pos
             return _tuple_new(Packet, (seq, payload, seq))
         # A split payload: walk the headers that have arrived so far.
         total = 0
@@ -158,6 +159,7 @@ class PacketDecoder:
             parts.append(buf[q + 4 : q + 4 + plen])
             q += 4 + plen
         self._pos = p
+        self.buffered = len(buf) - p
         return Packet(seq, b"".join(parts), pseq)
 
     def _check_size(self, total: int) -> None:
