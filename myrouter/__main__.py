@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.metadata
 import logging
 import logging.handlers
 import signal
@@ -16,6 +17,7 @@ from .config import load_config
 from .engine import HostLoop
 from .errors import ConfigError
 from .net.tls import TLSSetupError
+from .protocol import kernels
 from .protocol.errors import MySQLError
 from .routing.digest import Digester
 from .routing.explain import explain, format_explain
@@ -139,6 +141,7 @@ def run_proxy(config, *, ready=None, log_level: str = "info", log_format: str = 
 
 def cmd_serve(args) -> int:
     config = _load_for_serve(args)
+    log.info("compiled kernels: %s", kernels.describe())
     status = 0
     try:
         run_proxy(config, log_level=args.log_level, log_format=args.log_format or config.log_format)
@@ -203,9 +206,19 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def _version() -> str:
+    """The package's version and which form of each compiled kernel runs (protocol/kernels.py)."""
+    try:
+        version = importlib.metadata.version("myrouter")
+    except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+        version = "(not installed)"
+    return f"myrouter {version}; kernels: {kernels.describe()}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="myrouter", description="MySQL-protocol proxy (ProxySQL-compatible)")
     parser.add_argument("--log-level", default="info", help="debug, info, warning, error (default: info)")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="run the proxy")
     p.add_argument("--config", "-c", required=True, help="path of the TOML configuration")

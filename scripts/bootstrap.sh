@@ -66,7 +66,28 @@ setup_venv() {
     touch "$STAMP"
 }
 
+# The compiled kernels (myrouter/protocol/kernels.py: a .py with a .pxd beside it): `pip install -e`
+# builds them in place; after that they are rebuilt here when a source is newer than the built
+# module (an edit, a checkout), a second or so each, so `make test` never tests a stale build (the
+# loader would not use it, and tests/protocol/test_response_kernels.py would fail).
+build_kernels() {
+    local pxd name so stale=()
+    for pxd in myrouter/protocol/*.pxd; do
+        name="${pxd%.pxd}"
+        so=$(ls "$name".*.so 2>/dev/null | head -n 1)
+        if [ -z "$so" ] || [ -n "$(find "$name.py" "$pxd" setup.py myrouter/protocol/kernels.py -newer "$so")" ]; then
+            stale+=("$name")
+        fi
+    done
+    if [ "${#stale[@]}" -eq 0 ]; then
+        return 0
+    fi
+    log "building the compiled kernels (${stale[*]})"
+    "$VENV/bin/python" setup.py --quiet build_ext --inplace
+}
+
 install_packages
 if [ "${1:-}" != "--packages" ]; then
     setup_venv
+    build_kernels
 fi

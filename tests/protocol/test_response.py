@@ -27,6 +27,9 @@ from myrouter.protocol.response import ResponseKind, ResponseTracker, response_k
 from . import fixtures as F
 from .feeding import bytewise, cut_at, packet_boundaries, random_chunks, two_pieces, whole
 
+# every test runs against the compiled tracker and the Python one (conftest.py)
+pytestmark = pytest.mark.usefixtures("tracker_form")
+
 TRAILER = frame(b"\x00\x00\x00\x02\x00\x00\x00", 1)  # the start of whatever comes next on the connection
 RESPONSES = [c for c in F.ALL if c.command >= 0]
 SMALL = [c for c in RESPONSES if len(c.response) <= 4096]

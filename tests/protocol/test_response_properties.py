@@ -35,6 +35,9 @@ from .feeding import (
 )
 from .test_response import SMALL, TRAILER, check, feed_all, reference, tracker_for
 
+# every test runs against the compiled tracker and the Python one (conftest.py)
+pytestmark = pytest.mark.usefixtures("tracker_form")
+
 EOFC = int(C.PROTOCOL_41)
 DEOF = int(C.PROTOCOL_41 | C.DEPRECATE_EOF)
 MORE = int(Status.MORE_RESULTS_EXISTS)
