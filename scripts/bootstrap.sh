@@ -71,11 +71,12 @@ setup_venv() {
 # module (an edit, a checkout), a second or so each, so `make test` never tests a stale build (the
 # loader would not use it, and tests/protocol/test_response_kernels.py would fail).
 build_kernels() {
-    local pxd name so stale=()
+    local pxd name so suffix stale=()
+    suffix=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
     for pxd in myrouter/protocol/*.pxd; do
         name="${pxd%.pxd}"
-        so=$(ls "$name".*.so 2>/dev/null | head -n 1)
-        if [ -z "$so" ] || [ -n "$(find "$name.py" "$pxd" setup.py myrouter/protocol/kernels.py -newer "$so")" ]; then
+        so="$name$suffix"
+        if [ ! -f "$so" ] || [ -n "$(find "$name.py" "$pxd" setup.py myrouter/protocol/kernels.py -newer "$so")" ]; then
             stale+=("$name")
         fi
     done

@@ -18,6 +18,7 @@ import pytest
 from conftest import admin_port, admin_sql, render_config
 from rawclient import RawClient, error_of
 
+from myrouter.protocol import kernels
 from myrouter_testbed.mariadb import free_ports
 
 MYROUTER = [sys.executable, "-m", "myrouter"]
@@ -450,6 +451,10 @@ def test_process_log_stays_text_by_default(cluster, tmp_path):
     lines = _stop(proc)
     assert lines and all(not line.startswith("{") for line in lines)
     assert any(" INFO myrouter: myrouter listening" in line for line in lines)
+    # which form of the compiled kernels runs (response_scan compiled under `make test`), once
+    form = f"Python ({kernels.PURE_ENV} is set)" if kernels.pure_forced() else "compiled"
+    assert [line.split(" INFO myrouter: ")[1] for line in lines if "compiled kernels:" in line] == \
+        [f"compiled kernels: response_scan {form}"]
 
 
 def test_log_file_that_cannot_be_opened_stops_serve_with_a_clear_message(cluster, tmp_path):

@@ -66,6 +66,7 @@ def test_a_stale_compiled_module_is_not_used(monkeypatch):
     monkeypatch.setattr(kernels, "source_sha256", lambda name: "0" * 64)
     monkeypatch.delitem(sys.modules, "myrouter.protocol.response_scan")
     monkeypatch.setattr(kernels, "_forms", {})
+    monkeypatch.setattr(kernels, "_pure_modules", {})
     with pytest.warns(RuntimeWarning, match="built from other sources"):
         module = kernels.load("response_scan")
     assert module.__file__.endswith("response_scan.py")
