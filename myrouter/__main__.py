@@ -141,7 +141,6 @@ def run_proxy(config, *, ready=None, log_level: str = "info", log_format: str = 
 
 def cmd_serve(args) -> int:
     config = _load_for_serve(args)
-    log.info("compiled kernels: %s", kernels.describe())
     status = 0
     try:
         run_proxy(config, log_level=args.log_level, log_format=args.log_format or config.log_format)

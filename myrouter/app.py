@@ -35,6 +35,7 @@ from .frontend.session import ClientSession, SessionState
 from .monitor import Monitor
 from .net import tls
 from .net.keepalive import apply_keepalive
+from .protocol import kernels
 from .net.listen import accept_loop, close_listener, listen
 from .net.stream import ConnectionLost, PacketStream
 from .protocol.auth import RSAKeyPair
@@ -256,6 +257,8 @@ class Proxy:
         if role.serves_clients:
             log.info("myrouter listening for MySQL clients on %s (server version %s)",
                      ", ".join(f"{h}:{p}" for h, p in self.listen_addresses), self.server_version)
+        if role.controls:  # once per instance (workers run the same code), after every startup check passed
+            log.info("compiled kernels: %s", kernels.describe())
         try:
             async with trio.open_nursery() as services:  # admin interface and /metrics, the monitor
                 if role.controls:
