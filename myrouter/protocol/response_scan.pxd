@@ -52,13 +52,15 @@ cdef class ResponseTracker:
     cpdef Py_ssize_t feed(self, data) except -1
 
     @cython.locals(n=Py_ssize_t, length=Py_ssize_t, end=Py_ssize_t, p=Py_ssize_t, last=Py_ssize_t,
-                   count=Py_ssize_t, rows=Py_ssize_t, limit=Py_ssize_t, first=int, row_first=int,
-                   status=int, deprecate_eof=bint)
+                   count=Py_ssize_t, first=int, status=int, deprecate_eof=bint)
     cdef Py_ssize_t _whole(self, bytes data, Py_ssize_t start) except -1
 
-    @cython.locals(n=Py_ssize_t, k=Py_ssize_t, state=int, limit=Py_ssize_t, rows=Py_ssize_t,
-                   last=Py_ssize_t, length=Py_ssize_t, end=Py_ssize_t, first=int, have=Py_ssize_t,
-                   total=Py_ssize_t, take=Py_ssize_t)
+    @cython.locals(n=Py_ssize_t, limit=Py_ssize_t, rows=Py_ssize_t, last=Py_ssize_t, length=Py_ssize_t,
+                   end=Py_ssize_t, first=int)
+    cdef Py_ssize_t _pass_rows(self, bytes data, Py_ssize_t pos) except -1
+
+    @cython.locals(n=Py_ssize_t, k=Py_ssize_t, state=int, length=Py_ssize_t, end=Py_ssize_t, first=int,
+                   have=Py_ssize_t, total=Py_ssize_t, take=Py_ssize_t)
     cdef Py_ssize_t _feed_from(self, bytes data, Py_ssize_t pos) except -1
 
     @cython.locals(avail=Py_ssize_t, length=Py_ssize_t, st=int, first=int)

@@ -250,46 +250,58 @@ class ResponseTracker:
             return start
         self.columns = first
         self._state = _ROWS
-        # rows, counted by their headers, up to the terminator
+        self.next_seq = (data[last + 3] + 1) & 0xFF
+        p = self._pass_rows(data, p)
+        # the terminator, if it is all there; else the general path goes on from ``p``
+        if n - p < 5:
+            return p
+        length = data[p] | data[p + 1] << 8 | data[p + 2] << 16
+        end = p + 4 + length
+        if end > n or length == 0 or data[p + 4] != 0xFE or length >= self._eof_limit:
+            return p
+        if deprecate_eof:
+            if length < 7:
+                return p
+            body = bytes(data[p + 4 : end])
+            status = ok_status(body)
+        else:
+            if length < 5:
+                return p
+            body = None
+            status = data[p + 7] | data[p + 8] << 8
+        if status & _MORE_RESULTS:
+            return p
+        self.status = status
+        self.status_seen = True
+        if body is not None:
+            self.last_ok = body
+        self.results += 1
+        self.next_seq = (data[p + 3] + 1) & 0xFF
+        self._state = _DONE
+        return end
+
+    def _pass_rows(self, data, pos: int) -> int:
+        """Pass over the whole row packets from ``pos``, counted by their headers, up to the terminator, an
+        ERR or a packet not all there; return where they stopped (``rows`` and ``next_seq`` follow)."""
+        n = len(data)
         limit = self._eof_limit
         rows = 0
-        while n - p >= 5:
-            length = data[p] | data[p + 1] << 8 | data[p + 2] << 16
-            end = p + 4 + length
+        last = pos
+        while n - pos >= 5:
+            length = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
+            end = pos + 4 + length
             if end > n or length == 0 or length >= _MAX_PAYLOAD:
                 break
-            row_first = data[p + 4]
-            if row_first == 0xFE and length < limit:
-                if deprecate_eof:
-                    if length < 7:
-                        break
-                    body = bytes(data[p + 4 : end])
-                    status = ok_status(body)
-                else:
-                    if length < 5:
-                        break
-                    body = None
-                    status = data[p + 7] | data[p + 8] << 8
-                if status & _MORE_RESULTS:
-                    break
-                self.rows += rows
-                self.status = status
-                self.status_seen = True
-                if body is not None:
-                    self.last_ok = body
-                self.results += 1
-                self.next_seq = (data[p + 3] + 1) & 0xFF
-                self._state = _DONE
-                return end
-            if row_first == 0xFF:
+            first = data[pos + 4]
+            if first == 0xFF or (first == 0xFE and length < limit):
                 break
             rows += 1
-            last = p
-            p = end
-        # stopped inside the rows: the general path goes on from ``p``
-        self.rows += rows
-        self.next_seq = (data[last + 3] + 1) & 0xFF
-        return p
+            last = pos
+            pos = end
+        if rows:
+            self.rows += rows
+            self.next_seq = (data[last + 3] + 1) & 0xFF
+        return pos
 
     def _feed_from(self, data, pos: int) -> int:
         n = len(data)
@@ -301,26 +313,9 @@ class ResponseTracker:
         while pos < n and (state < _LOCAL_INFILE or self._cont):
             if self._partial is None and not self._cont:
                 if state == _ROWS:
-                    # Fast path for rows: whole row packets are counted by their headers.
-                    limit = self._eof_limit
-                    rows = 0
-                    last = pos
-                    while n - pos >= 5:
-                        length = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
-                        end = pos + 4 + length
-                        if end > n or length == 0 or length >= _MAX_PAYLOAD:
-                            break
-                        first = data[pos + 4]
-                        if first == 0xFF or (first == 0xFE and length < limit):
-                            break  # the terminator: below
-                        rows += 1
-                        last = pos
-                        pos = end
-                    if rows:
-                        self.rows += rows
-                        self.next_seq = (data[last + 3] + 1) & 0xFF
-                        if pos >= n:
-                            break
+                    pos = self._pass_rows(data, pos)  # whole rows, by their headers; the terminator: below
+                    if pos >= n:
+                        break
                 elif state == _FIRST and not self.cursor:
                     end = self._whole(data, pos)  # the next result set (after MORE_RESULTS)
                     if end != pos:
