@@ -891,6 +891,22 @@ def stop_testbed(cluster: Any) -> bool:
         return False
 
 
+def finish_run(cluster: Any, json_path: Path | None, results: dict[str, Any], workdir: Path, *, keep: bool,
+               status: int) -> int:
+    """The end of a benchmark's run, whatever happened before: the test bed stopped, the results written,
+    the work directory removed, or kept (and said) when ``keep``: the proxies' configs and logs of a run
+    that failed. Returns ``status``, or 1 if one of these steps failed."""
+    if cluster is not None and not stop_testbed(cluster):
+        status = status or 1
+    if json_path is not None and not write_json(json_path, results):
+        status = status or 1
+    if keep:
+        _say(f"(proxy configs and logs kept in {workdir})", err=True)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return status
+
+
 def write_json(path: Path, results: dict[str, Any]) -> bool:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -991,14 +1007,7 @@ def main(argv: list[str] | None = None) -> int:
             if not clean:
                 failure = True
                 status = status or 1
-        if cluster is not None and not stop_testbed(cluster):
-            status = status or 1
-        if a.json is not None and not write_json(a.json, results):
-            status = status or 1
-        if failure:
-            _say(f"(proxy config and log kept in {workdir})", err=True)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        status = finish_run(cluster, a.json, results, workdir, keep=failure, status=status)
     return status
 
 

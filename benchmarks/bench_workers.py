@@ -36,7 +36,6 @@ import argparse
 import logging
 import os
 import re
-import shutil
 import signal
 import sys
 import tempfile
@@ -61,13 +60,12 @@ from bench_sysbench import (  # noqa: E402
     _round,
     _say,
     _versions,
+    finish_run,
     global_counters,
     install_interrupt_handlers,
     measure,
     prepare_tables,
     stop_proxy_checked,
-    stop_testbed,
-    write_json,
 )
 
 WORKLOAD = "oltp_point_select"
@@ -571,16 +569,9 @@ def main(argv: list[str] | None = None) -> int:
         runner.kill_current()
         if proxy is not None and proxy.proc is not None:
             stop_setting()
-        if cluster is not None and not stop_testbed(cluster):
-            status = status or 1
         results.setdefault("settings", settings)
         results.setdefault("pairs", pairs)
-        if a.json is not None and not write_json(a.json, results):
-            status = status or 1
-        if keep_workdir:
-            _say(f"(proxy configs and logs kept in {workdir})", err=True)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        status = finish_run(cluster, a.json, results, workdir, keep=keep_workdir, status=status)
     return status
 
 

@@ -35,9 +35,9 @@ from .frontend.session import ClientSession, SessionState
 from .monitor import Monitor
 from .net import tls
 from .net.keepalive import apply_keepalive
-from .protocol import kernels
 from .net.listen import accept_loop, close_listener, listen
 from .net.stream import ConnectionLost, PacketStream
+from .protocol import kernels
 from .protocol.auth import RSAKeyPair
 from .protocol.errors import MalformedPacket, MySQLError
 from .routing.cache import QueryCache
