@@ -258,14 +258,8 @@ def digest(sql: str) -> tuple[str, int]:
     >>> digest("SELECT c FROM sbtest1 WHERE id=4711")[0]
     'SELECT c FROM sbtest1 WHERE id=?'
     """
-    out = _substituted(sql)
-    out = " ".join(out.split())
-    if out.endswith(";"):
-        out = out.rstrip("; ")
-    h = _HASHES.get(out)
-    if h is None:
-        h = _hash_and_remember(out)
-    return out, h
+    text = digest_text(sql)
+    return text, digest_hash(text)
 
 
 class Digester:
@@ -305,15 +299,10 @@ class Digester:
         """``(digest_text, digest_hash)`` of ``sql`` under these limits."""
         if len(sql) > self.max_query_length:
             sql = sql[: self.max_query_length]
-        text = _substituted(sql)
-        text = " ".join(text.split())
-        if text.endswith(";"):
-            text = text.rstrip("; ")
+        text = digest_text(sql)
         if self.lowercase:
             text = text.lower()
-        h = _HASHES.get(text)
-        if h is None:
-            h = _hash_and_remember(text)
+        h = digest_hash(text)
         if len(text) > self.max_digest_length:
             text = text[: self.max_digest_length]
         return text, h
