@@ -235,7 +235,7 @@ class DataPlane:
                 if decoder.buffered:
                     pkt = decoder.next_packet()
                 else:
-                    raw = client.recv_nowait()
+                    raw = client.read_now()  # nothing is buffered
                     pkt = decoder.receive(raw) if raw is not None else None
             except (ConnectionLost, PacketTooLarge, SequenceError) as exc:
                 self._hand_over(exc)

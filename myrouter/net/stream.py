@@ -87,7 +87,7 @@ class PacketStream:
             raise ConnectionLost("connection closed by peer")
         return data
 
-    def _read_now(self) -> bytes | None:
+    def read_now(self) -> bytes | None:
         """Bytes from the socket now, or None if a read would block (TLS: the plaintext)."""
         data = self._recv_raw()
         if data is not None:
@@ -98,7 +98,7 @@ class PacketStream:
         """Bytes ready now (buffered or on the socket), or None if a read would block."""
         if self.decoder.buffered:
             return self.decoder.take_buffered()
-        return self._read_now()
+        return self.read_now()
 
     async def recv_some(self) -> bytes:
         data = self.recv_nowait()
@@ -139,7 +139,7 @@ class PacketStream:
             if pkt is not None:
                 return pkt
         while True:
-            data = self._read_now()
+            data = self.read_now()
             if data is None:
                 return None
             pkt = dec.receive(data)
@@ -258,7 +258,7 @@ class TLSPacketStream(PacketStream):
 
     plain = False
 
-    def _read_now(self) -> bytes | None:
+    def read_now(self) -> bytes | None:
         """Plaintext available now, or None if the socket has nothing (more) to read."""
         tls = self.tls
         obj = tls.obj
@@ -368,10 +368,10 @@ class _Compressed:
 
     plain = False
 
-    def _read_now(self) -> bytes | None:
+    def read_now(self) -> bytes | None:
         comp = self.comp
         while True:
-            data = super()._read_now()
+            data = super().read_now()
             if data is None:
                 return None
             try:
