@@ -551,7 +551,7 @@ class Pools:
     def release(self, be: BackendConnection) -> None:
         """A session is done with ``be``: hand it to a waiter, keep it idle, or close it."""
         server = be.server_ref
-        p = self.pool(server)
+        p = self._pools.get(server) or self.pool(server)  # without the call, as a rule
         if be.state is BackendState.CLOSED or be.broken:
             self._discard(be, p)
             return
