@@ -15,6 +15,9 @@ import socket
 import mysql.connector
 import pymysql
 import pytest
+import sqlalchemy
+from sqlalchemy import text
+from sqlalchemy.orm import Session
 from conftest import REPO, admin_sql, assert_no_leaks, wait_for, writer_only
 from rawclient import RawClient
 
@@ -481,4 +484,31 @@ def test_reads_leave_a_transaction_without_transaction_persistent(proxy_factory,
         assert one(conn, "SELECT v FROM dpt_split WHERE id = 1 FOR UPDATE") == (11 + i,)  # the writer's
         one(conn, "COMMIT")
     conn.close()
+    assert_no_leaks(rp)
+
+
+@PLANES
+def test_sqlalchemy_session(proxy_factory, cluster, data_plane):
+    """An ORM's unit of work (SQLAlchemy over PyMySQL: autocommit off, reads then writes, commit), with
+    the shipped rules: its statements after the first of each transaction run on the data plane."""
+    rp = proxy_factory(rules_dir=REPO / "rules", data_plane=data_plane)
+    fresh_table(rp, "dpt_orm_sa")
+    engine = sqlalchemy.create_engine(f"mysql+pymysql://app:app@127.0.0.1:{rp.port}/test", pool_size=1)
+    try:
+        before = served_on_data_plane(rp)
+        for i in range(5):
+            with Session(engine) as session:
+                assert session.execute(text("SELECT v FROM dpt_orm_sa WHERE id = 2")).scalar() == 20 + i
+                session.execute(text("UPDATE dpt_orm_sa SET v = v + 1 WHERE id = :id"), {"id": 2})
+                assert session.execute(text("SELECT v FROM dpt_orm_sa WHERE id = :id"), {"id": 2}).scalar() == 21 + i
+                session.execute(text("INSERT INTO dpt_orm_sa VALUES (:id, :v)"), {"id": 10 + i, "v": i})
+                session.commit()
+            assert primary_value(cluster, "dpt_orm_sa", 2) == 21 + i
+            assert primary_value(cluster, "dpt_orm_sa", 10 + i) == i
+        # each transaction's first statement opens it on the Trio path, and COMMIT ends it there; the
+        # first transaction plans the UPDATE and the INSERT there too (one proxy session throughout)
+        served = served_on_data_plane(rp) - before
+        assert served == (1 + 4 * 3 if data_plane else 0), served
+    finally:
+        engine.dispose()
     assert_no_leaks(rp)
