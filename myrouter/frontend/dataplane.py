@@ -2,15 +2,22 @@
 
 The process's main loop is the engine's ``HostLoop`` (a raw epoll loop) and Trio runs as its
 guest. A session that waits for its client's next command while nothing bends its routing (no
-connection held, autocommit, no transaction, nothing sticky: ``ClientSession._parkable``) parks
-its Trio task here (``DataPlane.park``) and the host loop watches the client socket. What comes
-next is handled by plain callbacks, in the host thread, with no task switch:
+connection held, autocommit, no transaction, nothing sticky: ``ClientSession._routing_is_plain``),
+or while it holds only the connection of its open transaction (or of its autocommit-off session's:
+``ClientSession._holds_only_its_transaction``), parks its Trio task here (``DataPlane.park``) and
+the host loop watches the client socket. What comes next is handled by plain callbacks, in the host
+thread, with no task switch:
 
 * a COM_QUERY whose digest the session has a plain plan for (``query._Plan.plain_hg``), with an
   idle pooled connection of that hostgroup whose state already matches the session's: sent at
   once; the backend's readable events feed the ``ResponseTracker`` and the bytes go on to the
   client as they come; at the end, the same bookkeeping as the Trio path (``_response_done``,
   ``_plain_done``, ``_release_free``) and the connection goes back to its pool;
+* in a transaction, the same statement (or a COM_STMT_EXECUTE) when the Trio path would send it to
+  the transaction's connection with no other effect (``_transaction_connection``: routed there, not
+  a write in a read-only transaction): sent on that connection, never retried elsewhere, which
+  stays with the session afterwards (``_release_free``); COMMIT, ROLLBACK, SAVEPOINT and the rest go
+  to the Trio task, and the session comes back here after them while it is parkable;
 * a COM_PING: answered at once.
 
 Anything else hands the session back to its Trio task with what it has got so far
@@ -18,7 +25,11 @@ Anything else hands the session back to its Trio task with what it has got so fa
 wait (``Resume``: a retry, an error to send, LOAD DATA LOCAL INFILE), an exception to raise in the
 command loop, or nothing (the session is no longer plain, or it must end: drain, KILL). Trio's
 callbacks run in the same thread, so the hand-over is ``trio.lowlevel.reschedule``: no lock, no
-queue. A cancelled park (KILL, drain, the idle reaper) stops watching every descriptor first.
+queue. A cancelled park (KILL, drain, the idle reaper) stops watching every descriptor first; the
+session's end then gives back or drops what it holds as on the Trio path (an open transaction's
+connection is reset or closed, never pooled as it is: ``_drop_all_backends``). While a parked session
+holds its transaction's connection, nobody follows that connection's events: if its server closes
+it, ``BackendWatch`` takes it out of the loop and the next statement gets the error the Trio path gives.
 
 Backpressure: when the client's socket does not take a chunk whole, the backend is not read again
 until the rest has gone (the client's descriptor is watched for writability meanwhile), so a slow
@@ -56,6 +67,7 @@ _COM_PING = int(Command.PING)
 _COM_STMT_EXECUTE = int(Command.STMT_EXECUTE)
 _RESULT = ResponseKind.RESULT
 _ACTIVE = BackendState.ACTIVE
+_PINNED = BackendState.PINNED
 _IDLE = SessionState.IDLE
 _BUSY = SessionState.BUSY
 
@@ -304,14 +316,20 @@ class DataPlane:
             s.digested = (payload, dtext, dhash)
             self._hand_over(pkt)
             return False
-        hg = plan.plain_hg
         now = time.monotonic()  # the statement's start, if it stays here
-        be = rt.pools.take_idle(rt.hostgroups, hg, s.pool_key, now)
+        in_trx = bool(s.backends)  # parked holding its open transaction's connection
+        if in_trx:
+            hg = s._route(plan.decision, plan.cls)
+            be = self._transaction_connection(hg, plan.cls)
+        else:
+            hg = plan.plain_hg
+            be = rt.pools.take_idle(rt.hostgroups, hg, s.pool_key, now)
+            if be is not None:
+                s.backends[hg] = be
         if be is None:
             s.digested = (payload, dtext, dhash)
-            self._hand_over(pkt)  # the Trio path waits for one (or connects)
+            self._hand_over(pkt)  # the Trio path waits for one (or connects), or serves it elsewhere
             return False
-        s.backends[hg] = be
         if be.vars != s.vars or (s.schema and be.schema != s.schema) or type(be.stream) is not PacketStream:
             s.digested = (payload, dtext, dhash)
             self._hand_over(pkt)  # the Trio path brings it in line with the session (round trips)
@@ -324,7 +342,8 @@ class DataPlane:
         rt.classifier.count_hit()
         s.flag_in = 0
         self.plan, self.dtext, self.dhash, self.stmt = plan, dtext, dhash, None
-        self.retries = None  # plan.retries(rt.vars), worked out if the connection fails (_retries_left)
+        # plan.retries(rt.vars), worked out if the connection fails (_retries_left); none in a transaction
+        self.retries = 0 if in_trx else None
         self.vars = rt.vars
         raw = self.raw
         self._start(be, hg, raw if raw is not None else frame(payload, 0), pkt)
@@ -343,11 +362,15 @@ class DataPlane:
         rt = s.services
         hg = s._route(st.decision, st.classification)
         now = time.monotonic()  # the statement's start, if it stays here
-        be = rt.pools.take_idle(rt.hostgroups, hg, s.pool_key, now)
+        if s.backends:  # parked holding its open transaction's connection
+            be = self._transaction_connection(hg, st.classification)
+        else:
+            be = rt.pools.take_idle(rt.hostgroups, hg, s.pool_key, now)
+            if be is not None:
+                s.backends[hg] = be
         if be is None:
             self._hand_over(pkt)
             return False
-        s.backends[hg] = be
         key = st.meta.key
         bid = be.stmts.get(key)
         if bid is None or be.vars != s.vars or (s.schema and be.schema != s.schema) \
@@ -365,6 +388,19 @@ class DataPlane:
         self.retries = rt.vars.query_retries_on_failure if prepared.retries_allowed(st, False) else 0
         self._start(be, hg, frame(wire, 0), pkt)
         return False
+
+    def _transaction_connection(self, hg: int, cls) -> BackendConnection | None:
+        """The connection of the session's open transaction (the only one it holds when parked with
+        one: ``ClientSession._holds_only_its_transaction``) for a statement of class ``cls`` that the
+        Trio path sends to ``hg``, if it would run there with no other effect and nothing runs on it
+        now; else None (the Trio path serves the statement)."""
+        s = self.session
+        if not s._stays_in_transaction(hg, cls):
+            return None
+        be = s.backends.get(hg)
+        if be is None or be.state is not _PINNED:
+            return None
+        return be
 
     def _start(self, be: BackendConnection, hg: int, wire: bytes, pkt: Packet) -> None:
         """Send ``wire`` (the command, framed) on ``be`` (the session's connection to ``hg`` now) and relay
@@ -396,7 +432,7 @@ class DataPlane:
         """The statement's accounting, as on the Trio path (``now``: its end, if read already)."""
         plan = self.plan
         if plan is not None:
-            self.session._plain_done(plan, self.dtext, self.dhash, tracker, now)
+            self.session._plain_done(plan, self.dtext, self.dhash, tracker, now, self.hg)
         else:
             st = self.stmt
             st.long_data.clear()

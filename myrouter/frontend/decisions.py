@@ -277,6 +277,15 @@ class StatementState:
                     return where
         return hg
 
+    def _stays_in_transaction(self, hg: int, cls: Classification) -> bool:
+        """Whether a statement that ``_route`` sends to ``hg`` runs on the connection of the session's open
+        transaction with no effect but running there (what the data plane needs to serve it there):
+        ``hg`` is the transaction's hostgroup, and the statement is not a write in a read-only
+        transaction (the general path refuses it with 1792, or the server does). Inside a transaction no
+        statement opens a read-only one (``_opens_read_only_transaction``), and a plain read or write
+        leaves an autocommit-off session's transaction open (``_transaction_effect``: ``TRX_OPENS``)."""
+        return hg == self.trx_hg and not (self.trx_read_only and cls.kind >= StatementKind.WRITE)
+
     def _after_query(self, hg: int, cls: Classification, decision, payload: bytes, tracks_variables: bool) -> int:
         """Update what the session must remember after a statement succeeded on its connection to ``hg``,
         and why that connection stays (``hold``). ``tracks_variables``: that connection reports session

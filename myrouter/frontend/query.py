@@ -308,10 +308,10 @@ class QueryMixin:
             self._plain_done(plan, dtext, dhash, tracker)
 
     def _plain_done(self, plan: _Plan, dtext: str, dhash: int, tracker: ResponseTracker,
-                    now: float | None = None) -> None:
+                    now: float | None = None, hg: int | None = None) -> None:
         """After a plain statement's response (here or on the data plane): its accounting (``now``: see
-        ``_account``)."""
-        self._account(plan.plain_hg, plan.cls, dtext, dhash, tracker, now)
+        ``_account``; ``hg``: where it ran, if not ``plan.plain_hg``: its open transaction's hostgroup)."""
+        self._account(plan.plain_hg if hg is None else hg, plan.cls, dtext, dhash, tracker, now)
         if plan.cls.kind is not StatementKind.READ and tracker.error is None:
             self.found_rows = 0  # as _after_query
 

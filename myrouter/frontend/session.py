@@ -67,6 +67,12 @@ from .local import LocalAnswers
 from .prepared import PreparedStatements
 from .query import QueryMixin, _Plan
 from .relay import RelayMixin, _ok_insert_id, _strip_session_state  # noqa: F401 (tests)
+
+# Pins that keep nothing an open transaction does not keep already: a savepoint lives in the
+# transaction; the auto_increment_delay_multiplex countdown goes on in _release_free on either plane.
+_REDUNDANT_IN_TRANSACTION = P.SAVEPOINT | P.AUTO_INCREMENT
+
+
 class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
     """One client: the Trio driver of the session (handshake, command loop, replies, COM_CHANGE_USER
     and COM_RESET_CONNECTION) over its parts (see the module docstring)."""
@@ -350,8 +356,8 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
             # Pipelined commands may be buffered already; else the client sends its next command
             # only after our reply, so a read now would fail: wait for readability first. While
             # waiting, the session is IDLE: the drain and the idle reaper end it by cancelling it.
-            # A plain session waits on the data plane (``dataplane``), which serves what it can
-            # and hands the rest back.
+            # A plain session, or one that holds only its open transaction's connection, waits on
+            # the data plane (``dataplane``), which serves what it can and hands the rest back.
             resume = None
             try:
                 pkt = decoder.next_packet() if decoder.buffered else None
@@ -431,12 +437,31 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
         return bool(not self.backends and self.status & _AUTOCOMMIT and self.trx_hg is None
                     and self.sticky_hg is None and not self.temp_tables and self.causal_reads == "off")
 
+    def _holds_only_its_transaction(self) -> bool:
+        """The session holds one connection, that of its open transaction (or of its autocommit-off
+        session's), and for that reason only: no other pin (hold bits, pool_mode=session, multiplexing
+        off) but those that keep nothing the transaction does not keep already, nothing sticky, no
+        temporary tables, no causal reads, and no read-only transaction to reopen elsewhere on a retry;
+        the connection's bytes go to its socket as they are (no TLS, no compression). The data plane
+        serves the session's next statement on that connection when the Trio path would send it there
+        too (``DataPlane._transaction_connection``)."""
+        hg = self.trx_hg
+        if hg is None or len(self.backends) != 1:
+            return False
+        be = self.backends.get(hg)
+        return bool(be is not None and be.in_trx and be.stream.plain
+                    and be.pins & ~_REDUNDANT_IN_TRANSACTION == P.TRANSACTION
+                    and not any(pins for h, pins in self.hold.items() if h != hg)
+                    and self.sticky_hg is None and not self.temp_tables and self.causal_reads == "off"
+                    and self.ro_restart is None)
+
     def _parkable(self) -> bool:
-        """Whether the session's next command may be served on the data plane: its routing is plain,
-        nothing waits to run before the next statement (a delayed release, held SET TRANSACTION), and
-        its client connection is neither fast_forward nor TLS nor compressed."""
-        return (self._routing_is_plain() and not self.release_at and not self.next_trx_sets
-                and not self.fast_forward and self.client.plain)
+        """Whether the session's next command may be served on the data plane: its routing is plain, or
+        it holds only its open transaction's connection; nothing waits to run before the next statement
+        (a delayed release, held SET TRANSACTION); and its client connection is neither fast_forward
+        nor TLS nor compressed."""
+        return ((self._routing_is_plain() or self._holds_only_its_transaction()) and not self.release_at
+                and not self.next_trx_sets and not self.fast_forward and self.client.plain)
 
     async def _bad_client_packet(self, exc: Exception) -> None:
         if isinstance(exc, PacketTooLarge):

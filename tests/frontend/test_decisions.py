@@ -141,6 +141,41 @@ def test_route(fields, sql, decision, hg):
     assert state(**fields)._route(decision, classify_statement(sql)) == hg
 
 
+# ---------------------------------------------------------------- a statement inside an open transaction
+
+@pytest.mark.parametrize("fields, sql, decision, stays", [
+    ({"trx_hg": WRITER}, "SELECT 1", TO_READERS, True),  # transaction_persistent: on the writer's connection
+    ({"trx_hg": WRITER}, "UPDATE t SET a = 1", NO_RULE, True),
+    ({"trx_hg": WRITER, "transaction_persistent": False}, "SELECT 1", TO_READERS, False),  # a reader's
+    ({"trx_hg": WRITER, "status": 0}, "SELECT 1", TO_READERS, True),  # autocommit off
+    ({"trx_hg": READER, "status": 0}, "SELECT 1", NO_RULE, True),
+    ({"trx_hg": READER, "status": 0, "transaction_persistent": False}, "SELECT 1", NO_RULE, False),  # writer
+    ({"trx_hg": READER, "trx_read_only": True}, "SELECT 1", TO_READERS, True),
+    ({"trx_hg": READER, "trx_read_only": True}, "UPDATE t SET a = 1", NO_RULE, False),  # 1792
+    ({"trx_hg": WRITER, "trx_read_only": True}, "INSERT INTO t VALUES (1)", NO_RULE, False),  # the server's 1792
+    ({}, "SELECT 1", NO_RULE, False),  # no transaction
+    ({"trx_hg": WRITER, "sticky_hg": READER}, "SELECT 1", NO_RULE, False),
+])
+def test_stays_in_transaction(fields, sql, decision, stays):
+    s = state(**fields)
+    cls = classify_statement(sql)
+    assert s._stays_in_transaction(s._route(decision, cls), cls) is stays
+
+
+@pytest.mark.parametrize("sql", ["SELECT 1", "SELECT a FROM t WHERE id = 3", "UPDATE t SET a = 1 WHERE id = 2",
+                                 "INSERT INTO t VALUES (1)", "DELETE FROM t WHERE id = 1",
+                                 "REPLACE INTO t VALUES (1)"])
+@pytest.mark.parametrize("fields", [{"trx_hg": WRITER}, {"trx_hg": READER, "trx_read_only": True},
+                                    {"trx_hg": WRITER, "status": 0, "vars": {"transaction_read_only": "1"}}])
+def test_a_read_or_write_in_a_transaction_only_runs_in_it(sql, fields):
+    """What the data plane relies on to serve a plain statement inside a transaction with the effects
+    of the general path: it neither opens a read-only transaction nor ends or keeps the open one."""
+    s = state(**fields)
+    cls = classify_statement(sql)
+    assert s._opens_read_only_transaction(cls, sql) is False
+    assert s._transaction_effect(cls, sql) == TRX_OPENS
+
+
 # ---------------------------------------------------------------- after a statement
 
 def test_plain_read_leaves_nothing():

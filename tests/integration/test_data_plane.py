@@ -122,7 +122,7 @@ def test_one_session_moves_between_the_planes_and_keeps_its_state(proxy_factory,
         # trip), the second runs on the data plane
         assert one(conn, "SELECT v FROM dp_moves WHERE id = 1") == (i - 1,)
         assert one(conn, "SELECT v FROM dp_moves WHERE id = 1") == (i - 1,)
-        one(conn, "BEGIN")  # a transaction: the Trio path, one connection to its end
+        one(conn, "BEGIN")  # a transaction: one connection to its end (test_data_plane_transactions.py)
         one(conn, "UPDATE dp_moves SET v = %s WHERE id = 1", (i,))
         assert one(conn, "SELECT v FROM dp_moves WHERE id = 1") == (i,)
         one(conn, "COMMIT")
@@ -391,7 +391,7 @@ def test_drain_with_sessions_on_both_planes(proxy_factory, cluster):
     one(idle_plain, "SELECT 1")  # parked on the data plane
     in_trx = rp.connect(autocommit=True)
     one(in_trx, "BEGIN")
-    one(in_trx, "SELECT 1")  # holds its connection: waits on the Trio path
+    one(in_trx, "SELECT 1")  # holds its transaction's connection: parked too
     busy = rp.connect(autocommit=True)
     one(busy, "SELECT SLEEP(0)")
     t, result = run_in_thread(busy, "SELECT SLEEP(1)")  # running on the data plane when the drain starts
