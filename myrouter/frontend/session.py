@@ -458,10 +458,12 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
     def _parkable(self) -> bool:
         """Whether the session's next command may be served on the data plane: its routing is plain, or
         it holds only its open transaction's connection; nothing waits to run before the next statement
-        (a delayed release, held SET TRANSACTION); and its client connection is neither fast_forward
-        nor TLS nor compressed."""
+        (a delayed release, held SET TRANSACTION); its client connection is neither fast_forward nor TLS
+        nor compressed; and the data plane serves statements at all (not while the query log or
+        default_query_timeout apply to every one: parked, each would only be handed back)."""
         return ((self._routing_is_plain() or self._holds_only_its_transaction()) and not self.release_at
-                and not self.next_trx_sets and not self.fast_forward and self.client.plain)
+                and not self.next_trx_sets and not self.fast_forward and self.client.plain
+                and self.services.plain_statements)
 
     async def _bad_client_packet(self, exc: Exception) -> None:
         if isinstance(exc, PacketTooLarge):

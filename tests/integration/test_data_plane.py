@@ -385,6 +385,25 @@ def test_slow_reader_of_a_300_mb_result_holds_memory_flat(proxy_factory, cluster
     assert_no_leaks(rp)
 
 
+@pytest.mark.parametrize("variables", [{"eventslog_filename": "QLOG", "eventslog_default_log": True},
+                                       {"default_query_timeout": 60_000}], ids=["query-log", "query-timeout"])
+def test_sessions_are_not_parked_while_every_statement_needs_the_trio_path(proxy_factory, cluster, tmp_path,
+                                                                           variables):
+    """With every statement logged, or given a deadline, the data plane serves none: a session waits for its
+    next command on the Trio path instead of being parked and handed back for each one."""
+    variables = {k: str(tmp_path / "queries.log") if v == "QLOG" else v for k, v in variables.items()}
+    rp = proxy_factory(variables=variables)
+    conn = rp.connect(autocommit=True)
+    one(conn, "SELECT 1")
+    handed, served = global_stat(rp, "Data_plane_handovers"), served_on_data_plane(rp)
+    for i in range(20):
+        assert one(conn, "SELECT %s", (i,)) == (i,)
+    assert global_stat(rp, "Data_plane_handovers") == handed  # without the guard: one per statement
+    assert served_on_data_plane(rp) == served
+    conn.close()
+    assert_no_leaks(rp)
+
+
 def test_drain_with_sessions_on_both_planes(proxy_factory, cluster):
     rp = proxy_factory()  # under the host loop
     idle_plain = rp.connect(autocommit=True)
