@@ -16,8 +16,12 @@ thread, with no task switch:
 * in a transaction, the same statement (or a COM_STMT_EXECUTE) when the Trio path would send it to
   the transaction's connection with no other effect (``_transaction_connection``: routed there, not
   a write in a read-only transaction): sent on that connection, never retried elsewhere, which
-  stays with the session afterwards (``_release_free``); COMMIT, ROLLBACK, SAVEPOINT and the rest go
-  to the Trio task, and the session comes back here after them while it is parkable;
+  stays with the session afterwards (``_release_free``); SAVEPOINT, XA and the rest go to the Trio
+  task, and the session comes back here after them while it is parkable;
+* a lone BEGIN / START TRANSACTION / COMMIT / ROLLBACK that no rule acts on (``_Plan.plain_trx``),
+  where ``_route`` sends it, with the effect on the transaction ``_transaction_effect`` gives it (as
+  the general path of ``_com_query``); not a read-only transaction's start (the Trio path chooses
+  its reader), nor under pool_mode=statement (refused there);
 * a COM_PING: answered at once.
 
 Anything else hands the session back to its Trio task with what it has got so far
@@ -137,7 +141,7 @@ class DataPlane:
 
     __slots__ = ("session", "loop", "client", "client_sock", "client_fd", "task", "reading_client", "busy", "pending",
                  "be", "watch", "tracker", "hg", "sent", "extra", "raw", "request", "plan", "dtext", "dhash", "stmt",
-                 "retries", "vars")
+                 "retries", "vars", "trx_effect")
 
     def __init__(self, session: ClientSession, loop) -> None:
         self.session = session
@@ -164,6 +168,7 @@ class DataPlane:
         self.retries: int | None = 0  # None: the plan's, under ``vars`` (see _retries_left)
         self.vars = None  # the mysql_variables in force when the running COM_QUERY started
         self.sent = False  # bytes of the response reached the client
+        self.trx_effect = TRX_OPENS  # what the running command does to the transaction (_response_done)
         self.extra = 0  # bytes the backend sent past the end of the response
 
     def __repr__(self) -> str:
@@ -311,30 +316,35 @@ class DataPlane:
         digester = rt.digester
         dtext, dhash = digester(sql)
         plan = s._plans.get(dhash)
-        if plan is None or plan.plain_hg is None or plan.rules is not rt.rules or plan.flag_in != s.flag_in \
-                or plan.schema != s.schema or digester.capped(sql):
-            s.digested = (payload, dtext, dhash)
-            self._hand_over(pkt)
-            return False
+        if plan is None or plan.rules is not rt.rules or plan.flag_in != s.flag_in or plan.schema != s.schema \
+                or digester.capped(sql):
+            return self._hand_over_digested(pkt, dtext, dhash)
+        cls = plan.cls
+        hg = plan.plain_hg
+        if hg is not None:
+            trx_effect = TRX_OPENS  # what _transaction_effect gives a read or write
+        elif plan.plain_trx and not s.statement_mode and not s._opens_read_only_transaction(cls, sql):
+            # BEGIN, COMMIT...: the general path of _com_query does no more for them than this
+            trx_effect = s._transaction_effect(cls, sql)
+        else:
+            return self._hand_over_digested(pkt, dtext, dhash)
         now = time.monotonic()  # the statement's start, if it stays here
         in_trx = bool(s.backends)  # parked holding its open transaction's connection
         if in_trx:
-            hg = s._route(plan.decision, plan.cls)
-            be = self._transaction_connection(hg, plan.cls)
+            hg = s._route(plan.decision, cls)
+            be = self._transaction_connection(hg, cls)
         else:
-            hg = plan.plain_hg
+            if hg is None:  # a transaction statement: where the general path sends it
+                hg = s._route(plan.decision, cls)
             be = rt.pools.take_idle(rt.hostgroups, hg, s.pool_key, now)
             if be is not None:
                 s.backends[hg] = be
-        if be is None:
-            s.digested = (payload, dtext, dhash)
-            self._hand_over(pkt)  # the Trio path waits for one (or connects), or serves it elsewhere
-            return False
+        if be is None:  # the Trio path waits for one (or connects), or serves it elsewhere
+            return self._hand_over_digested(pkt, dtext, dhash)
         if be.vars != s.vars or (s.schema and be.schema != s.schema) or type(be.stream) is not PacketStream:
-            s.digested = (payload, dtext, dhash)
-            self._hand_over(pkt)  # the Trio path brings it in line with the session (round trips)
-            return False
+            return self._hand_over_digested(pkt, dtext, dhash)  # the Trio path brings it in line (round trips)
         # the statement is the data plane's from here: the same effects as _plain_query
+        self.trx_effect = trx_effect
         self._begin(_COM_QUERY, now)
         s.info = payload
         if plan.positions:
@@ -347,6 +357,12 @@ class DataPlane:
         self.vars = rt.vars
         raw = self.raw
         self._start(be, hg, raw if raw is not None else frame(payload, 0), pkt)
+        return False
+
+    def _hand_over_digested(self, pkt: Packet, dtext: str, dhash: int) -> bool:
+        """Hand a COM_QUERY over with its digest, which the Trio path then does not work out again."""
+        self.session.digested = (pkt.payload, dtext, dhash)
+        self._hand_over(pkt)
         return False
 
     def _execute(self, pkt: Packet) -> bool:
@@ -384,6 +400,7 @@ class DataPlane:
             return False
         be.stmts.move_to_end(key)
         self._begin(_COM_STMT_EXECUTE, now)
+        self.trx_effect = TRX_OPENS  # as PreparedStatements._com_stmt_execute sends it
         self.plan, self.stmt = None, st
         self.retries = rt.vars.query_retries_on_failure if prepared.retries_allowed(st, False) else 0
         self._start(be, hg, frame(wire, 0), pkt)
@@ -551,7 +568,7 @@ class DataPlane:
         be, tracker = self.be, self.tracker
         self.watch.release()  # it stays in the loop while the connection waits in its pool
         self.be = self.tracker = self.watch = None
-        s._response_done(be, tracker, self.hg, _RESULT, TRX_OPENS, self.extra)
+        s._response_done(be, tracker, self.hg, _RESULT, self.trx_effect, self.extra)
         now = time.monotonic()  # the statement's end
         self._finish(tracker, be, now)
         if self._command_done(now) and s.client.decoder.buffered:
@@ -607,7 +624,7 @@ class DataPlane:
         self._hand_over(Resume(fail))
 
     def _send_rest_on_trio(self, be: BackendConnection, tracker: ResponseTracker, rest):
-        s, hg = self.session, self.hg
+        s, hg, trx_effect = self.session, self.hg, self.trx_effect
 
         async def send_rest_and_relay() -> None:
             try:
@@ -616,20 +633,20 @@ class DataPlane:
                 err = s._lost_backend(be, exc)
                 await s._send_err(err)
                 return
-            done = await s._relay(be, tracker, hg, b"", _RESULT, sent=False)
+            done = await s._relay(be, tracker, hg, b"", _RESULT, sent=False, trx_effect=trx_effect)
             if done is not None:
                 self._finish(done, be)
 
         return send_rest_and_relay
 
     def _local_infile_on_trio(self, be: BackendConnection, tracker: ResponseTracker):
-        s, hg = self.session, self.hg
+        s, hg, trx_effect = self.session, self.hg, self.trx_effect
 
         async def relay_file_and_rest() -> None:
             await s._local_infile(be, tracker)
             if be.closed:
                 return
-            done = await s._relay(be, tracker, hg, b"", _RESULT, sent=True)
+            done = await s._relay(be, tracker, hg, b"", _RESULT, sent=True, trx_effect=trx_effect)
             if done is not None:
                 self._finish(done, be)
 

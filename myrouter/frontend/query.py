@@ -51,6 +51,10 @@ from .common import (
 from .backends import _state_error
 
 
+# Transaction statements the data plane may run (see _Plan.plain_trx): not SAVEPOINT, XA, LOCK TABLES...
+_PLAIN_TRANSACTION_COMMANDS = frozenset(("BEGIN", "START TRANSACTION", "COMMIT", "ROLLBACK"))
+
+
 def _plain_decision(decision: RouteDecision) -> bool:
     return all(decision[i] is None for i in _ACTING)
 
@@ -59,10 +63,10 @@ class _Plan:
     """What a session remembers of a digest (``ClientSession._plan``): valid while the rules object,
     flagIN and schema are the ones it was made with."""
 
-    __slots__ = ("rules", "flag_in", "schema", "cls", "decision", "positions", "plain_hg", "retry_reads")
+    __slots__ = ("rules", "flag_in", "schema", "cls", "decision", "positions", "plain_hg", "plain_trx", "retry_reads")
 
     def __init__(self, rules, flag_in: int, schema: str | None, cls: Classification, decision: RouteDecision,
-                 positions: tuple[int, ...], plain_hg: int | None, retry_reads: bool) -> None:
+                 positions: tuple[int, ...], plain_hg: int | None, retry_reads: bool, plain_trx: bool = False) -> None:
         self.rules = rules
         self.flag_in = flag_in
         self.schema = schema
@@ -70,6 +74,9 @@ class _Plan:
         self.decision = decision
         self.positions = positions  # rule hit counters to bump on reuse
         self.plain_hg = plain_hg  # the hostgroup when the statement is plain (see _plain_query), else None
+        # a lone BEGIN / START TRANSACTION / COMMIT / ROLLBACK that no rule acts on beyond a hostgroup: the data
+        # plane runs it where _route sends it, with _transaction_effect worked out as it runs
+        self.plain_trx = plain_trx
         self.retry_reads = retry_reads  # a failed read may be retried on another connection
 
     def retries(self, v) -> int:
@@ -292,8 +299,12 @@ class QueryMixin:
                     and not cls.bits & _NOT_PLAIN and _plain_decision(decision):
                 plain_hg = self.default_hostgroup if decision.destination_hostgroup is None \
                     else decision.destination_hostgroup
+            plain_trx = (cls.kind is StatementKind.TRANSACTION and cls.command in _PLAIN_TRANSACTION_COMMANDS
+                         and cls.statement_count == 1 and not cls.bits & (_NOT_PLAIN | _READ_ONLY_TRANSACTION)
+                         and _plain_decision(decision))
             retry = cls.kind is StatementKind.READ and not cls.bits & _STATEFUL
-            plans[dhash] = _Plan(rules, self.flag_in, self.schema, cls, decision, positions, plain_hg, retry)
+            plans[dhash] = _Plan(rules, self.flag_in, self.schema, cls, decision, positions, plain_hg, retry,
+                                 plain_trx)
         return cls, decision
 
     async def _plain_query(self, payload: bytes, plan: _Plan, dtext: str, dhash: int) -> None:

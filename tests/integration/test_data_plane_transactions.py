@@ -2,8 +2,8 @@
 
 A session that holds only the connection of its open transaction (BEGIN ... COMMIT, or an
 autocommit-off session) is parked on the data plane, which serves its plain statements on that
-connection; COMMIT, ROLLBACK, SAVEPOINT and the rest go to the session's Trio task. Each test runs
-twice, as in test_data_plane.py: under the engine's host loop and under a bare ``trio.run`` (every
+connection, and a lone BEGIN / COMMIT / ROLLBACK too; SAVEPOINT and the rest go to the session's
+Trio task. Each test runs twice, as in test_data_plane.py: under the engine's host loop and under a bare ``trio.run`` (every
 command on the Trio path), with the same expectations; ``Data_plane_commands`` says which plane
 served the statements, so a data-plane test cannot pass on the Trio path by accident.
 """
@@ -505,10 +505,106 @@ def test_sqlalchemy_session(proxy_factory, cluster, data_plane):
                 session.commit()
             assert primary_value(cluster, "dpt_orm_sa", 2) == 21 + i
             assert primary_value(cluster, "dpt_orm_sa", 10 + i) == i
-        # each transaction's first statement opens it on the Trio path, and COMMIT ends it there; the
-        # first transaction plans the UPDATE and the INSERT there too (one proxy session throughout)
+        # each transaction's first statement opens it on the Trio path (an autocommit-off session that
+        # holds nothing is not parked); its COMMIT ends it on the data plane; the first transaction plans
+        # the UPDATE, the INSERT and COMMIT on the Trio path (one proxy session throughout)
         served = served_on_data_plane(rp) - before
-        assert served == (1 + 4 * 3 if data_plane else 0), served
+        assert served == (1 + 4 * 4 if data_plane else 0), served
     finally:
         engine.dispose()
+    assert_no_leaks(rp)
+
+
+def active_transactions(rp) -> int:
+    rows = admin_sql(rp, "SELECT Variable_Value FROM stats_mysql_global WHERE Variable_Name = 'Active_Transactions'")
+    return int(rows[0][0])
+
+
+@PLANES
+def test_begin_commit_and_rollback_run_on_the_data_plane(proxy_factory, cluster, data_plane):
+    """A lone BEGIN / START TRANSACTION / COMMIT / ROLLBACK that no rule acts on runs on the data plane
+    once its digest is planned: the transaction opens on a pooled connection, stays on it, and the
+    connection goes back to the pool when it ends, as on the Trio path."""
+    rp = proxy_factory(servers=writer_only(cluster, 1), data_plane=data_plane)  # one backend connection
+    conn = rp.connect(autocommit=True)
+    other = rp.connect(autocommit=True)
+    fresh_table(rp, "dpt_begin")
+    for sql in ("BEGIN", "UPDATE dpt_begin SET v = v + 0 WHERE id = 1", "COMMIT", "START TRANSACTION",
+                "DELETE FROM dpt_begin WHERE id = 2", "ROLLBACK"):  # plan each digest (on the Trio path)
+        one(conn, sql)
+    for i in range(1, 4):
+        with Served(rp, data_plane, 2):
+            one(conn, "BEGIN")
+            one(conn, "UPDATE dpt_begin SET v = v + 1 WHERE id = 1")
+        assert active_transactions(rp) == 1
+        assert primary_value(cluster, "dpt_begin") == 10 + i - 1  # not committed yet
+        with Served(rp, data_plane, 1):
+            one(conn, "COMMIT")
+        assert active_transactions(rp) == 0
+        assert primary_value(cluster, "dpt_begin") == 10 + i
+        assert one(other, "SELECT @@in_transaction, v FROM dpt_begin WHERE id = 1") == (0, 10 + i)  # the same connection
+        with Served(rp, data_plane, 3):
+            one(conn, "START TRANSACTION")
+            one(conn, "DELETE FROM dpt_begin WHERE id = 2")
+            one(conn, "ROLLBACK")
+        assert primary_value(cluster, "dpt_begin", 2) == 20
+    assert one(other, "SELECT @@in_transaction") == (0,)
+    conn.close()
+    other.close()
+    assert_no_leaks(rp)
+
+
+@PLANES
+def test_commit_and_chain_keeps_the_transaction_on_its_connection(proxy_factory, cluster, data_plane):
+    rp = proxy_factory(data_plane=data_plane)
+    conn = rp.connect(autocommit=True)
+    fresh_table(rp, "dpt_chain")
+    for i in range(2):  # the second time, every statement's digest is planned
+        one(conn, "BEGIN")
+        one(conn, "UPDATE dpt_chain SET v = v + 1 WHERE id = 1")
+        one(conn, "COMMIT AND CHAIN")  # commits, and opens the next transaction at once
+        assert one(conn, "SELECT @@in_transaction") == (1,)
+        one(conn, "UPDATE dpt_chain SET v = v + 100 WHERE id = 1")
+        one(conn, "ROLLBACK")  # only the second update
+        assert primary_value(cluster, "dpt_chain") == 11 + i
+        assert one(conn, "SELECT @@in_transaction") == (0,)
+    conn.close()
+    assert_no_leaks(rp)
+
+
+@PLANES
+def test_begin_of_a_session_declared_read_only_opens_on_a_reader(proxy_factory, cluster, data_plane):
+    """BEGIN planned while the session was read-write opens a read-only transaction on a reader once the
+    session is declared read-only (the Trio path decides that, not the remembered plan)."""
+    rp = proxy_factory(rules_dir=REPO / "rules", data_plane=data_plane)
+    primary = cluster.primary.server_id
+    replicas = {r.server_id for r in cluster.replicas}
+    conn = rp.connect(autocommit=True)
+    for _ in range(2):
+        one(conn, "BEGIN")
+        assert one(conn, "SELECT @@server_id FOR UPDATE") == (primary,)
+        one(conn, "COMMIT")
+    one(conn, "SET SESSION TRANSACTION READ ONLY")
+    one(conn, "BEGIN")
+    assert one(conn, "SELECT @@server_id")[0] in replicas
+    assert error_code(conn, "UPDATE dpt_never SET v = 1") == 1792
+    one(conn, "COMMIT")
+    one(conn, "SET SESSION TRANSACTION READ WRITE")
+    one(conn, "BEGIN")
+    assert one(conn, "SELECT @@server_id FOR UPDATE") == (primary,)
+    one(conn, "COMMIT")
+    conn.close()
+    assert_no_leaks(rp)
+
+
+@PLANES
+def test_pool_mode_statement_refuses_a_planned_begin(proxy_factory, cluster, data_plane):
+    users = [{"username": "app", "password": "app", "default_hostgroup": 0, "default_schema": "test",
+              "pool_mode": "statement"}]
+    rp = proxy_factory(servers=writer_only(cluster, 2), users=users, data_plane=data_plane)
+    conn = rp.connect(autocommit=True)
+    for _ in range(3):  # planned by the first refusal: still refused
+        assert error_code(conn, "BEGIN") == 1235
+        assert one(conn, "SELECT @@in_transaction") == (0,)
+    conn.close()
     assert_no_leaks(rp)
