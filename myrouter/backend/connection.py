@@ -129,6 +129,10 @@ class BackendConnection:
         ``capture`` receives the response's raw bytes if given.
         """
         await self.stream.send_all(frame(payload, 0))
+        return await self.read_response(kind, capture)
+
+    async def read_response(self, kind: ResponseKind, capture: list[bytes] | None = None) -> ResponseTracker:
+        """Read the response to a command sent already, without forwarding it (see ``run_command``)."""
         tracker = ResponseTracker(kind, self.capabilities)
         while not tracker.done:
             data = await self.stream.recv_some()

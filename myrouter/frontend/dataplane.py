@@ -54,7 +54,7 @@ from ..backend.connection import BackendConnection, BackendState
 from ..backend.stmts import execute_for_backend
 from ..net.stream import ConnectionLost, PacketStream
 from ..protocol.constants import Command
-from ..protocol.errors import MalformedPacket, PacketTooLarge, SequenceError
+from ..protocol.errors import MalformedPacket, MySQLError, PacketTooLarge, SequenceError
 from ..protocol.messages import OK
 from ..protocol.packets import Packet, frame
 from ..protocol.response import ResponseKind, ResponseTracker
@@ -70,11 +70,17 @@ _COM_QUERY = int(Command.QUERY)
 _COM_PING = int(Command.PING)
 _COM_STMT_EXECUTE = int(Command.STMT_EXECUTE)
 _RESULT = ResponseKind.RESULT
+_PREPARE = ResponseKind.PREPARE
 _ACTIVE = BackendState.ACTIVE
+_RESERVED = BackendState.RESERVED
 _PINNED = BackendState.PINNED
 _IDLE = SessionState.IDLE
 _BUSY = SessionState.BUSY
 
+# A COM_STMT_EXECUTE whose statement its connection does not have is prepared there on the data plane
+# when the statement's text is at most this long (an idle connection's socket takes it whole); a longer
+# one goes to the Trio path.
+PREPARE_HERE_MAX = 4096
 COMMAND_BATCH = 16  # pipelined commands served in one callback before the loop's other descriptors get a turn
 
 
@@ -89,6 +95,14 @@ class Resume:
 
 
 PARTIAL = object()  # handed over: part of a packet has arrived; the rest must come within client_packet_timeout
+
+
+async def _send_then_raise(be: BackendConnection, closes: bytes, exc: Exception) -> None:
+    """On the Trio path: send ``be`` what it must be told (statements closed), then raise ``exc`` (the
+    command loop sends it to the client as an ERR)."""
+    if closes:
+        await be.stream.send_all(closes)
+    raise exc
 
 
 class BackendWatch:
@@ -141,7 +155,7 @@ class DataPlane:
 
     __slots__ = ("session", "loop", "client", "client_sock", "client_fd", "task", "reading_client", "busy", "pending",
                  "be", "watch", "tracker", "hg", "sent", "extra", "raw", "request", "plan", "dtext", "dhash", "stmt",
-                 "retries", "vars", "trx_effect")
+                 "retries", "vars", "trx_effect", "execute_wire", "prepare_raw")
 
     def __init__(self, session: ClientSession, loop) -> None:
         self.session = session
@@ -169,6 +183,10 @@ class DataPlane:
         self.vars = None  # the mysql_variables in force when the running COM_QUERY started
         self.sent = False  # bytes of the response reached the client
         self.trx_effect = TRX_OPENS  # what the running command does to the transaction (_response_done)
+        # a COM_STMT_EXECUTE whose statement is prepared on its connection first (_prepare_first): the
+        # execution to send once it is, and the bytes of the PREPARE response so far
+        self.execute_wire: bytes | None = None
+        self.prepare_raw: list[bytes] | None = None
         self.extra = 0  # bytes the backend sent past the end of the response
 
     def __repr__(self) -> str:
@@ -356,7 +374,7 @@ class DataPlane:
         self.retries = 0 if in_trx else None
         self.vars = rt.vars
         raw = self.raw
-        self._start(be, hg, raw if raw is not None else frame(payload, 0), pkt)
+        self._start(be, hg, raw if raw is not None else frame(payload, 0), payload)
         return False
 
     def _hand_over_digested(self, pkt: Packet, dtext: str, dhash: int) -> bool:
@@ -366,8 +384,9 @@ class DataPlane:
         return False
 
     def _execute(self, pkt: Packet) -> bool:
-        """COM_STMT_EXECUTE of a statement without a cursor or long data, on an idle connection that
-        has it prepared already: as ``PreparedStatements._com_stmt_execute`` does it."""
+        """COM_STMT_EXECUTE of a statement without a cursor or long data, on an idle connection (or its
+        transaction's) in line with the session, that has it prepared already or prepares it first
+        (``_prepare_first``): as ``PreparedStatements._com_stmt_execute`` does it."""
         s = self.session
         payload = pkt.payload
         prepared = s.prepared
@@ -389,22 +408,118 @@ class DataPlane:
             return False
         key = st.meta.key
         bid = be.stmts.get(key)
-        if bid is None or be.vars != s.vars or (s.schema and be.schema != s.schema) \
-                or type(be.stream) is not PacketStream:
-            self._hand_over(pkt)  # the Trio path prepares it there, or brings the connection in line first
+        if be.vars != s.vars or (s.schema and be.schema != s.schema) or type(be.stream) is not PacketStream \
+                or (bid is None and len(st.meta.sql) > PREPARE_HERE_MAX):
+            self._hand_over(pkt)  # the Trio path brings the connection in line first, or prepares a long text
             return False
         try:
-            wire = execute_for_backend(payload, bid, st)
+            wire = execute_for_backend(payload, 0 if bid is None else bid, st)
         except MalformedPacket:
             self._hand_over(pkt)  # the Trio path answers it
             return False
-        be.stmts.move_to_end(key)
         self._begin(_COM_STMT_EXECUTE, now)
         self.trx_effect = TRX_OPENS  # as PreparedStatements._com_stmt_execute sends it
         self.plan, self.stmt = None, st
         self.retries = rt.vars.query_retries_on_failure if prepared.retries_allowed(st, False) else 0
-        self._start(be, hg, frame(wire, 0), pkt)
+        if bid is None:  # not prepared on this connection (a new one, or evicted there)
+            self._prepare_first(be, hg, wire, payload)
+            return False
+        be.stmts.move_to_end(key)
+        self._start(be, hg, frame(wire, 0), payload)
         return False
+
+    def _prepare_first(self, be: BackendConnection, hg: int, wire: bytes, request: bytes) -> None:
+        """A COM_STMT_EXECUTE (``wire``: rewritten for the backend, statement id to fill in) of a statement
+        ``be`` does not have: COM_STMT_PREPARE it there first, its response read here and not relayed
+        (``_prepare_chunk``), then the execution goes on as any other (``_prepared``), as
+        ``PreparedStatements._backend_stmt_id`` does it on the Trio path."""
+        self.hg = hg
+        self.request = request
+        self.be = be
+        self.execute_wire = wire
+        self.prepare_raw = []
+        self.tracker = ResponseTracker(_PREPARE, be.capabilities)
+        self.sent = False
+        be.state = _ACTIVE
+        bstream = be.stream
+        try:
+            rest = bstream.send_nowait(frame(b"\x16" + self.stmt.meta.sql, 0))
+        except ConnectionLost as exc:
+            self._backend_failed(exc)
+            return
+        if rest is not None:  # not expected of a short text on an idle connection, but the Trio path copes
+            self._resume(self._prepare_rest_on_trio(be, rest))
+            return
+        self._watch(be).follow(self._prepare_readable)
+        if bstream.decoder.buffered:
+            self._prepare_chunk()
+
+    def _prepare_readable(self) -> None:
+        try:
+            self._prepare_chunk()
+        except Exception as exc:
+            self._failed(exc)
+
+    def _prepare_chunk(self) -> None:
+        be, tracker = self.be, self.tracker
+        try:
+            data = be.stream.recv_nowait()
+            if data is None:
+                return  # a spurious wake-up
+            n = tracker.feed(data)
+            if n != len(data) or tracker.local_infile:
+                raise MalformedPacket("backend sent bytes after the end of a PREPARE response")
+        except (ConnectionLost, MalformedPacket) as exc:
+            self._backend_failed(exc)
+            return
+        self.prepare_raw.append(data)
+        if tracker.done:
+            self._prepared()
+
+    def _prepared(self) -> None:
+        """The PREPARE response is in: record the statement on the connection and execute it, or hand the
+        server's error (or the statement's changed shape, 1615) to the Trio task to send."""
+        s = self.session
+        be, tracker, st = self.be, self.tracker, self.stmt
+        raw, self.prepare_raw = self.prepare_raw, None
+        be.status = tracker.status  # as BackendConnection.run_command
+        if tracker.error is not None:
+            be.state = _RESERVED  # nothing runs on it: the command's end gives it back
+            self._resume(functools.partial(s.client.send_packet, tracker.error, 1))
+            return
+        meta, closes = s.prepared.prepared_on(be, st.meta.key, st.meta.sql, raw)
+        try:
+            s.prepared.check_shape(st, meta)
+        except MySQLError as exc:
+            be.state = _RESERVED
+            self._resume(functools.partial(_send_then_raise, be, closes, exc))
+            return
+        wire = self.execute_wire
+        self.execute_wire = None
+        bid = be.stmts[st.meta.key]
+        self._start(be, self.hg, closes + frame(wire[:1] + bid.to_bytes(4, "little") + wire[5:], 0), self.request)
+
+    def _prepare_rest_on_trio(self, be: BackendConnection, rest):
+        s, request, st = self.session, self.request, self.stmt
+
+        async def prepare_rest_then_execute() -> None:
+            try:
+                await be.stream.send_all(rest)
+                raw: list[bytes] = []
+                tracker = await be.read_response(_PREPARE, raw)
+            except (ConnectionLost, MalformedPacket) as exc:
+                raise s._lost_backend(be, exc) from exc
+            be.state = _RESERVED
+            if tracker.error is not None:
+                await s.client.send_packet(tracker.error, 1)
+                return
+            meta, closes = s.prepared.prepared_on(be, st.meta.key, st.meta.sql, raw)
+            if closes:
+                await be.stream.send_all(closes)
+            s.prepared.check_shape(st, meta)
+            await s.prepared._com_stmt_execute(request)  # prepared there now: it executes there
+
+        return prepare_rest_then_execute
 
     def _transaction_connection(self, hg: int, cls) -> BackendConnection | None:
         """The connection of the session's open transaction (the only one it holds when parked with
@@ -419,11 +534,11 @@ class DataPlane:
             return None
         return be
 
-    def _start(self, be: BackendConnection, hg: int, wire: bytes, pkt: Packet) -> None:
+    def _start(self, be: BackendConnection, hg: int, wire: bytes, request: bytes) -> None:
         """Send ``wire`` (the command, framed) on ``be`` (the session's connection to ``hg`` now) and relay
-        its response as it comes (``_relay_chunk``); ``pkt``: the client's request."""
+        its response as it comes (``_relay_chunk``); ``request``: the client's command."""
         self.hg = hg
-        self.request = pkt.payload  # kept for a retry on the Trio path
+        self.request = request  # kept for a retry on the Trio path
         self.be = be
         tracker = self.tracker = ResponseTracker(_RESULT, be.capabilities)
         self.sent = False
@@ -437,13 +552,18 @@ class DataPlane:
         if rest is not None:  # a command larger than the socket takes at once: the Trio path sends the rest
             self._resume(self._send_rest_on_trio(be, tracker, rest))
             return
-        watch = be.watch
-        if watch is None:
-            watch = be.watch = BackendWatch(self.loop, bstream)
-        self.watch = watch
-        watch.follow(self._backend_readable)
+        self._watch(be).follow(self._backend_readable)
         if bstream.decoder.buffered:  # bytes of this response came with the end of the previous one
             self._relay_chunk()
+
+    def _watch(self, be: BackendConnection) -> BackendWatch:
+        """``be``'s BackendWatch (made the first time the data plane runs a command on it), the running
+        command's from now."""
+        watch = be.watch
+        if watch is None:
+            watch = be.watch = BackendWatch(self.loop, be.stream)
+        self.watch = watch
+        return watch
 
     def _finish(self, tracker: ResponseTracker, be: BackendConnection, now: float | None = None) -> None:
         """The statement's accounting, as on the Trio path (``now``: its end, if read already)."""
@@ -609,7 +729,7 @@ class DataPlane:
         self._stop_watching_backend()
         self.be = self.tracker = None
         err = s._lost_backend(be, exc)
-        if tracker.in_packet or (self.sent and isinstance(exc, MalformedPacket)):
+        if self.sent and (tracker.in_packet or isinstance(exc, MalformedPacket)):
             self._hand_over(CloseSession())
             return
         if not self.sent and self._retries_left() > 0:

@@ -104,31 +104,44 @@ class PreparedStatements:
             tracker = await be.run_command(b"\x16" + sql, ResponseKind.PREPARE, raw)
             if tracker.error is not None:
                 return tracker.error
-            packets = split_payloads(b"".join(raw))
-            ok = PrepareOK.parse(packets[0])
-            old = be.stmts.pop(key, None)
-            if old is not None:  # prepared here before (its metadata changed): one copy only
-                await be.stream.send_all(frame(b"\x19" + old.to_bytes(4, "little"), 0))
-            be.stmts[key] = ok.statement_id
-            cap = session.services.vars.max_stmts_per_connection
-            if len(be.stmts) > cap:
-                await self._evict_statements(be, cap)
+            meta, closes = self.prepared_on(be, key, sql, raw)
+            if closes:
+                await be.stream.send_all(closes)
         except (ConnectionLost, MalformedPacket) as exc:
             raise session._lost_backend(be, exc) from exc
-        return StmtMeta(key, sql, ok.num_params, ok.num_columns, ok.warnings, packets[1:])
+        return meta
 
-    async def _evict_statements(self, be: BackendConnection, cap: int) -> None:
-        """Close ``be``'s least recently used statements on the server until it holds ``cap``."""
-        session = self.session
-        busy = {st.meta.key for st in self.stmts.values() if st.cursor is be}
-        for key in list(be.stmts):
-            if len(be.stmts) <= cap:
-                break
-            if key in busy:
-                continue
-            old = be.stmts.pop(key)
-            await be.stream.send_all(frame(b"\x19" + old.to_bytes(4, "little"), 0))  # COM_STMT_CLOSE: no reply
-            session.services.counters.stmts_evicted += 1
+    def prepared_on(self, be: BackendConnection, key, sql: bytes, raw: list[bytes]) -> tuple[StmtMeta, bytes]:
+        """``sql`` was prepared on ``be`` (``raw``: the bytes of the server's PREPARE_OK response): record its
+        id there. Returns its metadata, and the COM_STMT_CLOSE packets ``be`` must be sent (they get no reply):
+        its earlier copy there, if any (its metadata changed), and the least recently used statements
+        beyond ``max_stmts_per_connection`` (not one with an open cursor). On both planes."""
+        packets = split_payloads(b"".join(raw))
+        ok = PrepareOK.parse(packets[0])
+        closes = []
+        old = be.stmts.pop(key, None)
+        if old is not None:  # prepared here before: one copy only
+            closes.append(frame(b"\x19" + old.to_bytes(4, "little"), 0))
+        be.stmts[key] = ok.statement_id
+        cap = self.session.services.vars.max_stmts_per_connection
+        if len(be.stmts) > cap:
+            busy = {st.meta.key for st in self.stmts.values() if st.cursor is be}
+            for victim in list(be.stmts):
+                if len(be.stmts) <= cap:
+                    break
+                if victim in busy:
+                    continue
+                closes.append(frame(b"\x19" + be.stmts.pop(victim).to_bytes(4, "little"), 0))
+                self.session.services.counters.stmts_evicted += 1
+        return StmtMeta(key, sql, ok.num_params, ok.num_columns, ok.warnings, packets[1:]), b"".join(closes)
+
+    def check_shape(self, st: ClientStmt, prepared: StmtMeta) -> None:
+        """The statement, prepared again on another connection, has the shape the client knows; else (the
+        table changed) 1615, and later PREPAREs of its text get the new shape."""
+        meta = st.meta
+        if prepared.num_params != meta.num_params or prepared.num_columns != meta.num_columns:
+            self.session.services.stmt_registry.put(prepared)
+            raise MySQLError(1615, "Prepared statement needs to be re-prepared", "HY000")
 
     async def _backend_stmt_id(self, be: BackendConnection, st: ClientStmt) -> int | None:
         """``st``'s id on ``be``, preparing it there first if needed; None after sending the client an ERR."""
@@ -142,9 +155,7 @@ class PreparedStatements:
         if isinstance(result, bytes):
             await session.client.send_packet(result, 1)
             return None
-        if result.num_params != meta.num_params or result.num_columns != meta.num_columns:
-            session.services.stmt_registry.put(result)  # the table changed: later PREPAREs get the new shape
-            raise MySQLError(1615, "Prepared statement needs to be re-prepared", "HY000")
+        self.check_shape(st, result)
         return be.stmts[meta.key]
 
     def _set_cursor(self, st: ClientStmt, be: BackendConnection | None, hg: int | None) -> None:

@@ -170,6 +170,70 @@ def test_prepared_statements(proxy_factory, cluster, data_plane):
 
 
 @PLANES
+def test_a_statement_evicted_from_its_connection_is_prepared_again_where_it_runs(proxy_factory, cluster,
+                                                                                 data_plane):
+    """Four statements over one backend connection that holds two (max_stmts_per_connection = 2): most
+    executions find theirs evicted and prepare it there again first, on the data plane too."""
+    rp = proxy_factory(servers=writer_only(cluster, 1), variables={"max_stmts_per_connection": 2},
+                       data_plane=data_plane)
+    conn = connector(rp)
+    cursors = [conn.cursor(prepared=True) for _ in range(4)]
+    for k, cur in enumerate(cursors):
+        cur.execute(f"SELECT ? + {k}, 'c{k}'", (0,))
+        cur.fetchall()
+    before = served_on_data_plane(rp)
+    evicted = global_stat(rp, "Stmt_Backend_evicted")
+    for i in range(10):
+        for k, cur in enumerate(cursors):
+            cur.execute(f"SELECT ? + {k}, 'c{k}'", (i,))
+            assert cur.fetchall() == [(i + k, f"c{k}")]
+    assert global_stat(rp, "Stmt_Backend_evicted") - evicted >= 30  # nearly every execution prepared again
+    expect_plane(rp, before, data_plane, 40)  # every execution, prepared again or not
+    assert int(cluster.primary.query("SHOW GLOBAL STATUS LIKE 'Prepared_stmt_count'")[0]["Value"]) <= 2
+    for cur in cursors:
+        cur.close()
+    conn.close()
+    assert_no_leaks(rp)
+
+
+@PLANES
+def test_preparing_again_fails_as_on_the_server(proxy_factory, cluster, data_plane):
+    """A statement prepared again on its connection after the table changed: the server's error, or 1615
+    when its shape changed, reaches the client, and the session goes on."""
+    rp = proxy_factory(servers=writer_only(cluster, 1), variables={"max_stmts_per_connection": 1},
+                       data_plane=data_plane)
+    cluster.primary.query("DROP TABLE IF EXISTS test.dp_reprep, test.dp_gone")
+    cluster.primary.query("CREATE TABLE test.dp_reprep (id INT PRIMARY KEY, v INT)")
+    cluster.primary.query("INSERT INTO test.dp_reprep VALUES (1, 10)")
+    conn = connector(rp)
+    star, gone, other = (conn.cursor(prepared=True) for _ in range(3))
+    star.execute("SELECT * FROM dp_reprep WHERE id = ?", (1,))
+    assert star.fetchall() == [(1, 10)]
+    cluster.primary.query("CREATE TABLE test.dp_gone (id INT)")
+    gone.execute("SELECT id FROM dp_gone WHERE id = ?", (1,))
+    gone.fetchall()
+    other.execute("SELECT ? + 1", (1,))  # evicts the others from the connection
+    other.fetchall()
+    cluster.primary.query("ALTER TABLE test.dp_reprep ADD COLUMN w INT DEFAULT 7")
+    cluster.primary.query("DROP TABLE test.dp_gone")
+    with pytest.raises(mysql.connector.Error) as info:
+        star.execute("SELECT * FROM dp_reprep WHERE id = ?", (1,))
+        star.fetchall()
+    assert info.value.errno == 1615
+    with pytest.raises(mysql.connector.Error) as info:
+        gone.execute("SELECT id FROM dp_gone WHERE id = ?", (1,))
+        gone.fetchall()
+    assert info.value.errno == 1146
+    other.execute("SELECT ? + 1", (41,))
+    assert other.fetchall() == [(42,)]
+    cluster.primary.query("DROP TABLE test.dp_reprep")
+    for cur in (star, gone, other):
+        cur.close()
+    conn.close()
+    assert_no_leaks(rp)
+
+
+@PLANES
 def test_server_side_cursor_is_served_on_its_pinned_connection(proxy_factory, cluster, data_plane):
     rp = proxy_factory(data_plane=data_plane)
     conn = connector(rp)
