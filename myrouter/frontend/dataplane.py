@@ -4,7 +4,9 @@ The process's main loop is the engine's ``HostLoop`` (a raw epoll loop) and Trio
 guest. A session that waits for its client's next command while nothing bends its routing (no
 connection held, autocommit, no transaction, nothing sticky: ``ClientSession._routing_is_plain``),
 or while it holds only the connection of its open transaction (or of its autocommit-off session's:
-``ClientSession._holds_only_its_transaction``), parks its Trio task here (``DataPlane.park``) and
+``ClientSession._holds_only_its_transaction``), or is an autocommit-off session between two transactions
+(``_between_transactions_with_autocommit_off``: its next statement opens one where ``_route`` sends it,
+unless it opens a read-only one, which the Trio path places), parks its Trio task here (``DataPlane.park``) and
 the host loop watches the client socket. What comes next is handled by plain callbacks, in the host
 thread, with no task switch:
 
@@ -58,7 +60,7 @@ from ..protocol.errors import MalformedPacket, MySQLError, PacketTooLarge, Seque
 from ..protocol.messages import OK
 from ..protocol.packets import Packet, frame
 from ..protocol.response import ResponseKind, ResponseTracker
-from .common import CloseSession, SessionState, _MAYBE_KILL, _STATE_CHANGED, log
+from .common import CloseSession, SessionState, _AUTOCOMMIT, _MAYBE_KILL, _STATE_CHANGED, log
 from .decisions import TRX_OPENS
 
 if TYPE_CHECKING:
@@ -339,8 +341,11 @@ class DataPlane:
             return self._hand_over_digested(pkt, dtext, dhash)
         cls = plan.cls
         hg = plan.plain_hg
+        autocommit = s.status & _AUTOCOMMIT
         if hg is not None:
             trx_effect = TRX_OPENS  # what _transaction_effect gives a read or write
+            if not autocommit and s._opens_read_only_transaction(cls, sql):
+                return self._hand_over_digested(pkt, dtext, dhash)  # the Trio path chooses its reader
         elif plan.plain_trx and not s.statement_mode and not s._opens_read_only_transaction(cls, sql):
             # BEGIN, COMMIT...: the general path of _com_query does no more for them than this
             trx_effect = s._transaction_effect(cls, sql)
@@ -352,7 +357,9 @@ class DataPlane:
             hg = s._route(plan.decision, cls)
             be = self._transaction_connection(hg, cls)
         else:
-            if hg is None:  # a transaction statement: where the general path sends it
+            if hg is None or not autocommit:
+                # a transaction statement, or an autocommit-off session's next transaction: routed as the
+                # general path routes it (the latter, to the default hostgroup)
                 hg = s._route(plan.decision, cls)
             be = rt.pools.take_idle(rt.hostgroups, hg, s.pool_key, now)
             if be is not None:
@@ -371,7 +378,8 @@ class DataPlane:
         s.flag_in = 0
         self.plan, self.dtext, self.dhash, self.stmt = plan, dtext, dhash, None
         # plan.retries(rt.vars), worked out if the connection fails (_retries_left); none in a transaction
-        self.retries = 0 if in_trx else None
+        # (or when the statement opens one: autocommit off)
+        self.retries = None if autocommit and not in_trx else 0
         self.vars = rt.vars
         raw = self.raw
         self._start(be, hg, raw if raw is not None else frame(payload, 0), payload)

@@ -455,13 +455,23 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
                     and self.sticky_hg is None and not self.temp_tables and self.causal_reads == "off"
                     and self.ro_restart is None)
 
+    def _between_transactions_with_autocommit_off(self) -> bool:
+        """An autocommit-off session that holds no connection (its last transaction ended) and nothing else
+        that bends its routing: its next statement opens a transaction where ``_route`` sends it (the
+        default hostgroup), which the data plane can do as the general path does."""
+        return bool(not self.backends and not self.status & _AUTOCOMMIT and self.trx_hg is None
+                    and self.sticky_hg is None and not self.temp_tables and self.causal_reads == "off"
+                    and self.ro_restart is None)
+
     def _parkable(self) -> bool:
         """Whether the session's next command may be served on the data plane: its routing is plain, or
-        it holds only its open transaction's connection; nothing waits to run before the next statement
-        (a delayed release, held SET TRANSACTION); its client connection is neither fast_forward nor TLS
-        nor compressed; and the data plane serves statements at all (not while the query log or
-        default_query_timeout apply to every one: parked, each would only be handed back)."""
-        return ((self._routing_is_plain() or self._holds_only_its_transaction()) and not self.release_at
+        it holds only its open transaction's connection, or it is an autocommit-off session between two
+        transactions; nothing waits to run before the next statement (a delayed release, held SET
+        TRANSACTION); its client connection is neither fast_forward nor TLS nor compressed; and the data
+        plane serves statements at all (not while the query log or default_query_timeout apply to every
+        one: parked, each would only be handed back)."""
+        return ((self._routing_is_plain() or self._holds_only_its_transaction()
+                 or self._between_transactions_with_autocommit_off()) and not self.release_at
                 and not self.next_trx_sets and not self.fast_forward and self.client.plain
                 and self.services.plain_statements)
 

@@ -10,6 +10,7 @@ served the statements, so a data-plane test cannot pass on the Trio path by acci
 
 from __future__ import annotations
 
+import contextlib
 import socket
 
 import mysql.connector
@@ -132,7 +133,7 @@ def test_autocommit_off_session_reads_writes_and_commits(proxy_factory, cluster,
     conn = rp.connect()  # PyMySQL's default: autocommit off, as an ORM session
     other = rp.connect(autocommit=True)
     for i in range(1, 5):
-        # the transaction's first statement opens it on the Trio path (the session holds no connection yet)
+        # the statement that opens the transaction (on the data plane too once planned: counted elsewhere)
         assert one(conn, "SELECT v FROM dpt_orm WHERE id = 2") == (20,)
         with Served(rp, data_plane, 4 if i > 1 else 2):
             assert one(conn, "SELECT v FROM dpt_orm WHERE id = 1") == (10 * i,)
@@ -490,14 +491,16 @@ def test_reads_leave_a_transaction_without_transaction_persistent(proxy_factory,
 @PLANES
 def test_sqlalchemy_session(proxy_factory, cluster, data_plane):
     """An ORM's unit of work (SQLAlchemy over PyMySQL: autocommit off, reads then writes, commit), with
-    the shipped rules: its statements after the first of each transaction run on the data plane."""
+    the shipped rules: once the first transaction has planned its statements, every statement of the
+    next ones runs on the data plane, the one that opens the transaction included."""
     rp = proxy_factory(rules_dir=REPO / "rules", data_plane=data_plane)
     fresh_table(rp, "dpt_orm_sa")
     engine = sqlalchemy.create_engine(f"mysql+pymysql://app:app@127.0.0.1:{rp.port}/test", pool_size=1)
     try:
-        before = served_on_data_plane(rp)
         for i in range(5):
-            with Session(engine) as session:
+            # SELECT, UPDATE, SELECT, INSERT, COMMIT, and the ROLLBACK of SQLAlchemy's pool when the
+            # connection comes back to it (reset on return); one proxy session throughout
+            with Served(rp, data_plane, 6) if i else contextlib.nullcontext(), Session(engine) as session:
                 assert session.execute(text("SELECT v FROM dpt_orm_sa WHERE id = 2")).scalar() == 20 + i
                 session.execute(text("UPDATE dpt_orm_sa SET v = v + 1 WHERE id = :id"), {"id": 2})
                 assert session.execute(text("SELECT v FROM dpt_orm_sa WHERE id = :id"), {"id": 2}).scalar() == 21 + i
@@ -505,11 +508,6 @@ def test_sqlalchemy_session(proxy_factory, cluster, data_plane):
                 session.commit()
             assert primary_value(cluster, "dpt_orm_sa", 2) == 21 + i
             assert primary_value(cluster, "dpt_orm_sa", 10 + i) == i
-        # each transaction's first statement opens it on the Trio path (an autocommit-off session that
-        # holds nothing is not parked); its COMMIT ends it on the data plane; the first transaction plans
-        # the UPDATE, the INSERT and COMMIT on the Trio path (one proxy session throughout)
-        served = served_on_data_plane(rp) - before
-        assert served == (1 + 4 * 4 if data_plane else 0), served
     finally:
         engine.dispose()
     assert_no_leaks(rp)
@@ -606,5 +604,30 @@ def test_pool_mode_statement_refuses_a_planned_begin(proxy_factory, cluster, dat
     for _ in range(3):  # planned by the first refusal: still refused
         assert error_code(conn, "BEGIN") == 1235
         assert one(conn, "SELECT @@in_transaction") == (0,)
+    conn.close()
+    assert_no_leaks(rp)
+
+
+@PLANES
+def test_autocommit_off_session_declared_read_only_reads_on_a_reader(proxy_factory, cluster, data_plane):
+    """An autocommit-off session between two transactions is parked too; once it declares itself read-only,
+    the read that opens its next transaction goes to a reader (the Trio path chooses it), not to the
+    writer the remembered plan and the autocommit-off routing would give."""
+    rp = proxy_factory(rules_dir=REPO / "rules", data_plane=data_plane)
+    primary = cluster.primary.server_id
+    replicas = {r.server_id for r in cluster.replicas}
+    conn = rp.connect()  # autocommit off
+    for i in range(3):
+        with Served(rp, data_plane, 2 if i else 0):  # planned the first time, here after
+            assert one(conn, "SELECT @@server_id") == (primary,)  # opens a transaction on the writer
+            one(conn, "COMMIT")
+    one(conn, "SET SESSION TRANSACTION READ ONLY")
+    for _ in range(3):
+        assert one(conn, "SELECT @@server_id")[0] in replicas
+        one(conn, "COMMIT")
+    one(conn, "SET SESSION TRANSACTION READ WRITE")
+    with Served(rp, data_plane, 2):
+        assert one(conn, "SELECT @@server_id") == (primary,)
+        one(conn, "COMMIT")
     conn.close()
     assert_no_leaks(rp)
