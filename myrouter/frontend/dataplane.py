@@ -4,11 +4,11 @@ The process's main loop is the engine's ``HostLoop`` (a raw epoll loop) and Trio
 guest. A session that waits for its client's next command while nothing bends its routing (no
 connection held, autocommit, no transaction, nothing sticky: ``ClientSession._routing_is_plain``),
 or while it holds only the connection of its open transaction (or of its autocommit-off session's:
-``ClientSession._holds_only_its_transaction``), or is an autocommit-off session between two transactions
-(``_between_transactions_with_autocommit_off``: its next statement opens one where ``_route`` sends it,
-unless it opens a read-only one, which the Trio path places), parks its Trio task here (``DataPlane.park``) and
-the host loop watches the client socket. What comes next is handled by plain callbacks, in the host
-thread, with no task switch:
+``ClientSession._holds_only_its_transaction``), or as an autocommit-off session between two
+transactions (``_between_transactions_with_autocommit_off``: its next statement opens one where
+``_route`` sends it, unless it opens a read-only one, which the Trio path places), parks its Trio
+task here (``DataPlane.park``) and the host loop watches the client socket. What comes next is
+handled by plain callbacks, in the host thread, with no task switch:
 
 * a COM_QUERY whose digest the session has a plain plan for (``query._Plan.plain_hg``), with an
   idle pooled connection of that hostgroup whose state already matches the session's: sent at
