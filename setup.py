@@ -23,8 +23,8 @@ def _extensions():
     kernels = _kernels_module()
     return [
         Extension(
-            f"myrouter.protocol.{name}",
-            [f"myrouter/protocol/{name}.py"],
+            kernels.module_name(name),
+            [str(kernels.source_file(name).relative_to(HERE))],
             # the loader compares it with the sources beside the module (a stale build is not used)
             define_macros=[("MYROUTER_SOURCE_SHA256", f'"{kernels.source_sha256(name)}"')],
             optional=True,

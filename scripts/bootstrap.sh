@@ -66,14 +66,14 @@ setup_venv() {
     touch "$STAMP"
 }
 
-# The compiled kernels (myrouter/protocol/kernels.py: a .py with a .pxd beside it): `pip install -e`
-# builds them in place; after that they are rebuilt here when a source is newer than the built
-# module (an edit, a checkout), a second or so each, so `make test` never tests a stale build (the
-# loader would not use it, and tests/protocol/test_response_kernels.py would fail).
+# The compiled kernels (myrouter/protocol/kernels.py: a .py with a .pxd beside it, anywhere under
+# myrouter/): `pip install -e` builds them in place; after that they are rebuilt here when a source
+# is newer than the built module (an edit, a checkout), a second or so each, so `make test` never
+# tests a stale build (the loader would not use it, and the kernels' tests would fail).
 build_kernels() {
     local pxd name so suffix stale=()
     suffix=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
-    for pxd in myrouter/protocol/*.pxd; do
+    for pxd in $(find myrouter -name '*.pxd' | sort); do
         name="${pxd%.pxd}"
         so="$name$suffix"
         if [ ! -f "$so" ] || [ -n "$(find "$name.py" "$pxd" setup.py myrouter/protocol/kernels.py -newer "$so")" ]; then

@@ -36,7 +36,6 @@ broken session neither spins the loop nor stops the others).
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
 import select
@@ -46,6 +45,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
+from ..protocol import kernels
+
 if TYPE_CHECKING:
     import outcome
 
@@ -53,8 +54,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_READABLE = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP  # events that wake a reader
-_WRITABLE = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP  # events that wake a writer
+# The loop's tables and its dispatch (_run_until_guest_done) are in loop_core.py, a kernel that
+# setup.py also compiles (protocol/kernels.py says which form runs); HostLoop adds the rest.
+_core = kernels.load("engine.loop_core")
 
 DEFAULT_FD_BATCH = 64
 
@@ -67,21 +69,15 @@ def current_host_loop() -> HostLoop | None:
     return getattr(_running, "loop", None)
 
 
-class HostLoop:
+class HostLoop(_core.LoopCore):
     """An epoll loop that runs one Trio guest run (``run``) and fd callbacks beside it."""
 
     def __init__(self, *, fd_batch: int = DEFAULT_FD_BATCH) -> None:
         if fd_batch < 1:
             raise ValueError("fd_batch must be >= 1")
-        self.fd_batch = fd_batch
-        self._epoll = select.epoll()
-        self._wakeup_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-        self._epoll.register(self._wakeup_fd, select.EPOLLIN)
-        self._callbacks: collections.deque[Callable[[], object]] = collections.deque()
-        self._readers: dict[int, Callable[[], object]] = {}
-        self._writers: dict[int, Callable[[], object]] = {}
-        self._masks: dict[int, int] = {}  # what each registered fd is registered for with epoll
-        self._outcome: outcome.Outcome[Any] | None = None
+        # fd_batch, _epoll, _wakeup_fd, _callbacks, _readers, _writers, _masks (what each registered fd
+        # is registered for with epoll), _outcome (the guest run's, once it is done)
+        super().__init__(fd_batch)
         self._started = False
         self._closed = False
 
@@ -119,39 +115,6 @@ class HostLoop:
 
     def _guest_done(self, result: outcome.Outcome[Any]) -> None:
         self._outcome = result
-
-    def _run_until_guest_done(self) -> None:
-        callbacks = self._callbacks
-        readers, writers, masks = self._readers, self._writers, self._masks
-        poll = self._epoll.poll
-        wakeup_fd = self._wakeup_fd
-        batch = self.fd_batch
-        while self._outcome is None:
-            for _ in range(len(callbacks)):  # Trio's, queued before this pass; theirs wait for the next
-                callbacks.popleft()()
-            if self._outcome is not None:
-                break
-            if callbacks and not masks:
-                continue  # Trio has more to do and no descriptor is watched: no need to poll
-            for fd, events in poll(0 if callbacks else -1, batch):
-                if fd == wakeup_fd:
-                    os.eventfd_read(wakeup_fd)
-                    continue
-                if events & _READABLE:
-                    callback = readers.get(fd)
-                    if callback is not None:
-                        try:
-                            callback()
-                        except Exception:
-                            self._callback_failed(fd, callback)
-                            continue
-                if events & _WRITABLE:
-                    callback = writers.get(fd)  # looked up again: the reader may have changed it
-                    if callback is not None:
-                        try:
-                            callback()
-                        except Exception:
-                            self._callback_failed(fd, callback)
 
     def _callback_failed(self, fd: int, callback: Callable[[], object]) -> None:
         log.exception("fd callback %r failed: fd %d removed from the loop", callback, fd)

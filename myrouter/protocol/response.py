@@ -25,7 +25,7 @@ from __future__ import annotations
 from . import kernels
 from .constants import Command
 
-_scan = kernels.load("response_scan")
+_scan = kernels.load("protocol.response_scan")
 ResponseKind = _scan.ResponseKind
 ResponseTracker = _scan.ResponseTracker
 ok_status = _scan.ok_status

@@ -24,11 +24,12 @@ worker processes.
 
 from __future__ import annotations
 
-import bisect
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
+
+from ..protocol import kernels
 
 __all__ = [
     "DigestStats",
@@ -62,27 +63,17 @@ class DigestRow(NamedTuple):
     sum_rows_sent: int
 
 
-class _Digest:
-    __slots__ = ("digest_text", "count_star", "first_seen", "last_seen", "sum_time", "min_time", "max_time",
-                 "sum_rows_affected", "sum_rows_sent")
-
-    def __init__(self, digest_text: str, now: int, duration_us: int, rows_affected: int, rows_sent: int) -> None:
-        self.digest_text = digest_text
-        self.count_star = 1
-        self.first_seen = now
-        self.last_seen = now
-        self.sum_time = duration_us
-        self.min_time = duration_us
-        self.max_time = duration_us
-        self.sum_rows_affected = rows_affected
-        self.sum_rows_sent = rows_sent
+# ``record`` and the entries it updates are in recording.py, a kernel that setup.py also compiles
+# (protocol/kernels.py says which form runs); the classes below add what the admin interface reads.
+_recording = kernels.load("stats.recording")
+_Digest = _recording._Digest
 
 
 #: ``mysql-query_digests_max_digests``'s default
 DEFAULT_MAX_DIGESTS = 100_000
 
 
-class DigestStats:
+class DigestStats(_recording.DigestRecorder):
     """Statement statistics per digest, for ``stats_mysql_query_digest``.
 
     At most ``max_digests`` entries, least recently seen first out; ``evicted`` counts the
@@ -90,15 +81,10 @@ class DigestStats:
     ``enabled`` false (``mysql-query_digests=false``): statements are not recorded.
     """
 
-    __slots__ = ("_entries", "_clock", "_max_digests", "evicted", "enabled")
+    __slots__ = ()
 
     def __init__(self, clock=time.time, max_digests: int = DEFAULT_MAX_DIGESTS) -> None:
-        # in order of last use: a hit moves its entry to the end, eviction takes the front
-        self._entries: OrderedDict[tuple, _Digest] = OrderedDict()
-        self._clock = clock
-        self._max_digests = max_digests
-        self.evicted = 0
-        self.enabled = True
+        super().__init__(clock, max_digests)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -114,37 +100,6 @@ class DigestStats:
             raise ValueError("max_digests must be at least 1")
         self._max_digests = value
         self._evict_above(value)
-
-    def _evict_above(self, limit: int) -> None:
-        entries = self._entries
-        while len(entries) > limit:
-            entries.popitem(last=False)
-            self.evicted += 1
-
-    def record(self, hostgroup: int, schemaname: str, username: str, client_address: str, digest: int,
-               digest_text: str, duration_us: int, rows_affected: int, rows_sent: int) -> None:
-        """Account one statement. ``duration_us``: from the command's start to the end of its response."""
-        if not self.enabled:
-            return
-        key = (hostgroup, schemaname, username, client_address, digest)
-        now = int(self._clock())
-        entries = self._entries
-        e = entries.get(key)
-        if e is None:
-            if len(entries) >= self._max_digests:
-                self._evict_above(self._max_digests - 1)
-            entries[key] = _Digest(digest_text, now, duration_us, rows_affected, rows_sent)
-            return
-        entries.move_to_end(key)
-        e.count_star += 1
-        e.last_seen = now
-        e.sum_time += duration_us
-        if duration_us < e.min_time:
-            e.min_time = duration_us
-        if duration_us > e.max_time:
-            e.max_time = duration_us
-        e.sum_rows_affected += rows_affected
-        e.sum_rows_sent += rows_sent
 
     def snapshot(self) -> list[DigestRow]:
         """Every entry as a frozen row."""
@@ -213,16 +168,7 @@ class CommandRow(NamedTuple):
     buckets: tuple[int, ...]  # one count per BUCKET_COLUMNS entry (not cumulative)
 
 
-class _Command:
-    __slots__ = ("total_time_us", "total_cnt", "buckets")
-
-    def __init__(self) -> None:
-        self.total_time_us = 0
-        self.total_cnt = 0
-        self.buckets = [0] * len(BUCKET_COLUMNS)
-
-
-class CommandCounters:
+class CommandCounters(_recording.CommandRecorder):
     """Statements per command with latency buckets, for ``stats_mysql_commands_counters``.
 
     ``slow_queries`` counts statements that took ``slow_query_us`` or more
@@ -230,31 +176,10 @@ class CommandCounters:
     per-command counters are ``enabled`` (``mysql-commands_stats``).
     """
 
-    __slots__ = ("_by_name", "_counters", "slow_query_us", "slow_queries", "enabled")
+    __slots__ = ()
 
     def __init__(self, slow_query_us: int = 1_000_000) -> None:
-        self.slow_query_us = slow_query_us
-        self.slow_queries = 0
-        self.enabled = True
-        self._counters: dict[str, _Command] = {name: _Command() for name in COMMAND_NAMES}
-        # any name seen so far -> its counter (a name outside ProxySQL's list counts as UNKNOWN)
-        self._by_name: dict[str, _Command] = dict(self._counters)
-
-    def record(self, command_name: str, duration_us: int) -> None:
-        """Account one statement: ``command_name`` is ProxySQL's (``SELECT``) or a statement keyword
-        (``START TRANSACTION``, ``LOCK``); anything else counts as ``UNKNOWN``."""
-        if duration_us >= self.slow_query_us:
-            self.slow_queries += 1
-        if not self.enabled:
-            return
-        c = self._by_name.get(command_name)
-        if c is None:
-            c = self._counters[_command_key(command_name)]
-            if len(self._by_name) < 4096:  # bounded: names come from client statements
-                self._by_name[command_name] = c
-        c.total_cnt += 1
-        c.total_time_us += duration_us
-        c.buckets[bisect.bisect_left(LATENCY_BUCKETS_US, duration_us)] += 1
+        super().__init__(slow_query_us, COMMAND_NAMES, LATENCY_BUCKETS_US, _command_key)
 
     def snapshot(self) -> list[CommandRow]:
         """Every command of ProxySQL's list (zeros included), in its order."""

@@ -1,8 +1,12 @@
-"""HostLoop: a raw epoll loop with Trio as its guest, tested without the proxy."""
+"""HostLoop: a raw epoll loop with Trio as its guest, tested without the proxy; each test in both
+forms of its dispatch kernel (engine/loop_core.py compiled, as under ``make test``, and as plain
+Python)."""
 
 from __future__ import annotations
 
 import functools
+import importlib.machinery
+import importlib.util
 import logging
 import os
 import signal
@@ -13,7 +17,44 @@ import pytest
 import trio
 import trio.testing
 
-from myrouter.engine import HostLoop
+from myrouter.engine import HostLoop, hostloop
+from myrouter.protocol import kernels
+
+COMPILED = HostLoop
+
+
+def _python_form() -> type:
+    """HostLoop over loop_core.py as plain Python: hostloop.py executed again, its kernel the Python file."""
+    core = kernels.load_python("engine.loop_core")
+    name = "myrouter.engine.hostloop_with_python_core"
+    spec = importlib.util.spec_from_file_location(name, hostloop.__file__)
+    module = importlib.util.module_from_spec(spec)
+    load = kernels.load
+    kernels.load = lambda kernel: core
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        kernels.load = load
+    assert module.HostLoop.__mro__[1] is core.LoopCore
+    return module.HostLoop
+
+
+PYTHON = _python_form()
+
+
+@pytest.fixture(autouse=True, params=["compiled", "python"])
+def loop_form(request, monkeypatch):
+    """The test's ``HostLoop``: the one myrouter.engine exports, or the same over the Python form of
+    its kernel."""
+    monkeypatch.setattr(request.module, "HostLoop", COMPILED if request.param == "compiled" else PYTHON)
+    return request.param
+
+
+def test_the_compiled_dispatch_is_the_one_exported():
+    if kernels.pure_forced():
+        pytest.skip(f"{kernels.PURE_ENV} is set: the Python form is the one asked for")
+    assert isinstance(hostloop._core.__loader__, importlib.machinery.ExtensionFileLoader), kernels.describe()
+    assert COMPILED.__mro__[1] is hostloop._core.LoopCore and "engine.loop_core compiled" in kernels.describe()
 
 
 @pytest.fixture

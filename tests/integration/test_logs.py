@@ -451,10 +451,10 @@ def test_process_log_stays_text_by_default(cluster, tmp_path):
     lines = _stop(proc)
     assert lines and all(not line.startswith("{") for line in lines)
     assert any(" INFO myrouter: myrouter listening" in line for line in lines)
-    # which form of the compiled kernels runs (response_scan compiled under `make test`), once
+    # which form of each compiled kernel runs (all compiled under `make test`), once
     form = f"Python ({kernels.PURE_ENV} is set)" if kernels.pure_forced() else "compiled"
     assert [line.split(" INFO myrouter: ")[1] for line in lines if "compiled kernels:" in line] == \
-        [f"compiled kernels: response_scan {form}"]
+        ["compiled kernels: " + ", ".join(f"{name} {form}" for name in kernels.KERNELS)]
 
 
 def test_log_file_that_cannot_be_opened_stops_serve_with_a_clear_message(cluster, tmp_path):

@@ -23,7 +23,7 @@ from .feeding import PROPERTIES, cut_positions, mutated, pieces, time_limit
 from .test_response_properties import DEOF, EOFC, GARBAGE, KINDS, MORE, SAMPLES, result_sets
 
 COMPILED = response._scan
-PYTHON = kernels.load_python("response_scan")
+PYTHON = kernels.load_python("protocol.response_scan")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 PUBLIC = ("done", "local_infile", "in_packet", "status", "status_seen", "next_seq", "error", "last_ok", "rows",
@@ -40,22 +40,33 @@ def test_the_compiled_tracker_is_the_one_imported():
         pytest.skip(f"{kernels.PURE_ENV} is set: the Python form is the one asked for")
     assert isinstance(COMPILED.__loader__, importlib.machinery.ExtensionFileLoader), kernels.describe()
     assert response.ResponseTracker is COMPILED.ResponseTracker
-    assert "response_scan compiled" in kernels.describe()
+    assert "protocol.response_scan compiled" in kernels.describe()
     assert PYTHON is not COMPILED and PYTHON.__file__.endswith("response_scan.py")
 
 
 def _describe_in_subprocess(env_extra: dict[str, str]) -> str:
     env = {**os.environ, **env_extra, "PYTHONPATH": ROOT}
-    code = "from myrouter.protocol import kernels, response; print(kernels.describe())"
+    code = ("from myrouter.protocol import kernels\n"
+            "for name in kernels.KERNELS: kernels.load(name)\n"
+            "print(kernels.describe())")
     out = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", code], env=env, cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 
 
-def test_pure_python_env_var_selects_the_python_file():
+def test_pure_python_env_var_selects_the_python_files():
+    assert "protocol.response_scan" in kernels.KERNELS and "protocol.packet_decode" in kernels.KERNELS
     assert _describe_in_subprocess({kernels.PURE_ENV: "1"}) == \
-        f"response_scan Python ({kernels.PURE_ENV} is set)"
+        ", ".join(f"{name} Python ({kernels.PURE_ENV} is set)" for name in kernels.KERNELS)
+
+
+def test_every_kernel_runs_compiled_from_its_own_sources():
+    """Every .pxd under myrouter/ is a kernel that scripts/bootstrap.sh built from the sources beside it
+    (a stale one would warn: an error here)."""
+    if kernels.pure_forced():
+        pytest.skip(f"{kernels.PURE_ENV} is set: no compiled module is loaded")
+    assert _describe_in_subprocess({}) == ", ".join(f"{name} compiled" for name in kernels.KERNELS)
 
 
 def test_a_stale_compiled_module_is_not_used(monkeypatch):
@@ -68,16 +79,16 @@ def test_a_stale_compiled_module_is_not_used(monkeypatch):
     monkeypatch.setattr(kernels, "_forms", {})
     monkeypatch.setattr(kernels, "_pure_modules", {})
     with pytest.warns(RuntimeWarning, match="built from other sources"):
-        module = kernels.load("response_scan")
+        module = kernels.load("protocol.response_scan")
     assert module.__file__.endswith("response_scan.py")
-    assert kernels.describe() == "response_scan Python (the compiled module is stale: run scripts/bootstrap.sh)"
+    assert kernels.describe() == "protocol.response_scan Python (the compiled module is stale: run scripts/bootstrap.sh)"
 
 
 def test_version_says_which_form_runs():
     out = subprocess.run([sys.executable, "-m", "myrouter", "--version"], env={**os.environ, "PYTHONPATH": ROOT},
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    expected = "response_scan Python" if kernels.pure_forced() else "response_scan compiled"
+    expected = "protocol.response_scan Python" if kernels.pure_forced() else "protocol.response_scan compiled"
     assert expected in out.stdout
 
 
