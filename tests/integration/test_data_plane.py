@@ -18,6 +18,7 @@ import pytest
 from conftest import REPO, admin_sql, assert_no_leaks, wait_for, writer_only
 from rawclient import RawClient
 
+from myrouter.frontend import dataplane
 from myrouter.protocol.packets import PacketDecoder, frame
 
 PLANES = pytest.mark.parametrize("data_plane", [True, False], ids=["data-plane", "trio"])
@@ -192,6 +193,28 @@ def test_a_statement_evicted_from_its_connection_is_prepared_again_where_it_runs
     assert int(cluster.primary.query("SHOW GLOBAL STATUS LIKE 'Prepared_stmt_count'")[0]["Value"]) <= 2
     for cur in cursors:
         cur.close()
+    conn.close()
+    assert_no_leaks(rp)
+
+
+@PLANES
+def test_a_long_statement_prepared_again_goes_on_where_the_socket_stopped(proxy_factory, cluster, data_plane,
+                                                                          monkeypatch):
+    """A statement prepared again whose text the backend's socket does not take at once (8 MiB): the Trio
+    path sends the rest, reads the PREPARE response and executes, with the right results."""
+    monkeypatch.setattr(dataplane, "PREPARE_HERE_MAX", 1 << 30)  # let the data plane start even this one
+    rp = proxy_factory(servers=writer_only(cluster, 1), variables={"max_stmts_per_connection": 1},
+                       data_plane=data_plane)
+    conn = connector(rp)
+    long_text = "SELECT ? + 1 /* " + "x" * (8 << 20) + " */"
+    big, small = conn.cursor(prepared=True), conn.cursor(prepared=True)
+    for i in range(3):
+        big.execute(long_text, (i,))  # prepared again on the connection each time: small evicted it
+        assert big.fetchall() == [(i + 1,)]
+        small.execute("SELECT ? + 2", (i,))
+        assert small.fetchall() == [(i + 2,)]
+    big.close()
+    small.close()
     conn.close()
     assert_no_leaks(rp)
 
