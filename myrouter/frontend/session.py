@@ -431,20 +431,29 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
             if rt.draining or self.killed:
                 return
 
+    def _nothing_bends_routing(self) -> bool:
+        """No stickiness (locks, a rule), temporary tables, causal reads, nor a read-only transaction to
+        reopen elsewhere on a retry: what every plain statement, in a transaction or not, needs."""
+        return self.sticky_hg is None and not self.temp_tables and self.causal_reads == "off" \
+            and self.ro_restart is None
+
+    def _between_transactions(self) -> bool:
+        """The session holds no connection, has no transaction open and nothing bends its routing: in
+        autocommit its next statement is plain (``_routing_is_plain``); with autocommit off it opens a
+        transaction where ``_route`` sends it (the default hostgroup), as the data plane can do too."""
+        return not self.backends and self.trx_hg is None and self._nothing_bends_routing()
+
     def _routing_is_plain(self) -> bool:
-        """The session holds no connection and nothing bends its routing (transaction, stickiness,
-        temporary tables, causal reads): what ``_plain_query`` needs of the session."""
-        return bool(not self.backends and self.status & _AUTOCOMMIT and self.trx_hg is None
-                    and self.sticky_hg is None and not self.temp_tables and self.causal_reads == "off")
+        """In autocommit, between transactions: what ``_plain_query`` needs of the session."""
+        return bool(self.status & _AUTOCOMMIT) and self._between_transactions()
 
     def _holds_only_its_transaction(self) -> bool:
         """The session holds one connection, that of its open transaction (or of its autocommit-off
         session's), and for that reason only: no other pin (hold bits, pool_mode=session, multiplexing
-        off) but those that keep nothing the transaction does not keep already, nothing sticky, no
-        temporary tables, no causal reads, and no read-only transaction to reopen elsewhere on a retry;
-        the connection's bytes go to its socket as they are (no TLS, no compression). The data plane
-        serves the session's next statement on that connection when the Trio path would send it there
-        too (``DataPlane._transaction_connection``)."""
+        off) but those that keep nothing the transaction does not keep already, and nothing bends its
+        routing; the connection's bytes go to its socket as they are (no TLS, no compression). The data
+        plane serves the session's next statement on that connection when the Trio path would send it
+        there too (``DataPlane._transaction_connection``)."""
         hg = self.trx_hg
         if hg is None or len(self.backends) != 1:
             return False
@@ -452,26 +461,16 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
         return bool(be is not None and be.in_trx and be.stream.plain
                     and be.pins & ~_REDUNDANT_IN_TRANSACTION == P.TRANSACTION
                     and not any(pins for h, pins in self.hold.items() if h != hg)
-                    and self.sticky_hg is None and not self.temp_tables and self.causal_reads == "off"
-                    and self.ro_restart is None)
-
-    def _between_transactions_with_autocommit_off(self) -> bool:
-        """An autocommit-off session that holds no connection (its last transaction ended) and nothing else
-        that bends its routing: its next statement opens a transaction where ``_route`` sends it (the
-        default hostgroup), which the data plane can do as the general path does."""
-        return bool(not self.backends and not self.status & _AUTOCOMMIT and self.trx_hg is None
-                    and self.sticky_hg is None and not self.temp_tables and self.causal_reads == "off"
-                    and self.ro_restart is None)
+                    and self._nothing_bends_routing())
 
     def _parkable(self) -> bool:
-        """Whether the session's next command may be served on the data plane: its routing is plain, or
-        it holds only its open transaction's connection, or it is an autocommit-off session between two
-        transactions; nothing waits to run before the next statement (a delayed release, held SET
-        TRANSACTION); its client connection is neither fast_forward nor TLS nor compressed; and the data
-        plane serves statements at all (not while the query log or default_query_timeout apply to every
-        one: parked, each would only be handed back)."""
-        return ((self._routing_is_plain() or self._holds_only_its_transaction()
-                 or self._between_transactions_with_autocommit_off()) and not self.release_at
+        """Whether the session's next command may be served on the data plane: it is between transactions
+        (autocommit on or off) or holds only its open transaction's connection; nothing waits to run
+        before the next statement (a delayed release, held SET TRANSACTION); its client connection is
+        neither fast_forward nor TLS nor compressed; and the data plane serves statements at all (not
+        while the query log or default_query_timeout apply to every one: parked, each would only be
+        handed back)."""
+        return ((self._between_transactions() or self._holds_only_its_transaction()) and not self.release_at
                 and not self.next_trx_sets and not self.fast_forward and self.client.plain
                 and self.services.plain_statements)
 
