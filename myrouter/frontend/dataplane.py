@@ -2,13 +2,12 @@
 
 The process's main loop is the engine's ``HostLoop`` (a raw epoll loop) and Trio runs as its
 guest. A session that waits for its client's next command while nothing bends its routing (no
-connection held, autocommit, no transaction, nothing sticky: ``ClientSession._routing_is_plain``),
-or while it holds only the connection of its open transaction (or of its autocommit-off session's:
-``ClientSession._holds_only_its_transaction``), or as an autocommit-off session between two
-transactions (``_between_transactions_with_autocommit_off``: its next statement opens one where
-``_route`` sends it, unless it opens a read-only one, which the Trio path places), parks its Trio
-task here (``DataPlane.park``) and the host loop watches the client socket. What comes next is
-handled by plain callbacks, in the host thread, with no task switch:
+connection held, no transaction, nothing sticky: ``ClientSession._between_transactions``; with
+autocommit off, its next statement opens a transaction where ``_route`` sends it, unless it opens a
+read-only one, which the Trio path places), or while it holds only the connection of its open
+transaction (or of its autocommit-off session's: ``ClientSession._holds_only_its_transaction``),
+parks its Trio task here (``DataPlane.park``) and the host loop watches the client socket. What
+comes next is handled by plain callbacks, in the host thread, with no task switch:
 
 * a COM_QUERY whose digest the session has a plain plan for (``query._Plan.plain_hg``), with an
   idle pooled connection of that hostgroup whose state already matches the session's: sent at
@@ -513,19 +512,12 @@ class DataPlane:
         async def prepare_rest_then_execute() -> None:
             try:
                 await be.stream.send_all(rest)
-                raw: list[bytes] = []
-                tracker = await be.read_response(_PREPARE, raw)
-            except (ConnectionLost, MalformedPacket) as exc:
+            except ConnectionLost as exc:
                 raise s._lost_backend(be, exc) from exc
+            result = await s.prepared.prepare_response(be, st.meta.key, st.meta.sql)
             be.state = _RESERVED
-            if tracker.error is not None:
-                await s.client.send_packet(tracker.error, 1)
-                return
-            meta, closes = s.prepared.prepared_on(be, st.meta.key, st.meta.sql, raw)
-            if closes:
-                await be.stream.send_all(closes)
-            s.prepared.check_shape(st, meta)
-            await s.prepared._com_stmt_execute(request)  # prepared there now: it executes there
+            if await s.prepared.use_prepared(be, st, result) is not None:
+                await s.prepared._com_stmt_execute(request)  # prepared there now: it executes there
 
         return prepare_rest_then_execute
 
@@ -577,7 +569,7 @@ class DataPlane:
         """The statement's accounting, as on the Trio path (``now``: its end, if read already)."""
         plan = self.plan
         if plan is not None:
-            self.session._plain_done(plan, self.dtext, self.dhash, tracker, now, self.hg)
+            self.session._plain_done(plan, self.hg, self.dtext, self.dhash, tracker, now)
         else:
             st = self.stmt
             st.long_data.clear()
@@ -602,7 +594,7 @@ class DataPlane:
         async def retry() -> None:
             tracker = await s._forward(payload, _RESULT, hostgroup=hg, retries=retries - 1)
             if tracker is not None:
-                s._plain_done(plan, dtext, dhash, tracker)
+                s._plain_done(plan, hg, dtext, dhash, tracker)
 
         return retry
 

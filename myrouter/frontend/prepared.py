@@ -98,17 +98,26 @@ class PreparedStatements:
 
         Returns the statement's metadata, or the server's ERR payload.
         """
-        session = self.session
+        try:
+            await be.stream.send_all(frame(b"\x16" + sql, 0))
+        except ConnectionLost as exc:
+            raise self.session._lost_backend(be, exc) from exc
+        return await self.prepare_response(be, key, sql)
+
+    async def prepare_response(self, be: BackendConnection, key, sql: bytes) -> StmtMeta | bytes:
+        """The response to a COM_STMT_PREPARE of ``sql`` sent on ``be`` (``_prepare_on``, or the data plane
+        when the socket did not take it whole): recorded there (``prepared_on``); the statement's
+        metadata, or the server's ERR payload."""
         raw: list[bytes] = []
         try:
-            tracker = await be.run_command(b"\x16" + sql, ResponseKind.PREPARE, raw)
+            tracker = await be.read_response(ResponseKind.PREPARE, raw)
             if tracker.error is not None:
                 return tracker.error
             meta, closes = self.prepared_on(be, key, sql, raw)
             if closes:
                 await be.stream.send_all(closes)
         except (ConnectionLost, MalformedPacket) as exc:
-            raise session._lost_backend(be, exc) from exc
+            raise self.session._lost_backend(be, exc) from exc
         return meta
 
     def prepared_on(self, be: BackendConnection, key, sql: bytes, raw: list[bytes]) -> tuple[StmtMeta, bytes]:
@@ -145,18 +154,21 @@ class PreparedStatements:
 
     async def _backend_stmt_id(self, be: BackendConnection, st: ClientStmt) -> int | None:
         """``st``'s id on ``be``, preparing it there first if needed; None after sending the client an ERR."""
-        session = self.session
         meta = st.meta
         bid = be.stmts.get(meta.key)
         if bid is not None:
             be.stmts.move_to_end(meta.key)
             return bid
-        result = await self._prepare_on(be, meta.key, meta.sql)
+        return await self.use_prepared(be, st, await self._prepare_on(be, meta.key, meta.sql))
+
+    async def use_prepared(self, be: BackendConnection, st: ClientStmt, result: StmtMeta | bytes) -> int | None:
+        """``st`` was prepared again on ``be`` (``result``: what ``prepare_response`` gave): its id there, or
+        None after sending the client the server's ERR; 1615 if its shape changed (``check_shape``)."""
         if isinstance(result, bytes):
-            await session.client.send_packet(result, 1)
+            await self.session.client.send_packet(result, 1)
             return None
         self.check_shape(st, result)
-        return be.stmts[meta.key]
+        return be.stmts[st.meta.key]
 
     def _set_cursor(self, st: ClientStmt, be: BackendConnection | None, hg: int | None) -> None:
         """Open (be, hg) or close (None) ``st``'s cursor; a cursor pins its connection until closed."""

@@ -316,13 +316,13 @@ class QueryMixin:
         tracker = await self._forward(payload, ResponseKind.RESULT, hostgroup=plan.plain_hg,
                                       retries=plan.retries(self.services.vars))
         if tracker is not None:
-            self._plain_done(plan, dtext, dhash, tracker)
+            self._plain_done(plan, plan.plain_hg, dtext, dhash, tracker)
 
-    def _plain_done(self, plan: _Plan, dtext: str, dhash: int, tracker: ResponseTracker,
-                    now: float | None = None, hg: int | None = None) -> None:
-        """After a plain statement's response (here or on the data plane): its accounting (``now``: see
-        ``_account``; ``hg``: where it ran, if not ``plan.plain_hg``: its open transaction's hostgroup)."""
-        self._account(plan.plain_hg if hg is None else hg, plan.cls, dtext, dhash, tracker, now)
+    def _plain_done(self, plan: _Plan, hg: int, dtext: str, dhash: int, tracker: ResponseTracker,
+                    now: float | None = None) -> None:
+        """After a plain statement's response (here or on the data plane), run on ``hg``: its accounting
+        (``now``: see ``_account``)."""
+        self._account(hg, plan.cls, dtext, dhash, tracker, now)
         if plan.cls.kind is not StatementKind.READ and tracker.error is None:
             self.found_rows = 0  # as _after_query
 
