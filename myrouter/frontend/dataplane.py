@@ -15,7 +15,7 @@ comes next is handled by plain callbacks, in the host thread, with no task switc
   client as they come; at the end, the same bookkeeping as the Trio path (``_response_done``,
   ``_plain_done``, ``_release_free``) and the connection goes back to its pool;
 * in a transaction, the same statement (or a COM_STMT_EXECUTE) when the Trio path would send it to
-  the transaction's connection with no other effect (``_transaction_connection``: routed there, not
+  the transaction's connection with no other effect (``_connection``: routed there, not
   a write in a read-only transaction): sent on that connection, never retried elsewhere, which
   stays with the session afterwards (``_release_free``); SAVEPOINT, XA and the rest go to the Trio
   task, and the session comes back here after them while it is parkable;
@@ -352,21 +352,13 @@ class DataPlane:
             return self._hand_over_digested(pkt, dtext, dhash)
         now = time.monotonic()  # the statement's start, if it stays here
         in_trx = bool(s.backends)  # parked holding its open transaction's connection
-        if in_trx:
+        if in_trx or hg is None or not autocommit:
+            # in a transaction, a transaction statement, or an autocommit-off session's next transaction:
+            # routed as the general path routes it
             hg = s._route(plan.decision, cls)
-            be = self._transaction_connection(hg, cls)
-        else:
-            if hg is None or not autocommit:
-                # a transaction statement, or an autocommit-off session's next transaction: routed as the
-                # general path routes it (the latter, to the default hostgroup)
-                hg = s._route(plan.decision, cls)
-            be = rt.pools.take_idle(rt.hostgroups, hg, s.pool_key, now)
-            if be is not None:
-                s.backends[hg] = be
-        if be is None:  # the Trio path waits for one (or connects), or serves it elsewhere
+        be = self._connection(hg, cls, now)
+        if be is None:
             return self._hand_over_digested(pkt, dtext, dhash)
-        if be.vars != s.vars or (s.schema and be.schema != s.schema) or type(be.stream) is not PacketStream:
-            return self._hand_over_digested(pkt, dtext, dhash)  # the Trio path brings it in line (round trips)
         # the statement is the data plane's from here: the same effects as _plain_query
         self.trx_effect = trx_effect
         self._begin(_COM_QUERY, now)
@@ -404,20 +396,11 @@ class DataPlane:
         rt = s.services
         hg = s._route(st.decision, st.classification)
         now = time.monotonic()  # the statement's start, if it stays here
-        if s.backends:  # parked holding its open transaction's connection
-            be = self._transaction_connection(hg, st.classification)
-        else:
-            be = rt.pools.take_idle(rt.hostgroups, hg, s.pool_key, now)
-            if be is not None:
-                s.backends[hg] = be
-        if be is None:
-            self._hand_over(pkt)
-            return False
+        be = self._connection(hg, st.classification, now)
         key = st.meta.key
-        bid = be.stmts.get(key)
-        if be.vars != s.vars or (s.schema and be.schema != s.schema) or type(be.stream) is not PacketStream \
-                or (bid is None and len(st.meta.sql) > PREPARE_HERE_MAX):
-            self._hand_over(pkt)  # the Trio path brings the connection in line first, or prepares a long text
+        bid = None if be is None else be.stmts.get(key)
+        if be is None or (bid is None and len(st.meta.sql) > PREPARE_HERE_MAX):
+            self._hand_over(pkt)  # the Trio path finds a connection, or prepares a long text
             return False
         try:
             wire = execute_for_backend(payload, 0 if bid is None else bid, st)
@@ -521,16 +504,27 @@ class DataPlane:
 
         return prepare_rest_then_execute
 
-    def _transaction_connection(self, hg: int, cls) -> BackendConnection | None:
-        """The connection of the session's open transaction (the only one it holds when parked with
-        one: ``ClientSession._holds_only_its_transaction``) for a statement of class ``cls`` that the
-        Trio path sends to ``hg``, if it would run there with no other effect and nothing runs on it
-        now; else None (the Trio path serves the statement)."""
+    def _connection(self, hg: int, cls, now: float) -> BackendConnection | None:
+        """The connection a statement of class ``cls`` routed to ``hg`` runs on here, or None (the Trio path
+        serves it). In a transaction, the one the session holds (``_holds_only_its_transaction``), if the
+        statement would run there with no other effect and nothing runs on it now; else an idle pooled
+        connection of ``hg``, the session's from now, if one is there. Either way its state must already
+        be the session's (schema, variables) and its bytes go to the socket as they are: the Trio path
+        brings a connection in line first (round trips)."""
         s = self.session
-        if not s._stays_in_transaction(hg, cls):
-            return None
-        be = s.backends.get(hg)
-        if be is None or be.state is not _PINNED:
+        if s.backends:
+            if not s._stays_in_transaction(hg, cls):
+                return None
+            be = s.backends.get(hg)
+            if be is None or be.state is not _PINNED:
+                return None
+        else:
+            rt = s.services
+            be = rt.pools.take_idle(rt.hostgroups, hg, s.pool_key, now)
+            if be is None:
+                return None
+            s.backends[hg] = be
+        if be.vars != s.vars or (s.schema and be.schema != s.schema) or type(be.stream) is not PacketStream:
             return None
         return be
 

@@ -453,7 +453,7 @@ class ClientSession(QueryMixin, RelayMixin, BackendsMixin, StatementState):
         off) but those that keep nothing the transaction does not keep already, and nothing bends its
         routing; the connection's bytes go to its socket as they are (no TLS, no compression). The data
         plane serves the session's next statement on that connection when the Trio path would send it
-        there too (``DataPlane._transaction_connection``)."""
+        there too (``DataPlane._connection``)."""
         hg = self.trx_hg
         if hg is None or len(self.backends) != 1:
             return False
